@@ -1,0 +1,1 @@
+//! The Rust SDK terminals use to talk to gantryd.

@@ -1,0 +1,1 @@
+//! gantryd: the Gantry daemon that owns the job queue and all state.

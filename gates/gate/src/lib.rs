@@ -1,0 +1,1 @@
+//! The harness every Gantry gate is built on.

@@ -1,0 +1,1 @@
+//! A Gantry gate that runs jobs as processes on this machine.

@@ -1,0 +1,179 @@
+//! Who is on the other end of a connection: the one URI SAN of the peer's
+//! certificate, `spiffe://<installation>/<kind>/<name>`, parsed into a
+//! [`Principal`]. Authorization decisions are made on `Principal`s only.
+
+use std::fmt;
+
+/// The scheme and prefix of every Gantry identity URI.
+pub const SPIFFE_SCHEME: &str = "spiffe://";
+
+/// A typed identity taken from a verified peer certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// gantryd itself (`/core`).
+    Core,
+    /// The scheduler process (`/scheduler`).
+    Scheduler,
+    /// A gate, by its site name (`/gate/<name>`).
+    Gate(String),
+    /// A person (`/user/<name>`).
+    User(String),
+    /// A service such as JupyterHub (`/service/<name>`); it may act for users
+    /// only where the config says so.
+    Service(String),
+}
+
+/// Why a certificate does not carry a usable identity.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    /// No client certificate was presented.
+    #[error("no client certificate was presented; connect with mTLS")]
+    NoCertificate,
+    /// The certificate could not be parsed.
+    #[error("the peer certificate cannot be parsed: {0}")]
+    BadCertificate(String),
+    /// The certificate has no `spiffe://` URI SAN.
+    #[error("the peer certificate has no spiffe:// URI SAN naming a Gantry identity")]
+    NoIdentity,
+    /// The URI is not of a form Gantry knows.
+    #[error("`{0}` is not a Gantry identity (want spiffe://<installation>/<user|service|gate>/<name>, /core or /scheduler)")]
+    Malformed(String),
+    /// The URI names another installation.
+    #[error("identity `{uri}` belongs to installation `{found}`, not `{expected}`")]
+    WrongInstallation {
+        /// The URI found.
+        uri: String,
+        /// Its installation.
+        found: String,
+        /// This installation.
+        expected: String,
+    },
+}
+
+/// A user or service name: 1–64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Principal {
+    /// The URI for this principal in `installation`.
+    pub fn uri(&self, installation: &str) -> String {
+        format!("{SPIFFE_SCHEME}{installation}/{}", self.path())
+    }
+
+    /// The path part: `core`, `scheduler`, `gate/x`, `user/x`, `service/x`.
+    pub fn path(&self) -> String {
+        match self {
+            Principal::Core => "core".into(),
+            Principal::Scheduler => "scheduler".into(),
+            Principal::Gate(n) => format!("gate/{n}"),
+            Principal::User(n) => format!("user/{n}"),
+            Principal::Service(n) => format!("service/{n}"),
+        }
+    }
+
+    /// Parse a `spiffe://` URI, checking it belongs to `installation`.
+    pub fn from_uri(uri: &str, installation: &str) -> Result<Self, IdentityError> {
+        let rest = uri
+            .strip_prefix(SPIFFE_SCHEME)
+            .ok_or_else(|| IdentityError::Malformed(uri.into()))?;
+        let (domain, path) = rest
+            .split_once('/')
+            .ok_or_else(|| IdentityError::Malformed(uri.into()))?;
+        if domain != installation {
+            return Err(IdentityError::WrongInstallation {
+                uri: uri.into(),
+                found: domain.into(),
+                expected: installation.into(),
+            });
+        }
+        Self::from_path(path).ok_or_else(|| IdentityError::Malformed(uri.into()))
+    }
+
+    /// Parse the path part (`user/alice`, `core`, ...).
+    pub fn from_path(path: &str) -> Option<Self> {
+        let named = |n: &str| is_valid_name(n).then(|| n.to_string());
+        match path.split_once('/') {
+            None if path == "core" => Some(Principal::Core),
+            None if path == "scheduler" => Some(Principal::Scheduler),
+            Some(("gate", n)) => named(n).map(Principal::Gate),
+            Some(("user", n)) => named(n).map(Principal::User),
+            Some(("service", n)) => named(n).map(Principal::Service),
+            _ => None,
+        }
+    }
+
+    /// The identity of the peer of a tonic request, from its verified certificate.
+    pub fn from_request<T>(
+        request: &tonic::Request<T>,
+        installation: &str,
+    ) -> Result<Self, IdentityError> {
+        let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;
+        let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
+        Self::from_der(leaf.as_ref(), installation)
+    }
+
+    /// The identity in a DER certificate's `spiffe://` URI SAN.
+    pub fn from_der(der: &[u8], installation: &str) -> Result<Self, IdentityError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?
+            .ok_or(IdentityError::NoIdentity)?;
+        let uri = san
+            .value
+            .general_names
+            .iter()
+            .find_map(|name| match name {
+                x509_parser::extensions::GeneralName::URI(uri)
+                    if uri.starts_with(SPIFFE_SCHEME) =>
+                {
+                    Some(*uri)
+                }
+                _ => None,
+            })
+            .ok_or(IdentityError::NoIdentity)?;
+        Self::from_uri(uri, installation)
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_kind() {
+        for p in [
+            Principal::Core,
+            Principal::Scheduler,
+            Principal::Gate("local".into()),
+            Principal::User("alice".into()),
+            Principal::Service("jupyterhub".into()),
+        ] {
+            assert_eq!(Principal::from_uri(&p.uri("gantry"), "gantry"), Ok(p));
+        }
+    }
+
+    #[test]
+    fn refuses_other_installations_and_bad_names() {
+        assert!(matches!(
+            Principal::from_uri("spiffe://other/user/alice", "gantry"),
+            Err(IdentityError::WrongInstallation { .. })
+        ));
+        assert!(Principal::from_uri("spiffe://gantry/user/../x", "gantry").is_err());
+        assert!(Principal::from_uri("spiffe://gantry/admin/x", "gantry").is_err());
+        assert!(Principal::from_uri("https://gantry/user/x", "gantry").is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! Gantry's wire: the generated gRPC contracts of package `gantry.v1`, and
+//! the mTLS pieces every Gantry process shares (identity from certificates,
+//! TLS configuration, the dev PKI, logging setup).
+//!
+//! The `.proto` files in `proto/gantry/v1/` are the documentation of the
+//! contracts; this crate only generates code from them.
+
+pub mod identity;
+pub mod pki;
+pub mod telemetry;
+pub mod tls;
+
+/// Generated types and services of package `gantry.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("gantry.v1");
+
+    /// The encoded file descriptor set, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gantry_descriptor");
+}
+
+/// The API version string this build speaks, as exchanged in `Describe`.
+pub const API_VERSION: &str = "gantry.v1";
+
+pub use identity::Principal;

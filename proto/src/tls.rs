@@ -1,0 +1,100 @@
+//! mTLS done once: every Gantry server requires a client certificate from the
+//! installation's CA, every client presents one and checks the server's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+/// Where a process finds its CA, certificate and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsFiles {
+    /// The installation's CA certificate: peers must chain to it.
+    pub ca: PathBuf,
+    /// This process's certificate.
+    pub cert: PathBuf,
+    /// This process's private key.
+    pub key: PathBuf,
+}
+
+/// Errors loading TLS material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        /// Which file role.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The endpoint address is not a valid URI.
+    #[error("`{0}` is not a valid address; use e.g. https://127.0.0.1:7070")]
+    BadAddress(String),
+    /// tonic refused the TLS configuration.
+    #[error("TLS setup failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Install ring as the process-wide rustls crypto provider. Call first in
+/// every binary and test; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl TlsFiles {
+    /// The three files of `stem` (e.g. `core`, `user-alice`) in a PKI directory.
+    pub fn in_dir(dir: &Path, stem: &str) -> Self {
+        Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        }
+    }
+
+    /// A server config that requires clients to present a certificate of this CA.
+    pub fn server_config(&self) -> Result<ServerTlsConfig, TlsError> {
+        let identity = Identity::from_pem(
+            read("certificate", &self.cert)?,
+            read("private key", &self.key)?,
+        );
+        Ok(ServerTlsConfig::new()
+            .identity(identity)
+            .client_ca_root(Certificate::from_pem(read("CA certificate", &self.ca)?)))
+    }
+
+    /// A client config presenting this identity and trusting only this CA.
+    pub fn client_config(&self) -> Result<ClientTlsConfig, TlsError> {
+        let identity = Identity::from_pem(
+            read("certificate", &self.cert)?,
+            read("private key", &self.key)?,
+        );
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("CA certificate", &self.ca)?))
+            .identity(identity))
+    }
+
+    /// An endpoint to `address` (`https://host:port`) over mTLS, with sane
+    /// timeouts and keep-alives. Connecting is lazy.
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, TlsError> {
+        let endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|_| TlsError::BadAddress(address.to_string()))?;
+        Ok(endpoint
+            .tls_config(self.client_config()?)?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true))
+    }
+}

@@ -1,0 +1,1 @@
+//! The built-in Gantry scheduler process: priority, FIFO, EASY backfill.

@@ -1,0 +1,1 @@
+//! The gantry command-line console.
