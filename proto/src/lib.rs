@@ -7,6 +7,7 @@
 
 pub mod identity;
 pub mod pki;
+pub mod serve;
 pub mod telemetry;
 pub mod tls;
 
