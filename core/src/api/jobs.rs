@@ -1,0 +1,259 @@
+//! Submit, get, list, cancel, hold, release and sites.
+
+use gantry_proto::v1::gantry_server::Gantry;
+use gantry_proto::v1::*;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{GantryService, ResponseStream};
+use crate::error::{CoreError, FieldError};
+use crate::job::ValidSpec;
+use crate::store::{JobFilter, NewJob, Op, Outcome};
+
+fn job_of(outcome: Outcome) -> Result<(Job, bool), Status> {
+    match outcome {
+        Outcome::Job(row, created) => Ok((row.to_proto(), created)),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[tonic::async_trait]
+impl Gantry for GantryService {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let config = &self.ctx.config;
+        let owner = caller.owner_for_submit(&req.on_behalf_of, config)?;
+        let spec = req.spec.ok_or_else(|| {
+            CoreError::from(FieldError::new("spec", "the request has no job spec"))
+        })?;
+        let spec = ValidSpec::parse(spec, |site| config.has_site(site)).map_err(CoreError::from)?;
+        for (i, input) in spec.spec.inputs.iter().enumerate() {
+            if !self.ctx.files.blob(&input.digest).exists() {
+                return Err(CoreError::from(FieldError::new(
+                    &format!("inputs[{i}].digest"),
+                    "no uploaded file has this digest; upload it with UploadInput first",
+                ))
+                .into());
+            }
+        }
+        if req.client_request_id.len() > 128 {
+            return Err(CoreError::from(FieldError::new(
+                "client_request_id",
+                "at most 128 characters",
+            ))
+            .into());
+        }
+        let submitted_by = match &caller.principal {
+            p if caller.user.as_deref() == Some(owner.as_str())
+                && matches!(p, gantry_proto::Principal::User(_)) =>
+            {
+                String::new()
+            }
+            p => p.to_string(),
+        };
+        let new = NewJob {
+            spec,
+            owner,
+            submitted_by,
+            request_id: (!req.client_request_id.is_empty()).then_some(req.client_request_id),
+            is_admin: caller.sees_all(config),
+        };
+        let (job, created) = job_of(self.ctx.store.apply(Op::Submit(Box::new(new))).await?)?;
+        Ok(Response::new(SubmitJobResponse {
+            job: Some(job),
+            created,
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<GetJobResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let job = self.visible_job(&caller, request.get_ref().job_id).await?;
+        Ok(Response::new(GetJobResponse {
+            job: Some(job.to_proto()),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let config = &self.ctx.config;
+        let owner = match (caller.owner_scope(config), req.owner.is_empty()) {
+            (None, true) => None,
+            (None, false) => Some(req.owner.clone()),
+            (Some(me), true) => Some(me),
+            (Some(me), false) if me == req.owner => Some(me),
+            (Some(_), false) => {
+                return Err(
+                    CoreError::Forbidden("only admins may list other users' jobs".into()).into(),
+                );
+            }
+        };
+        let mut states = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match JobState::try_from(*s) {
+                Ok(state) if state != JobState::Unspecified => states.push(state),
+                _ => {
+                    return Err(CoreError::from(FieldError::new(
+                        &format!("states[{i}]"),
+                        format!("{s} is not a job state"),
+                    ))
+                    .into());
+                }
+            }
+        }
+        let before_id = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(req.page_token.parse::<u64>().map_err(|_| {
+                CoreError::from(FieldError::new(
+                    "page_token",
+                    "not a token this server gave; start again without one",
+                ))
+            })?)
+        };
+        let limit = match req.page_size {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let filter = JobFilter {
+            owner,
+            states,
+            site: (!req.site.is_empty()).then_some(req.site),
+            labels: req.labels.into_iter().collect(),
+            before_id,
+            limit,
+        };
+        let rows = self.ctx.store.list_jobs(&filter).await?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() as u32 == limit => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListJobsResponse {
+            jobs: rows.iter().map(|r| r.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        self.visible_job(&caller, req.job_id).await?;
+        let op = Op::Cancel {
+            job_id: req.job_id,
+            actor: caller.principal.to_string(),
+            reason: req.reason,
+        };
+        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        Ok(Response::new(CancelJobResponse { job: Some(job) }))
+    }
+
+    async fn hold_job(
+        &self,
+        request: Request<HoldJobRequest>,
+    ) -> Result<Response<HoldJobResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let id = request.get_ref().job_id;
+        self.visible_job(&caller, id).await?;
+        let op = Op::Hold {
+            job_id: id,
+            actor: caller.principal.to_string(),
+            hold: true,
+        };
+        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        Ok(Response::new(HoldJobResponse { job: Some(job) }))
+    }
+
+    async fn release_job(
+        &self,
+        request: Request<ReleaseJobRequest>,
+    ) -> Result<Response<ReleaseJobResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let id = request.get_ref().job_id;
+        self.visible_job(&caller, id).await?;
+        let op = Op::Hold {
+            job_id: id,
+            actor: caller.principal.to_string(),
+            hold: false,
+        };
+        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        Ok(Response::new(ReleaseJobResponse { job: Some(job) }))
+    }
+
+    type WatchEventsStream = ResponseStream<WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = self.caller(&request)?;
+        let owner = caller.owner_scope(&self.ctx.config);
+        Ok(Response::new(self.watch(request.into_inner(), owner)))
+    }
+
+    type ReadLogsStream = ResponseStream<ReadLogsResponse>;
+
+    async fn read_logs(
+        &self,
+        request: Request<ReadLogsRequest>,
+    ) -> Result<Response<Self::ReadLogsStream>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let job = self.visible_job(&caller, req.job_id).await?;
+        Ok(Response::new(self.logs(job, req).await?))
+    }
+
+    type DownloadOutputsStream = ResponseStream<DownloadOutputsResponse>;
+
+    async fn download_outputs(
+        &self,
+        request: Request<DownloadOutputsRequest>,
+    ) -> Result<Response<Self::DownloadOutputsStream>, Status> {
+        let caller = self.caller(&request)?;
+        let job = self.visible_job(&caller, request.get_ref().job_id).await?;
+        Ok(Response::new(self.outputs(job)?))
+    }
+
+    async fn upload_input(
+        &self,
+        request: Request<Streaming<UploadInputRequest>>,
+    ) -> Result<Response<UploadInputResponse>, Status> {
+        self.caller(&request)?;
+        self.upload(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn list_sites(
+        &self,
+        request: Request<ListSitesRequest>,
+    ) -> Result<Response<ListSitesResponse>, Status> {
+        self.caller(&request)?;
+        let mut sites = Vec::new();
+        for (name, info) in self.ctx.sites.all() {
+            let partitions = self.ctx.store.partitions(&name).await?;
+            let active = self.ctx.store.active_jobs(&name).await?;
+            let desc = info.description.clone().unwrap_or_default();
+            sites.push(Site {
+                name,
+                provider: desc.provider,
+                version: desc.version,
+                healthy: info.healthy,
+                health_message: info.message,
+                flavors: desc.flavors,
+                partitions: partitions.len() as u32,
+                active_jobs: active.len() as u32,
+            });
+        }
+        Ok(Response::new(ListSitesResponse { sites }))
+    }
+}

@@ -1,0 +1,44 @@
+//! `gantryd`: the Gantry daemon.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The Gantry daemon: owns the job queue and all state, serves the client API
+/// over mTLS, asks the scheduler for plans and drives the gates.
+///
+/// Configuration comes from the TOML file, then GANTRY_* environment variables
+/// (nested keys with `__`, e.g. GANTRY_TLS__CERT), then these flags.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The TOML configuration file.
+    #[arg(long, env = "GANTRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Write the bound address here once serving (for supervisors and tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    gantry_proto::tls::install_crypto_provider();
+    gantry_proto::telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
+    let args = Args::parse();
+    let result = async {
+        let config = gantry_core::Config::load(args.config.as_deref())?;
+        if args.print_config {
+            println!("{}", toml::to_string_pretty(&config)?);
+            return Ok(());
+        }
+        gantry_core::server::run(config, args.ready_file).await
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("gantryd: error: {e:#}");
+        std::process::exit(1);
+    }
+}

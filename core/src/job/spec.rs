@@ -1,0 +1,316 @@
+//! A submitted job spec, checked at the edge: [`ValidSpec::parse`] turns the
+//! wire's `JobSpec` into a spec whose every field is known to be good, with
+//! defaults filled in. After it, nothing re-checks.
+
+use std::collections::HashSet;
+
+use gantry_proto::v1::{self, JobSpec, ResourceRequest};
+
+use super::units::{parse_memory, parse_walltime};
+use crate::error::FieldError;
+
+/// Default memory when a spec gives none.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// The most dependencies one job may name.
+pub const MAX_AFTER: usize = 1000;
+
+/// Resources in machine units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// Logical CPUs (≥ 1).
+    pub cpus: u32,
+    /// Bytes of memory (≥ 1).
+    pub memory: u64,
+    /// GPUs.
+    pub gpus: u32,
+    /// Nodes (≥ 1).
+    pub nodes: u32,
+}
+
+impl From<Resources> for v1::Capacity {
+    fn from(r: Resources) -> Self {
+        v1::Capacity {
+            cpus: r.cpus,
+            memory_bytes: r.memory,
+            gpus: r.gpus,
+            nodes: r.nodes,
+        }
+    }
+}
+
+/// A job spec that passed validation. `spec` is the normalized wire form
+/// (defaults filled in) that is stored and shown back to users.
+#[derive(Debug, Clone)]
+pub struct ValidSpec {
+    /// The normalized spec.
+    pub spec: JobSpec,
+    /// What it needs.
+    pub resources: Resources,
+    /// Walltime in seconds; 0 when none was asked.
+    pub walltime: u64,
+    /// The site asked for; `None` for any.
+    pub site: Option<String>,
+}
+
+fn field(name: &str, message: impl Into<String>) -> FieldError {
+    FieldError::new(name, message)
+}
+
+fn check_relative_path(name: &str, path: &str) -> Result<(), FieldError> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\0')
+        || path.split('/').any(|part| part == "..");
+    if bad {
+        Err(field(
+            name,
+            format!(
+                "{path:?} must be a relative path inside the working directory, without \"..\""
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 63
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+}
+
+impl ValidSpec {
+    /// Check and normalize a spec. `site_exists` says whether a site name is configured.
+    pub fn parse(
+        mut spec: JobSpec,
+        site_exists: impl Fn(&str) -> bool,
+    ) -> Result<Self, FieldError> {
+        match (spec.argv.is_empty(), spec.script.trim().is_empty()) {
+            (true, true) => {
+                return Err(field(
+                    "command",
+                    "the job has no command; give argv (e.g. [\"echo\", \"hi\"]) or a script",
+                ));
+            }
+            (false, false) => {
+                return Err(field("command", "give either argv or a script, not both"));
+            }
+            (false, true) if spec.argv[0].is_empty() => {
+                return Err(field("argv[0]", "the program name is empty"));
+            }
+            _ => {}
+        }
+        if spec
+            .argv
+            .iter()
+            .chain([&spec.script])
+            .any(|a| a.contains('\0'))
+        {
+            return Err(field("command", "arguments may not contain NUL bytes"));
+        }
+        if spec.name.is_empty() {
+            spec.name = match spec.argv.first() {
+                Some(program) => program.rsplit('/').next().unwrap_or(program).to_string(),
+                None => "script".to_string(),
+            };
+        }
+        if spec.name.len() > 128 {
+            return Err(field("name", "at most 128 characters"));
+        }
+        let req = spec.resources.take().unwrap_or_default();
+        let (resources, walltime) = parse_resources(&req)?;
+        spec.resources = Some(ResourceRequest {
+            cpus: Some(resources.cpus),
+            memory: if req.memory.is_empty() {
+                "256MiB".to_string()
+            } else {
+                req.memory.clone()
+            },
+            gpus: resources.gpus,
+            nodes: Some(resources.nodes),
+            walltime: req.walltime.clone(),
+        });
+        let site = match spec.site.trim() {
+            "" | "any" => None,
+            name if site_exists(name) => Some(name.to_string()),
+            name => {
+                return Err(field(
+                    "site",
+                    format!("no site is named {name:?}; `gantry sites` lists them, or use \"any\""),
+                ));
+            }
+        };
+        spec.site = site.clone().unwrap_or_else(|| "any".to_string());
+        if !(-1000..=1000).contains(&spec.priority) {
+            return Err(field(
+                "priority",
+                format!("{} is outside -1000..1000", spec.priority),
+            ));
+        }
+        for key in spec.env.keys() {
+            if !is_env_name(key) {
+                return Err(field(
+                    &format!("env[{key}]"),
+                    "variable names are letters, digits and _, not starting with a digit",
+                ));
+            }
+        }
+        for (key, value) in &spec.labels {
+            if !is_label_key(key) {
+                return Err(field(
+                    &format!("labels[{key}]"),
+                    "label keys are 1-63 of letters, digits, '.', '_', '-', '/'",
+                ));
+            }
+            if value.len() > 256 {
+                return Err(field(
+                    &format!("labels[{key}]"),
+                    "values are at most 256 bytes",
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, input) in spec.inputs.iter_mut().enumerate() {
+            let is_digest = input.digest.len() == 64
+                && input
+                    .digest
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !is_digest {
+                return Err(field(
+                    &format!("inputs[{i}].digest"),
+                    "must be the lower-case sha256 hex digest UploadInput returned",
+                ));
+            }
+            check_relative_path(&format!("inputs[{i}].path"), &input.path)?;
+            if !seen.insert(input.path.clone()) {
+                return Err(field(
+                    &format!("inputs[{i}].path"),
+                    format!("{:?} is given twice", input.path),
+                ));
+            }
+            if input.mode == 0 {
+                input.mode = 0o644;
+            }
+        }
+        for (i, glob) in spec.outputs.iter().enumerate() {
+            check_relative_path(&format!("outputs[{i}]"), glob)?;
+        }
+        if spec.after.len() > MAX_AFTER {
+            return Err(field("after", format!("at most {MAX_AFTER} dependencies")));
+        }
+        if spec.after.contains(&0) {
+            return Err(field("after", "job ids start at 1"));
+        }
+        spec.after.sort_unstable();
+        spec.after.dedup();
+        Ok(ValidSpec {
+            spec,
+            resources,
+            walltime,
+            site,
+        })
+    }
+}
+
+fn parse_resources(req: &ResourceRequest) -> Result<(Resources, u64), FieldError> {
+    let cpus = req.cpus.unwrap_or(1);
+    if cpus == 0 || cpus > 65_536 {
+        return Err(field(
+            "resources.cpus",
+            format!("{cpus} is not a CPU count; ask for at least 1 (e.g. --cpus 2)"),
+        ));
+    }
+    let nodes = req.nodes.unwrap_or(1);
+    if nodes == 0 || nodes > 100_000 {
+        return Err(field(
+            "resources.nodes",
+            format!("{nodes} is not a node count; ask for at least 1"),
+        ));
+    }
+    let memory = if req.memory.is_empty() {
+        DEFAULT_MEMORY
+    } else {
+        parse_memory(&req.memory).map_err(|m| field("resources.memory", m))?
+    };
+    let walltime = if req.walltime.is_empty() {
+        0
+    } else {
+        parse_walltime(&req.walltime).map_err(|m| field("resources.walltime", m))?
+    };
+    Ok((
+        Resources {
+            cpus,
+            memory,
+            gpus: req.gpus,
+            nodes,
+        },
+        walltime,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(argv: &[&str]) -> JobSpec {
+        JobSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn err(s: JobSpec) -> FieldError {
+        ValidSpec::parse(s, |name| name == "local").unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_filled() {
+        let v = ValidSpec::parse(spec(&["/bin/echo", "hi"]), |_| true).unwrap();
+        assert_eq!(v.spec.name, "echo");
+        assert_eq!(
+            v.resources,
+            Resources {
+                cpus: 1,
+                memory: DEFAULT_MEMORY,
+                gpus: 0,
+                nodes: 1
+            }
+        );
+        assert_eq!(v.site, None);
+        assert_eq!(v.spec.site, "any");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut s = spec(&["true"]);
+        s.resources = Some(ResourceRequest {
+            cpus: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(err(s).field, "resources.cpus");
+        let mut s = spec(&["true"]);
+        s.resources = Some(ResourceRequest {
+            walltime: "abc".into(),
+            ..Default::default()
+        });
+        let e = err(s);
+        assert_eq!(e.field, "resources.walltime");
+        assert!(e.to_string().contains("\"abc\""), "{e}");
+        assert_eq!(err(spec(&[])).field, "command");
+        let mut s = spec(&["true"]);
+        s.site = "mars".into();
+        assert_eq!(err(s).field, "site");
+        let mut s = spec(&["true"]);
+        s.outputs = vec!["../etc/passwd".into()];
+        assert_eq!(err(s).field, "outputs[0]");
+    }
+}

@@ -1,0 +1,549 @@
+//! The link to one gate: keeps the site's health, follows the gate's job
+//! stream, reconciles after every (re)connect, and carries out what commits
+//! ask of this site (create or delete partitions, start or cancel attempts).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_proto::v1::{
+    self, DescribeRequest, GateJob, JobState, PartitionState, StartJobRequest, Task,
+};
+use tokio::sync::{Semaphore, broadcast};
+use tonic::Code;
+
+use super::Ctx;
+use super::gate_files;
+use crate::job::state;
+use crate::store::{Commit, GateVerdict, JobRow, Op, Outcome, PartitionRow};
+
+/// Most gate calls in flight at once per gate.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// The link to one gate.
+pub struct GateLink {
+    name: String,
+    ctx: Ctx,
+    permits: Arc<Semaphore>,
+}
+
+/// Start the link to gate `name`; it runs until the process ends.
+pub fn spawn(name: String, ctx: Ctx) {
+    let link = Arc::new(GateLink {
+        name,
+        ctx,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+    });
+    tokio::spawn(link.run());
+}
+
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Internal
+    )
+}
+
+impl GateLink {
+    fn client(&self) -> v1::gate_client::GateClient<tonic::transport::Channel> {
+        self.ctx
+            .gate(&self.name)
+            .expect("every link has a configured gate")
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let error = match self.clone().session().await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            tracing::warn!(site = %self.name, error = %error, "gate link down");
+            self.ctx.sites.update(&self.name, |s| {
+                s.healthy = false;
+                s.message = error;
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn describe(&self) -> Result<(), String> {
+        let desc = self
+            .client()
+            .describe(DescribeRequest {
+                api_versions: vec![gantry_proto::API_VERSION.into()],
+            })
+            .await
+            .map_err(|s| format!("gate does not answer: {}", s.message()))?
+            .into_inner();
+        if desc.name != self.name {
+            return Err(format!(
+                "the gate at this address says it is {:?}, not {:?}",
+                desc.name, self.name
+            ));
+        }
+        if !desc
+            .api_versions
+            .iter()
+            .any(|v| v == gantry_proto::API_VERSION)
+        {
+            return Err(format!(
+                "the gate speaks {:?}, not {}",
+                desc.api_versions,
+                gantry_proto::API_VERSION
+            ));
+        }
+        self.ctx.sites.update(&self.name, |s| {
+            s.healthy = true;
+            s.message.clear();
+            s.description = Some(desc);
+        });
+        Ok(())
+    }
+
+    async fn session(self: Arc<Self>) -> Result<(), String> {
+        self.describe().await?;
+        let mut commits = self.ctx.store.subscribe();
+        let session_seq = self.ctx.store.max_seq().await.map_err(|e| e.to_string())?;
+        let mut stream = self
+            .client()
+            .watch_jobs(v1::WatchJobsRequest {})
+            .await
+            .map_err(|s| format!("cannot watch jobs: {}", s.message()))?
+            .into_inner();
+        tracing::info!(site = %self.name, "gate link up");
+        let mut listed: Option<HashSet<String>> = Some(HashSet::new());
+        let mut health = tokio::time::interval(Duration::from_secs(5));
+        health.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.message() => {
+                    let msg = msg.map_err(|s| format!("job stream broke: {}", s.message()))?
+                        .ok_or("the gate closed its job stream")?;
+                    if let Some(listed) = listed.as_mut() {
+                        listed.extend(msg.jobs.iter().map(|j| j.attempt_id.clone()));
+                    }
+                    for job in msg.jobs {
+                        self.spawn_report(job).await;
+                    }
+                    if let Some(listed) = listed.take_if(|_| msg.initial_done) {
+                        self.clone().reconcile(listed, session_seq).await?;
+                    }
+                }
+                commit = commits.recv() => match commit {
+                    Ok(commit) => self.on_commit(&commit).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.clone().reconcile(HashSet::new(), 0).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = health.tick() => self.describe().await?,
+            }
+        }
+    }
+
+    /// Run `work` on its own task, holding one of the in-flight permits.
+    async fn spawn_with_permit<F>(self: &Arc<Self>, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        tokio::spawn(async move {
+            work.await;
+            drop(permit);
+        });
+    }
+
+    async fn spawn_report(self: &Arc<Self>, job: GateJob) {
+        let link = self.clone();
+        self.spawn_with_permit(async move { link.report(job).await })
+            .await;
+    }
+
+    /// Record what the gate says of an attempt and do what follows.
+    async fn report(self: Arc<Self>, job: GateJob) {
+        let attempt = job.attempt_id.clone();
+        let op = Op::GateReport {
+            site: self.name.clone(),
+            job,
+        };
+        let verdict = match self.ctx.store.apply(op).await {
+            Ok(Outcome::Gate(v)) => v,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(site = %self.name, attempt, error = %e, "cannot record gate report");
+                return;
+            }
+        };
+        match verdict {
+            GateVerdict::Nothing => {}
+            GateVerdict::Cancel => {
+                let _ = self
+                    .client()
+                    .cancel_job(v1::GateCancelJobRequest {
+                        attempt_id: attempt,
+                    })
+                    .await;
+            }
+            GateVerdict::Release => {
+                if let Ok(Some(row)) = self.ctx.store.job_by_attempt(&attempt).await {
+                    // Best effort: keep the logs of a job that ended otherwise (cancelled).
+                    let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
+                }
+                self.release(attempt).await;
+            }
+            GateVerdict::StageOut(row) => {
+                let mut client = self.client();
+                let (outputs, error) =
+                    match gate_files::stage_out(&self.ctx, &mut client, &row).await {
+                        Ok(outputs) => (outputs, None),
+                        Err(e) => (Vec::new(), Some(e)),
+                    };
+                let op = Op::FinishStaging {
+                    job_id: row.id,
+                    attempt_id: attempt.clone(),
+                    outputs,
+                    error,
+                };
+                if self.ctx.store.apply(op).await.is_ok() {
+                    self.release(attempt).await;
+                }
+            }
+        }
+    }
+
+    async fn release(&self, attempt_id: String) {
+        if let Err(status) = self
+            .client()
+            .release_job(v1::GateReleaseJobRequest { attempt_id })
+            .await
+        {
+            tracing::debug!(site = %self.name, error = %status.message(), "release failed; the next reconcile repeats it");
+        }
+    }
+
+    async fn on_commit(self: &Arc<Self>, commit: &Commit) {
+        for p in commit.partitions.iter().filter(|p| p.site == self.name) {
+            let link = self.clone();
+            let p = p.clone();
+            self.spawn_with_permit(async move { link.partition_changed(p).await })
+                .await;
+        }
+        for event in &commit.events {
+            let to = state::from_i32(event.to_state);
+            let from = state::from_i32(event.from_state);
+            let wanted =
+                to == JobState::Scheduled || (to == JobState::Cancelled && state::is_active(from));
+            if !wanted {
+                continue;
+            }
+            let Some(job) = commit
+                .jobs
+                .iter()
+                .find(|j| j.id == event.job_id && j.site == self.name)
+            else {
+                continue;
+            };
+            let link = self.clone();
+            let job = job.clone();
+            if to == JobState::Scheduled {
+                self.spawn_with_permit(async move { link.dispatch(job).await })
+                    .await;
+            } else {
+                let attempt_id = job.attempt_id.clone();
+                self.spawn_with_permit(async move {
+                    let _ = link
+                        .client()
+                        .cancel_job(v1::GateCancelJobRequest { attempt_id })
+                        .await;
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Compare the gate's world with the store's and repair the difference.
+    async fn reconcile(
+        self: Arc<Self>,
+        listed: HashSet<String>,
+        session_seq: u64,
+    ) -> Result<(), String> {
+        let store = &self.ctx.store;
+        let jobs = store
+            .active_jobs(&self.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        for job in jobs {
+            if listed.contains(&job.attempt_id) {
+                continue;
+            }
+            match job.state {
+                JobState::Scheduled | JobState::Provisioning | JobState::StagingIn => {
+                    let link = self.clone();
+                    self.spawn_with_permit(async move { link.dispatch(job).await })
+                        .await;
+                }
+                _ if job.last_seq <= session_seq => {
+                    let reason = format!(
+                        "lost by gate: {} no longer knows attempt {}",
+                        self.name, job.attempt_id
+                    );
+                    let op = Op::FailAttempt {
+                        job_id: job.id,
+                        attempt_id: job.attempt_id.clone(),
+                        actor: "gantryd".into(),
+                        reason,
+                    };
+                    let _ = store.apply(op).await;
+                }
+                _ => {}
+            }
+        }
+        let ours = store
+            .partitions(&self.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let theirs = self
+            .client()
+            .list_partitions(v1::ListPartitionsRequest {})
+            .await
+            .map_err(|s| format!("cannot list partitions: {}", s.message()))?
+            .into_inner()
+            .partitions;
+        let theirs_ids: HashSet<&str> = theirs.iter().map(|p| p.partition_id.as_str()).collect();
+        for p in &ours {
+            if p.state == PartitionState::Ready && !theirs_ids.contains(p.id.as_str()) {
+                let op = Op::Partition {
+                    id: p.id.clone(),
+                    state: PartitionState::Failed,
+                    capacity: None,
+                    message: "lost by gate".into(),
+                };
+                let _ = store.apply(op).await;
+            } else {
+                let link = self.clone();
+                let p = p.clone();
+                self.spawn_with_permit(async move { link.partition_changed(p).await })
+                    .await;
+            }
+        }
+        let ours_ids: HashSet<&str> = ours.iter().map(|p| p.id.as_str()).collect();
+        for p in theirs
+            .iter()
+            .filter(|p| !ours_ids.contains(p.partition_id.as_str()))
+        {
+            tracing::warn!(site = %self.name, partition = %p.partition_id, "deleting a partition gantryd does not know");
+            let _ = self
+                .client()
+                .delete_partition(v1::DeletePartitionRequest {
+                    partition_id: p.partition_id.clone(),
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Carry out a partition's state on the gate, polling while it is in between.
+    async fn partition_changed(self: Arc<Self>, mut p: PartitionRow) {
+        loop {
+            if !self.clone().partition_step(&p).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match self.ctx.store.partition(&p.id).await {
+                Ok(Some(fresh)) => p = fresh,
+                _ => return,
+            }
+        }
+    }
+
+    /// One step of [`Self::partition_changed`]; true when it should be polled again.
+    async fn partition_step(self: Arc<Self>, p: &PartitionRow) -> bool {
+        let mut client = self.client();
+        let answer = match p.state {
+            PartitionState::Creating => client
+                .create_partition(v1::CreatePartitionRequest {
+                    partition_id: p.id.clone(),
+                    flavor: p.flavor.clone(),
+                    labels: [("gantry-partition".to_string(), p.id.clone())].into(),
+                })
+                .await
+                .map(|r| r.into_inner().partition),
+            PartitionState::Deleting => client
+                .delete_partition(v1::DeletePartitionRequest {
+                    partition_id: p.id.clone(),
+                })
+                .await
+                .map(|r| r.into_inner().partition),
+            PartitionState::Ready => {
+                for job in self
+                    .ctx
+                    .store
+                    .jobs_on_partition(&p.id)
+                    .await
+                    .unwrap_or_default()
+                {
+                    if matches!(job.state, JobState::Scheduled | JobState::Provisioning) {
+                        let link = self.clone();
+                        self.spawn_with_permit(async move { link.dispatch(job).await })
+                            .await;
+                    }
+                }
+                return false;
+            }
+            _ => return false,
+        };
+        let (state, capacity, message) = match answer {
+            Ok(Some(gp)) => (
+                PartitionState::try_from(gp.state).unwrap_or(PartitionState::Unspecified),
+                gp.capacity.map(|c| crate::job::Resources {
+                    cpus: c.cpus,
+                    memory: c.memory_bytes,
+                    gpus: c.gpus,
+                    nodes: c.nodes,
+                }),
+                gp.message,
+            ),
+            Ok(None) => return false,
+            Err(status)
+                if status.code() == Code::NotFound && p.state == PartitionState::Deleting =>
+            {
+                (PartitionState::Deleted, None, "deleted".to_string())
+            }
+            Err(status) if retryable(status.code()) => {
+                tracing::warn!(site = %self.name, partition = %p.id, error = %status.message(), "partition call failed; retrying");
+                return true;
+            }
+            Err(status) => (PartitionState::Failed, None, status.message().to_string()),
+        };
+        if state != p.state || capacity.is_some_and(|c| c != p.capacity) {
+            let op = Op::Partition {
+                id: p.id.clone(),
+                state,
+                capacity,
+                message,
+            };
+            if let Err(e) = self.ctx.store.apply(op).await {
+                tracing::warn!(partition = %p.id, error = %e, "cannot record partition state");
+            }
+        }
+        matches!(state, PartitionState::Creating | PartitionState::Deleting)
+    }
+
+    /// Start an attempt on the gate (idempotent: safe to repeat).
+    async fn dispatch(self: Arc<Self>, job: JobRow) {
+        let store = &self.ctx.store;
+        let advance = |to: JobState, message: &str| Op::Advance {
+            job_id: job.id,
+            attempt_id: job.attempt_id.clone(),
+            to,
+            actor: "gantryd".into(),
+            message: message.to_string(),
+        };
+        let partition = match store.partition(&job.partition_id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(error = %e, "cannot read partition"),
+        };
+        match partition.state {
+            PartitionState::Ready => {}
+            PartitionState::Creating => {
+                if job.state == JobState::Scheduled {
+                    let _ = store
+                        .apply(advance(JobState::Provisioning, "waiting for its partition"))
+                        .await;
+                }
+                return;
+            }
+            _ => return,
+        }
+        let mut client = self.client();
+        if !job.spec.inputs.is_empty() {
+            if job.state != JobState::StagingIn {
+                let _ = store
+                    .apply(advance(JobState::StagingIn, "copying inputs"))
+                    .await;
+            }
+            if let Err(e) = gate_files::stage_in(&self.ctx, &mut client, &job).await {
+                let op = Op::FailAttempt {
+                    job_id: job.id,
+                    attempt_id: job.attempt_id.clone(),
+                    actor: "gantryd".into(),
+                    reason: format!("staging in failed: {e}"),
+                };
+                let _ = store.apply(op).await;
+                return;
+            }
+        }
+        let request = StartJobRequest {
+            attempt_id: job.attempt_id.clone(),
+            partition_id: job.partition_id.clone(),
+            task: Some(task_of(&job)),
+        };
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..5 {
+            match client.start_job(request.clone()).await {
+                Ok(resp) => {
+                    if let Some(gj) = resp.into_inner().job {
+                        self.report(gj).await;
+                    }
+                    return;
+                }
+                Err(status)
+                    if status.code() == Code::ResourceExhausted
+                        || status.code() == Code::FailedPrecondition =>
+                {
+                    let reason = format!("the gate could not start it now: {}", status.message());
+                    let _ = store
+                        .apply(Op::Requeue {
+                            job_id: job.id,
+                            attempt_id: job.attempt_id.clone(),
+                            reason,
+                        })
+                        .await;
+                    return;
+                }
+                Err(status) if retryable(status.code()) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(status) => {
+                    let reason = format!("the gate refused the job: {}", status.message());
+                    let op = Op::FailAttempt {
+                        job_id: job.id,
+                        attempt_id: job.attempt_id.clone(),
+                        actor: format!("gate/{}", self.name),
+                        reason,
+                    };
+                    let _ = store.apply(op).await;
+                    return;
+                }
+            }
+        }
+        tracing::warn!(site = %self.name, job = job.id, "start failed repeatedly; the next reconcile retries");
+    }
+}
+
+/// What the gate runs for `job`.
+fn task_of(job: &JobRow) -> Task {
+    Task {
+        job_id: job.id,
+        name: job.spec.name.clone(),
+        argv: job.spec.argv.clone(),
+        script: job.spec.script.clone(),
+        env: job.spec.env.clone(),
+        resources: Some(job.resources.into()),
+        walltime_seconds: job.walltime,
+        owner: job.owner.clone(),
+    }
+}

@@ -1,0 +1,163 @@
+//! Moving bytes between gantryd and a gate: inputs in, logs and outputs back.
+
+use gantry_proto::v1::{
+    self, FileChunk, GateReadLogsRequest, LogStream, StageInRequest, StageOutRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+use super::Ctx;
+use crate::files::is_safe_relative;
+use crate::store::JobRow;
+
+type Client = v1::gate_client::GateClient<Channel>;
+
+const CHUNK: usize = 1 << 20;
+
+/// Send the job's inputs (stored blobs) to its attempt's working directory.
+pub async fn stage_in(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(), String> {
+    let mut messages = vec![StageInRequest {
+        attempt_id: job.attempt_id.clone(),
+        partition_id: job.partition_id.clone(),
+        chunk: None,
+    }];
+    for input in &job.spec.inputs {
+        let path = ctx.files.blob(&input.digest);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| format!("input {} is missing from gantryd: {e}", input.path))?;
+        let mut first = true;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;
+            buf.truncate(n);
+            if n == 0 && !first {
+                break;
+            }
+            let chunk = FileChunk {
+                path: if first {
+                    input.path.clone()
+                } else {
+                    String::new()
+                },
+                mode: if first { input.mode } else { 0 },
+                data: buf,
+            };
+            messages.push(StageInRequest {
+                chunk: Some(chunk),
+                ..Default::default()
+            });
+            first = false;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    client
+        .stage_in(futures::stream::iter(messages))
+        .await
+        .map(|_| ())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Copy the attempt's stdout and stderr into gantryd.
+pub async fn copy_logs(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(), String> {
+    for stream in [LogStream::Stdout, LogStream::Stderr] {
+        let path = ctx.files.log(job.id, stream);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let tmp = path.with_extension("partial");
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = GateReadLogsRequest {
+            attempt_id: job.attempt_id.clone(),
+            stream: stream as i32,
+            offset: 0,
+            follow: false,
+        };
+        let mut chunks = client
+            .read_logs(request)
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        while let Some(msg) = chunks
+            .message()
+            .await
+            .map_err(|s| s.message().to_string())?
+        {
+            if let Some(chunk) = msg.chunk {
+                file.write_all(&chunk.data)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        file.flush().await.map_err(|e| e.to_string())?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Copy logs and the files matching the job's output globs; returns the stored paths.
+pub async fn stage_out(
+    ctx: &Ctx,
+    client: &mut Client,
+    job: &JobRow,
+) -> Result<Vec<String>, String> {
+    copy_logs(ctx, client, job).await?;
+    if job.spec.outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = ctx.files.outputs(job.id);
+    let request = StageOutRequest {
+        attempt_id: job.attempt_id.clone(),
+        globs: job.spec.outputs.clone(),
+    };
+    let mut chunks = client
+        .stage_out(request)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut stored = Vec::new();
+    let mut file: Option<tokio::fs::File> = None;
+    while let Some(msg) = chunks
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
+        let Some(chunk) = msg.chunk else { continue };
+        if !chunk.path.is_empty() {
+            if !is_safe_relative(&chunk.path) {
+                return Err(format!("the gate sent an unsafe path {:?}", chunk.path));
+            }
+            let path = root.join(&chunk.path);
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(mut f) = file.take() {
+                f.flush().await.map_err(|e| e.to_string())?;
+            }
+            file = Some(
+                tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            stored.push(chunk.path.clone());
+        }
+        match file.as_mut() {
+            Some(f) => f.write_all(&chunk.data).await.map_err(|e| e.to_string())?,
+            None => return Err("the gate sent data before a file name".into()),
+        }
+    }
+    if let Some(mut f) = file.take() {
+        f.flush().await.map_err(|e| e.to_string())?;
+    }
+    Ok(stored)
+}

@@ -1,0 +1,232 @@
+//! The link to the scheduler: one long-lived Session stream. gantryd sends
+//! the whole picture once (after every connect), then each commit's changes;
+//! it checks every plan it gets back and commits the valid decisions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gantry_proto::v1::scheduler_client::SchedulerClient;
+use gantry_proto::v1::{self, SchedSite, SessionRequest, SessionResponse};
+use tokio::sync::{broadcast, mpsc};
+use tonic::transport::Channel;
+
+use super::Ctx;
+use crate::job::Resources;
+use crate::store::{Op, Outcome, PlanOps, now_ms};
+
+/// Jobs per snapshot message.
+const SNAPSHOT_CHUNK: usize = 5000;
+
+/// Start the scheduler link; it runs until the process ends.
+pub fn spawn(channel: Channel, ctx: Ctx) {
+    let client = SchedulerClient::new(channel)
+        .max_decoding_message_size(super::MAX_MESSAGE)
+        .max_encoding_message_size(super::MAX_MESSAGE);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match session(client.clone(), &ctx).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler link down; jobs wait until it is back")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+fn sched_sites(ctx: &Ctx) -> Vec<SchedSite> {
+    ctx.sites
+        .all()
+        .into_iter()
+        .map(|(name, info)| SchedSite {
+            healthy: info.healthy,
+            flavors: info.flavors().to_vec(),
+            elastic: info
+                .description
+                .as_ref()
+                .and_then(|d| d.capabilities.as_ref())
+                .is_some_and(|c| c.elastic),
+            idle_timeout_seconds: info.idle_timeout_seconds,
+            name,
+        })
+        .collect()
+}
+
+async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<SessionRequest>(64);
+    let mut commits = ctx.store.subscribe();
+    let mut sites = ctx.sites.watch();
+    let snapshot = ctx
+        .store
+        .sched_snapshot()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut plans = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("cannot open a session: {}", s.message()))?
+        .into_inner();
+    let send = |req: SessionRequest| {
+        let tx = tx.clone();
+        async move {
+            tx.send(req)
+                .await
+                .map_err(|_| "the session closed".to_string())
+        }
+    };
+    let mut first = SessionRequest {
+        seq: snapshot.seq,
+        reset: true,
+        sites: sched_sites(ctx),
+        partitions: snapshot.partitions.iter().map(|p| p.to_sched()).collect(),
+        now_ms: now_ms(),
+        ..Default::default()
+    };
+    let mut chunks = snapshot.jobs.chunks(SNAPSHOT_CHUNK).peekable();
+    if chunks.peek().is_none() {
+        first.snapshot_done = true;
+        send(first).await?;
+    } else {
+        let mut msg = first;
+        while let Some(chunk) = chunks.next() {
+            msg.jobs = chunk.iter().map(|j| j.to_sched()).collect();
+            msg.snapshot_done = chunks.peek().is_none();
+            send(std::mem::take(&mut msg)).await?;
+            msg.seq = snapshot.seq;
+            msg.now_ms = now_ms();
+        }
+    }
+    tracing::info!(
+        jobs = snapshot.jobs.len(),
+        seq = snapshot.seq,
+        "scheduler session up"
+    );
+    let mut last_seq = snapshot.seq;
+    loop {
+        tokio::select! {
+            commit = commits.recv() => match commit {
+                Ok(commit) if commit.seq > last_seq || !commit.partitions.is_empty() => {
+                    last_seq = last_seq.max(commit.seq);
+                    let req = SessionRequest {
+                        seq: last_seq,
+                        jobs: commit.jobs.iter().map(|j| j.to_sched()).collect(),
+                        partitions: commit.partitions.iter().map(|p| p.to_sched()).collect(),
+                        now_ms: now_ms(),
+                        ..Default::default()
+                    };
+                    send(req).await?;
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    return Err(format!("fell {n} commits behind; resending the whole picture"));
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            changed = sites.changed() => {
+                if changed.is_err() { return Ok(()); }
+                send(SessionRequest { seq: last_seq, sites: sched_sites(ctx), now_ms: now_ms(), ..Default::default() }).await?;
+            }
+            plan = plans.message() => {
+                let plan = plan.map_err(|s| format!("session broke: {}", s.message()))?.ok_or("the scheduler ended the session")?;
+                apply_plan(ctx, plan, &send, last_seq).await?;
+            }
+        }
+    }
+}
+
+/// Check a plan against what gantryd knows and commit the valid part.
+async fn apply_plan<F, Fut>(
+    ctx: &Ctx,
+    plan: SessionResponse,
+    send: &F,
+    seq: u64,
+) -> Result<(), String>
+where
+    F: Fn(SessionRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let sites = ctx.sites.all();
+    let mut ops = PlanOps::default();
+    let mut new_partitions: HashMap<String, String> = HashMap::new();
+    for create in plan.create_partitions {
+        let flavor = sites.get(&create.site).filter(|s| s.healthy).and_then(|s| {
+            s.flavors()
+                .iter()
+                .find(|f| f.name == create.flavor && f.available)
+                .cloned()
+        });
+        let valid_id = uuid::Uuid::parse_str(&create.partition_id).is_ok();
+        match flavor {
+            Some(f) if valid_id => {
+                let c = f.capacity.unwrap_or_default();
+                let capacity = Resources {
+                    cpus: c.cpus,
+                    memory: c.memory_bytes,
+                    gpus: c.gpus,
+                    nodes: c.nodes.max(1),
+                };
+                new_partitions.insert(create.partition_id.clone(), create.site.clone());
+                ops.creates
+                    .push((create.partition_id, create.site, create.flavor, capacity));
+            }
+            _ => {
+                tracing::warn!(site = %create.site, flavor = %create.flavor, "scheduler asked for a partition that cannot be made; ignored")
+            }
+        }
+    }
+    ops.starts = plan
+        .start_jobs
+        .into_iter()
+        .map(|s| (s.job_id, s.partition_id))
+        .collect();
+    ops.deletes = plan
+        .delete_partitions
+        .into_iter()
+        .map(|d| d.partition_id)
+        .collect();
+    let reasons: Vec<(u64, String)> = plan
+        .pending_reasons
+        .into_iter()
+        .map(|r| (r.job_id, r.reason))
+        .collect();
+    if !reasons.is_empty() {
+        let store = ctx.store.clone();
+        tokio::spawn(async move {
+            let _ = store.apply(Op::Reasons(reasons)).await;
+        });
+    }
+    if ops.creates.is_empty() && ops.starts.is_empty() && ops.deletes.is_empty() {
+        return Ok(());
+    }
+    let refused = match ctx.store.apply(Op::Plan(ops)).await {
+        Ok(Outcome::Refused(refused)) => refused,
+        Ok(_) => Vec::new(),
+        Err(e) => return Err(format!("cannot commit a plan: {e}")),
+    };
+    if refused.is_empty() {
+        return Ok(());
+    }
+    // Tell the scheduler the truth about every refused job so its view converges.
+    let mut jobs = Vec::with_capacity(refused.len());
+    for (id, why) in refused {
+        tracing::debug!(job = id, why, "plan decision refused");
+        match ctx.store.job(id).await {
+            Ok(Some(job)) => jobs.push(job.to_sched()),
+            _ => jobs.push(v1::SchedJob {
+                job_id: id,
+                state: v1::SchedJobState::Gone as i32,
+                ..Default::default()
+            }),
+        }
+    }
+    send(SessionRequest {
+        seq,
+        jobs,
+        now_ms: now_ms(),
+        ..Default::default()
+    })
+    .await
+}

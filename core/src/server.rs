@@ -1,0 +1,69 @@
+//! Start gantryd: open the store, connect the links, serve the client API.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gantry_proto::v1::gantry_server::GantryServer;
+use gantry_proto::v1::gate_client::GateClient;
+use tonic::transport::Server;
+
+use crate::api::GantryService;
+use crate::config::Config;
+use crate::files::Files;
+use crate::links::{self, Ctx, MAX_MESSAGE, Sites};
+use crate::store::Store;
+
+/// Run gantryd until SIGTERM/SIGINT. Writes the bound address to `ready_file` once serving.
+pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir)?;
+    let store = Store::open(&config.database_url()).await?;
+    let files = Files::new(&config.state_dir)?;
+    let tls = &config.tls;
+    let mut gates = HashMap::new();
+    for gate in &config.gates {
+        let channel = tls.endpoint(&gate.address)?.connect_lazy();
+        let client = GateClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        gates.insert(gate.name.clone(), client);
+    }
+    let sites = Arc::new(Sites::new(
+        config
+            .gates
+            .iter()
+            .map(|g| (g.name.clone(), g.idle_timeout_seconds)),
+    ));
+    let ctx = Ctx {
+        config: Arc::new(config.clone()),
+        store,
+        sites,
+        files,
+        gates: Arc::new(gates),
+    };
+    for gate in &config.gates {
+        links::gate::spawn(gate.name.clone(), ctx.clone());
+    }
+    links::scheduler::spawn(
+        tls.endpoint(&config.scheduler.address)?.connect_lazy(),
+        ctx.clone(),
+    );
+
+    let bound = gantry_proto::serve::bind(&config.listen).await?;
+    let service = GantryServer::new(GantryService::new(ctx))
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20);
+    let server = Server::builder()
+        .tls_config(tls.server_config()?)?
+        .tcp_nodelay(true)
+        .add_service(service);
+    if let Some(path) = &ready_file {
+        gantry_proto::serve::write_ready_file(path, bound.addr)?;
+    }
+    tracing::info!(addr = %bound.addr, "gantryd serving the client API");
+    server
+        .serve_with_incoming_shutdown(bound.incoming, gantry_proto::serve::shutdown_signal())
+        .await?;
+    tracing::info!("gantryd stopped");
+    Ok(())
+}

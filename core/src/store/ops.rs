@@ -1,0 +1,877 @@
+//! The operations the writer applies, each inside its own savepoint of the
+//! batch transaction. Every state change goes through [`Tx::transition`],
+//! which checks the state table, saves the row and appends the event.
+
+use std::collections::HashMap;
+
+use gantry_proto::v1::{GateJob, GateJobState, JobState, PartitionState};
+use sqlx::SqliteConnection;
+
+use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, now_ms};
+use crate::error::{CoreError, FieldError, Result};
+use crate::job::state::{self, is_active, is_end};
+use crate::job::{Resources, ValidSpec};
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The checked spec.
+    pub spec: ValidSpec,
+    /// The owning user.
+    pub owner: String,
+    /// The submitting identity when it is not the owner ("" otherwise).
+    pub submitted_by: String,
+    /// De-duplication key, scoped to the owner.
+    pub request_id: Option<String>,
+    /// Whether the submitter may name other users' jobs in `after`.
+    pub is_admin: bool,
+}
+
+/// The valid part of a scheduler's plan, as gantryd commits it.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOps {
+    /// New partitions: id, site, flavor, capacity of the flavor.
+    pub creates: Vec<(String, String, String, Resources)>,
+    /// Jobs to place: job id, partition id.
+    pub starts: Vec<(u64, String)>,
+    /// Idle partitions to delete.
+    pub deletes: Vec<String>,
+}
+
+/// One change to make durably.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Accept a job.
+    Submit(Box<NewJob>),
+    /// Cancel a job (ended jobs are left as they are).
+    Cancel {
+        /// The job.
+        job_id: u64,
+        /// Who cancels.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
+    /// Hold or release a queued job.
+    Hold {
+        /// The job.
+        job_id: u64,
+        /// Who.
+        actor: String,
+        /// Hold (true) or release (false).
+        hold: bool,
+    },
+    /// Commit a plan's decisions; refused ones are reported back.
+    Plan(PlanOps),
+    /// Pending reasons from the scheduler (no event; not a state change).
+    Reasons(Vec<(u64, String)>),
+    /// What a gate says about one of its attempts.
+    GateReport {
+        /// The gate's site name.
+        site: String,
+        /// The attempt's state on the gate.
+        job: GateJob,
+    },
+    /// Move an attempt's job forward (PROVISIONING, STAGING_IN).
+    Advance {
+        /// The job.
+        job_id: u64,
+        /// The attempt that must still be current.
+        attempt_id: String,
+        /// The new state.
+        to: JobState,
+        /// Who.
+        actor: String,
+        /// What happened.
+        message: String,
+    },
+    /// Outputs were copied back (or could not be): end the job.
+    FinishStaging {
+        /// The job.
+        job_id: u64,
+        /// The attempt that must still be current.
+        attempt_id: String,
+        /// The stored output paths.
+        outputs: Vec<String>,
+        /// Why staging failed, if it did.
+        error: Option<String>,
+    },
+    /// The attempt could not start (its partition went away): queue again.
+    Requeue {
+        /// The job.
+        job_id: u64,
+        /// The attempt that must still be current.
+        attempt_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The attempt failed outside the process (lost by the gate, start refused).
+    FailAttempt {
+        /// The job.
+        job_id: u64,
+        /// The attempt that must still be current.
+        attempt_id: String,
+        /// Who noticed.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
+    /// A partition's state as its gate reports it.
+    Partition {
+        /// The partition.
+        id: String,
+        /// The new state.
+        state: PartitionState,
+        /// Its capacity, when the gate told it.
+        capacity: Option<Resources>,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// What the link to a gate must do after a report.
+#[derive(Debug, Clone)]
+pub enum GateVerdict {
+    /// Nothing.
+    Nothing,
+    /// The attempt is over for gantryd: tell the gate to forget it.
+    Release,
+    /// gantryd does not want this attempt to run: cancel it, then release.
+    Cancel,
+    /// Copy the job's outputs back, then [`Op::FinishStaging`].
+    StageOut(Box<JobRow>),
+}
+
+/// The answer to an [`Op`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A job (after the op).
+    Job(Box<JobRow>, bool),
+    /// Job ids of placements refused in a plan, with why.
+    Refused(Vec<(u64, String)>),
+    /// What to do about a gate report.
+    Gate(GateVerdict),
+    /// Done; nothing to return.
+    Done,
+}
+
+/// The writer's state across batches: counters and partition usage.
+#[derive(Debug, Default)]
+pub struct WriterState {
+    /// The next job id.
+    pub next_id: u64,
+    /// The next event sequence number.
+    pub next_seq: u64,
+    /// Resources used by active jobs, per partition.
+    pub used: HashMap<String, Resources>,
+}
+
+/// One batch: the connection inside the transaction, plus what changed.
+pub struct Tx<'a> {
+    /// The connection, inside the batch transaction.
+    pub conn: &'a mut SqliteConnection,
+    /// Counters and usage.
+    pub state: &'a mut WriterState,
+    /// Jobs changed in this batch (last version wins).
+    pub jobs: Vec<JobRow>,
+    /// Events appended.
+    pub events: Vec<gantry_proto::v1::JobEvent>,
+    /// Partitions changed.
+    pub partitions: Vec<PartitionRow>,
+}
+
+fn add(a: &mut Resources, b: Resources, sign: i64) {
+    let f = |x: u64, y: u64| (x as i64 + sign * y as i64).max(0) as u64;
+    a.cpus = f(a.cpus as u64, b.cpus as u64) as u32;
+    a.memory = f(a.memory, b.memory);
+    a.gpus = f(a.gpus as u64, b.gpus as u64) as u32;
+    a.nodes = f(a.nodes as u64, b.nodes as u64) as u32;
+}
+
+fn fits(used: Resources, job: Resources, capacity: Resources) -> bool {
+    used.cpus + job.cpus <= capacity.cpus
+        && used.memory + job.memory <= capacity.memory
+        && used.gpus + job.gpus <= capacity.gpus
+        && job.nodes <= capacity.nodes.max(1)
+}
+
+impl Tx<'_> {
+    /// Load a job by id.
+    pub async fn job(&mut self, id: u64) -> Result<Option<JobRow>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(sql)
+            .bind(id as i64)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+    }
+
+    async fn job_by_attempt(&mut self, attempt_id: &str) -> Result<Option<JobRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
+        ));
+        let row = sqlx::query(sql)
+            .bind(attempt_id)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+    }
+
+    async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
+        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
+    }
+
+    async fn save(&mut self, job: &JobRow) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET state = ?, reason = ?, exit_code = ?, site = ?, partition_id = ?, \
+             attempt_id = ?, held = ?, deps_pending = ?, placed_ms = ?, start_ms = ?, end_ms = ?, \
+             last_seq = ?, outputs = ? WHERE id = ?",
+        )
+        .bind(job.state as i32)
+        .bind(&job.reason)
+        .bind(job.exit_code)
+        .bind(&job.site)
+        .bind(&job.partition_id)
+        .bind(&job.attempt_id)
+        .bind(job.held)
+        .bind(job.deps_pending as i64)
+        .bind(job.placed_ms)
+        .bind(job.start_ms)
+        .bind(job.end_ms)
+        .bind(job.last_seq as i64)
+        .bind(job.outputs.join("\n"))
+        .bind(job.id as i64)
+        .execute(&mut *self.conn)
+        .await?;
+        self.jobs.push(job.clone());
+        Ok(())
+    }
+
+    /// Append an event for `job` (its state already set) and save the row.
+    async fn record(
+        &mut self,
+        job: &mut JobRow,
+        from: JobState,
+        actor: &str,
+        message: &str,
+    ) -> Result<()> {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        let time_ms = now_ms();
+        let exit_code = if is_end(job.state) {
+            job.exit_code
+        } else {
+            None
+        };
+        sqlx::query(
+            "INSERT INTO events (seq, job_id, owner, time_ms, from_state, to_state, actor, message, exit_code) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq as i64)
+        .bind(job.id as i64)
+        .bind(&job.owner)
+        .bind(time_ms)
+        .bind(from as i32)
+        .bind(job.state as i32)
+        .bind(actor)
+        .bind(message)
+        .bind(exit_code)
+        .execute(&mut *self.conn)
+        .await?;
+        job.last_seq = seq;
+        self.events.push(gantry_proto::v1::JobEvent {
+            seq,
+            job_id: job.id,
+            time_ms,
+            from_state: from as i32,
+            to_state: job.state as i32,
+            actor: actor.to_string(),
+            message: message.to_string(),
+            exit_code,
+            owner: job.owner.clone(),
+        });
+        self.save(job).await
+    }
+
+    /// Move `job` to `to`: checks the table, keeps partition usage, sets
+    /// times, releases dependents on end states, saves and records.
+    pub async fn transition(
+        &mut self,
+        job: &mut JobRow,
+        to: JobState,
+        actor: &str,
+        message: &str,
+    ) -> Result<()> {
+        let from = job.state;
+        state::check(from, to)?;
+        let now = now_ms();
+        if let Some(used) = self
+            .state
+            .used
+            .get_mut(&job.partition_id)
+            .filter(|_| is_active(from) && !is_active(to))
+        {
+            add(used, job.resources, -1);
+        }
+        if !is_active(from) && is_active(to) {
+            add(
+                self.state.used.entry(job.partition_id.clone()).or_default(),
+                job.resources,
+                1,
+            );
+        }
+        job.state = to;
+        if to == JobState::Running && job.start_ms == 0 {
+            job.start_ms = now;
+        }
+        if is_end(to) {
+            job.end_ms = now;
+        }
+        if to == JobState::Queued {
+            job.site.clear();
+            job.partition_id.clear();
+            job.attempt_id.clear();
+            job.placed_ms = 0;
+        }
+        if !message.is_empty() || is_end(to) || to == JobState::Queued {
+            job.reason = message.to_string();
+        }
+        self.record(job, from, actor, message).await?;
+        if is_end(to) {
+            self.release_dependents(job).await?;
+        }
+        Ok(())
+    }
+
+    /// A job ended: its dependents either lose one pending dependency or fail.
+    async fn release_dependents(&mut self, ended: &JobRow) -> Result<()> {
+        let mut work = vec![(ended.id, ended.state)];
+        while let Some((id, end)) = work.pop() {
+            let dependents: Vec<i64> =
+                sqlx::query_scalar("SELECT job_id FROM job_deps WHERE after_id = ?")
+                    .bind(id as i64)
+                    .fetch_all(&mut *self.conn)
+                    .await?;
+            for dep in dependents {
+                let Some(mut job) = self.job(dep as u64).await? else {
+                    continue;
+                };
+                if job.state != JobState::Queued {
+                    continue;
+                }
+                if end == JobState::Completed {
+                    job.deps_pending = job.deps_pending.saturating_sub(1);
+                    if job.deps_pending == 0 && job.reason.starts_with("waiting for job") {
+                        job.reason.clear();
+                    }
+                    self.save(&job).await?;
+                } else {
+                    let message = format!("dependency job {id} ended {}", state::name(end));
+                    job.exit_code = None;
+                    let from = job.state;
+                    state::check(from, JobState::Failed)?;
+                    job.state = JobState::Failed;
+                    job.end_ms = now_ms();
+                    job.reason = message.clone();
+                    self.record(&mut job, from, "gantryd", &message).await?;
+                    work.push((job.id, JobState::Failed));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, id: u64) -> Result<JobRow> {
+        self.job(id).await?.ok_or(CoreError::JobNotFound(id))
+    }
+
+    /// Apply one op.
+    pub async fn apply(&mut self, op: Op) -> Result<Outcome> {
+        match op {
+            Op::Submit(new) => self.submit(*new).await,
+            Op::Cancel {
+                job_id,
+                actor,
+                reason,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if !is_end(job.state) {
+                    let message = if reason.is_empty() {
+                        format!("cancelled by {actor}")
+                    } else {
+                        format!("cancelled by {actor}: {reason}")
+                    };
+                    self.transition(&mut job, JobState::Cancelled, &actor, &message)
+                        .await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::Hold {
+                job_id,
+                actor,
+                hold,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if job.held != hold {
+                    if hold && job.state != JobState::Queued {
+                        return Err(CoreError::Precondition(format!(
+                            "job {job_id} is {}; only a QUEUED job can be held",
+                            state::name(job.state)
+                        )));
+                    }
+                    job.held = hold;
+                    if job.state == JobState::Queued {
+                        job.reason = if hold { "held".into() } else { String::new() };
+                    }
+                    let message = if hold {
+                        format!("held by {actor}")
+                    } else {
+                        format!("released by {actor}")
+                    };
+                    let from = job.state;
+                    self.record(&mut job, from, &actor, &message).await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::Plan(plan) => self.plan(plan).await,
+            Op::Reasons(reasons) => {
+                for (id, reason) in reasons {
+                    sqlx::query("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0")
+                        .bind(reason)
+                        .bind(id as i64)
+                        .bind(JobState::Queued as i32)
+                        .execute(&mut *self.conn)
+                        .await?;
+                }
+                Ok(Outcome::Done)
+            }
+            Op::GateReport { site, job } => self.gate_report(&site, job).await,
+            Op::Advance {
+                job_id,
+                attempt_id,
+                to,
+                actor,
+                message,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if job.attempt_id == attempt_id
+                    && job.state != to
+                    && state::check(job.state, to).is_ok()
+                {
+                    self.transition(&mut job, to, &actor, &message).await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::FinishStaging {
+                job_id,
+                attempt_id,
+                outputs,
+                error,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if job.attempt_id == attempt_id && job.state == JobState::StagingOut {
+                    job.outputs = outputs;
+                    let ok = job.exit_code == Some(0) && job.reason.is_empty() && error.is_none();
+                    let message = match (&error, job.reason.is_empty()) {
+                        (Some(e), _) => format!("staging out failed: {e}"),
+                        (None, false) => job.reason.clone(),
+                        (None, true) => format!("exit code {}", job.exit_code.unwrap_or(0)),
+                    };
+                    let to = if ok {
+                        JobState::Completed
+                    } else {
+                        JobState::Failed
+                    };
+                    let actor = format!("gate/{}", job.site);
+                    self.transition(&mut job, to, &actor, &message).await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::Requeue {
+                job_id,
+                attempt_id,
+                reason,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if job.attempt_id == attempt_id && state::check(job.state, JobState::Queued).is_ok()
+                {
+                    self.transition(&mut job, JobState::Queued, "gantryd", &reason)
+                        .await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::FailAttempt {
+                job_id,
+                attempt_id,
+                actor,
+                reason,
+            } => {
+                let mut job = self.load(job_id).await?;
+                if job.attempt_id == attempt_id && !is_end(job.state) {
+                    self.transition(&mut job, JobState::Failed, &actor, &reason)
+                        .await?;
+                }
+                Ok(Outcome::Job(Box::new(job), true))
+            }
+            Op::Partition {
+                id,
+                state,
+                capacity,
+                message,
+            } => self.partition_update(&id, state, capacity, &message).await,
+        }
+    }
+
+    async fn submit(&mut self, new: NewJob) -> Result<Outcome> {
+        if let Some(request_id) = &new.request_id {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?")
+                    .bind(&new.owner)
+                    .bind(request_id)
+                    .fetch_optional(&mut *self.conn)
+                    .await?;
+            if let Some(id) = existing {
+                return Ok(Outcome::Job(Box::new(self.load(id as u64).await?), false));
+            }
+        }
+        let mut pending = 0u32;
+        let mut broken = None;
+        for &after in &new.spec.spec.after {
+            let dep = self.job(after).await?;
+            let dep = match dep {
+                Some(d) if new.is_admin || d.owner == new.owner => d,
+                _ => {
+                    return Err(
+                        FieldError::new("after", format!("job {after} does not exist")).into(),
+                    );
+                }
+            };
+            match dep.state {
+                JobState::Completed => {}
+                JobState::Failed | JobState::Cancelled => broken = Some((after, dep.state)),
+                _ => pending += 1,
+            }
+        }
+        let id = self.state.next_id;
+        self.state.next_id += 1;
+        let v = &new.spec;
+        let spec_bytes = prost::Message::encode_to_vec(&v.spec);
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, priority, cpus, memory, gpus, \
+             nodes, walltime, req_site, held, deps_pending, client_request_id, submit_ms, last_seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        )
+        .bind(id as i64)
+        .bind(&new.owner)
+        .bind(&new.submitted_by)
+        .bind(&v.spec.name)
+        .bind(spec_bytes)
+        .bind(JobState::Queued as i32)
+        .bind(v.spec.priority)
+        .bind(v.resources.cpus as i64)
+        .bind(v.resources.memory as i64)
+        .bind(v.resources.gpus as i64)
+        .bind(v.resources.nodes as i64)
+        .bind(v.walltime as i64)
+        .bind(v.site.clone().unwrap_or_default())
+        .bind(v.spec.hold)
+        .bind(pending as i64)
+        .bind(&new.request_id)
+        .bind(now)
+        .execute(&mut *self.conn)
+        .await?;
+        for (key, value) in &v.spec.labels {
+            sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
+                .bind(id as i64)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        for &after in &v.spec.after {
+            sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
+                .bind(after as i64)
+                .bind(id as i64)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        let mut job = self.load(id).await?;
+        job.reason = if v.spec.hold {
+            "held".into()
+        } else if pending > 0 {
+            let waiting: Vec<String> = v.spec.after.iter().map(|a| a.to_string()).collect();
+            format!("waiting for job {}", waiting.join(", "))
+        } else {
+            String::new()
+        };
+        let actor = if new.submitted_by.is_empty() {
+            format!("user/{}", new.owner)
+        } else {
+            new.submitted_by.clone()
+        };
+        let message = if new.submitted_by.is_empty() {
+            format!("submitted by {actor}")
+        } else {
+            format!("submitted by {actor} on behalf of user/{}", new.owner)
+        };
+        self.record(&mut job, JobState::Unspecified, &actor, &message)
+            .await?;
+        if let Some((after, end)) = broken {
+            let message = format!("dependency job {after} ended {}", state::name(end));
+            self.transition(&mut job, JobState::Failed, "gantryd", &message)
+                .await?;
+        }
+        Ok(Outcome::Job(Box::new(job), true))
+    }
+
+    async fn plan(&mut self, plan: PlanOps) -> Result<Outcome> {
+        let now = now_ms();
+        for (id, site, flavor, capacity) in plan.creates {
+            if self.partition(&id).await?.is_some() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO partitions (id, site, flavor, state, cpus, memory, gpus, nodes, created_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&site)
+            .bind(&flavor)
+            .bind(PartitionState::Creating as i32)
+            .bind(capacity.cpus as i64)
+            .bind(capacity.memory as i64)
+            .bind(capacity.gpus as i64)
+            .bind(capacity.nodes as i64)
+            .bind(now)
+            .execute(&mut *self.conn)
+            .await?;
+            let row = self.partition(&id).await?.expect("just inserted");
+            self.partitions.push(row);
+        }
+        let mut refused = Vec::new();
+        for (job_id, partition_id) in plan.starts {
+            match self.place(job_id, &partition_id).await? {
+                Ok(()) => {}
+                Err(why) => refused.push((job_id, why)),
+            }
+        }
+        for id in plan.deletes {
+            let Some(mut p) = self.partition(&id).await? else {
+                continue;
+            };
+            let busy = self
+                .state
+                .used
+                .get(&id)
+                .is_some_and(|u| u.cpus > 0 || u.memory > 0);
+            if p.is_live() && !busy {
+                p.state = PartitionState::Deleting;
+                p.message = "idle".into();
+                self.save_partition(&p).await?;
+            }
+        }
+        Ok(Outcome::Refused(refused))
+    }
+
+    async fn place(&mut self, job_id: u64, partition_id: &str) -> Result<Result<(), String>> {
+        let Some(mut job) = self.job(job_id).await? else {
+            return Ok(Err("no such job".into()));
+        };
+        if job.state != JobState::Queued || job.held || job.deps_pending > 0 {
+            return Ok(Err(format!(
+                "job is {} (held {}, waiting on {} jobs)",
+                state::name(job.state),
+                job.held,
+                job.deps_pending
+            )));
+        }
+        let Some(partition) = self.partition(partition_id).await? else {
+            return Ok(Err(format!("partition {partition_id} does not exist")));
+        };
+        if !partition.is_live() {
+            return Ok(Err(format!("partition {partition_id} is not live")));
+        }
+        if !job.req_site.is_empty() && job.req_site != partition.site {
+            return Ok(Err(format!("job asks for site {}", job.req_site)));
+        }
+        let used = self
+            .state
+            .used
+            .get(partition_id)
+            .copied()
+            .unwrap_or_default();
+        if !fits(used, job.resources, partition.capacity) {
+            return Ok(Err(format!("partition {partition_id} has no room")));
+        }
+        job.site = partition.site.clone();
+        job.partition_id = partition.id.clone();
+        job.attempt_id = uuid::Uuid::now_v7().to_string();
+        job.placed_ms = now_ms();
+        let message = format!(
+            "placed on site {} (partition {})",
+            partition.site, partition.id
+        );
+        self.transition(&mut job, JobState::Scheduled, "scheduler", &message)
+            .await?;
+        Ok(Ok(()))
+    }
+
+    async fn save_partition(&mut self, p: &PartitionRow) -> Result<()> {
+        sqlx::query("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?")
+            .bind(p.state as i32)
+            .bind(&p.message)
+            .bind(p.capacity.cpus as i64)
+            .bind(p.capacity.memory as i64)
+            .bind(p.capacity.gpus as i64)
+            .bind(p.capacity.nodes as i64)
+            .bind(&p.id)
+            .execute(&mut *self.conn)
+            .await?;
+        self.partitions.push(p.clone());
+        Ok(())
+    }
+
+    async fn partition_update(
+        &mut self,
+        id: &str,
+        state: PartitionState,
+        capacity: Option<Resources>,
+        message: &str,
+    ) -> Result<Outcome> {
+        let Some(mut p) = self.partition(id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let changed =
+            p.state != state || capacity.is_some_and(|c| c != p.capacity) || p.message != message;
+        // A partition never comes back from deletion.
+        let terminal = matches!(p.state, PartitionState::Deleted | PartitionState::Failed);
+        if !changed
+            || terminal
+            || (p.state == PartitionState::Deleting && state == PartitionState::Ready)
+        {
+            return Ok(Outcome::Done);
+        }
+        p.state = state;
+        p.message = message.to_string();
+        if let Some(c) = capacity {
+            p.capacity = c;
+        }
+        self.save_partition(&p).await?;
+        if matches!(
+            state,
+            PartitionState::Deleted | PartitionState::Failed | PartitionState::Deleting
+        ) {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE partition_id = ? AND state BETWEEN 2 AND 6"
+            ));
+            let rows = sqlx::query(sql).bind(id).fetch_all(&mut *self.conn).await?;
+            for row in rows {
+                let mut job = JobRow::from_row(&row)?;
+                let why = format!("partition {id} is {}: {message}", state.as_str_name());
+                if state::check(job.state, JobState::Queued).is_ok() {
+                    self.transition(&mut job, JobState::Queued, "gantryd", &why)
+                        .await?;
+                } else {
+                    self.transition(&mut job, JobState::Failed, "gantryd", &why)
+                        .await?;
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn gate_report(&mut self, site: &str, g: GateJob) -> Result<Outcome> {
+        let gate_state = GateJobState::try_from(g.state).unwrap_or(GateJobState::Unspecified);
+        let gate_ended = matches!(
+            gate_state,
+            GateJobState::Succeeded | GateJobState::Failed | GateJobState::Cancelled
+        );
+        let unwanted = if gate_ended {
+            GateVerdict::Release
+        } else {
+            GateVerdict::Cancel
+        };
+        let Some(mut job) = self.job_by_attempt(&g.attempt_id).await? else {
+            return Ok(Outcome::Gate(unwanted));
+        };
+        if job.site != site || is_end(job.state) {
+            return Ok(Outcome::Gate(unwanted));
+        }
+        let actor = format!("gate/{site}");
+        match gate_state {
+            GateJobState::Pending => {
+                if !g.reason.is_empty() && g.reason != job.reason {
+                    job.reason = g.reason.clone();
+                    sqlx::query("UPDATE jobs SET reason = ? WHERE id = ?")
+                        .bind(&job.reason)
+                        .bind(job.id as i64)
+                        .execute(&mut *self.conn)
+                        .await?;
+                }
+                Ok(Outcome::Gate(GateVerdict::Nothing))
+            }
+            GateJobState::Running => {
+                if matches!(
+                    job.state,
+                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                ) {
+                    if g.start_time_ms > 0 {
+                        job.start_ms = g.start_time_ms;
+                    }
+                    let message = if g.native_id.is_empty() {
+                        format!("running on {site}")
+                    } else {
+                        format!("running on {site} ({})", g.native_id)
+                    };
+                    self.transition(&mut job, JobState::Running, &actor, &message)
+                        .await?;
+                }
+                Ok(Outcome::Gate(GateVerdict::Nothing))
+            }
+            GateJobState::Succeeded | GateJobState::Failed => {
+                if job.state == JobState::StagingOut {
+                    return Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))));
+                }
+                job.exit_code = g.exit_code;
+                let failure = match (gate_state, g.reason.is_empty(), g.exit_code) {
+                    (GateJobState::Succeeded, _, _) => String::new(),
+                    (_, false, _) => g.reason.clone(),
+                    (_, true, Some(code)) => format!("exit code {code}"),
+                    (_, true, None) => "failed".to_string(),
+                };
+                if g.start_time_ms > 0 && job.start_ms == 0 {
+                    job.start_ms = g.start_time_ms;
+                }
+                // Logs and outputs are always brought back before the job ends.
+                job.reason = failure.clone();
+                let message = if failure.is_empty() {
+                    "process ended; copying logs and outputs".to_string()
+                } else {
+                    format!("{failure}; copying logs and outputs")
+                };
+                self.transition(&mut job, JobState::StagingOut, &actor, &message)
+                    .await?;
+                job.reason = failure;
+                self.save(&job).await?;
+                Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))))
+            }
+            GateJobState::Cancelled => {
+                job.exit_code = g.exit_code;
+                let message = if g.reason.is_empty() {
+                    format!("cancelled on site {site}")
+                } else {
+                    g.reason.clone()
+                };
+                self.transition(&mut job, JobState::Cancelled, &actor, &message)
+                    .await?;
+                Ok(Outcome::Gate(GateVerdict::Release))
+            }
+            GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Reads from the read pool: they see committed state only.
+
+use gantry_proto::v1::{JobEvent, JobState};
+use sqlx::{Acquire, AssertSqlSafe};
+
+use super::Store;
+use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, event_from_row};
+use crate::error::Result;
+
+/// Filters of a job listing; all combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only these owners' jobs (`None` = everyone's).
+    pub owner: Option<String>,
+    /// Only these states (empty = all).
+    pub states: Vec<JobState>,
+    /// Only jobs placed on this site.
+    pub site: Option<String>,
+    /// Only jobs with all these labels.
+    pub labels: Vec<(String, String)>,
+    /// Only ids below this (keyset paging, newest first).
+    pub before_id: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// What the scheduler needs to start from, read in one consistent snapshot.
+#[derive(Debug, Default)]
+pub struct SchedSnapshot {
+    /// The sequence number the snapshot is consistent with.
+    pub seq: u64,
+    /// Live partitions.
+    pub partitions: Vec<PartitionRow>,
+    /// Jobs that are schedulable or active.
+    pub jobs: Vec<JobRow>,
+}
+
+impl Store {
+    /// One job.
+    pub async fn job(&self, id: u64) -> Result<Option<JobRow>> {
+        let sql = AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(sql)
+            .bind(id as i64)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>> {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        if filter.owner.is_some() {
+            sql.push_str(" AND owner = ?");
+        }
+        if !filter.states.is_empty() {
+            let marks = vec!["?"; filter.states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        if filter.site.is_some() {
+            sql.push_str(" AND site = ?");
+        }
+        for _ in &filter.labels {
+            sql.push_str(" AND id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)");
+        }
+        if filter.before_id.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(owner) = &filter.owner {
+            query = query.bind(owner.clone());
+        }
+        for state in &filter.states {
+            query = query.bind(*state as i32);
+        }
+        if let Some(site) = &filter.site {
+            query = query.bind(site.clone());
+        }
+        for (k, v) in &filter.labels {
+            query = query.bind(k.clone()).bind(v.clone());
+        }
+        if let Some(before) = filter.before_id {
+            query = query.bind(before as i64);
+        }
+        query = query.bind(filter.limit as i64);
+        let rows = query.fetch_all(&self.read).await?;
+        Ok(rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Events after `after_seq`, oldest first, at most `limit`; only of
+    /// `job_ids` when given, only of `owner`'s jobs when given.
+    pub async fn events(
+        &self,
+        after_seq: u64,
+        job_ids: &[u64],
+        owner: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>> {
+        let mut sql = "SELECT * FROM events WHERE seq > ?".to_string();
+        if !job_ids.is_empty() {
+            let marks = vec!["?"; job_ids.len()].join(", ");
+            sql.push_str(&format!(" AND job_id IN ({marks})"));
+        }
+        if owner.is_some() {
+            sql.push_str(" AND owner = ?");
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(after_seq as i64);
+        for id in job_ids {
+            query = query.bind(*id as i64);
+        }
+        if let Some(owner) = owner {
+            query = query.bind(owner.to_string());
+        }
+        let rows = query.bind(limit as i64).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The highest committed event sequence number.
+    pub async fn max_seq(&self) -> Result<u64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    /// Live partitions and schedulable-or-active jobs, consistent with one seq.
+    pub async fn sched_snapshot(&self) -> Result<SchedSnapshot> {
+        let mut conn = self.read.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let partitions = sqlx::query("SELECT * FROM partitions WHERE state IN (1, 2)")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(PartitionRow::from_row)
+            .collect::<Result<_, _>>()?;
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (state = 1 AND held = 0 AND deps_pending = 0) \
+             OR state BETWEEN 2 AND 6"
+        ));
+        let jobs = sqlx::query(sql)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(SchedSnapshot {
+            seq: seq.unwrap_or(0) as u64,
+            partitions,
+            jobs,
+        })
+    }
+
+    /// Jobs placed on `site` and not ended.
+    pub async fn active_jobs(&self, site: &str) -> Result<Vec<JobRow>> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6 AND site = ?"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(site.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Partitions of `site` that are not yet deleted.
+    pub async fn partitions(&self, site: &str) -> Result<Vec<PartitionRow>> {
+        let rows = sqlx::query("SELECT * FROM partitions WHERE site = ? AND state IN (1, 2, 3)")
+            .bind(site.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(PartitionRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// One partition.
+    pub async fn partition(&self, id: &str) -> Result<Option<PartitionRow>> {
+        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
+    }
+
+    /// Active jobs on one partition.
+    pub async fn jobs_on_partition(&self, partition_id: &str) -> Result<Vec<JobRow>> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6 AND partition_id = ?"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(partition_id.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// The job whose current attempt is `attempt_id`.
+    pub async fn job_by_attempt(&self, attempt_id: &str) -> Result<Option<JobRow>> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
+        ));
+        let row = sqlx::query(sql)
+            .bind(attempt_id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+    }
+}

@@ -1,0 +1,233 @@
+//! The rows gantryd stores, as domain types, and their wire forms.
+
+use gantry_proto::v1::{self, JobState, PartitionState};
+use prost::Message;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::job::Resources;
+use crate::job::state;
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// The job id.
+    pub id: u64,
+    /// The owning user.
+    pub owner: String,
+    /// The submitting identity when not the owner.
+    pub submitted_by: String,
+    /// The normalized spec.
+    pub spec: v1::JobSpec,
+    /// Current state.
+    pub state: JobState,
+    /// Why it is in its state.
+    pub reason: String,
+    /// Exit code of the process, when known.
+    pub exit_code: Option<i32>,
+    /// Scheduling priority.
+    pub priority: i32,
+    /// What it needs.
+    pub resources: Resources,
+    /// Walltime seconds (0 = none).
+    pub walltime: u64,
+    /// Site asked for ("" = any).
+    pub req_site: String,
+    /// Site placed on.
+    pub site: String,
+    /// Partition placed on.
+    pub partition_id: String,
+    /// Current attempt.
+    pub attempt_id: String,
+    /// Held by a user.
+    pub held: bool,
+    /// Dependencies not yet completed.
+    pub deps_pending: u32,
+    /// Unix ms of submission.
+    pub submit_ms: i64,
+    /// Unix ms of placement.
+    pub placed_ms: i64,
+    /// Unix ms the process started.
+    pub start_ms: i64,
+    /// Unix ms it ended.
+    pub end_ms: i64,
+    /// Sequence number of its last event.
+    pub last_seq: u64,
+    /// Stored output paths.
+    pub outputs: Vec<String>,
+}
+
+/// The columns [`JobRow::from_row`] reads, for SELECTs.
+pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exit_code, priority, \
+     cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
+     deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs";
+
+impl JobRow {
+    /// Decode a row selected with [`JOB_COLUMNS`].
+    pub fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        let spec: Vec<u8> = row.try_get("spec")?;
+        let outputs: String = row.try_get("outputs")?;
+        Ok(Self {
+            id: row.try_get::<i64, _>("id")? as u64,
+            owner: row.try_get("owner")?,
+            submitted_by: row.try_get("submitted_by")?,
+            spec: v1::JobSpec::decode(spec.as_slice())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            state: state::from_i32(row.try_get("state")?),
+            reason: row.try_get("reason")?,
+            exit_code: row.try_get("exit_code")?,
+            priority: row.try_get("priority")?,
+            resources: Resources {
+                cpus: row.try_get::<i64, _>("cpus")? as u32,
+                memory: row.try_get::<i64, _>("memory")? as u64,
+                gpus: row.try_get::<i64, _>("gpus")? as u32,
+                nodes: row.try_get::<i64, _>("nodes")? as u32,
+            },
+            walltime: row.try_get::<i64, _>("walltime")? as u64,
+            req_site: row.try_get("req_site")?,
+            site: row.try_get("site")?,
+            partition_id: row.try_get("partition_id")?,
+            attempt_id: row.try_get("attempt_id")?,
+            held: row.try_get("held")?,
+            deps_pending: row.try_get::<i64, _>("deps_pending")? as u32,
+            submit_ms: row.try_get("submit_ms")?,
+            placed_ms: row.try_get("placed_ms")?,
+            start_ms: row.try_get("start_ms")?,
+            end_ms: row.try_get("end_ms")?,
+            last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+            outputs: outputs.lines().map(str::to_string).collect(),
+        })
+    }
+
+    /// The job on the wire.
+    pub fn to_proto(&self) -> v1::Job {
+        v1::Job {
+            id: self.id,
+            owner: self.owner.clone(),
+            submitted_by: self.submitted_by.clone(),
+            spec: Some(self.spec.clone()),
+            state: self.state as i32,
+            reason: self.reason.clone(),
+            exit_code: self.exit_code,
+            site: self.site.clone(),
+            partition_id: self.partition_id.clone(),
+            attempt_id: self.attempt_id.clone(),
+            held: self.held,
+            submit_time_ms: self.submit_ms,
+            start_time_ms: self.start_ms,
+            end_time_ms: self.end_ms,
+            last_event_seq: self.last_seq,
+            output_files: self.outputs.clone(),
+        }
+    }
+
+    /// The job as the scheduler sees it.
+    pub fn to_sched(&self) -> v1::SchedJob {
+        let sched_state = if self.state == JobState::Queued && !self.held && self.deps_pending == 0
+        {
+            v1::SchedJobState::Queued
+        } else if state::is_active(self.state) {
+            v1::SchedJobState::Active
+        } else {
+            v1::SchedJobState::Gone
+        };
+        v1::SchedJob {
+            job_id: self.id,
+            state: sched_state as i32,
+            priority: self.priority,
+            resources: Some(self.resources.into()),
+            walltime_seconds: self.walltime,
+            site: self.req_site.clone(),
+            partition_id: self.partition_id.clone(),
+            start_time_ms: if self.start_ms > 0 {
+                self.start_ms
+            } else {
+                self.placed_ms
+            },
+        }
+    }
+}
+
+/// A partition as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionRow {
+    /// gantryd's id.
+    pub id: String,
+    /// Its site.
+    pub site: String,
+    /// Its flavor.
+    pub flavor: String,
+    /// Its state.
+    pub state: PartitionState,
+    /// Why, for people.
+    pub message: String,
+    /// What it offers (known once the gate answered, else the flavor's).
+    pub capacity: Resources,
+    /// Unix ms the intent was committed.
+    pub created_ms: i64,
+}
+
+impl PartitionRow {
+    /// Decode a `SELECT *` row.
+    pub fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            site: row.try_get("site")?,
+            flavor: row.try_get("flavor")?,
+            state: PartitionState::try_from(row.try_get::<i32, _>("state")?)
+                .unwrap_or(PartitionState::Unspecified),
+            message: row.try_get("message")?,
+            capacity: Resources {
+                cpus: row.try_get::<i64, _>("cpus")? as u32,
+                memory: row.try_get::<i64, _>("memory")? as u64,
+                gpus: row.try_get::<i64, _>("gpus")? as u32,
+                nodes: row.try_get::<i64, _>("nodes")? as u32,
+            },
+            created_ms: row.try_get("created_ms")?,
+        })
+    }
+
+    /// Whether jobs may be placed on it.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, PartitionState::Creating | PartitionState::Ready)
+    }
+
+    /// The partition as the scheduler sees it.
+    pub fn to_sched(&self) -> v1::SchedPartition {
+        let state = match self.state {
+            PartitionState::Creating => v1::SchedPartitionState::Creating,
+            PartitionState::Ready => v1::SchedPartitionState::Ready,
+            _ => v1::SchedPartitionState::Gone,
+        };
+        v1::SchedPartition {
+            partition_id: self.id.clone(),
+            site: self.site.clone(),
+            flavor: self.flavor.clone(),
+            state: state as i32,
+            capacity: Some(self.capacity.into()),
+        }
+    }
+}
+
+/// Decode a `SELECT *` row of `events`.
+pub fn event_from_row(row: &SqliteRow) -> Result<v1::JobEvent, sqlx::Error> {
+    Ok(v1::JobEvent {
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        job_id: row.try_get::<i64, _>("job_id")? as u64,
+        time_ms: row.try_get("time_ms")?,
+        from_state: row.try_get("from_state")?,
+        to_state: row.try_get("to_state")?,
+        actor: row.try_get("actor")?,
+        message: row.try_get("message")?,
+        exit_code: row.try_get("exit_code")?,
+        owner: row.try_get("owner")?,
+    })
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

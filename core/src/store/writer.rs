@@ -1,0 +1,173 @@
+//! The single writer: drains a channel of operations, applies a batch of them
+//! in one transaction (each in its own savepoint, so one refused op does not
+//! spoil the others), commits once, answers every caller, then announces the
+//! commit. This is group commit: many submits share one fsync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::{Acquire, SqliteConnection};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::ops::{Op, Outcome, Tx, WriterState};
+use super::{Commit, JobRow, PartitionRow};
+use crate::error::{CoreError, Result};
+use crate::job::Resources;
+
+/// The most operations committed in one transaction.
+const MAX_BATCH: usize = 2048;
+
+/// One queued operation and where its answer goes.
+pub struct Request {
+    /// The operation.
+    pub op: Op,
+    /// The answer, sent after the commit.
+    pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// Load counters and partition usage from the database.
+async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
+    let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM jobs")
+        .fetch_one(&mut *conn)
+        .await?;
+    let max_seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT partition_id, sum(cpus), sum(memory), sum(gpus), sum(nodes) FROM jobs \
+         WHERE state BETWEEN 2 AND 6 GROUP BY partition_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let used: HashMap<String, Resources> = rows
+        .into_iter()
+        .map(|(p, cpus, memory, gpus, nodes)| {
+            (
+                p,
+                Resources {
+                    cpus: cpus as u32,
+                    memory: memory as u64,
+                    gpus: gpus as u32,
+                    nodes: nodes as u32,
+                },
+            )
+        })
+        .collect();
+    Ok(WriterState {
+        next_id: max_id.unwrap_or(0) as u64 + 1,
+        next_seq: max_seq.unwrap_or(0) as u64 + 1,
+        used,
+    })
+}
+
+/// Start the writer task on `conn`.
+pub async fn start(
+    mut conn: SqliteConnection,
+    commits: broadcast::Sender<Arc<Commit>>,
+) -> Result<mpsc::Sender<Request>> {
+    let state = load_state(&mut conn).await?;
+    let (tx, rx) = mpsc::channel(8192);
+    tokio::spawn(run(conn, state, rx, commits));
+    Ok(tx)
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    mut state: WriterState,
+    mut rx: mpsc::Receiver<Request>,
+    commits: broadcast::Sender<Arc<Commit>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match apply_batch(&mut conn, &mut state, &mut batch).await {
+            Ok((answers, commit)) => {
+                for (req, answer) in batch.drain(..).zip(answers) {
+                    let _ = req.reply.send(answer);
+                }
+                if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
+                    let _ = commits.send(Arc::new(commit));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, ops = batch.len(), "commit failed; the batch is refused");
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(CoreError::Unavailable(format!(
+                        "the database refused the write ({err}); retry"
+                    ))));
+                }
+                match load_state(&mut conn).await {
+                    Ok(fresh) => state = fresh,
+                    Err(e) => tracing::error!(error = %e, "cannot reload writer state"),
+                }
+            }
+        }
+    }
+}
+
+fn dedup_last<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<T> = items
+        .into_iter()
+        .rev()
+        .filter(|i| seen.insert(key(i)))
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn apply_batch(
+    conn: &mut SqliteConnection,
+    state: &mut WriterState,
+    batch: &mut [Request],
+) -> Result<(Vec<Result<Outcome>>, Commit)> {
+    let mut db_tx = conn.begin().await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut jobs: Vec<JobRow> = Vec::new();
+    let mut events = Vec::new();
+    let mut partitions: Vec<PartitionRow> = Vec::new();
+    let mut reload = false;
+    for req in batch.iter_mut() {
+        let (next_id, next_seq) = (state.next_id, state.next_seq);
+        let mut savepoint = db_tx.begin().await?;
+        let op = std::mem::replace(&mut req.op, Op::Reasons(Vec::new()));
+        let mut tx = Tx {
+            conn: &mut savepoint,
+            state,
+            jobs: Vec::new(),
+            events: Vec::new(),
+            partitions: Vec::new(),
+        };
+        let result = tx.apply(op).await;
+        let (tx_jobs, tx_events, tx_parts) = (tx.jobs, tx.events, tx.partitions);
+        match result {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                jobs.extend(tx_jobs);
+                events.extend(tx_events);
+                partitions.extend(tx_parts);
+                answers.push(Ok(outcome));
+            }
+            Err(CoreError::Database(e)) => return Err(CoreError::Database(e)),
+            Err(err) => {
+                savepoint.rollback().await?;
+                if !tx_jobs.is_empty() || !tx_parts.is_empty() {
+                    reload = true;
+                }
+                state.next_id = next_id;
+                state.next_seq = next_seq;
+                answers.push(Err(err));
+            }
+        }
+    }
+    db_tx.commit().await?;
+    if reload {
+        *state = load_state(conn).await?;
+    }
+    let commit = Commit {
+        seq: state.next_seq - 1,
+        jobs: dedup_last(jobs, |j| j.id.to_string()),
+        events,
+        partitions: dedup_last(partitions, |p| p.id.clone()),
+    };
+    Ok((answers, commit))
+}
