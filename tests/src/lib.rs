@@ -1,1 +1,168 @@
-//! End-to-end tests over the real Gantry binaries.
+//! A harness that runs the real Gantry binaries as separate processes on
+//! loopback, each with its own directory and log, over real mTLS with
+//! certificates made at test time. Binaries are found next to the test
+//! executable (`target/<profile>/`); build them first (`scripts/test` does).
+
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gantry_client::{Client, ClientConfig};
+use gantry_proto::Principal;
+use gantry_proto::pki::Pki;
+use gantry_proto::tls::TlsFiles;
+
+pub use process::Process;
+
+/// Where the binaries are: `GANTRY_BIN_DIR`, else the test executable's profile folder.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GANTRY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("exe dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Options for a cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// CPUs the local gate offers.
+    pub cpus: u32,
+    /// Admin user names.
+    pub admins: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { cpus: 2, admins: vec!["root".into()] }
+    }
+}
+
+/// gantryd, gantry-sched and gantry-gate-local, each a real process.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    /// The core.
+    pub core: Process,
+    /// The scheduler.
+    pub sched: Process,
+    /// The local gate.
+    pub gate: Process,
+}
+
+fn tls_of(pki: &Pki, principal: &Principal) -> TlsFiles {
+    let paths = pki.ensure(principal).expect("issue certificate");
+    TlsFiles { ca: pki.ca_path(), cert: paths.cert, key: paths.key }
+}
+
+impl Cluster {
+    /// Start the three processes and wait until each is ready.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        gantry_proto::tls::install_crypto_provider();
+        let dir = tempfile::Builder::new().prefix("gantry-e2e-").tempdir()?;
+        let pki = Pki::init(&dir.path().join("pki"), "e2e")?;
+        for p in [Principal::Core, Principal::Scheduler, Principal::Gate("local".into())] {
+            pki.issue(&p, &[])?;
+        }
+        let pki_dir = dir.path().join("pki");
+        let pki_arg = pki_dir.display().to_string();
+        let sched = Process::start(
+            "gantry-sched",
+            dir.path(),
+            &["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg],
+        )
+        .await?;
+        let work = dir.path().join("local");
+        let gate = Process::start(
+            "gantry-gate-local",
+            dir.path(),
+            &[
+                "--name",
+                "local",
+                "--listen",
+                "127.0.0.1:0",
+                "--pki-dir",
+                &pki_arg,
+                "--work-dir",
+                &work.display().to_string(),
+                "--cpus",
+                &options.cpus.to_string(),
+            ],
+        )
+        .await?;
+        let config = dir.path().join("gantryd.toml");
+        let core_tls = tls_of(&pki, &Principal::Core);
+        let admins: Vec<String> = options.admins.iter().map(|a| format!("{a:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "installation = \"e2e\"\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\nadmins = [{}]\n\
+                 [tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\
+                 [scheduler]\naddress = \"https://127.0.0.1:{}\"\n\
+                 [[gates]]\nname = \"local\"\naddress = \"https://127.0.0.1:{}\"\n\
+                 [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n",
+                dir.path().join("core"),
+                admins.join(", "),
+                core_tls.ca,
+                core_tls.cert,
+                core_tls.key,
+                sched.addr.port(),
+                gate.addr.port(),
+            ),
+        )?;
+        let core = Process::start("gantryd", dir.path(), &["--config", &config.display().to_string()]).await?;
+        let cluster = Self { dir, pki, core, sched, gate };
+        cluster.wait_site_healthy().await?;
+        Ok(cluster)
+    }
+
+    /// The scratch directory of this cluster.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The PKI of this cluster.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// Client settings for a user (the certificate is issued on first use).
+    pub fn config_for(&self, principal: &Principal) -> ClientConfig {
+        ClientConfig { address: format!("https://127.0.0.1:{}", self.core.addr.port()), tls: tls_of(&self.pki, principal) }
+    }
+
+    /// A connected client for user `name`.
+    pub async fn user(&self, name: &str) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.config_for(&Principal::User(name.into()))).await?)
+    }
+
+    /// The `gantry` CLI, set up to act as user `name`.
+    pub fn cli(&self, name: &str) -> std::process::Command {
+        let config = self.config_for(&Principal::User(name.into()));
+        let mut cmd = std::process::Command::new(bin_dir().join("gantry"));
+        cmd.env("GANTRY_ADDR", &config.address)
+            .env("GANTRY_CA", &config.tls.ca)
+            .env("GANTRY_CERT", &config.tls.cert)
+            .env("GANTRY_KEY", &config.tls.key)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Wait until gantryd reports the local site healthy.
+    pub async fn wait_site_healthy(&self) -> anyhow::Result<()> {
+        let client = self.user("root").await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let sites = client.sites().await?;
+            if sites.iter().any(|s| s.name == "local" && s.healthy) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("site local never became healthy: {sites:?}\n{}", self.core.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `gantry logs`: a job's output as raw bytes.
+
+use std::io::Write;
+
+use clap::Args;
+use futures::StreamExt;
+use gantry_client::LogStream;
+
+use crate::cmd::Ctx;
+
+/// Arguments of `gantry logs`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gantry logs 42                 # stdout so far
+  gantry logs -f 42              # and keep following until the job ends
+  gantry logs --stderr 42 > err.txt")]
+pub struct LogsArgs {
+    /// The job id
+    id: u64,
+    /// Keep printing as the job writes, until it ends
+    #[arg(short, long)]
+    follow: bool,
+    /// Print stderr instead of stdout
+    #[arg(long)]
+    stderr: bool,
+    /// Start at this byte offset
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    offset: u64,
+}
+
+/// Run `gantry logs`. The bytes go to stdout unchanged (binary-safe); a
+/// closed pipe (`| head`) ends the command quietly.
+pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
+    let client = ctx.connect().await?;
+    let stream = if args.stderr {
+        LogStream::Stderr
+    } else {
+        LogStream::Stdout
+    };
+    let chunks = client
+        .read_logs(args.id, stream, args.offset, args.follow)
+        .await?;
+    futures::pin_mut!(chunks);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let result = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            out.write_all(&chunk.data)?;
+            if args.follow {
+                out.flush()?;
+            }
+        }
+        out.flush()?;
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(0),
+        other => other.map(|()| 0),
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}

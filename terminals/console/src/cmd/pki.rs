@@ -1,0 +1,140 @@
+//! `gantry pki`: an installation's CA and certificates.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Subcommand, ValueEnum};
+use gantry_proto::Principal;
+use gantry_proto::identity::is_valid_name;
+use gantry_proto::pki::Pki;
+use serde::Serialize;
+
+use crate::cmd::Ctx;
+use crate::output;
+
+/// Arguments of `gantry pki`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  gantry pki init --dir /etc/gantry/pki --installation lab
+  gantry pki issue --dir /etc/gantry/pki user alice
+  gantry pki issue --dir /etc/gantry/pki gate slurm-prod --host login1.example.org")]
+pub struct PkiArgs {
+    #[command(subcommand)]
+    command: PkiCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCommand {
+    /// Create the CA (if absent) and the certificates of core, scheduler and gate/local
+    Init {
+        /// The PKI directory (created if needed)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The installation name: the trust domain of every identity (spiffe://NAME/...)
+        #[arg(long, value_name = "NAME", default_value = "gantry")]
+        installation: String,
+    },
+    /// Issue (or re-issue) one more certificate from the CA in DIR
+    Issue {
+        /// The PKI directory holding the CA
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// What the identity is
+        kind: Kind,
+        /// Its name: 1-64 of A-Z a-z 0-9 . _ - (not starting with . or -)
+        name: String,
+        /// Extra host names or IPs the certificate serves (gates only; localhost is always included)
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+}
+
+/// The kinds of identity `issue` makes.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum Kind {
+    /// A person: spiffe://<installation>/user/<name>
+    User,
+    /// A program acting as itself (e.g. jupyterhub): .../service/<name>
+    Service,
+    /// A gate serving a site: .../gate/<name>
+    Gate,
+}
+
+#[derive(Serialize)]
+struct Issued {
+    identity: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn report(ctx: &Ctx, ca: PathBuf, issued: &[Issued]) -> anyhow::Result<()> {
+    if ctx.json {
+        #[derive(Serialize)]
+        struct View<'a> {
+            ca: PathBuf,
+            issued: &'a [Issued],
+        }
+        return output::print_json(&View { ca, issued });
+    }
+    println!("CA: {}", ca.display());
+    for i in issued {
+        println!("{}: {} {}", i.identity, i.cert.display(), i.key.display());
+    }
+    Ok(())
+}
+
+/// Run `gantry pki`.
+pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
+    match args.command {
+        PkiCommand::Init { dir, installation } => {
+            if !is_valid_name(&installation) {
+                bail!(
+                    "--installation `{installation}` is not a valid name; use 1-64 of A-Z a-z 0-9 . _ - (e.g. lab)"
+                );
+            }
+            let pki = Pki::init(&dir, &installation)?;
+            let mut issued = Vec::new();
+            for principal in [
+                Principal::Core,
+                Principal::Scheduler,
+                Principal::Gate("local".into()),
+            ] {
+                let paths = pki.ensure(&principal)?;
+                issued.push(Issued {
+                    identity: principal.uri(pki.installation()),
+                    cert: paths.cert,
+                    key: paths.key,
+                });
+            }
+            report(ctx, pki.ca_path(), &issued)?;
+        }
+        PkiCommand::Issue {
+            dir,
+            kind,
+            name,
+            hosts,
+        } => {
+            if !is_valid_name(&name) {
+                bail!("`{name}` is not a valid name; use 1-64 of A-Z a-z 0-9 . _ - (e.g. alice)");
+            }
+            let principal = match kind {
+                Kind::User => Principal::User(name),
+                Kind::Service => Principal::Service(name),
+                Kind::Gate => Principal::Gate(name),
+            };
+            if !hosts.is_empty() && !matches!(principal, Principal::Gate(_)) {
+                bail!("--host is only for gate certificates (users and services do not serve)");
+            }
+            let pki = Pki::open(&dir)?;
+            let paths = pki.issue(&principal, &hosts)?;
+            let issued = [Issued {
+                identity: principal.uri(pki.installation()),
+                cert: paths.cert,
+                key: paths.key,
+            }];
+            report(ctx, pki.ca_path(), &issued)?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,25 @@
+//! `gantry release`: let a held job be scheduled.
+
+use clap::Args;
+
+use crate::cmd::Ctx;
+use crate::output;
+
+/// Arguments of `gantry release`.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  gantry submit --hold -- ./big-run.sh && gantry release 42")]
+pub struct ReleaseArgs {
+    /// The held job
+    id: u64,
+}
+
+/// Run `gantry release`.
+pub async fn run(ctx: &Ctx, args: ReleaseArgs) -> anyhow::Result<i32> {
+    let job = ctx.connect().await?.release(args.id).await?;
+    if ctx.json {
+        output::print_json(&output::JobView::from(&job))?;
+    } else {
+        println!("released job {}", job.id);
+    }
+    Ok(0)
+}

@@ -1,0 +1,165 @@
+//! `gantry show`: every field of one job and its event history.
+
+use clap::Args;
+use futures::TryStreamExt;
+use gantry_client::{Job, JobEvent, state_name};
+use serde::Serialize;
+
+use crate::cmd::Ctx;
+use crate::output::{self, EventView, JobView};
+
+/// Arguments of `gantry show`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  gantry show 42\n  gantry show 42 --json | jq .events")]
+pub struct ShowArgs {
+    /// The job id
+    id: u64,
+}
+
+#[derive(Serialize)]
+struct ShowView {
+    job: JobView,
+    events: Vec<EventView>,
+}
+
+/// Run `gantry show`.
+pub async fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<i32> {
+    let client = ctx.connect().await?;
+    let job = client.get(args.id).await?;
+    let events: Vec<JobEvent> = client.watch(0, vec![args.id], false).try_collect().await?;
+    if ctx.json {
+        output::print_json(&ShowView {
+            job: JobView::from(&job),
+            events: events.iter().map(EventView::from).collect(),
+        })?;
+    } else {
+        print_job(&job);
+        print_events(&events);
+    }
+    Ok(0)
+}
+
+fn join_words(words: &[String]) -> String {
+    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+}
+
+fn pairs(map: &std::collections::BTreeMap<String, String>) -> String {
+    let items: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(" ")
+    }
+}
+
+fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.into()
+    }
+}
+
+fn print_job(job: &Job) {
+    let now = output::now_ms();
+    let view = JobView::from(job);
+    let spec = &view.spec;
+    let r = &spec.resources;
+    let mut rows: Vec<(&str, String)> = vec![
+        ("id", view.id.to_string()),
+        ("name", or_dash(&spec.name)),
+        ("owner", view.owner.clone()),
+    ];
+    if !view.submitted_by.is_empty() {
+        rows.push(("submitted by", view.submitted_by.clone()));
+    }
+    rows.extend([
+        (
+            "state",
+            format!("{}{}", view.state, if view.held { " (held)" } else { "" }),
+        ),
+        ("reason", or_dash(&view.reason)),
+        ("exit code", output::exit_cell(view.exit_code)),
+        ("site", or_dash(&view.site)),
+        ("partition", or_dash(&view.partition_id)),
+        ("attempt", or_dash(&view.attempt_id)),
+        ("submitted", output::time_and_age(view.submit_time_ms, now)),
+        ("started", output::time_and_age(view.start_time_ms, now)),
+        ("ended", output::time_and_age(view.end_time_ms, now)),
+    ]);
+    if spec.script.is_empty() {
+        rows.push(("command", join_words(&spec.argv)));
+    } else {
+        rows.push(("script", format!("{} lines", spec.script.lines().count())));
+    }
+    rows.extend([
+        (
+            "resources",
+            format!(
+                "cpus={} memory={} gpus={} nodes={} walltime={}",
+                r.cpus.map_or("-".into(), |c| c.to_string()),
+                or_dash(&r.memory),
+                r.gpus,
+                r.nodes.map_or("-".into(), |n| n.to_string()),
+                or_dash(&r.walltime)
+            ),
+        ),
+        ("requested site", or_dash(&spec.site)),
+        ("priority", spec.priority.to_string()),
+        (
+            "after",
+            or_dash(
+                &spec
+                    .after
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ),
+        ("labels", pairs(&spec.labels)),
+        ("env", pairs(&spec.env)),
+        (
+            "inputs",
+            or_dash(
+                &spec
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{} ({})",
+                            i.path,
+                            i.digest.chars().take(12).collect::<String>()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ),
+        ("outputs", or_dash(&spec.outputs.join(" "))),
+        ("output files", or_dash(&view.output_files.join(" "))),
+        ("last event", view.last_event_seq.to_string()),
+    ]);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in rows {
+        println!("{key:<width$}  {value}");
+    }
+}
+
+fn print_events(events: &[JobEvent]) {
+    println!("\nevents:");
+    let mut table = output::table(&["SEQ", "TIME", "FROM", "TO", "ACTOR", "MESSAGE"]);
+    for e in events {
+        let time =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms.max(0) as u64);
+        table.add_row(vec![
+            e.seq.to_string(),
+            humantime::format_rfc3339_seconds(time).to_string(),
+            state_name(e.from_state()).to_string(),
+            state_name(e.to_state()).to_string(),
+            e.actor.clone(),
+            output::truncate(&e.message, 80),
+        ]);
+    }
+    println!("{table}");
+}

@@ -1,0 +1,109 @@
+//! `gantry sites`: where jobs can run.
+
+use clap::Args;
+use gantry_client::{Flavor, Site};
+
+use crate::cmd::Ctx;
+use crate::output;
+
+/// Arguments of `gantry sites`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  gantry sites\n  gantry sites --json | jq '.[] | select(.healthy)'"
+)]
+pub struct SitesArgs {}
+
+/// Run `gantry sites`.
+pub async fn run(ctx: &Ctx, _args: SitesArgs) -> anyhow::Result<i32> {
+    let sites = ctx.connect().await?.sites().await?;
+    if ctx.json {
+        let views: Vec<_> = sites.iter().map(output::SiteView::from).collect();
+        output::print_json(&views)?;
+    } else {
+        print_table(&sites);
+    }
+    Ok(0)
+}
+
+/// One line per flavor: `host: 8 cpus, 15.5 GiB, 0 gpus, free`.
+pub fn flavor_line(f: &Flavor) -> String {
+    let c = f.capacity.unwrap_or_default();
+    let price = if f.price_per_hour == 0.0 {
+        "free".to_string()
+    } else {
+        format!("{} {}/h", f.price_per_hour, f.currency)
+    };
+    let mut line = format!(
+        "{}: {} cpus, {}, {} gpus, {price}",
+        f.name,
+        c.cpus,
+        output::bytes(c.memory_bytes),
+        c.gpus
+    );
+    if c.nodes > 1 {
+        line.push_str(&format!(", {} nodes", c.nodes));
+    }
+    if !f.available {
+        line.push_str(&format!(" (unavailable: {})", f.unavailable_reason));
+    }
+    line
+}
+
+fn print_table(sites: &[Site]) {
+    let mut table = output::table(&[
+        "NAME",
+        "PROVIDER",
+        "HEALTH",
+        "FLAVORS",
+        "PARTITIONS",
+        "ACTIVE JOBS",
+    ]);
+    for site in sites {
+        let health = if site.healthy {
+            "ok".to_string()
+        } else {
+            format!("down: {}", output::truncate(&site.health_message, 40))
+        };
+        let flavors: Vec<String> = site.flavors.iter().map(flavor_line).collect();
+        table.add_row(vec![
+            site.name.clone(),
+            site.provider.clone(),
+            health,
+            if flavors.is_empty() {
+                "-".into()
+            } else {
+                flavors.join("\n")
+            },
+            site.partitions.to_string(),
+            site.active_jobs.to_string(),
+        ]);
+    }
+    println!("{table}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_client::Capacity;
+
+    #[test]
+    fn flavor_lines() {
+        let f = Flavor {
+            name: "c5.xlarge".into(),
+            capacity: Some(Capacity {
+                cpus: 4,
+                memory_bytes: 8 << 30,
+                gpus: 0,
+                nodes: 1,
+            }),
+            price_per_hour: 0.17,
+            currency: "USD".into(),
+            available: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            flavor_line(&f),
+            "c5.xlarge: 4 cpus, 8 GiB, 0 gpus, 0.17 USD/h"
+        );
+    }
+}

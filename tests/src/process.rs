@@ -1,0 +1,127 @@
+//! One real process: its own log file, readiness through a ready file,
+//! SIGKILL and restart on the same address, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A running Gantry binary.
+pub struct Process {
+    /// The binary's name.
+    pub name: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    args: Vec<String>,
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    restarts: u32,
+}
+
+impl Process {
+    /// Start `name` with `args` plus `--ready-file`, and wait for readiness.
+    pub async fn start(name: &str, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut p = Process {
+            name: name.to_string(),
+            addr: "127.0.0.1:0".parse()?,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dir: dir.to_path_buf(),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+            restarts: 0,
+        };
+        p.spawn().await?;
+        Ok(p)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let ready = self.dir.join(format!("{}.{}.addr", self.name, self.restarts));
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let mut args = self.args.clone();
+        if self.addr.port() != 0 {
+            // Restart on the same address so peers find it again.
+            if let Some(i) = args.iter().position(|a| a == "--listen") {
+                args[i + 1] = self.addr.to_string();
+            }
+        }
+        let child = Command::new(super::bin_dir().join(&self.name))
+            .args(&args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build the binaries first: cargo build --bins)", self.name))?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                self.addr = text.trim().parse()?;
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                anyhow::bail!("{} exited with {status} before it was ready:\n{}", self.name, self.log_tail());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{} was not ready within 30 s:\n{}", self.name, self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL it and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same address.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.restarts += 1;
+        self.spawn().await
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = kill(pid, Signal::SIGTERM);
+            for _ in 0..100 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Jobs end to end over the real binaries: exit codes, logs, outputs,
+//! dependencies, walltime, cancel, idempotent submit.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gantry_client::{Client, JobSpec, JobState, LogStream};
+use gantry_e2e::{Cluster, Options};
+use gantry_proto::v1::{InputFile, ResourceRequest, SubmitJobRequest};
+
+fn sh(script: &str) -> JobSpec {
+    JobSpec { argv: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
+}
+
+async fn wait(client: &Client, id: u64) -> gantry_client::Job {
+    tokio::time::timeout(Duration::from_secs(60), client.wait(id, |_| {}))
+        .await
+        .expect("job did not end within 60 s")
+        .expect("wait")
+}
+
+async fn logs(client: &Client, id: u64, stream: LogStream) -> String {
+    let chunks = client.read_logs(id, stream, 0, false).await.expect("logs");
+    let mut chunks = std::pin::pin!(chunks);
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        out.extend(chunk.expect("chunk").data);
+    }
+    String::from_utf8(out).expect("utf8")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_completes_with_logs_and_outputs() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let input_path = cluster.dir().join("in.txt");
+    std::fs::write(&input_path, "hello input\n").unwrap();
+    let input = alice.upload_input(&input_path).await.unwrap();
+    let mut spec = sh("cat data/in.txt; echo oops >&2; mkdir -p out; tr a-z A-Z < data/in.txt > out/up.txt; echo $GANTRY_JOB_ID > out/id.txt");
+    spec.inputs = vec![InputFile { path: "data/in.txt".into(), ..input }];
+    spec.outputs = vec!["out/*.txt".into()];
+    let job = alice.submit(spec).await.unwrap();
+    let done = wait(&alice, job.id).await;
+    assert_eq!(done.state(), JobState::Completed, "{done:?}");
+    assert_eq!(done.exit_code, Some(0));
+    assert_eq!(logs(&alice, job.id, LogStream::Stdout).await, "hello input\n");
+    assert_eq!(logs(&alice, job.id, LogStream::Stderr).await, "oops\n");
+    let dest = cluster.dir().join("outputs");
+    let files = alice.download_outputs(job.id, &dest).await.unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(std::fs::read_to_string(dest.join("out/up.txt")).unwrap(), "HELLO INPUT\n");
+    assert_eq!(std::fs::read_to_string(dest.join("out/id.txt")).unwrap().trim(), job.id.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_command_ends_failed_with_its_exit_code() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let job = alice.submit(sh("echo bye; exit 3")).await.unwrap();
+    let done = wait(&alice, job.id).await;
+    assert_eq!(done.state(), JobState::Failed);
+    assert_eq!(done.exit_code, Some(3));
+    assert_eq!(done.reason, "exit code 3");
+    assert_eq!(logs(&alice, job.id, LogStream::Stdout).await, "bye\n");
+    assert_eq!(gantry_client::exit_status(&done), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dependency_chain_runs_in_order_and_failure_propagates() {
+    let cluster = Cluster::start(Options { cpus: 4, ..Default::default() }).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let log = cluster.dir().join("order.txt");
+    let step = |n: u32| sh(&format!("sleep 0.2; echo {n} >> {}", log.display()));
+    let a = alice.submit(step(1)).await.unwrap();
+    let mut s2 = step(2);
+    s2.after = vec![a.id];
+    let b = alice.submit(s2).await.unwrap();
+    let mut s3 = step(3);
+    s3.after = vec![b.id];
+    let c = alice.submit(s3).await.unwrap();
+    let mut bad = sh("exit 1");
+    bad.after = vec![a.id];
+    let bad = alice.submit(bad).await.unwrap();
+    let mut never = step(4);
+    never.after = vec![bad.id];
+    let never = alice.submit(never).await.unwrap();
+    assert_eq!(wait(&alice, c.id).await.state(), JobState::Completed);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "1\n2\n3\n");
+    let never = wait(&alice, never.id).await;
+    assert_eq!(never.state(), JobState::Failed);
+    assert_eq!(never.reason, format!("dependency job {} ended FAILED", bad.id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn walltime_is_enforced() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let mut spec = sh("sleep 60");
+    spec.resources = Some(ResourceRequest { walltime: "1s".into(), ..Default::default() });
+    let job = alice.submit(spec).await.unwrap();
+    let done = wait(&alice, job.id).await;
+    assert_eq!(done.state(), JobState::Failed);
+    assert_eq!(done.reason, "walltime exceeded");
+    assert!(done.end_time_ms - done.start_time_ms < 20_000, "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_queued_and_running_jobs() {
+    let cluster = Cluster::start(Options { cpus: 1, ..Default::default() }).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let marker = cluster.dir().join("ran-after-cancel");
+    let running = alice.submit(sh(&format!("sleep 30; touch {}", marker.display()))).await.unwrap();
+    let queued = alice.submit(sh(&format!("touch {}", marker.display()))).await.unwrap();
+    // Wait for the first to run (the second waits: one CPU).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while alice.get(running.id).await.unwrap().state() != JobState::Running {
+        assert!(tokio::time::Instant::now() < deadline, "never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(alice.get(queued.id).await.unwrap().state(), JobState::Queued);
+    let q = alice.cancel(queued.id, "not needed").await.unwrap();
+    assert_eq!(q.state(), JobState::Cancelled);
+    let r = alice.cancel(running.id, "").await.unwrap();
+    assert_eq!(r.state(), JobState::Cancelled);
+    assert_eq!(r.reason, "cancelled by user/alice");
+    // The process is really gone: a fresh job gets the only CPU and completes.
+    let next = alice.submit(sh("true")).await.unwrap();
+    assert_eq!(wait(&alice, next.id).await.state(), JobState::Completed);
+    assert!(!marker.exists(), "a cancelled job ran on");
+    // Cancelling again is not an error and changes nothing.
+    assert_eq!(alice.cancel(running.id, "").await.unwrap().state(), JobState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retried_submit_with_the_same_request_id_returns_the_same_job() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let request = SubmitJobRequest { spec: Some(sh("true")), client_request_id: "req-1".into(), on_behalf_of: String::new() };
+    let first = alice.submit_request(request.clone()).await.unwrap();
+    let second = alice.submit_request(request).await.unwrap();
+    assert!(first.created);
+    assert!(!second.created);
+    assert_eq!(first.job.unwrap().id, second.job.unwrap().id);
+    // Another user's identical id is their own.
+    let bob = cluster.user("bob").await.unwrap();
+    let theirs = bob
+        .submit_request(SubmitJobRequest { spec: Some(sh("true")), client_request_id: "req-1".into(), on_behalf_of: String::new() })
+        .await
+        .unwrap();
+    assert!(theirs.created);
+}
