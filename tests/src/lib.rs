@@ -36,7 +36,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { cpus: 2, admins: vec!["root".into()] }
+        Self {
+            cpus: 2,
+            admins: vec!["root".into()],
+        }
     }
 }
 
@@ -54,7 +57,11 @@ pub struct Cluster {
 
 fn tls_of(pki: &Pki, principal: &Principal) -> TlsFiles {
     let paths = pki.ensure(principal).expect("issue certificate");
-    TlsFiles { ca: pki.ca_path(), cert: paths.cert, key: paths.key }
+    TlsFiles {
+        ca: pki.ca_path(),
+        cert: paths.cert,
+        key: paths.key,
+    }
 }
 
 impl Cluster {
@@ -63,7 +70,11 @@ impl Cluster {
         gantry_proto::tls::install_crypto_provider();
         let dir = tempfile::Builder::new().prefix("gantry-e2e-").tempdir()?;
         let pki = Pki::init(&dir.path().join("pki"), "e2e")?;
-        for p in [Principal::Core, Principal::Scheduler, Principal::Gate("local".into())] {
+        for p in [
+            Principal::Core,
+            Principal::Scheduler,
+            Principal::Gate("local".into()),
+        ] {
             pki.issue(&p, &[])?;
         }
         let pki_dir = dir.path().join("pki");
@@ -112,8 +123,19 @@ impl Cluster {
                 gate.addr.port(),
             ),
         )?;
-        let core = Process::start("gantryd", dir.path(), &["--config", &config.display().to_string()]).await?;
-        let cluster = Self { dir, pki, core, sched, gate };
+        let core = Process::start(
+            "gantryd",
+            dir.path(),
+            &["--config", &config.display().to_string()],
+        )
+        .await?;
+        let cluster = Self {
+            dir,
+            pki,
+            core,
+            sched,
+            gate,
+        };
         cluster.wait_site_healthy().await?;
         Ok(cluster)
     }
@@ -130,7 +152,10 @@ impl Cluster {
 
     /// Client settings for a user (the certificate is issued on first use).
     pub fn config_for(&self, principal: &Principal) -> ClientConfig {
-        ClientConfig { address: format!("https://127.0.0.1:{}", self.core.addr.port()), tls: tls_of(&self.pki, principal) }
+        ClientConfig {
+            address: format!("https://127.0.0.1:{}", self.core.addr.port()),
+            tls: tls_of(&self.pki, principal),
+        }
     }
 
     /// A connected client for user `name`.
@@ -160,7 +185,10 @@ impl Cluster {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("site local never became healthy: {sites:?}\n{}", self.core.log_tail());
+                anyhow::bail!(
+                    "site local never became healthy: {sites:?}\n{}",
+                    self.core.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

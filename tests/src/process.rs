@@ -39,9 +39,14 @@ impl Process {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let ready = self.dir.join(format!("{}.{}.addr", self.name, self.restarts));
+        let ready = self
+            .dir
+            .join(format!("{}.{}.addr", self.name, self.restarts));
         let _ = std::fs::remove_file(&ready);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let mut args = self.args.clone();
         if self.addr.port() != 0 {
             // Restart on the same address so peers find it again.
@@ -53,12 +58,20 @@ impl Process {
             .args(&args)
             .arg("--ready-file")
             .arg(&ready)
-            .env("RUST_LOG", std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build the binaries first: cargo build --bins)", self.name))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start {}: {e} (build the binaries first: cargo build --bins)",
+                    self.name
+                )
+            })?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -66,11 +79,23 @@ impl Process {
                 self.addr = text.trim().parse()?;
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                anyhow::bail!("{} exited with {status} before it was ready:\n{}", self.name, self.log_tail());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("{} was not ready within 30 s:\n{}", self.name, self.log_tail());
+                anyhow::bail!(
+                    "{} was not ready within 30 s:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -8,7 +8,10 @@ use gantry_e2e::{Cluster, Options};
 
 fn recorder(path: &std::path::Path, secs: f32) -> JobSpec {
     let script = format!("sleep {secs}; echo $GANTRY_JOB_ID >> {}", path.display());
-    JobSpec { argv: vec!["/bin/sh".into(), "-c".into(), script], ..Default::default() }
+    JobSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script],
+        ..Default::default()
+    }
 }
 
 async fn wait_until(client: &Client, ids: &[u64], pred: impl Fn(&[JobState]) -> bool) {
@@ -21,7 +24,10 @@ async fn wait_until(client: &Client, ids: &[u64], pred: impl Fn(&[JobState]) -> 
         if pred(&states) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out; states {states:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; states {states:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -41,28 +47,46 @@ async fn finish_and_check(cluster: &Cluster, ids: &[u64], runs: &std::path::Path
         *counts.entry(line.trim().parse().unwrap()).or_default() += 1;
     }
     for id in ids {
-        assert_eq!(counts.get(id), Some(&1), "job {id} ran {:?} times", counts.get(id));
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "job {id} ran {:?} times",
+            counts.get(id)
+        );
     }
     assert_eq!(counts.len(), ids.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_gantryd_while_jobs_are_queued_and_running() {
-    let mut cluster = Cluster::start(Options { cpus: 2, ..Default::default() }).await.unwrap();
+    let mut cluster = Cluster::start(Options {
+        cpus: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..8 {
         ids.push(alice.submit(recorder(&runs, 0.7)).await.unwrap().id);
     }
-    wait_until(&alice, &ids, |s| s.contains(&JobState::Running) && s.contains(&JobState::Queued)).await;
+    wait_until(&alice, &ids, |s| {
+        s.contains(&JobState::Running) && s.contains(&JobState::Queued)
+    })
+    .await;
     cluster.core.restart().await.unwrap();
     finish_and_check(&cluster, &ids, &runs).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_the_local_gate_while_jobs_run() {
-    let mut cluster = Cluster::start(Options { cpus: 2, ..Default::default() }).await.unwrap();
+    let mut cluster = Cluster::start(Options {
+        cpus: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();
@@ -76,7 +100,12 @@ async fn sigkill_the_local_gate_while_jobs_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_the_scheduler_delays_but_loses_nothing() {
-    let mut cluster = Cluster::start(Options { cpus: 2, ..Default::default() }).await.unwrap();
+    let mut cluster = Cluster::start(Options {
+        cpus: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();

@@ -9,7 +9,10 @@ use gantry_e2e::{Cluster, Options};
 use gantry_proto::v1::{InputFile, ResourceRequest, SubmitJobRequest};
 
 fn sh(script: &str) -> JobSpec {
-    JobSpec { argv: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
+    JobSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
 }
 
 async fn wait(client: &Client, id: u64) -> gantry_client::Job {
@@ -36,20 +39,36 @@ async fn job_completes_with_logs_and_outputs() {
     let input_path = cluster.dir().join("in.txt");
     std::fs::write(&input_path, "hello input\n").unwrap();
     let input = alice.upload_input(&input_path).await.unwrap();
-    let mut spec = sh("cat data/in.txt; echo oops >&2; mkdir -p out; tr a-z A-Z < data/in.txt > out/up.txt; echo $GANTRY_JOB_ID > out/id.txt");
-    spec.inputs = vec![InputFile { path: "data/in.txt".into(), ..input }];
+    let mut spec = sh(
+        "cat data/in.txt; echo oops >&2; mkdir -p out; tr a-z A-Z < data/in.txt > out/up.txt; echo $GANTRY_JOB_ID > out/id.txt",
+    );
+    spec.inputs = vec![InputFile {
+        path: "data/in.txt".into(),
+        ..input
+    }];
     spec.outputs = vec!["out/*.txt".into()];
     let job = alice.submit(spec).await.unwrap();
     let done = wait(&alice, job.id).await;
     assert_eq!(done.state(), JobState::Completed, "{done:?}");
     assert_eq!(done.exit_code, Some(0));
-    assert_eq!(logs(&alice, job.id, LogStream::Stdout).await, "hello input\n");
+    assert_eq!(
+        logs(&alice, job.id, LogStream::Stdout).await,
+        "hello input\n"
+    );
     assert_eq!(logs(&alice, job.id, LogStream::Stderr).await, "oops\n");
     let dest = cluster.dir().join("outputs");
     let files = alice.download_outputs(job.id, &dest).await.unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
-    assert_eq!(std::fs::read_to_string(dest.join("out/up.txt")).unwrap(), "HELLO INPUT\n");
-    assert_eq!(std::fs::read_to_string(dest.join("out/id.txt")).unwrap().trim(), job.id.to_string());
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/up.txt")).unwrap(),
+        "HELLO INPUT\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/id.txt"))
+            .unwrap()
+            .trim(),
+        job.id.to_string()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,7 +86,12 @@ async fn failing_command_ends_failed_with_its_exit_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dependency_chain_runs_in_order_and_failure_propagates() {
-    let cluster = Cluster::start(Options { cpus: 4, ..Default::default() }).await.unwrap();
+    let cluster = Cluster::start(Options {
+        cpus: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let alice = cluster.user("alice").await.unwrap();
     let log = cluster.dir().join("order.txt");
     let step = |n: u32| sh(&format!("sleep 0.2; echo {n} >> {}", log.display()));
@@ -88,7 +112,10 @@ async fn dependency_chain_runs_in_order_and_failure_propagates() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "1\n2\n3\n");
     let never = wait(&alice, never.id).await;
     assert_eq!(never.state(), JobState::Failed);
-    assert_eq!(never.reason, format!("dependency job {} ended FAILED", bad.id));
+    assert_eq!(
+        never.reason,
+        format!("dependency job {} ended FAILED", bad.id)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +123,10 @@ async fn walltime_is_enforced() {
     let cluster = Cluster::start(Options::default()).await.unwrap();
     let alice = cluster.user("alice").await.unwrap();
     let mut spec = sh("sleep 60");
-    spec.resources = Some(ResourceRequest { walltime: "1s".into(), ..Default::default() });
+    spec.resources = Some(ResourceRequest {
+        walltime: "1s".into(),
+        ..Default::default()
+    });
     let job = alice.submit(spec).await.unwrap();
     let done = wait(&alice, job.id).await;
     assert_eq!(done.state(), JobState::Failed);
@@ -106,18 +136,32 @@ async fn walltime_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_queued_and_running_jobs() {
-    let cluster = Cluster::start(Options { cpus: 1, ..Default::default() }).await.unwrap();
+    let cluster = Cluster::start(Options {
+        cpus: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let alice = cluster.user("alice").await.unwrap();
     let marker = cluster.dir().join("ran-after-cancel");
-    let running = alice.submit(sh(&format!("sleep 30; touch {}", marker.display()))).await.unwrap();
-    let queued = alice.submit(sh(&format!("touch {}", marker.display()))).await.unwrap();
+    let running = alice
+        .submit(sh(&format!("sleep 30; touch {}", marker.display())))
+        .await
+        .unwrap();
+    let queued = alice
+        .submit(sh(&format!("touch {}", marker.display())))
+        .await
+        .unwrap();
     // Wait for the first to run (the second waits: one CPU).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while alice.get(running.id).await.unwrap().state() != JobState::Running {
         assert!(tokio::time::Instant::now() < deadline, "never ran");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(alice.get(queued.id).await.unwrap().state(), JobState::Queued);
+    assert_eq!(
+        alice.get(queued.id).await.unwrap().state(),
+        JobState::Queued
+    );
     let q = alice.cancel(queued.id, "not needed").await.unwrap();
     assert_eq!(q.state(), JobState::Cancelled);
     let r = alice.cancel(running.id, "").await.unwrap();
@@ -128,14 +172,21 @@ async fn cancel_queued_and_running_jobs() {
     assert_eq!(wait(&alice, next.id).await.state(), JobState::Completed);
     assert!(!marker.exists(), "a cancelled job ran on");
     // Cancelling again is not an error and changes nothing.
-    assert_eq!(alice.cancel(running.id, "").await.unwrap().state(), JobState::Cancelled);
+    assert_eq!(
+        alice.cancel(running.id, "").await.unwrap().state(),
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retried_submit_with_the_same_request_id_returns_the_same_job() {
     let cluster = Cluster::start(Options::default()).await.unwrap();
     let alice = cluster.user("alice").await.unwrap();
-    let request = SubmitJobRequest { spec: Some(sh("true")), client_request_id: "req-1".into(), on_behalf_of: String::new() };
+    let request = SubmitJobRequest {
+        spec: Some(sh("true")),
+        client_request_id: "req-1".into(),
+        on_behalf_of: String::new(),
+    };
     let first = alice.submit_request(request.clone()).await.unwrap();
     let second = alice.submit_request(request).await.unwrap();
     assert!(first.created);
@@ -144,7 +195,11 @@ async fn retried_submit_with_the_same_request_id_returns_the_same_job() {
     // Another user's identical id is their own.
     let bob = cluster.user("bob").await.unwrap();
     let theirs = bob
-        .submit_request(SubmitJobRequest { spec: Some(sh("true")), client_request_id: "req-1".into(), on_behalf_of: String::new() })
+        .submit_request(SubmitJobRequest {
+            spec: Some(sh("true")),
+            client_request_id: "req-1".into(),
+            on_behalf_of: String::new(),
+        })
         .await
         .unwrap();
     assert!(theirs.created);

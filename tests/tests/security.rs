@@ -9,7 +9,10 @@ use gantry_proto::v1::ResourceRequest;
 use tonic::Code;
 
 fn sh(script: &str) -> JobSpec {
-    JobSpec { argv: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
+    JobSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -19,17 +22,30 @@ async fn users_see_and_cancel_only_their_own_jobs() {
     let bob = cluster.user("bob").await.unwrap();
     let root = cluster.user("root").await.unwrap(); // an admin
     let job = alice.submit(sh("sleep 5")).await.unwrap();
-    assert_eq!(bob.get(job.id).await.unwrap_err().code(), Some(Code::NotFound));
-    assert_eq!(bob.cancel(job.id, "").await.unwrap_err().code(), Some(Code::NotFound));
+    assert_eq!(
+        bob.get(job.id).await.unwrap_err().code(),
+        Some(Code::NotFound)
+    );
+    assert_eq!(
+        bob.cancel(job.id, "").await.unwrap_err().code(),
+        Some(Code::NotFound)
+    );
     let listed = bob.list(Default::default()).await.unwrap();
     assert!(listed.jobs.iter().all(|j| j.owner == "bob"));
     let events: Vec<_> = {
         use futures::StreamExt;
         bob.watch(0, vec![job.id], false).collect().await
     };
-    assert!(events.iter().all(|e| e.as_ref().map(|e| e.owner == "bob").unwrap_or(true)));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.as_ref().map(|e| e.owner == "bob").unwrap_or(true))
+    );
     assert_eq!(root.get(job.id).await.unwrap().owner, "alice");
-    assert_eq!(root.cancel(job.id, "admin").await.unwrap().state(), gantry_client::JobState::Cancelled);
+    assert_eq!(
+        root.cancel(job.id, "admin").await.unwrap().state(),
+        gantry_client::JobState::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,10 +53,17 @@ async fn plaintext_wrong_ca_and_non_user_identities_are_refused() {
     let cluster = Cluster::start(Options::default()).await.unwrap();
     let addr = cluster.core.addr;
     // Plaintext HTTP/2 to a TLS port fails.
-    let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await;
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
     if let Ok(channel) = plain {
         let mut raw = gantry_proto::v1::gantry_client::GantryClient::new(channel);
-        assert!(raw.list_sites(gantry_proto::v1::ListSitesRequest {}).await.is_err());
+        assert!(
+            raw.list_sites(gantry_proto::v1::ListSitesRequest {})
+                .await
+                .is_err()
+        );
     }
     // A certificate from another CA is refused at the handshake.
     let other = tempfile::tempdir().unwrap();
@@ -48,7 +71,11 @@ async fn plaintext_wrong_ca_and_non_user_identities_are_refused() {
     let paths = pki.issue(&Principal::User("mallory".into()), &[]).unwrap();
     let foreign = ClientConfig {
         address: format!("https://127.0.0.1:{}", addr.port()),
-        tls: TlsFiles { ca: cluster.pki().ca_path(), cert: paths.cert, key: paths.key },
+        tls: TlsFiles {
+            ca: cluster.pki().ca_path(),
+            cert: paths.cert,
+            key: paths.key,
+        },
     };
     let refused = match Client::connect(&foreign).await {
         Err(_) => true,
@@ -57,8 +84,14 @@ async fn plaintext_wrong_ca_and_non_user_identities_are_refused() {
     assert!(refused, "a certificate from another CA was accepted");
     // A gate's or the scheduler's certificate may not use the client API.
     for principal in [Principal::Gate("local".into()), Principal::Scheduler] {
-        let client = Client::connect(&cluster.config_for(&principal)).await.unwrap();
-        assert_eq!(client.sites().await.unwrap_err().code(), Some(Code::PermissionDenied), "{principal}");
+        let client = Client::connect(&cluster.config_for(&principal))
+            .await
+            .unwrap();
+        assert_eq!(
+            client.sites().await.unwrap_err().code(),
+            Some(Code::PermissionDenied),
+            "{principal}"
+        );
     }
 }
 
@@ -66,18 +99,54 @@ async fn plaintext_wrong_ca_and_non_user_identities_are_refused() {
 async fn invalid_specs_are_refused_naming_the_field() {
     let cluster = Cluster::start(Options::default()).await.unwrap();
     let alice = cluster.user("alice").await.unwrap();
-    let with = |r: ResourceRequest| JobSpec { resources: Some(r), ..sh("true") };
+    let with = |r: ResourceRequest| JobSpec {
+        resources: Some(r),
+        ..sh("true")
+    };
     let cases = [
-        (with(ResourceRequest { cpus: Some(0), ..Default::default() }), "resources.cpus"),
-        (with(ResourceRequest { walltime: "abc".into(), ..Default::default() }), "resources.walltime"),
-        (with(ResourceRequest { memory: "12XB".into(), ..Default::default() }), "resources.memory"),
-        (JobSpec { site: "mars".into(), ..sh("true") }, "site"),
+        (
+            with(ResourceRequest {
+                cpus: Some(0),
+                ..Default::default()
+            }),
+            "resources.cpus",
+        ),
+        (
+            with(ResourceRequest {
+                walltime: "abc".into(),
+                ..Default::default()
+            }),
+            "resources.walltime",
+        ),
+        (
+            with(ResourceRequest {
+                memory: "12XB".into(),
+                ..Default::default()
+            }),
+            "resources.memory",
+        ),
+        (
+            JobSpec {
+                site: "mars".into(),
+                ..sh("true")
+            },
+            "site",
+        ),
         (JobSpec::default(), "command"),
     ];
     for (spec, field) in cases {
-        let err = alice.submit_request(gantry_proto::v1::SubmitJobRequest { spec: Some(spec), ..Default::default() }).await.unwrap_err();
+        let err = alice
+            .submit_request(gantry_proto::v1::SubmitJobRequest {
+                spec: Some(spec),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(Code::InvalidArgument), "{field}: {err}");
-        assert!(err.to_string().contains(field), "{field} not named in: {err}");
+        assert!(
+            err.to_string().contains(field),
+            "{field} not named in: {err}"
+        );
     }
     let unknown = alice.get(999_999).await.unwrap_err();
     assert_eq!(unknown.code(), Some(Code::NotFound));

@@ -1,0 +1,137 @@
+//! The store on a real SQLite file: group commit, de-duplication, the state
+//! table on every write, dependencies, and reopening after the fact.
+
+use std::sync::Arc;
+
+use gantry_core::job::ValidSpec;
+use gantry_core::store::{NewJob, Op, Outcome, PlanOps, Store};
+use gantry_proto::v1::{JobSpec, JobState, PartitionState};
+
+fn new_job(owner: &str, request_id: Option<&str>, after: Vec<u64>) -> Op {
+    let spec = JobSpec {
+        argv: vec!["true".into()],
+        after,
+        ..Default::default()
+    };
+    Op::Submit(Box::new(NewJob {
+        spec: ValidSpec::parse(spec, |_| true).unwrap(),
+        owner: owner.into(),
+        submitted_by: String::new(),
+        request_id: request_id.map(str::to_string),
+        is_admin: false,
+    }))
+}
+
+fn job(outcome: Outcome) -> gantry_core::store::JobRow {
+    match outcome {
+        Outcome::Job(job, _) => *job,
+        other => panic!("not a job: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_submits_share_commits_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_in(dir.path()).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = format!("r{}", i % 250);
+            job(store
+                .apply(new_job("alice", Some(&request), vec![]))
+                .await
+                .unwrap())
+            .id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 250, "each request id makes exactly one job");
+    drop(store);
+    let reopened = Store::open_in(dir.path()).await.unwrap();
+    for id in &ids {
+        assert_eq!(
+            reopened.job(*id).await.unwrap().unwrap().state,
+            JobState::Queued
+        );
+    }
+    let events = reopened.events(0, &[], None, 10_000).await.unwrap();
+    assert_eq!(events.len(), 250);
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let next = job(reopened
+        .apply(new_job("alice", None, vec![]))
+        .await
+        .unwrap());
+    assert_eq!(next.id, ids.last().unwrap() + 1);
+}
+
+#[tokio::test]
+async fn placement_is_checked_and_dependencies_release_or_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let a = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
+    let b = job(store
+        .apply(new_job("alice", None, vec![a.id]))
+        .await
+        .unwrap());
+    assert_eq!(b.deps_pending, 1);
+    assert_eq!(b.reason, format!("waiting for job {}", a.id));
+    // bob cannot depend on alice's job.
+    assert!(store.apply(new_job("bob", None, vec![a.id])).await.is_err());
+    let cap = gantry_core::job::Resources {
+        cpus: 1,
+        memory: 1 << 30,
+        gpus: 0,
+        nodes: 1,
+    };
+    let plan = PlanOps {
+        creates: vec![("p1".into(), "local".into(), "host".into(), cap)],
+        starts: vec![(a.id, "p1".into()), (b.id, "p1".into())],
+        deletes: vec![],
+    };
+    let Outcome::Refused(refused) = store.apply(Op::Plan(plan)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(refused.len(), 1, "b waits for a: {refused:?}");
+    assert_eq!(refused[0].0, b.id);
+    let placed = store.job(a.id).await.unwrap().unwrap();
+    assert_eq!(placed.state, JobState::Scheduled);
+    // A second job does not fit the 1-CPU partition while a holds it.
+    let c = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
+    let plan = PlanOps {
+        starts: vec![(c.id, "p1".into())],
+        ..Default::default()
+    };
+    let Outcome::Refused(refused) = store.apply(Op::Plan(plan)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(refused.len(), 1);
+    // The partition going away puts a back in the queue.
+    let op = Op::Partition {
+        id: "p1".into(),
+        state: PartitionState::Failed,
+        capacity: None,
+        message: "boom".into(),
+    };
+    store.apply(op).await.unwrap();
+    let requeued = store.job(a.id).await.unwrap().unwrap();
+    assert_eq!(requeued.state, JobState::Queued);
+    assert!(requeued.attempt_id.is_empty());
+    // Cancelling a fails its dependent b with a reason naming a.
+    store
+        .apply(Op::Cancel {
+            job_id: a.id,
+            actor: "user/alice".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let b = store.job(b.id).await.unwrap().unwrap();
+    assert_eq!(b.state, JobState::Failed);
+    assert_eq!(b.reason, format!("dependency job {} ended CANCELLED", a.id));
+}
