@@ -1,1 +1,38 @@
 //! The harness every Gantry gate is built on.
+//!
+//! A gate implements [`Provider`] — the gate operations in domain terms — and
+//! calls [`serve`]. The harness does everything else the gate contract
+//! (`proto/gantry/v1/gate.proto`) asks: mTLS with only the core allowed in
+//! ([`GateService`]), validation of every request into domain types
+//! ([`AttemptId`], [`PartitionId`], [`JobSpec`]), the WatchJobs fan-out
+//! ([`JobHub`]), and the file helpers gates share: log following
+//! ([`read_log_file`]) and staging ([`stage_in_dir`], [`stage_out_dir`]).
+
+mod args;
+mod auth;
+mod error;
+mod hub;
+mod ids;
+mod logs;
+mod paths;
+mod provider;
+mod server;
+mod service;
+mod spec;
+mod staging;
+
+pub use args::{GateArgs, GateConfig};
+pub use auth::authorize_core;
+pub use error::{GateError, Result};
+pub use hub::{DEFAULT_HUB_CAPACITY, JobHub, MAX_JOBS_PER_MESSAGE, WatchStream};
+pub use ids::{AttemptId, MAX_ID_LEN, PartitionId, check_id};
+pub use logs::{FOLLOW_POLL, LOG_CHUNK_BYTES, LogRead, LogResponses, read_log_file};
+pub use paths::{glob_set, safe_relative_path};
+pub use provider::{Description, FileChunks, LogChunks, LogSource, Provider, is_final};
+pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
+pub use service::{GateService, ResponseStream};
+pub use spec::{Command, JobSpec, Resources};
+pub use staging::{DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, stage_in_dir, stage_out_dir};
+
+/// The glob matcher staging uses, re-exported so providers need not depend on `globset`.
+pub use globset::GlobSet;

@@ -1,0 +1,340 @@
+//! The gRPC `Gate` service over any [`Provider`]: authorize, validate,
+//! call the provider, convert the answer. Nothing else happens here.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use gantry_proto::v1::gate_server::Gate;
+use gantry_proto::v1::*;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::authorize_core;
+use crate::error::{GateError, Result};
+use crate::hub::WatchStream;
+use crate::ids::{AttemptId, PartitionId};
+use crate::logs::{LogRead, read_log_file};
+use crate::paths::{glob_set, safe_relative_path};
+use crate::provider::{FileChunks, LogSource, Provider, is_final};
+use crate::spec::JobSpec;
+use crate::staging::FILE_CHUNK_BYTES;
+
+/// A stream of responses of a server-streaming RPC.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `Gate` service of a gate named `name` in `installation`, backed by a provider.
+pub struct GateService<P> {
+    provider: Arc<P>,
+    name: String,
+    installation: String,
+    stop: watch::Receiver<bool>,
+}
+
+impl<P: Provider> GateService<P> {
+    /// Serve `provider` as gate `name`; only the core of `installation` may call.
+    pub fn new(provider: Arc<P>, name: impl Into<String>, installation: impl Into<String>) -> Self {
+        let (_, stop) = watch::channel(false);
+        Self {
+            provider,
+            name: name.into(),
+            installation: installation.into(),
+            stop,
+        }
+    }
+
+    /// End long streams (WatchJobs, followed logs) once `stop` becomes true,
+    /// so a graceful shutdown does not wait for them forever.
+    pub fn with_stop(mut self, stop: watch::Receiver<bool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        authorize_core(request, &self.installation)
+    }
+}
+
+fn attempt_id(value: &str) -> Result<AttemptId> {
+    AttemptId::parse("attempt_id", value)
+}
+
+fn partition_id(value: &str) -> Result<PartitionId> {
+    PartitionId::parse("partition_id", value)
+}
+
+/// Check a chunk of a file being staged in.
+fn checked_chunk(chunk: FileChunk) -> Result<FileChunk> {
+    if !chunk.path.is_empty() {
+        safe_relative_path("chunk.path", &chunk.path)?;
+    }
+    if chunk.data.len() > FILE_CHUNK_BYTES {
+        return Err(GateError::invalid(
+            "chunk.data",
+            format!(
+                "holds {} bytes; send at most {FILE_CHUNK_BYTES} per chunk",
+                chunk.data.len()
+            ),
+        ));
+    }
+    Ok(chunk)
+}
+
+#[tonic::async_trait]
+impl<P: Provider> Gate for GateService<P> {
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<DescribeResponse>, Status> {
+        self.authorize(&request)?;
+        let d = self.provider.describe().await?;
+        Ok(Response::new(DescribeResponse {
+            name: self.name.clone(),
+            provider: d.provider,
+            version: d.version,
+            api_versions: vec![gantry_proto::API_VERSION.to_string()],
+            capabilities: Some(d.capabilities),
+            flavors: d.flavors,
+            images: d.images,
+        }))
+    }
+
+    async fn create_partition(
+        &self,
+        request: Request<CreatePartitionRequest>,
+    ) -> Result<Response<CreatePartitionResponse>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let id = partition_id(&req.partition_id)?;
+        if req.flavor.is_empty() {
+            return Err(
+                GateError::invalid("flavor", "is required; Describe lists the flavors").into(),
+            );
+        }
+        let labels: BTreeMap<_, _> = req.labels.into_iter().collect();
+        let partition = self
+            .provider
+            .create_partition(&id, &req.flavor, &labels)
+            .await?;
+        Ok(Response::new(CreatePartitionResponse {
+            partition: Some(partition),
+        }))
+    }
+
+    async fn get_partition(
+        &self,
+        request: Request<GetPartitionRequest>,
+    ) -> Result<Response<GetPartitionResponse>, Status> {
+        self.authorize(&request)?;
+        let id = partition_id(&request.get_ref().partition_id)?;
+        let partition = self.provider.get_partition(&id).await?;
+        Ok(Response::new(GetPartitionResponse {
+            partition: Some(partition),
+        }))
+    }
+
+    async fn delete_partition(
+        &self,
+        request: Request<DeletePartitionRequest>,
+    ) -> Result<Response<DeletePartitionResponse>, Status> {
+        self.authorize(&request)?;
+        let id = partition_id(&request.get_ref().partition_id)?;
+        let partition = self.provider.delete_partition(&id).await?;
+        Ok(Response::new(DeletePartitionResponse {
+            partition: Some(partition),
+        }))
+    }
+
+    async fn list_partitions(
+        &self,
+        request: Request<ListPartitionsRequest>,
+    ) -> Result<Response<ListPartitionsResponse>, Status> {
+        self.authorize(&request)?;
+        let partitions = self.provider.list_partitions().await?;
+        Ok(Response::new(ListPartitionsResponse { partitions }))
+    }
+
+    async fn start_job(
+        &self,
+        request: Request<StartJobRequest>,
+    ) -> Result<Response<StartJobResponse>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let attempt = attempt_id(&req.attempt_id)?;
+        let partition = partition_id(&req.partition_id)?;
+        let spec = JobSpec::from_task(req.task)?;
+        let job = self.provider.start_job(&attempt, &partition, spec).await?;
+        Ok(Response::new(StartJobResponse { job: Some(job) }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<GateGetJobRequest>,
+    ) -> Result<Response<GateGetJobResponse>, Status> {
+        self.authorize(&request)?;
+        let attempt = attempt_id(&request.get_ref().attempt_id)?;
+        let job = self.provider.get_job(&attempt).await?;
+        Ok(Response::new(GateGetJobResponse { job: Some(job) }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<GateCancelJobRequest>,
+    ) -> Result<Response<GateCancelJobResponse>, Status> {
+        self.authorize(&request)?;
+        let attempt = attempt_id(&request.get_ref().attempt_id)?;
+        let job = self.provider.cancel_job(&attempt).await?;
+        Ok(Response::new(GateCancelJobResponse { job: Some(job) }))
+    }
+
+    async fn release_job(
+        &self,
+        request: Request<GateReleaseJobRequest>,
+    ) -> Result<Response<GateReleaseJobResponse>, Status> {
+        self.authorize(&request)?;
+        let attempt = attempt_id(&request.get_ref().attempt_id)?;
+        self.provider.release_job(&attempt).await?;
+        Ok(Response::new(GateReleaseJobResponse {}))
+    }
+
+    type WatchJobsStream = WatchStream;
+
+    async fn watch_jobs(
+        &self,
+        request: Request<WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        self.authorize(&request)?;
+        let stream = self
+            .provider
+            .hub()
+            .watch(self.provider.clone(), self.stop.clone());
+        Ok(Response::new(stream))
+    }
+
+    type ReadLogsStream = ResponseStream<GateReadLogsResponse>;
+
+    async fn read_logs(
+        &self,
+        request: Request<GateReadLogsRequest>,
+    ) -> Result<Response<Self::ReadLogsStream>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let attempt = attempt_id(&req.attempt_id)?;
+        let stream = match LogStream::try_from(req.stream) {
+            Ok(s @ (LogStream::Stdout | LogStream::Stderr)) => s,
+            _ => {
+                return Err(GateError::invalid(
+                    "stream",
+                    "use LOG_STREAM_STDOUT or LOG_STREAM_STDERR",
+                )
+                .into());
+            }
+        };
+        let out: Self::ReadLogsStream = match self.provider.log_source(&attempt, stream).await? {
+            LogSource::File(path) => {
+                let provider = self.provider.clone();
+                let ended = move || {
+                    let provider = provider.clone();
+                    let attempt = attempt.clone();
+                    async move {
+                        match provider.get_job(&attempt).await {
+                            Ok(job) => Ok(is_final(job.state())),
+                            Err(GateError::NotFound { .. }) => Ok(true),
+                            Err(err) => Err(err),
+                        }
+                    }
+                };
+                let read = LogRead {
+                    path,
+                    stream,
+                    offset: req.offset,
+                    follow: req.follow,
+                };
+                Box::pin(read_log_file(read, ended, self.stop.clone()))
+            }
+            LogSource::Chunks(chunks) => Box::pin(chunks.map(|chunk| {
+                chunk
+                    .map(|chunk| GateReadLogsResponse { chunk: Some(chunk) })
+                    .map_err(Status::from)
+            })),
+        };
+        Ok(Response::new(out))
+    }
+
+    async fn stage_in(
+        &self,
+        request: Request<Streaming<StageInRequest>>,
+    ) -> Result<Response<StageInResponse>, Status> {
+        self.authorize(&request)?;
+        let mut messages = request.into_inner();
+        let first = messages.message().await?.ok_or_else(|| {
+            Status::invalid_argument("attempt_id: the first message must name the attempt")
+        })?;
+        let attempt = attempt_id(&first.attempt_id)?;
+        let partition = partition_id(&first.partition_id)?;
+        let head = futures::stream::iter(first.chunk.map(Ok));
+        let rest = messages.filter_map(|msg| async move {
+            match msg {
+                Ok(msg) => msg.chunk.map(Ok),
+                Err(status) => Some(Err(GateError::Unavailable(format!(
+                    "the stage-in stream broke: {}",
+                    status.message()
+                )))),
+            }
+        });
+        let files: FileChunks = Box::pin(head.chain(rest).map(|c| c.and_then(checked_chunk)));
+        let response = self.provider.stage_in(&attempt, &partition, files).await?;
+        Ok(Response::new(response))
+    }
+
+    type StageOutStream = ResponseStream<StageOutResponse>;
+
+    async fn stage_out(
+        &self,
+        request: Request<StageOutRequest>,
+    ) -> Result<Response<Self::StageOutStream>, Status> {
+        self.authorize(&request)?;
+        let req = request.into_inner();
+        let attempt = attempt_id(&req.attempt_id)?;
+        let globs = glob_set("globs", &req.globs)?;
+        let files = self.provider.stage_out(&attempt, globs).await?;
+        let out = files.map(|chunk| {
+            chunk
+                .map(|chunk| StageOutResponse { chunk: Some(chunk) })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_staged_chunks() {
+        let ok = FileChunk {
+            path: "a.txt".into(),
+            mode: 0o644,
+            data: vec![1],
+        };
+        assert!(checked_chunk(ok).is_ok());
+        let escape = FileChunk {
+            path: "../a".into(),
+            ..Default::default()
+        };
+        assert!(checked_chunk(escape).is_err());
+        let big = FileChunk {
+            path: String::new(),
+            mode: 0,
+            data: vec![0; FILE_CHUNK_BYTES + 1],
+        };
+        assert!(
+            checked_chunk(big)
+                .unwrap_err()
+                .to_string()
+                .starts_with("chunk.data")
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! What a gate runs, parsed from the wire's `Task` once at the edge.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gantry_proto::v1::Task;
+
+use crate::error::{GateError, Result};
+
+/// Most arguments, environment variables or script bytes a task may carry.
+const MAX_ARGS: usize = 65_536;
+/// Longest script accepted.
+const MAX_SCRIPT_BYTES: usize = 4 << 20;
+
+/// How the job's process is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A program and its arguments, run without a shell. Never empty.
+    Argv(Vec<String>),
+    /// A script run by `/bin/sh`, or by its own `#!` line. Never empty.
+    Script(String),
+}
+
+/// What a job may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// GPUs.
+    pub gpus: u32,
+}
+
+/// A validated task: what one attempt runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// gantryd's job id.
+    pub job_id: u64,
+    /// A name for people.
+    pub name: String,
+    /// The process to run.
+    pub command: Command,
+    /// Environment variables to set on top of the gate's own.
+    pub env: BTreeMap<String, String>,
+    /// What the job may use.
+    pub resources: Resources,
+    /// Kill the job after this long; `None` means no limit.
+    pub walltime: Option<Duration>,
+    /// The job owner's user name (may be empty).
+    pub owner: String,
+}
+
+fn no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(GateError::invalid(field, "must not contain NUL bytes"));
+    }
+    Ok(())
+}
+
+impl JobSpec {
+    /// Parse the `task` field of a request.
+    pub fn from_task(task: Option<Task>) -> Result<Self> {
+        let task = task
+            .ok_or_else(|| GateError::invalid("task", "is required: give argv or script to run"))?;
+        let command = match (task.argv.is_empty(), task.script.is_empty()) {
+            (false, true) => {
+                if task.argv.len() > MAX_ARGS {
+                    return Err(GateError::invalid("task.argv", "has too many arguments"));
+                }
+                if task.argv[0].is_empty() {
+                    return Err(GateError::invalid(
+                        "task.argv[0]",
+                        "must name a program, e.g. \"python3\"",
+                    ));
+                }
+                for (i, arg) in task.argv.iter().enumerate() {
+                    no_nul(&format!("task.argv[{i}]"), arg)?;
+                }
+                Command::Argv(task.argv)
+            }
+            (true, false) => {
+                if task.script.len() > MAX_SCRIPT_BYTES {
+                    return Err(GateError::invalid(
+                        "task.script",
+                        format!("is larger than {MAX_SCRIPT_BYTES} bytes; stage it in as a file"),
+                    ));
+                }
+                Command::Script(task.script)
+            }
+            (true, true) => {
+                return Err(GateError::invalid(
+                    "task.argv",
+                    "argv or script must be set, e.g. argv [\"echo\", \"hi\"]",
+                ));
+            }
+            (false, false) => {
+                return Err(GateError::invalid(
+                    "task.script",
+                    "set either argv or script, not both",
+                ));
+            }
+        };
+        if task.env.len() > MAX_ARGS {
+            return Err(GateError::invalid("task.env", "has too many variables"));
+        }
+        let mut env = BTreeMap::new();
+        for (key, value) in task.env {
+            let field = format!("task.env[{key}]");
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(GateError::invalid(
+                    field,
+                    "is not a variable name; use e.g. \"OMP_NUM_THREADS\"",
+                ));
+            }
+            no_nul(&field, &value)?;
+            env.insert(key, value);
+        }
+        no_nul("task.name", &task.name)?;
+        no_nul("task.owner", &task.owner)?;
+        let resources = task
+            .resources
+            .map(|c| Resources {
+                cpus: c.cpus,
+                memory_bytes: c.memory_bytes,
+                gpus: c.gpus,
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            job_id: task.job_id,
+            name: task.name,
+            command,
+            env,
+            resources,
+            walltime: (task.walltime_seconds > 0)
+                .then(|| Duration::from_secs(task.walltime_seconds)),
+            owner: task.owner,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_proto::v1::Capacity;
+
+    fn task() -> Task {
+        Task {
+            job_id: 7,
+            argv: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parses_argv_tasks() {
+        let mut t = task();
+        t.walltime_seconds = 5;
+        t.resources = Some(Capacity {
+            cpus: 2,
+            memory_bytes: 1 << 30,
+            gpus: 0,
+            nodes: 1,
+        });
+        t.env.insert("A".into(), "1".into());
+        let spec = JobSpec::from_task(Some(t)).unwrap();
+        assert_eq!(
+            spec.command,
+            Command::Argv(vec!["echo".into(), "hi".into()])
+        );
+        assert_eq!(spec.walltime, Some(Duration::from_secs(5)));
+        assert_eq!(spec.resources.cpus, 2);
+        assert_eq!(spec.env["A"], "1");
+    }
+
+    #[test]
+    fn needs_exactly_one_of_argv_and_script() {
+        let mut t = task();
+        t.script = "echo".into();
+        assert!(
+            JobSpec::from_task(Some(t))
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let t = Task::default();
+        assert!(
+            JobSpec::from_task(Some(t))
+                .unwrap_err()
+                .to_string()
+                .starts_with("task.argv")
+        );
+        assert!(JobSpec::from_task(None).is_err());
+        let t = Task {
+            script: "echo hi".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            JobSpec::from_task(Some(t)).unwrap().command,
+            Command::Script("echo hi".into())
+        );
+    }
+
+    #[test]
+    fn refuses_bad_env_and_empty_program() {
+        let mut t = task();
+        t.env.insert("A=B".into(), "1".into());
+        assert!(
+            JobSpec::from_task(Some(t))
+                .unwrap_err()
+                .to_string()
+                .starts_with("task.env[A=B]")
+        );
+        let mut t = task();
+        t.argv[0] = String::new();
+        assert!(JobSpec::from_task(Some(t)).is_err());
+        let mut t = task();
+        t.argv[1] = "a\0b".into();
+        assert!(JobSpec::from_task(Some(t)).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! The local gate's settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the local gate runs jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// Where partitions and attempts live (`partitions/`, `attempts/<id>/`).
+    pub work_dir: PathBuf,
+    /// CPUs the partition offers; `None` means the host's available parallelism.
+    /// More than the host has overcommits: slots share the host's CPUs round-robin.
+    pub cpus: Option<u32>,
+    /// Memory the partition offers in bytes; `None` means the host's MemTotal.
+    pub memory_bytes: Option<u64>,
+    /// The `gantry-shim` binary.
+    pub shim: PathBuf,
+    /// Time between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
+    pub kill_grace: Duration,
+}
+
+impl LocalConfig {
+    /// Defaults for `work_dir`: host resources, `gantry-shim` next to this
+    /// executable, a 3 s grace.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            work_dir: work_dir.into(),
+            cpus: None,
+            memory_bytes: None,
+            shim: default_shim(),
+            kill_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// `gantry-shim` in the directory of the current executable.
+pub fn default_shim() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("gantry-shim")))
+        .unwrap_or_else(|| PathBuf::from("gantry-shim"))
+}

@@ -1,0 +1,106 @@
+//! What this machine offers: its CPUs, memory and GPUs.
+
+use std::path::Path;
+
+/// The host's resources as the local gate sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The CPU ids this process may run on (its affinity mask), ascending.
+    pub cpu_ids: Vec<usize>,
+    /// Total memory in bytes (MemTotal), 0 when unknown.
+    pub memory_bytes: u64,
+    /// The number of `/dev/nvidia<N>` devices.
+    pub gpus: u32,
+    /// The host name, for people.
+    pub hostname: String,
+}
+
+impl Host {
+    /// Inspect this machine.
+    pub fn detect() -> Self {
+        Self {
+            cpu_ids: cpu_ids(),
+            memory_bytes: std::fs::read_to_string("/proc/meminfo")
+                .map(|s| mem_total(&s))
+                .unwrap_or(0),
+            gpus: gpu_count(Path::new("/dev")),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into()),
+        }
+    }
+}
+
+fn cpu_ids() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    let ids: Vec<usize> = sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).collect()
+    } else {
+        ids
+    }
+}
+
+/// MemTotal of a `/proc/meminfo` text, in bytes.
+fn mem_total(meminfo: &str) -> u64 {
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The number of `nvidia<digits>` entries in `dev`.
+fn gpu_count(dev: &Path) -> u32 {
+    let Ok(entries) = std::fs::read_dir(dev) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("nvidia"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mem_total() {
+        assert_eq!(
+            mem_total("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
+            16384 * 1024
+        );
+        assert_eq!(mem_total("nothing"), 0);
+    }
+
+    #[test]
+    fn counts_only_numbered_nvidia_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["nvidia0", "nvidia12", "nvidiactl", "nvidia-uvm", "sda"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(gpu_count(dir.path()), 2);
+    }
+
+    #[test]
+    fn detects_at_least_one_cpu() {
+        let host = Host::detect();
+        assert!(!host.cpu_ids.is_empty());
+        assert!(host.memory_bytes > 0);
+    }
+}

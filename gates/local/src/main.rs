@@ -1,0 +1,58 @@
+//! `gantry-gate-local`: the gate that runs jobs as processes on this machine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use gantry_gate::GateArgs;
+use gantry_gate_local::{LocalConfig, LocalProvider, default_shim};
+
+/// Serve the Gantry gate API for this machine: jobs run as local processes.
+#[derive(Debug, Parser)]
+#[command(name = "gantry-gate-local", version)]
+struct Cli {
+    #[command(flatten)]
+    gate: GateArgs,
+    /// Where partitions and attempts (working directories, logs) live.
+    #[arg(long, env = "GANTRY_GATE_WORK_DIR", default_value = "./gantry-local")]
+    work_dir: PathBuf,
+    /// CPUs to offer [default: the host's available parallelism].
+    #[arg(long, env = "GANTRY_GATE_CPUS")]
+    cpus: Option<u32>,
+    /// Memory to offer, in bytes [default: the host's MemTotal].
+    #[arg(long, env = "GANTRY_GATE_MEMORY")]
+    memory: Option<u64>,
+    /// The gantry-shim binary [default: gantry-shim next to this executable].
+    #[arg(long, env = "GANTRY_GATE_SHIM")]
+    shim: Option<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
+    #[arg(long, env = "GANTRY_GATE_KILL_GRACE", default_value_t = 3)]
+    kill_grace: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    gantry_proto::tls::install_crypto_provider();
+    gantry_proto::telemetry::init("info");
+    let cli = Cli::parse();
+    if cli.cpus == Some(0) {
+        anyhow::bail!("--cpus: must be at least 1");
+    }
+    let config = LocalConfig {
+        work_dir: cli.work_dir,
+        cpus: cli.cpus,
+        memory_bytes: cli.memory,
+        shim: cli.shim.unwrap_or_else(default_shim),
+        kill_grace: Duration::from_secs(cli.kill_grace),
+    };
+    if !config.shim.is_file() {
+        anyhow::bail!(
+            "--shim: {} does not exist; install gantry-shim next to gantry-gate-local or pass --shim",
+            config.shim.display()
+        );
+    }
+    let provider = LocalProvider::open(config).await?;
+    gantry_gate::serve(Arc::new(provider), &cli.gate).await?;
+    Ok(())
+}
