@@ -1,0 +1,229 @@
+//! Where jobs can go during one pass: the placeable partitions with what is
+//! free on them (and the reservation they hold, if any), and the flavors of
+//! which one more partition may be created. Built once per pass from the
+//! view and kept up to date as the pass places jobs.
+
+use std::sync::Arc;
+
+use crate::domain::{FlavorSpec, PartitionPhase, Resources};
+use crate::slots::{SiteKey, Slot};
+use crate::view::{Job, View};
+
+/// Resources held for a reserved job on a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hold {
+    /// When the reserved job is expected to start (ms).
+    pub until_ms: i64,
+    /// What stays free at that time once the reserved job took its share.
+    pub spare: Resources,
+}
+
+/// A partition jobs may be placed on now.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    pub slot: Slot,
+    pub site: SiteKey,
+    pub capacity: Resources,
+    pub free: Resources,
+    pub ready: bool,
+    /// Its flavor's walltime limit (0: none).
+    pub max_walltime_seconds: u64,
+    pub hold: Option<Hold>,
+}
+
+/// A flavor of which one more partition may be created.
+#[derive(Debug, Clone)]
+pub(crate) struct Creatable {
+    pub site: SiteKey,
+    pub flavor: FlavorSpec,
+    /// Partitions of it that exist or are planned.
+    pub count: u32,
+}
+
+/// Where a job may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// On `parts[i]`.
+    Existing(usize),
+    /// On a new partition of `creatable[i]`.
+    New(usize),
+    /// Nowhere now; `fits_but_held` when only a reservation keeps it out.
+    Blocked { fits_but_held: bool },
+}
+
+/// The places of one pass.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    pub parts: Vec<Part>,
+    pub creatable: Vec<Creatable>,
+    /// An upper bound of what is free on any one partition.
+    max_free: Resources,
+}
+
+fn flavor_walltime(view: &View, site: SiteKey, flavor: &Arc<str>) -> u64 {
+    view.sites
+        .spec(site)
+        .and_then(|s| s.flavor(flavor))
+        .map_or(0, |f| f.max_walltime_seconds)
+}
+
+impl Candidates {
+    /// The places the view offers now.
+    pub fn build(view: &View) -> Self {
+        let mut out = Candidates::default();
+        let mut counts: Vec<(SiteKey, Arc<str>, u32)> = Vec::new();
+        for (slot, p) in view.slots.iter() {
+            let Some(live) = &p.live else { continue };
+            match counts
+                .iter_mut()
+                .find(|(s, f, _)| *s == live.site && *f == live.flavor)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((live.site, live.flavor.clone(), 1)),
+            }
+            let healthy = view.sites.spec(live.site).is_some_and(|s| s.healthy);
+            if !healthy || live.deleting_since.is_some() {
+                continue;
+            }
+            let free = p.free();
+            out.max_free = out.max_free.max(&free);
+            out.parts.push(Part {
+                slot,
+                site: live.site,
+                capacity: live.capacity,
+                free,
+                ready: live.phase == PartitionPhase::Ready,
+                max_walltime_seconds: flavor_walltime(view, live.site, &live.flavor),
+                hold: None,
+            });
+        }
+        for (site, spec) in view.sites.described() {
+            if !spec.healthy {
+                continue;
+            }
+            for flavor in spec.flavors.iter().filter(|f| f.available) {
+                let count = counts
+                    .iter()
+                    .find(|(s, f, _)| *s == site && **f == *flavor.name)
+                    .map_or(0, |c| c.2);
+                if count < flavor.max_partitions {
+                    out.creatable.push(Creatable {
+                        site,
+                        flavor: flavor.clone(),
+                        count,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn eligible(job: &Job, site: SiteKey, max_walltime_seconds: u64) -> bool {
+        job.site().is_none_or(|s| s == site)
+            && (max_walltime_seconds == 0
+                || (job.walltime_seconds() != 0 && job.walltime_seconds() <= max_walltime_seconds))
+    }
+
+    /// Whether `job` may run on `part` (site, walltime, shape), free or not.
+    pub fn could_hold(job: &Job, part: &Part) -> bool {
+        Self::eligible(job, part.site, part.max_walltime_seconds)
+            && job.resources().fits_in(&part.capacity)
+    }
+
+    /// Where `job` should go now (at `now_ms`), respecting reservations:
+    /// the best-fitting partition, else the cheapest flavor to create.
+    pub fn choose(&self, job: &Job, now_ms: i64) -> Choice {
+        let need = &job.resources();
+        if self.creatable.is_empty() && !need.fits_in(&self.max_free) {
+            return Choice::Blocked {
+                fits_but_held: false,
+            };
+        }
+        let mut best: Option<(usize, (bool, u32, u32, u64))> = None;
+        let mut fits_but_held = false;
+        for (i, part) in self.parts.iter().enumerate() {
+            if !Self::eligible(job, part.site, part.max_walltime_seconds)
+                || !need.fits_in(&part.free)
+            {
+                continue;
+            }
+            if let Some(hold) = &part.hold
+                && !ends_before(job, now_ms, hold.until_ms)
+                && !need.fits_in(&hold.spare)
+            {
+                fits_but_held = true;
+                continue;
+            }
+            let left = part.free.saturating_sub(need);
+            let score = (!part.ready, left.gpus, left.cpus, left.memory_bytes);
+            if best.as_ref().is_none_or(|(_, b)| score < *b) {
+                best = Some((i, score));
+            }
+        }
+        if let Some((i, _)) = best {
+            return Choice::Existing(i);
+        }
+        let cheapest = self
+            .creatable
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.count < c.flavor.max_partitions
+                    && need.fits_in(&c.flavor.capacity)
+                    && Self::eligible(job, c.site, c.flavor.max_walltime_seconds)
+            })
+            .min_by(|(_, a), (_, b)| {
+                let key = |c: &Creatable| {
+                    (
+                        c.flavor.capacity.gpus,
+                        c.flavor.capacity.cpus,
+                        c.flavor.capacity.memory_bytes,
+                    )
+                };
+                a.flavor
+                    .price_per_hour
+                    .total_cmp(&b.flavor.price_per_hour)
+                    .then(key(a).cmp(&key(b)))
+                    .then(a.flavor.name.cmp(&b.flavor.name))
+            });
+        match cheapest {
+            Some((i, _)) => Choice::New(i),
+            None => Choice::Blocked { fits_but_held },
+        }
+    }
+
+    /// Count `job` as started now on `parts[i]`.
+    pub fn take(&mut self, i: usize, job: &Job, now_ms: i64) {
+        let part = &mut self.parts[i];
+        part.free = part.free.saturating_sub(&job.resources().consumed());
+        if let Some(hold) = &mut part.hold
+            && !ends_before(job, now_ms, hold.until_ms)
+        {
+            hold.spare = hold.spare.saturating_sub(&job.resources().consumed());
+        }
+    }
+
+    /// Count a new partition of `creatable[i]` in `slot`, with `job` on it.
+    pub fn create(&mut self, i: usize, slot: Slot, job: &Job) {
+        let c = &mut self.creatable[i];
+        c.count += 1;
+        let capacity = c.flavor.capacity;
+        let free = capacity.saturating_sub(&job.resources().consumed());
+        self.max_free = self.max_free.max(&free);
+        self.parts.push(Part {
+            slot,
+            site: c.site,
+            capacity,
+            free,
+            ready: false,
+            max_walltime_seconds: c.flavor.max_walltime_seconds,
+            hold: None,
+        });
+    }
+}
+
+/// Whether `job`, started at `now_ms`, ends by its walltime by `until_ms`.
+pub(crate) fn ends_before(job: &Job, now_ms: i64, until_ms: i64) -> bool {
+    job.walltime_seconds() > 0
+        && now_ms.saturating_add((job.walltime_seconds() as i64).saturating_mul(1000)) <= until_ms
+}

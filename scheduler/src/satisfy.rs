@@ -1,0 +1,260 @@
+//! Whether a job could ever run as specified, and if not, a sentence saying
+//! which resource no flavor offers ("no site offers 512 GiB of memory").
+
+use crate::domain::{FlavorSpec, Resources, SiteSpec};
+
+/// Format a byte count with binary units: `512 GiB`, `1.5 GiB`, `768 MiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    let mut scale = 1u64;
+    while unit + 1 < UNITS.len() && bytes >= scale * 1024 {
+        scale *= 1024;
+        unit += 1;
+    }
+    if bytes.is_multiple_of(scale) {
+        format!("{} {}", bytes / scale, UNITS[unit])
+    } else {
+        let value = bytes as f64 / scale as f64;
+        let text = format!("{value:.1}");
+        format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
+    }
+}
+
+/// Format a walltime in seconds: `48h`, `1h30m`, `90s` → `1m30s`; 0 is `unlimited`.
+pub fn format_walltime(seconds: u64) -> String {
+    if seconds == 0 {
+        return "unlimited".into();
+    }
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
+}
+
+fn count(n: u32, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn describe(r: &Resources) -> Vec<String> {
+    let mut parts = Vec::new();
+    if r.cpus > 0 {
+        parts.push(count(r.cpus, "CPU", "CPUs"));
+    }
+    if r.memory_bytes > 0 {
+        parts.push(format!("{} of memory", format_bytes(r.memory_bytes)));
+    }
+    if r.gpus > 0 {
+        parts.push(count(r.gpus, "GPU", "GPUs"));
+    }
+    if r.nodes > 1 {
+        parts.push(count(r.nodes, "node", "nodes"));
+    }
+    parts
+}
+
+fn join(parts: &[String]) -> String {
+    match parts {
+        [] => "nothing".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Why a job needing `need` for `walltime_seconds` (0 = unlimited) can never
+/// run on any flavor of `sites` (the sites it may use), or `None` when some
+/// flavor could hold it. `pinned` is the site the job names, if any;
+/// `pinned_exists` says whether that site is known.
+pub fn unsatisfiable(
+    need: &Resources,
+    walltime_seconds: u64,
+    pinned: Option<&str>,
+    pinned_exists: bool,
+    sites: &[&SiteSpec],
+) -> Option<String> {
+    if let Some(site) = pinned
+        && !pinned_exists
+    {
+        return Some(format!("site `{site}` does not exist"));
+    }
+    let flavors: Vec<&FlavorSpec> = sites.iter().flat_map(|s| s.flavors.iter()).collect();
+    if flavors
+        .iter()
+        .any(|f| need.fits_in(&f.capacity) && f.allows_walltime(walltime_seconds))
+    {
+        return None;
+    }
+    if flavors.is_empty() {
+        return Some(match pinned {
+            Some(site) => format!("site `{site}` offers no flavors"),
+            None => "no site offers any flavor yet".into(),
+        });
+    }
+    let scope = match pinned {
+        Some(site) => format!("site `{site}` does not offer"),
+        None => "no site offers".into(),
+    };
+    let largest = flavors
+        .iter()
+        .fold(Resources::default(), |acc, f| acc.max(&f.capacity));
+    let missing = Resources {
+        cpus: if need.cpus > largest.cpus {
+            need.cpus
+        } else {
+            0
+        },
+        memory_bytes: if need.memory_bytes > largest.memory_bytes {
+            need.memory_bytes
+        } else {
+            0
+        },
+        gpus: if need.gpus > largest.gpus {
+            need.gpus
+        } else {
+            0
+        },
+        nodes: if need.nodes > largest.nodes {
+            need.nodes
+        } else {
+            0
+        },
+    };
+    let mut short = describe(&missing);
+    if missing.nodes == 1 {
+        short.push("1 node".into());
+    }
+    if !short.is_empty() {
+        return Some(format!("{scope} {}", join(&short)));
+    }
+    let large_enough: Vec<&&FlavorSpec> = flavors
+        .iter()
+        .filter(|f| need.fits_in(&f.capacity))
+        .collect();
+    if large_enough.is_empty() {
+        let which = match pinned {
+            Some(site) => format!("no flavor of site `{site}`"),
+            None => "no single flavor".into(),
+        };
+        return Some(format!("{which} offers {} together", join(&describe(need))));
+    }
+    let longest = large_enough
+        .iter()
+        .map(|f| f.max_walltime_seconds)
+        .max()
+        .unwrap_or(0);
+    Some(format!(
+        "walltime {} exceeds the longest allowed ({})",
+        format_walltime(walltime_seconds),
+        format_walltime(longest)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn site(name: &str, flavors: &[(u32, u64, u32, u64)]) -> SiteSpec {
+        SiteSpec {
+            name: name.into(),
+            healthy: false,
+            flavors: flavors
+                .iter()
+                .enumerate()
+                .map(|(i, &(cpus, mem, gpus, wall))| FlavorSpec {
+                    name: format!("f{i}"),
+                    capacity: Resources {
+                        cpus,
+                        memory_bytes: mem,
+                        gpus,
+                        nodes: 1,
+                    },
+                    price_per_hour: 0.0,
+                    max_partitions: 0,
+                    max_walltime_seconds: wall,
+                    available: false,
+                })
+                .collect(),
+            elastic: false,
+            idle_timeout_seconds: 0,
+        }
+    }
+
+    fn need(cpus: u32, mem: u64, gpus: u32) -> Resources {
+        Resources {
+            cpus,
+            memory_bytes: mem,
+            gpus,
+            nodes: 1,
+        }
+    }
+
+    #[test]
+    fn formats_sizes_and_walltimes() {
+        assert_eq!(format_bytes(512 * GIB), "512 GiB");
+        assert_eq!(format_bytes(3 * GIB / 2), "1.5 GiB");
+        assert_eq!(format_bytes(768 << 20), "768 MiB");
+        assert_eq!(format_bytes(100), "100 B");
+        assert_eq!(format_walltime(48 * 3600), "48h");
+        assert_eq!(format_walltime(5400), "1h30m");
+        assert_eq!(format_walltime(90), "1m30s");
+        assert_eq!(format_walltime(0), "unlimited");
+    }
+
+    #[test]
+    fn satisfiable_when_one_flavor_holds_everything() {
+        let s = site("a", &[(8, 16 * GIB, 0, 0)]);
+        assert_eq!(
+            unsatisfiable(&need(8, 16 * GIB, 0), 0, None, false, &[&s]),
+            None
+        );
+    }
+
+    #[test]
+    fn names_the_resource_no_site_offers() {
+        let s = site("a", &[(8, 16 * GIB, 0, 0), (64, 4 * GIB, 0, 0)]);
+        assert_eq!(
+            unsatisfiable(&need(1, 512 * GIB, 0), 0, None, false, &[&s]).unwrap(),
+            "no site offers 512 GiB of memory"
+        );
+        assert_eq!(
+            unsatisfiable(&need(65, GIB, 0), 0, None, false, &[&s]).unwrap(),
+            "no site offers 65 CPUs"
+        );
+        assert_eq!(
+            unsatisfiable(&need(64, 16 * GIB, 0), 0, None, false, &[&s]).unwrap(),
+            "no single flavor offers 64 CPUs and 16 GiB of memory together"
+        );
+        assert_eq!(
+            unsatisfiable(&need(1, GIB, 2), 0, Some("a"), true, &[&s]).unwrap(),
+            "site `a` does not offer 2 GPUs"
+        );
+    }
+
+    #[test]
+    fn unknown_site_and_walltime() {
+        assert_eq!(
+            unsatisfiable(&need(1, 1, 0), 0, Some("gpu"), false, &[]).unwrap(),
+            "site `gpu` does not exist"
+        );
+        let s = site("a", &[(8, GIB, 0, 24 * 3600)]);
+        assert_eq!(
+            unsatisfiable(&need(1, 1, 0), 48 * 3600, None, false, &[&s]).unwrap(),
+            "walltime 48h exceeds the longest allowed (24h)"
+        );
+        assert_eq!(
+            unsatisfiable(&need(1, 1, 0), 0, None, false, &[&s]).unwrap(),
+            "walltime unlimited exceeds the longest allowed (24h)"
+        );
+        assert!(unsatisfiable(&need(1, 1, 0), 3600, None, false, &[&s]).is_none());
+    }
+}
