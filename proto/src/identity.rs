@@ -36,7 +36,9 @@ pub enum IdentityError {
     #[error("the peer certificate has no spiffe:// URI SAN naming a Gantry identity")]
     NoIdentity,
     /// The URI is not of a form Gantry knows.
-    #[error("`{0}` is not a Gantry identity (want spiffe://<installation>/<user|service|gate>/<name>, /core or /scheduler)")]
+    #[error(
+        "`{0}` is not a Gantry identity (want spiffe://<installation>/<user|service|gate>/<name>, /core or /scheduler)"
+    )]
     Malformed(String),
     /// The URI names another installation.
     #[error("identity `{uri}` belongs to installation `{found}`, not `{expected}`")]

@@ -17,9 +17,9 @@ pub struct Bound {
 
 /// Bind `listen` (e.g. `127.0.0.1:0`).
 pub async fn bind(listen: &str) -> std::io::Result<Bound> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-    })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr()?;
     Ok(Bound {
         addr,
