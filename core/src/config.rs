@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use gantry_proto::identity::is_valid_name;
+use gantry_proto::identity::{is_dns_safe, is_valid_name};
 use gantry_proto::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
@@ -98,16 +98,17 @@ impl Config {
 
     /// Check what can be checked before starting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.installation.is_empty() || self.installation.contains('/') {
-            return Err(ConfigError(
-                "installation must be a non-empty name without '/'".into(),
-            ));
+        if !is_dns_safe(&self.installation) {
+            return Err(ConfigError(format!(
+                "installation {:?} must be a DNS-safe name (letters, digits, '-', '.')",
+                self.installation
+            )));
         }
         let mut names = std::collections::HashSet::new();
         for gate in &self.gates {
-            if !is_valid_name(&gate.name) {
+            if !is_valid_name(&gate.name) || !is_dns_safe(&gate.name) {
                 return Err(ConfigError(format!(
-                    "gate name {:?} is not valid",
+                    "gate name {:?} must be letters, digits, '-' and '.'",
                     gate.name
                 )));
             }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use gantry_proto::Principal;
 use gantry_proto::v1::gantry_server::GantryServer;
 use gantry_proto::v1::gate_client::GateClient;
 use tonic::transport::Server;
@@ -22,7 +23,10 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let tls = &config.tls;
     let mut gates = HashMap::new();
     for gate in &config.gates {
-        let channel = tls.endpoint(&gate.address)?.connect_lazy();
+        let identity = Principal::Gate(gate.name.clone()).server_name(&config.installation);
+        let channel = tls
+            .endpoint_verifying(&gate.address, identity.as_deref())?
+            .connect_lazy();
         let client = GateClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -44,10 +48,11 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     for gate in &config.gates {
         links::gate::spawn(gate.name.clone(), ctx.clone());
     }
-    links::scheduler::spawn(
-        tls.endpoint(&config.scheduler.address)?.connect_lazy(),
-        ctx.clone(),
-    );
+    let identity = Principal::Scheduler.server_name(&config.installation);
+    let channel = tls
+        .endpoint_verifying(&config.scheduler.address, identity.as_deref())?
+        .connect_lazy();
+    links::scheduler::spawn(channel, ctx.clone());
 
     let bound = gantry_proto::serve::bind(&config.listen).await?;
     let service = GantryServer::new(GantryService::new(ctx))

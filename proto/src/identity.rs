@@ -62,7 +62,36 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Whether `text` can be part of a DNS name (letters, digits, `-`, `.`).
+pub fn is_dns_safe(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl Principal {
+    /// The DNS name a serving process's certificate carries and its clients
+    /// verify, so that only that identity can serve at an address:
+    /// `core.<installation>`, `scheduler.<installation>`,
+    /// `<name>.gate.<installation>`. `None` for users and services, and for
+    /// names that are not DNS-safe.
+    pub fn server_name(&self, installation: &str) -> Option<String> {
+        let name = match self {
+            Principal::Core => format!("core.{installation}"),
+            Principal::Scheduler => format!("scheduler.{installation}"),
+            Principal::Gate(n) => format!("{n}.gate.{installation}"),
+            Principal::User(_) | Principal::Service(_) => return None,
+        };
+        is_dns_safe(&name).then_some(name)
+    }
+
     /// The URI for this principal in `installation`.
     pub fn uri(&self, installation: &str) -> String {
         format!("{SPIFFE_SCHEME}{installation}/{}", self.path())
@@ -166,6 +195,18 @@ mod tests {
         ] {
             assert_eq!(Principal::from_uri(&p.uri("gantry"), "gantry"), Ok(p));
         }
+    }
+
+    #[test]
+    fn servers_have_dns_names() {
+        assert_eq!(
+            Principal::Gate("local".into())
+                .server_name("e2e")
+                .as_deref(),
+            Some("local.gate.e2e")
+        );
+        assert_eq!(Principal::Gate("a_b".into()).server_name("e2e"), None);
+        assert_eq!(Principal::User("alice".into()).server_name("e2e"), None);
     }
 
     #[test]

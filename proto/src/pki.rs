@@ -157,6 +157,7 @@ impl Pki {
         );
         if serves {
             let mut hosts = vec!["localhost".to_string()];
+            hosts.extend(principal.server_name(&self.installation));
             hosts.extend(extra_hosts.iter().cloned());
             for host in hosts {
                 params.subject_alt_names.push(match host.parse() {

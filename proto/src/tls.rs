@@ -87,10 +87,25 @@ impl TlsFiles {
     /// An endpoint to `address` (`https://host:port`) over mTLS, with sane
     /// timeouts and keep-alives. Connecting is lazy.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, TlsError> {
+        self.endpoint_verifying(address, None)
+    }
+
+    /// Like [`Self::endpoint`], but the server's certificate must carry
+    /// `server_name` (see [`crate::Principal::server_name`]) rather than the
+    /// address's host: only that identity can serve there.
+    pub fn endpoint_verifying(
+        &self,
+        address: &str,
+        server_name: Option<&str>,
+    ) -> Result<Endpoint, TlsError> {
         let endpoint = Endpoint::from_shared(address.to_string())
             .map_err(|_| TlsError::BadAddress(address.to_string()))?;
+        let mut tls = self.client_config()?;
+        if let Some(name) = server_name {
+            tls = tls.domain_name(name);
+        }
         Ok(endpoint
-            .tls_config(self.client_config()?)?
+            .tls_config(tls)?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(20))

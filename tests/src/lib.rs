@@ -32,6 +32,9 @@ pub struct Options {
     pub cpus: u32,
     /// Admin user names.
     pub admins: Vec<String>,
+    /// Extra gate entries in gantryd's config that point at the local
+    /// gate's address under another name (an impostor, to test identity).
+    pub aliases: Vec<String>,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
         Self {
             cpus: 2,
             admins: vec!["root".into()],
+            aliases: Vec::new(),
         }
     }
 }
@@ -123,6 +127,14 @@ impl Cluster {
                 gate.addr.port(),
             ),
         )?;
+        let mut text = std::fs::read_to_string(&config)?;
+        for alias in &options.aliases {
+            text.push_str(&format!(
+                "[[gates]]\nname = {alias:?}\naddress = \"https://127.0.0.1:{}\"\n",
+                gate.addr.port()
+            ));
+        }
+        std::fs::write(&config, text)?;
         let core = Process::start(
             "gantryd",
             dir.path(),

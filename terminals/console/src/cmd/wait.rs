@@ -85,20 +85,21 @@ pub async fn run(ctx: &Ctx, args: WaitArgs) -> anyhow::Result<i32> {
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else {
-        let exit = job
-            .exit_code
-            .map(|c| format!(", exit code {c}"))
-            .unwrap_or_default();
-        eprintln!(
-            "job {} {}{exit}{}",
-            job.id,
-            state_name(job.state()),
-            if job.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", job.reason)
-            }
-        );
+        let exit = job.exit_code.map(|c| format!("exit code {c}"));
+        // The reason often is just the exit code; say each thing once.
+        let details: Vec<&str> = exit
+            .as_deref()
+            .into_iter()
+            .chain(
+                Some(job.reason.as_str()).filter(|r| !r.is_empty() && Some(*r) != exit.as_deref()),
+            )
+            .collect();
+        let details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", details.join(", "))
+        };
+        eprintln!("job {} {}{details}", job.id, state_name(job.state()));
     }
     Ok(exit_status(&job))
 }

@@ -1,0 +1,97 @@
+//! Sites: identity of gates, health, and jobs no site can ever run.
+
+use std::time::Duration;
+
+use gantry_client::{JobSpec, JobState};
+use gantry_e2e::{Cluster, Options};
+use gantry_proto::v1::ResourceRequest;
+
+async fn eventually<T>(mut probe: impl AsyncFnMut() -> Option<T>, what: &str) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_must_prove_its_name_and_a_down_gate_only_makes_its_site_unhealthy() {
+    let options = Options {
+        aliases: vec!["impostor".into()],
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start(options).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    // The local gate's certificate says gate/local: it cannot serve as "impostor".
+    let sites = alice.sites().await.unwrap();
+    let impostor = sites.iter().find(|s| s.name == "impostor").unwrap();
+    assert!(!impostor.healthy, "{impostor:?}");
+    let spec = JobSpec {
+        argv: vec!["true".into()],
+        site: "impostor".into(),
+        ..Default::default()
+    };
+    let held_back = alice.submit(spec).await.unwrap();
+    // Stop the local gate: its site turns unhealthy, gantryd keeps serving.
+    cluster.gate.kill9();
+    eventually(
+        async || {
+            let sites = alice.sites().await.ok()?;
+            sites
+                .iter()
+                .any(|s| s.name == "local" && !s.healthy)
+                .then_some(())
+        },
+        "site local to turn unhealthy",
+    )
+    .await;
+    let job = alice
+        .submit(JobSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.get(job.id).await.unwrap().state(), JobState::Queued);
+    cluster.gate.restart().await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), alice.wait(job.id, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state(), JobState::Completed);
+    assert_eq!(
+        alice.get(held_back.id).await.unwrap().state(),
+        JobState::Queued
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_no_site_can_hold_says_why() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let spec = JobSpec {
+        argv: vec!["true".into()],
+        resources: Some(ResourceRequest {
+            memory: "512GiB".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let job = alice.submit(spec).await.unwrap();
+    let reason = eventually(
+        async || {
+            let job = alice.get(job.id).await.ok()?;
+            (!job.reason.is_empty()).then_some(job.reason)
+        },
+        "a pending reason",
+    )
+    .await;
+    assert_eq!(reason, "no site offers 512 GiB of memory");
+    assert_eq!(alice.get(job.id).await.unwrap().state(), JobState::Queued);
+}
