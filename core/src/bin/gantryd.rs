@@ -15,6 +15,9 @@ struct Args {
     /// The TOML configuration file.
     #[arg(long, env = "GANTRY_CONFIG")]
     config: Option<PathBuf>,
+    /// Address to serve on; overrides `listen` in the configuration.
+    #[arg(long)]
+    listen: Option<String>,
     /// Write the bound address here once serving (for supervisors and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -29,7 +32,10 @@ async fn main() {
     gantry_proto::telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
     let args = Args::parse();
     let result = async {
-        let config = gantry_core::Config::load(args.config.as_deref())?;
+        let mut config = gantry_core::Config::load(args.config.as_deref())?;
+        if let Some(listen) = args.listen {
+            config.listen = listen;
+        }
         if args.print_config {
             println!("{}", toml::to_string_pretty(&config)?);
             return Ok(());

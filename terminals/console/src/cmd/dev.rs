@@ -13,8 +13,10 @@ use crate::dev::{self, DevOptions};
 Starts gantry-sched, gantry-gate-local and gantryd (found next to this gantry
 executable) as separate processes, each logging to <state>/logs/<name>.log, makes
 a PKI under <state>/pki and writes the profile <state>/client.toml that other
-gantry commands find by themselves. Ctrl-C stops everything in order; jobs,
-history and certificates stay in the state directory for the next start.
+gantry commands find by themselves. A process that dies (try `kill -9` on
+gantryd or the gate while jobs run) is started again on its address and
+recovers from its state; Ctrl-C stops everything in order. Jobs, history and
+certificates stay in the state directory for the next start.
 
 Examples:
   gantry dev                    # then, in another terminal: gantry submit -- echo hello

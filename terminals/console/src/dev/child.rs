@@ -25,6 +25,10 @@ pub struct Child {
     pub log: PathBuf,
     process: tokio::process::Child,
     pid: Pid,
+    program: PathBuf,
+    args: Vec<String>,
+    /// The ready file and the address it gave, once ready.
+    ready: Option<(PathBuf, SocketAddr)>,
 }
 
 impl Child {
@@ -42,6 +46,23 @@ impl Child {
         }
         let out = std::fs::File::create(log)
             .with_context(|| format!("cannot create log file {}", log.display()))?;
+        let (process, pid) = Self::launch(program, args, out)?;
+        Ok(Self {
+            name,
+            log: log.to_path_buf(),
+            process,
+            pid,
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            ready: None,
+        })
+    }
+
+    fn launch(
+        program: &Path,
+        args: &[String],
+        out: std::fs::File,
+    ) -> anyhow::Result<(tokio::process::Child, Pid)> {
         let mut command = tokio::process::Command::new(program);
         command
             .args(args)
@@ -55,12 +76,29 @@ impl Child {
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
         let pid = Pid::from_raw(process.id().context("child has no pid")? as i32);
-        Ok(Self {
-            name,
-            log: log.to_path_buf(),
-            process,
-            pid,
-        })
+        Ok((process, pid))
+    }
+
+    /// Start it again after it died, on the address it had (so its peers
+    /// find it), appending to its log; waits until it is ready again.
+    pub async fn restart(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let Some((ready_file, addr)) = self.ready.clone() else {
+            bail!("{} died before it was ever ready", self.name);
+        };
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = addr.to_string();
+        }
+        let _ = std::fs::remove_file(&ready_file);
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot open log file {}", self.log.display()))?;
+        let (process, pid) = Self::launch(&self.program, &args, out)?;
+        self.process = process;
+        self.pid = pid;
+        self.wait_ready(&ready_file, timeout).await?;
+        Ok(())
     }
 
     /// The last lines of the log, indented, after a header naming the file.
@@ -89,6 +127,7 @@ impl Child {
                         ready_file.display()
                     )
                 })?;
+                self.ready = Some((ready_file.to_path_buf(), addr));
                 return Ok(addr);
             }
             if let Some(status) = self.process.try_wait()? {

@@ -20,6 +20,8 @@ use files::{Endpoint, GantrydConfig, Layout, NamedEndpoint, https};
 
 /// How long a process may take to write its ready file.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many restarts of children within a minute `gantry dev` tolerates.
+const MAX_RESTARTS: usize = 5;
 /// How long a process may take to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -190,6 +192,8 @@ async fn start(
     let args = vec![
         "--config".into(),
         arg(config_path),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--ready-file".into(),
         arg(core_ready.clone()),
     ];
@@ -210,28 +214,47 @@ fn spawn<'a>(
     Ok(children.last_mut().expect("just pushed"))
 }
 
-/// Wait for a signal (a clean stop) or for a child to exit (an error).
+/// Wait for a signal (a clean stop). A child that dies is started again on
+/// its address, as a service manager would, and recovers its state from
+/// disk; one that keeps dying (more than `MAX_RESTARTS` within a minute) ends
+/// `gantry dev` with an error.
 async fn supervise(children: &mut [Child], signals: &mut Signals) -> anyhow::Result<()> {
-    let exits = children
-        .iter_mut()
-        .enumerate()
-        .map(|(i, child)| Box::pin(async move { (i, child.exited().await) }));
-    let died = tokio::select! {
-        _ = signals.recv() => None,
-        ((index, status), _, _) = futures::future::select_all(exits) => Some((index, status)),
-    };
-    let Some((index, status)) = died else {
-        return Ok(());
-    };
-    let child = &children[index];
-    let status = status
-        .map(|s| s.to_string())
-        .unwrap_or_else(|e| e.to_string());
-    bail!(
-        "{} exited unexpectedly ({status}); {}",
-        child.name,
-        child.tail()
-    )
+    let mut restarts: Vec<std::time::Instant> = Vec::new();
+    loop {
+        let exits = children
+            .iter_mut()
+            .enumerate()
+            .map(|(i, child)| Box::pin(async move { (i, child.exited().await) }));
+        let died = tokio::select! {
+            _ = signals.recv() => None,
+            ((index, status), _, _) = futures::future::select_all(exits) => Some((index, status)),
+        };
+        let Some((index, status)) = died else {
+            return Ok(());
+        };
+        let child = &mut children[index];
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+        if restarts.len() >= MAX_RESTARTS {
+            bail!(
+                "{} exited unexpectedly ({status}) and keeps dying; {}",
+                child.name,
+                child.tail()
+            );
+        }
+        restarts.push(std::time::Instant::now());
+        eprintln!(
+            "gantry dev: {} exited unexpectedly ({status}); starting it again",
+            child.name
+        );
+        tokio::select! {
+            result = child.restart(READY_TIMEOUT) => result?,
+            _ = signals.recv() => return Ok(()),
+        }
+        eprintln!("gantry dev: {} is back", child.name);
+    }
 }
 
 /// Stop the children in reverse start order (gantryd, gate, scheduler). A
