@@ -15,6 +15,8 @@ use gantry_proto::tls::TlsFiles;
 
 pub use process::Process;
 
+pub mod bench;
+
 /// Where the binaries are: `GANTRY_BIN_DIR`, else the test executable's profile folder.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GANTRY_BIN_DIR") {

@@ -1,12 +1,14 @@
-//! WatchEvents: history from the database, then new commits as they land.
+//! WatchEvents: history from the database, then new events straight from the
+//! commits as they land (no query per commit); a watcher that falls behind
+//! the broadcast catches up from the database again.
 
-use gantry_proto::v1::{WatchEventsRequest, WatchEventsResponse};
+use gantry_proto::v1::{JobEvent, WatchEventsRequest, WatchEventsResponse};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{GantryService, ResponseStream};
 
-/// Events per message.
+/// Events per message when catching up.
 const PAGE: u32 = 1000;
 
 impl GantryService {
@@ -19,42 +21,61 @@ impl GantryService {
         let store = self.ctx.store.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            let wanted = |e: &JobEvent| {
+                (req.job_ids.is_empty() || req.job_ids.contains(&e.job_id))
+                    && owner.as_deref().is_none_or(|o| o == e.owner)
+            };
             // Subscribe before the first read so nothing committed in between is missed.
             let mut commits = store.subscribe();
             let mut after = req.after_seq;
-            loop {
-                let events = match store
-                    .events(after, &req.job_ids, owner.as_deref(), PAGE)
-                    .await
-                {
-                    Ok(events) => events,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
+            'catch_up: loop {
+                loop {
+                    let events = match store
+                        .events(after, &req.job_ids, owner.as_deref(), PAGE)
+                        .await
+                    {
+                        Ok(events) => events,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    };
+                    let full = events.len() as u32 == PAGE;
+                    if let Some(last) = events.last() {
+                        after = last.seq;
+                        if tx.send(Ok(WatchEventsResponse { events })).await.is_err() {
+                            return;
+                        }
                     }
-                };
-                let full = events.len() as u32 == PAGE;
-                if let Some(last) = events.last() {
-                    after = last.seq;
-                    if tx.send(Ok(WatchEventsResponse { events })).await.is_err() {
-                        return;
+                    if !full {
+                        break;
                     }
-                }
-                if full {
-                    continue;
                 }
                 if !req.follow {
                     return;
                 }
                 loop {
-                    tokio::select! {
+                    let commit = tokio::select! {
                         _ = tx.closed() => return,
-                        commit = commits.recv() => match commit {
-                            Ok(c) if c.seq > after => break,
-                            Ok(_) => {}
-                            Err(broadcast::error::RecvError::Lagged(_)) => break,
-                            Err(broadcast::error::RecvError::Closed) => return,
+                        commit = commits.recv() => commit,
+                    };
+                    match commit {
+                        Ok(commit) => {
+                            let events: Vec<JobEvent> = commit
+                                .events
+                                .iter()
+                                .filter(|e| e.seq > after && wanted(e))
+                                .cloned()
+                                .collect();
+                            after = after.max(commit.seq);
+                            if !events.is_empty()
+                                && tx.send(Ok(WatchEventsResponse { events })).await.is_err()
+                            {
+                                return;
+                            }
                         }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'catch_up,
+                        Err(broadcast::error::RecvError::Closed) => return,
                     }
                 }
             }

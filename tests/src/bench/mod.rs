@@ -1,0 +1,65 @@
+//! The benchmark scenarios of issue 8, each against the real gantryd,
+//! gantry-sched and gantry-gate-local over mTLS on loopback, with the peers
+//! measured in the same run. Timings are reported, never asserted.
+
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+
+pub use report::{Figure, Report};
+
+/// Flags of `gantry-bench`.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(about = "Gantry's benchmark scenarios over the real binaries")]
+pub struct Args {
+    /// Every scenario at a reduced size (a few minutes in all).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object per figure instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these scenarios (submit, e2e, latency, queue, logs); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+    /// The repository root, for the peer scripts.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+}
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+
+    fn size(&self, full: usize, quick: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// Run the scenarios the flags ask for.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut report = Report::new(args.json);
+    if args.wants("submit") {
+        scenarios::submit(&args, &mut report).await?;
+    }
+    if args.wants("e2e") {
+        scenarios::end_to_end(&args, &mut report).await?;
+    }
+    if args.wants("latency") {
+        scenarios::latency(&args, &mut report).await?;
+    }
+    if args.wants("queue") {
+        scenarios::queue(&args, &mut report).await?;
+    }
+    if args.wants("logs") {
+        scenarios::logs(&args, &mut report).await?;
+    }
+    if let Some(path) = &args.write {
+        report.write_markdown(path, args.quick)?;
+    }
+    Ok(())
+}
