@@ -66,9 +66,12 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         gantry_proto::serve::write_ready_file(path, bound.addr)?;
     }
     tracing::info!(addr = %bound.addr, "gantryd serving the client API");
-    server
-        .serve_with_incoming_shutdown(bound.incoming, gantry_proto::serve::shutdown_signal())
-        .await?;
+    let (signal, deadline) =
+        gantry_proto::serve::shutdown_with_grace(std::time::Duration::from_secs(3));
+    tokio::select! {
+        served = server.serve_with_incoming_shutdown(bound.incoming, signal) => served?,
+        () = deadline => tracing::warn!("clients still connected after the grace period; exiting"),
+    }
     tracing::info!("gantryd stopped");
     Ok(())
 }

@@ -112,13 +112,15 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     tracing::info!(addr = %bound.addr, %installation, "gantry-sched listening");
-    server
-        .serve_with_incoming_shutdown(bound.incoming, async move {
-            serve::shutdown_signal().await;
-            tracing::info!("stopping");
-            stopper.stop_all();
-        })
-        .await
-        .context("serving")?;
+    let (signal, deadline) = serve::shutdown_with_grace(std::time::Duration::from_secs(3));
+    let serving = server.serve_with_incoming_shutdown(bound.incoming, async move {
+        signal.await;
+        tracing::info!("stopping");
+        stopper.stop_all();
+    });
+    tokio::select! {
+        served = serving => served.context("serving")?,
+        () = deadline => tracing::warn!("connections still open after the grace period; exiting"),
+    }
     Ok(())
 }

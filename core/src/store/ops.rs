@@ -259,6 +259,18 @@ impl Tx<'_> {
         actor: &str,
         message: &str,
     ) -> Result<()> {
+        self.append_event(job, from, actor, message).await?;
+        self.save(job).await
+    }
+
+    /// Append an event for `job` (its state already set); sets its `last_seq`.
+    async fn append_event(
+        &mut self,
+        job: &mut JobRow,
+        from: JobState,
+        actor: &str,
+        message: &str,
+    ) -> Result<()> {
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         let time_ms = now_ms();
@@ -294,7 +306,7 @@ impl Tx<'_> {
             exit_code,
             owner: job.owner.clone(),
         });
-        self.save(job).await
+        Ok(())
     }
 
     /// Move `job` to `to`: checks the table, keeps partition usage, sets
@@ -527,17 +539,10 @@ impl Tx<'_> {
     }
 
     async fn submit(&mut self, new: NewJob) -> Result<Outcome> {
-        if let Some(request_id) = &new.request_id {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?")
-                    .bind(&new.owner)
-                    .bind(request_id)
-                    .fetch_optional(&mut *self.conn)
-                    .await?;
-            if let Some(id) = existing {
-                return Ok(Outcome::Job(Box::new(self.load(id as u64).await?), false));
-            }
-        }
+        // A retry with a used request id is found by the INSERT OR IGNORE
+        // below (the unique index), so the common path costs no lookup.
+        // Validate everything before the first write (see `writer`: an op
+        // that fails after writing costs its whole batch a retry).
         let mut pending = 0u32;
         let mut broken = None;
         for &after in &new.spec.spec.after {
@@ -556,77 +561,132 @@ impl Tx<'_> {
                 _ => pending += 1,
             }
         }
-        let id = self.state.next_id;
-        self.state.next_id += 1;
-        let v = &new.spec;
-        let spec_bytes = prost::Message::encode_to_vec(&v.spec);
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, priority, cpus, memory, gpus, \
-             nodes, walltime, req_site, held, deps_pending, client_request_id, submit_ms, last_seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        )
-        .bind(id as i64)
-        .bind(&new.owner)
-        .bind(&new.submitted_by)
-        .bind(&v.spec.name)
-        .bind(spec_bytes)
-        .bind(JobState::Queued as i32)
-        .bind(v.spec.priority)
-        .bind(v.resources.cpus as i64)
-        .bind(v.resources.memory as i64)
-        .bind(v.resources.gpus as i64)
-        .bind(v.resources.nodes as i64)
-        .bind(v.walltime as i64)
-        .bind(v.site.clone().unwrap_or_default())
-        .bind(v.spec.hold)
-        .bind(pending as i64)
-        .bind(&new.request_id)
-        .bind(now)
-        .execute(&mut *self.conn)
-        .await?;
-        for (key, value) in &v.spec.labels {
-            sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
-                .bind(id as i64)
-                .bind(key)
-                .bind(value)
-                .execute(&mut *self.conn)
-                .await?;
-        }
-        for &after in &v.spec.after {
-            sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
-                .bind(after as i64)
-                .bind(id as i64)
-                .execute(&mut *self.conn)
-                .await?;
-        }
-        let mut job = self.load(id).await?;
-        job.reason = if v.spec.hold {
-            "held".into()
+        let v = new.spec;
+        let reason = if v.spec.hold {
+            "held".to_string()
         } else if pending > 0 {
             let waiting: Vec<String> = v.spec.after.iter().map(|a| a.to_string()).collect();
             format!("waiting for job {}", waiting.join(", "))
         } else {
             String::new()
         };
-        let actor = if new.submitted_by.is_empty() {
-            format!("user/{}", new.owner)
-        } else {
-            new.submitted_by.clone()
+        let mut job = JobRow {
+            id: self.state.next_id,
+            owner: new.owner,
+            submitted_by: new.submitted_by,
+            state: JobState::Queued,
+            reason,
+            exit_code: None,
+            priority: v.spec.priority,
+            resources: v.resources,
+            walltime: v.walltime,
+            req_site: v.site.clone().unwrap_or_default(),
+            site: String::new(),
+            partition_id: String::new(),
+            attempt_id: String::new(),
+            held: v.spec.hold,
+            deps_pending: pending,
+            submit_ms: now_ms(),
+            placed_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+            last_seq: self.state.next_seq,
+            outputs: Vec::new(),
+            spec: v.spec,
         };
-        let message = if new.submitted_by.is_empty() {
+        // OR IGNORE: a used request id (unique per owner) inserts nothing.
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO jobs (id, owner, submitted_by, name, spec, state, reason, priority, \
+             cpus, memory, gpus, nodes, walltime, req_site, held, deps_pending, client_request_id, \
+             submit_ms, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id as i64)
+        .bind(&job.owner)
+        .bind(&job.submitted_by)
+        .bind(&job.spec.name)
+        .bind(prost::Message::encode_to_vec(&job.spec))
+        .bind(JobState::Queued as i32)
+        .bind(&job.reason)
+        .bind(job.priority)
+        .bind(job.resources.cpus as i64)
+        .bind(job.resources.memory as i64)
+        .bind(job.resources.gpus as i64)
+        .bind(job.resources.nodes as i64)
+        .bind(job.walltime as i64)
+        .bind(&job.req_site)
+        .bind(job.held)
+        .bind(pending as i64)
+        .bind(&new.request_id)
+        .bind(job.submit_ms)
+        .bind(job.last_seq as i64)
+        .execute(&mut *self.conn)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let existing = self
+                .by_request_id_of(&job.owner, new.request_id.as_deref())
+                .await?;
+            return match existing {
+                Some(existing) => Ok(Outcome::Job(Box::new(existing), false)),
+                None => Err(CoreError::Unavailable(
+                    "the job could not be stored; retry".into(),
+                )),
+            };
+        }
+        self.state.next_id += 1;
+        for (key, value) in &job.spec.labels {
+            sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
+                .bind(job.id as i64)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        for &after in &job.spec.after {
+            sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
+                .bind(after as i64)
+                .bind(job.id as i64)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        let actor = if job.submitted_by.is_empty() {
+            format!("user/{}", job.owner)
+        } else {
+            job.submitted_by.clone()
+        };
+        let message = if job.submitted_by.is_empty() {
             format!("submitted by {actor}")
         } else {
-            format!("submitted by {actor} on behalf of user/{}", new.owner)
+            format!("submitted by {actor} on behalf of user/{}", job.owner)
         };
-        self.record(&mut job, JobState::Unspecified, &actor, &message)
+        // The row already carries its final values: append the event only.
+        self.append_event(&mut job, JobState::Unspecified, &actor, &message)
             .await?;
+        self.jobs.push(job.clone());
         if let Some((after, end)) = broken {
             let message = format!("dependency job {after} ended {}", state::name(end));
             self.transition(&mut job, JobState::Failed, "gantryd", &message)
                 .await?;
         }
         Ok(Outcome::Job(Box::new(job), true))
+    }
+
+    async fn by_request_id_of(
+        &mut self,
+        owner: &str,
+        request_id: Option<&str>,
+    ) -> Result<Option<JobRow>> {
+        let Some(request_id) = request_id else {
+            return Ok(None);
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND client_request_id = ?"
+        ));
+        let row = sqlx::query(sql)
+            .bind(owner.to_string())
+            .bind(request_id.to_string())
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
     }
 
     async fn plan(&mut self, plan: PlanOps) -> Result<Outcome> {

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{Acquire, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::Commit;
 use super::ops::{Op, Outcome, Tx, WriterState};
-use super::{Commit, JobRow, PartitionRow};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 
@@ -115,59 +115,99 @@ fn dedup_last<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
     out
 }
 
+/// How a batch went.
+enum Applied {
+    /// Committed: an answer per op, and what changed.
+    Done(Vec<Result<Outcome>>, Commit),
+    /// An op failed after it had written: everything was rolled back.
+    Poisoned,
+}
+
+/// Apply a batch in one transaction. Ops validate before they write, so a
+/// refused op normally leaves nothing behind and the others commit; should an
+/// op fail after writing (a bug, not a user error), the batch is rolled back
+/// and each op is applied again in a transaction of its own.
 async fn apply_batch(
     conn: &mut SqliteConnection,
     state: &mut WriterState,
     batch: &mut [Request],
 ) -> Result<(Vec<Result<Outcome>>, Commit)> {
-    let mut db_tx = conn.begin().await?;
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs: Vec<JobRow> = Vec::new();
-    let mut events = Vec::new();
-    let mut partitions: Vec<PartitionRow> = Vec::new();
-    let mut reload = false;
-    for req in batch.iter_mut() {
-        let (next_id, next_seq) = (state.next_id, state.next_seq);
-        let mut savepoint = db_tx.begin().await?;
-        let op = std::mem::replace(&mut req.op, Op::Reasons(Vec::new()));
-        let mut tx = Tx {
-            conn: &mut savepoint,
-            state,
-            jobs: Vec::new(),
-            events: Vec::new(),
-            partitions: Vec::new(),
-        };
-        let result = tx.apply(op).await;
-        let (tx_jobs, tx_events, tx_parts) = (tx.jobs, tx.events, tx.partitions);
-        match result {
-            Ok(outcome) => {
-                savepoint.commit().await?;
-                jobs.extend(tx_jobs);
-                events.extend(tx_events);
-                partitions.extend(tx_parts);
-                answers.push(Ok(outcome));
+    let ops: Vec<Op> = batch.iter().map(|r| r.op.clone()).collect();
+    match try_batch(conn, state, ops, false).await? {
+        Applied::Done(answers, commit) => Ok((answers, commit)),
+        Applied::Poisoned => {
+            *state = load_state(conn).await?;
+            let mut answers = Vec::with_capacity(batch.len());
+            let mut all = Commit::default();
+            for req in batch.iter() {
+                match try_batch(conn, state, vec![req.op.clone()], true).await? {
+                    Applied::Done(mut one, commit) => {
+                        answers.append(&mut one);
+                        all.seq = all.seq.max(commit.seq);
+                        all.jobs.extend(commit.jobs);
+                        all.events.extend(commit.events);
+                        all.partitions.extend(commit.partitions);
+                    }
+                    Applied::Poisoned => unreachable!("a single op is answered, not poisoned"),
+                }
             }
+            all.jobs = dedup_last(all.jobs, |j| j.id.to_string());
+            all.partitions = dedup_last(all.partitions, |p| p.id.clone());
+            Ok((answers, all))
+        }
+    }
+}
+
+async fn try_batch(
+    conn: &mut SqliteConnection,
+    state: &mut WriterState,
+    ops: Vec<Op>,
+    single: bool,
+) -> Result<Applied> {
+    let mut db_tx = conn.begin().await?;
+    let mut answers = Vec::with_capacity(ops.len());
+    let mut tx = Tx {
+        conn: &mut db_tx,
+        state,
+        jobs: Vec::new(),
+        events: Vec::new(),
+        partitions: Vec::new(),
+    };
+    let mut failed_after_write = false;
+    for op in ops {
+        let (next_id, next_seq) = (tx.state.next_id, tx.state.next_seq);
+        let written = tx.jobs.len() + tx.events.len() + tx.partitions.len();
+        match tx.apply(op).await {
+            Ok(outcome) => answers.push(Ok(outcome)),
             Err(CoreError::Database(e)) => return Err(CoreError::Database(e)),
             Err(err) => {
-                savepoint.rollback().await?;
-                if !tx_jobs.is_empty() || !tx_parts.is_empty() {
-                    reload = true;
+                tx.state.next_id = next_id;
+                tx.state.next_seq = next_seq;
+                if tx.jobs.len() + tx.events.len() + tx.partitions.len() != written {
+                    tracing::error!(error = %err, "an operation failed after writing; retrying its batch one by one");
+                    failed_after_write = true;
+                    answers.push(Err(err));
+                    break;
                 }
-                state.next_id = next_id;
-                state.next_seq = next_seq;
                 answers.push(Err(err));
             }
         }
     }
-    db_tx.commit().await?;
-    if reload {
+    let (jobs, events, partitions) = (tx.jobs, tx.events, tx.partitions);
+    if failed_after_write {
+        db_tx.rollback().await?;
+        if !single {
+            return Ok(Applied::Poisoned);
+        }
         *state = load_state(conn).await?;
+        return Ok(Applied::Done(answers, Commit::default()));
     }
+    db_tx.commit().await?;
     let commit = Commit {
         seq: state.next_seq - 1,
         jobs: dedup_last(jobs, |j| j.id.to_string()),
         events,
         partitions: dedup_last(partitions, |p| p.id.clone()),
     };
-    Ok((answers, commit))
+    Ok(Applied::Done(answers, commit))
 }
