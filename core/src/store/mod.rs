@@ -6,6 +6,7 @@
 mod ops;
 mod reads;
 mod rows;
+mod tx;
 mod writer;
 
 use std::path::Path;

@@ -2,14 +2,12 @@
 //! batch transaction. Every state change goes through [`Tx::transition`],
 //! which checks the state table, saves the row and appends the event.
 
-use std::collections::HashMap;
-
 use gantry_proto::v1::{GateJob, GateJobState, JobState, PartitionState};
-use sqlx::SqliteConnection;
 
-use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, now_ms};
+use super::rows::{JobRow, PartitionRow, now_ms};
+use super::tx::{Tx, fits};
 use crate::error::{CoreError, FieldError, Result};
-use crate::job::state::{self, is_active, is_end};
+use crate::job::state::{self, is_end};
 use crate::job::{Resources, ValidSpec};
 
 /// A job to create.
@@ -155,252 +153,7 @@ pub enum Outcome {
     Done,
 }
 
-/// The writer's state across batches: counters and partition usage.
-#[derive(Debug, Default)]
-pub struct WriterState {
-    /// The next job id.
-    pub next_id: u64,
-    /// The next event sequence number.
-    pub next_seq: u64,
-    /// Resources used by active jobs, per partition.
-    pub used: HashMap<String, Resources>,
-}
-
-/// One batch: the connection inside the transaction, plus what changed.
-pub struct Tx<'a> {
-    /// The connection, inside the batch transaction.
-    pub conn: &'a mut SqliteConnection,
-    /// Counters and usage.
-    pub state: &'a mut WriterState,
-    /// Jobs changed in this batch (last version wins).
-    pub jobs: Vec<JobRow>,
-    /// Events appended.
-    pub events: Vec<gantry_proto::v1::JobEvent>,
-    /// Partitions changed.
-    pub partitions: Vec<PartitionRow>,
-}
-
-fn add(a: &mut Resources, b: Resources, sign: i64) {
-    let f = |x: u64, y: u64| (x as i64 + sign * y as i64).max(0) as u64;
-    a.cpus = f(a.cpus as u64, b.cpus as u64) as u32;
-    a.memory = f(a.memory, b.memory);
-    a.gpus = f(a.gpus as u64, b.gpus as u64) as u32;
-    a.nodes = f(a.nodes as u64, b.nodes as u64) as u32;
-}
-
-fn fits(used: Resources, job: Resources, capacity: Resources) -> bool {
-    used.cpus + job.cpus <= capacity.cpus
-        && used.memory + job.memory <= capacity.memory
-        && used.gpus + job.gpus <= capacity.gpus
-        && job.nodes <= capacity.nodes.max(1)
-}
-
 impl Tx<'_> {
-    /// Load a job by id.
-    pub async fn job(&mut self, id: u64) -> Result<Option<JobRow>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
-        let row = sqlx::query(sql)
-            .bind(id as i64)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
-    }
-
-    async fn job_by_attempt(&mut self, attempt_id: &str) -> Result<Option<JobRow>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
-        ));
-        let row = sqlx::query(sql)
-            .bind(attempt_id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
-    }
-
-    async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
-        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
-    }
-
-    async fn save(&mut self, job: &JobRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET state = ?, reason = ?, exit_code = ?, site = ?, partition_id = ?, \
-             attempt_id = ?, held = ?, deps_pending = ?, placed_ms = ?, start_ms = ?, end_ms = ?, \
-             last_seq = ?, outputs = ? WHERE id = ?",
-        )
-        .bind(job.state as i32)
-        .bind(&job.reason)
-        .bind(job.exit_code)
-        .bind(&job.site)
-        .bind(&job.partition_id)
-        .bind(&job.attempt_id)
-        .bind(job.held)
-        .bind(job.deps_pending as i64)
-        .bind(job.placed_ms)
-        .bind(job.start_ms)
-        .bind(job.end_ms)
-        .bind(job.last_seq as i64)
-        .bind(job.outputs.join("\n"))
-        .bind(job.id as i64)
-        .execute(&mut *self.conn)
-        .await?;
-        self.jobs.push(job.clone());
-        Ok(())
-    }
-
-    /// Append an event for `job` (its state already set) and save the row.
-    async fn record(
-        &mut self,
-        job: &mut JobRow,
-        from: JobState,
-        actor: &str,
-        message: &str,
-    ) -> Result<()> {
-        self.append_event(job, from, actor, message).await?;
-        self.save(job).await
-    }
-
-    /// Append an event for `job` (its state already set); sets its `last_seq`.
-    async fn append_event(
-        &mut self,
-        job: &mut JobRow,
-        from: JobState,
-        actor: &str,
-        message: &str,
-    ) -> Result<()> {
-        let seq = self.state.next_seq;
-        self.state.next_seq += 1;
-        let time_ms = now_ms();
-        let exit_code = if is_end(job.state) {
-            job.exit_code
-        } else {
-            None
-        };
-        sqlx::query(
-            "INSERT INTO events (seq, job_id, owner, time_ms, from_state, to_state, actor, message, exit_code) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq as i64)
-        .bind(job.id as i64)
-        .bind(&job.owner)
-        .bind(time_ms)
-        .bind(from as i32)
-        .bind(job.state as i32)
-        .bind(actor)
-        .bind(message)
-        .bind(exit_code)
-        .execute(&mut *self.conn)
-        .await?;
-        job.last_seq = seq;
-        self.events.push(gantry_proto::v1::JobEvent {
-            seq,
-            job_id: job.id,
-            time_ms,
-            from_state: from as i32,
-            to_state: job.state as i32,
-            actor: actor.to_string(),
-            message: message.to_string(),
-            exit_code,
-            owner: job.owner.clone(),
-        });
-        Ok(())
-    }
-
-    /// Move `job` to `to`: checks the table, keeps partition usage, sets
-    /// times, releases dependents on end states, saves and records.
-    pub async fn transition(
-        &mut self,
-        job: &mut JobRow,
-        to: JobState,
-        actor: &str,
-        message: &str,
-    ) -> Result<()> {
-        let from = job.state;
-        state::check(from, to)?;
-        let now = now_ms();
-        if let Some(used) = self
-            .state
-            .used
-            .get_mut(&job.partition_id)
-            .filter(|_| is_active(from) && !is_active(to))
-        {
-            add(used, job.resources, -1);
-        }
-        if !is_active(from) && is_active(to) {
-            add(
-                self.state.used.entry(job.partition_id.clone()).or_default(),
-                job.resources,
-                1,
-            );
-        }
-        job.state = to;
-        if to == JobState::Running && job.start_ms == 0 {
-            job.start_ms = now;
-        }
-        if is_end(to) {
-            job.end_ms = now;
-        }
-        if to == JobState::Queued {
-            job.site.clear();
-            job.partition_id.clear();
-            job.attempt_id.clear();
-            job.placed_ms = 0;
-        }
-        if !message.is_empty() || is_end(to) || to == JobState::Queued {
-            job.reason = message.to_string();
-        }
-        self.record(job, from, actor, message).await?;
-        if is_end(to) {
-            self.release_dependents(job).await?;
-        }
-        Ok(())
-    }
-
-    /// A job ended: its dependents either lose one pending dependency or fail.
-    async fn release_dependents(&mut self, ended: &JobRow) -> Result<()> {
-        let mut work = vec![(ended.id, ended.state)];
-        while let Some((id, end)) = work.pop() {
-            let dependents: Vec<i64> =
-                sqlx::query_scalar("SELECT job_id FROM job_deps WHERE after_id = ?")
-                    .bind(id as i64)
-                    .fetch_all(&mut *self.conn)
-                    .await?;
-            for dep in dependents {
-                let Some(mut job) = self.job(dep as u64).await? else {
-                    continue;
-                };
-                if job.state != JobState::Queued {
-                    continue;
-                }
-                if end == JobState::Completed {
-                    job.deps_pending = job.deps_pending.saturating_sub(1);
-                    if job.deps_pending == 0 && job.reason.starts_with("waiting for job") {
-                        job.reason.clear();
-                    }
-                    self.save(&job).await?;
-                } else {
-                    let message = format!("dependency job {id} ended {}", state::name(end));
-                    job.exit_code = None;
-                    let from = job.state;
-                    state::check(from, JobState::Failed)?;
-                    job.state = JobState::Failed;
-                    job.end_ms = now_ms();
-                    job.reason = message.clone();
-                    self.record(&mut job, from, "gantryd", &message).await?;
-                    work.push((job.id, JobState::Failed));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn load(&mut self, id: u64) -> Result<JobRow> {
-        self.job(id).await?.ok_or(CoreError::JobNotFound(id))
-    }
-
     /// Apply one op.
     pub async fn apply(&mut self, op: Op) -> Result<Outcome> {
         match op {
@@ -445,19 +198,30 @@ impl Tx<'_> {
                         format!("released by {actor}")
                     };
                     let from = job.state;
-                    self.record(&mut job, from, &actor, &message).await?;
+                    self.record(&mut job, from, &actor, &message);
                 }
                 Ok(Outcome::Job(Box::new(job), true))
             }
             Op::Plan(plan) => self.plan(plan).await,
             Op::Reasons(reasons) => {
                 for (id, reason) in reasons {
+                    if self.is_cached(id) {
+                        // Changed in this batch: change the cached row, or the flush would undo it.
+                        if let Some(mut job) =
+                            self.job(id).await?.filter(|j| j.state == JobState::Queued)
+                        {
+                            job.reason = reason;
+                            self.save(&job);
+                        }
+                        continue;
+                    }
                     sqlx::query("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0")
                         .bind(reason)
                         .bind(id as i64)
                         .bind(JobState::Queued as i32)
                         .execute(&mut *self.conn)
                         .await?;
+                    self.writes += 1;
                 }
                 Ok(Outcome::Done)
             }
@@ -539,8 +303,12 @@ impl Tx<'_> {
     }
 
     async fn submit(&mut self, new: NewJob) -> Result<Outcome> {
-        // A retry with a used request id is found by the INSERT OR IGNORE
-        // below (the unique index), so the common path costs no lookup.
+        if let Some(existing) = self
+            .by_request_id(&new.owner, new.request_id.as_deref())
+            .await?
+        {
+            return Ok(Outcome::Job(Box::new(existing), false));
+        }
         // Validate everything before the first write (see `writer`: an op
         // that fails after writing costs its whole batch a retry).
         let mut pending = 0u32;
@@ -592,62 +360,11 @@ impl Tx<'_> {
             end_ms: 0,
             last_seq: self.state.next_seq,
             outputs: Vec::new(),
+            request_id: new.request_id,
             spec: v.spec,
         };
-        // OR IGNORE: a used request id (unique per owner) inserts nothing.
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO jobs (id, owner, submitted_by, name, spec, state, reason, priority, \
-             cpus, memory, gpus, nodes, walltime, req_site, held, deps_pending, client_request_id, \
-             submit_ms, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job.id as i64)
-        .bind(&job.owner)
-        .bind(&job.submitted_by)
-        .bind(&job.spec.name)
-        .bind(prost::Message::encode_to_vec(&job.spec))
-        .bind(JobState::Queued as i32)
-        .bind(&job.reason)
-        .bind(job.priority)
-        .bind(job.resources.cpus as i64)
-        .bind(job.resources.memory as i64)
-        .bind(job.resources.gpus as i64)
-        .bind(job.resources.nodes as i64)
-        .bind(job.walltime as i64)
-        .bind(&job.req_site)
-        .bind(job.held)
-        .bind(pending as i64)
-        .bind(&new.request_id)
-        .bind(job.submit_ms)
-        .bind(job.last_seq as i64)
-        .execute(&mut *self.conn)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let existing = self
-                .by_request_id_of(&job.owner, new.request_id.as_deref())
-                .await?;
-            return match existing {
-                Some(existing) => Ok(Outcome::Job(Box::new(existing), false)),
-                None => Err(CoreError::Unavailable(
-                    "the job could not be stored; retry".into(),
-                )),
-            };
-        }
         self.state.next_id += 1;
-        for (key, value) in &job.spec.labels {
-            sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
-                .bind(job.id as i64)
-                .bind(key)
-                .bind(value)
-                .execute(&mut *self.conn)
-                .await?;
-        }
-        for &after in &job.spec.after {
-            sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
-                .bind(after as i64)
-                .bind(job.id as i64)
-                .execute(&mut *self.conn)
-                .await?;
-        }
+        self.create(&job);
         let actor = if job.submitted_by.is_empty() {
             format!("user/{}", job.owner)
         } else {
@@ -658,10 +375,7 @@ impl Tx<'_> {
         } else {
             format!("submitted by {actor} on behalf of user/{}", job.owner)
         };
-        // The row already carries its final values: append the event only.
-        self.append_event(&mut job, JobState::Unspecified, &actor, &message)
-            .await?;
-        self.jobs.push(job.clone());
+        self.record(&mut job, JobState::Unspecified, &actor, &message);
         if let Some((after, end)) = broken {
             let message = format!("dependency job {after} ended {}", state::name(end));
             self.transition(&mut job, JobState::Failed, "gantryd", &message)
@@ -670,7 +384,8 @@ impl Tx<'_> {
         Ok(Outcome::Job(Box::new(job), true))
     }
 
-    async fn by_request_id_of(
+    /// The owner's job made with `request_id`, in this batch or before.
+    async fn by_request_id(
         &mut self,
         owner: &str,
         request_id: Option<&str>,
@@ -678,15 +393,19 @@ impl Tx<'_> {
         let Some(request_id) = request_id else {
             return Ok(None);
         };
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND client_request_id = ?"
-        ));
-        let row = sqlx::query(sql)
-            .bind(owner.to_string())
-            .bind(request_id.to_string())
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+        if let Some(job) = self.created_with(owner, request_id) {
+            return Ok(Some(job));
+        }
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?")
+                .bind(owner.to_string())
+                .bind(request_id.to_string())
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        match id {
+            Some(id) => self.job(id as u64).await,
+            None => Ok(None),
+        }
     }
 
     async fn plan(&mut self, plan: PlanOps) -> Result<Outcome> {
@@ -712,6 +431,7 @@ impl Tx<'_> {
             .await?;
             let row = self.partition(&id).await?.expect("just inserted");
             self.partitions.push(row);
+            self.writes += 1;
         }
         let mut refused = Vec::new();
         for (job_id, partition_id) in plan.starts {
@@ -793,6 +513,7 @@ impl Tx<'_> {
             .execute(&mut *self.conn)
             .await?;
         self.partitions.push(p.clone());
+        self.writes += 1;
         Ok(())
     }
 
@@ -826,12 +547,7 @@ impl Tx<'_> {
             state,
             PartitionState::Deleted | PartitionState::Failed | PartitionState::Deleting
         ) {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE partition_id = ? AND state BETWEEN 2 AND 6"
-            ));
-            let rows = sqlx::query(sql).bind(id).fetch_all(&mut *self.conn).await?;
-            for row in rows {
-                let mut job = JobRow::from_row(&row)?;
+            for mut job in self.jobs_on_partition(id).await? {
                 let why = format!("partition {id} is {}: {message}", state.as_str_name());
                 if state::check(job.state, JobState::Queued).is_ok() {
                     self.transition(&mut job, JobState::Queued, "gantryd", &why)
@@ -867,11 +583,7 @@ impl Tx<'_> {
             GateJobState::Pending => {
                 if !g.reason.is_empty() && g.reason != job.reason {
                     job.reason = g.reason.clone();
-                    sqlx::query("UPDATE jobs SET reason = ? WHERE id = ?")
-                        .bind(&job.reason)
-                        .bind(job.id as i64)
-                        .execute(&mut *self.conn)
-                        .await?;
+                    self.save(&job);
                 }
                 Ok(Outcome::Gate(GateVerdict::Nothing))
             }
@@ -917,7 +629,7 @@ impl Tx<'_> {
                 self.transition(&mut job, JobState::StagingOut, &actor, &message)
                     .await?;
                 job.reason = failure;
-                self.save(&job).await?;
+                self.save(&job);
                 Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))))
             }
             GateJobState::Cancelled => {

@@ -55,12 +55,14 @@ pub struct JobRow {
     pub last_seq: u64,
     /// Stored output paths.
     pub outputs: Vec<String>,
+    /// The client's de-duplication key, if it gave one.
+    pub request_id: Option<String>,
 }
 
 /// The columns [`JobRow::from_row`] reads, for SELECTs.
 pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exit_code, priority, \
      cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
-     deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs";
+     deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, client_request_id";
 
 impl JobRow {
     /// Decode a row selected with [`JOB_COLUMNS`].
@@ -96,6 +98,7 @@ impl JobRow {
             end_ms: row.try_get("end_ms")?,
             last_seq: row.try_get::<i64, _>("last_seq")? as u64,
             outputs: outputs.lines().map(str::to_string).collect(),
+            request_id: row.try_get("client_request_id")?,
         })
     }
 

@@ -10,7 +10,9 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::Commit;
-use super::ops::{Op, Outcome, Tx, WriterState};
+use super::ops::{Op, Outcome};
+use super::rows::{JOB_COLUMNS, JobRow};
+use super::tx::{Tx, WriterState};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 
@@ -53,11 +55,23 @@ async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
             )
         })
         .collect();
-    Ok(WriterState {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6"
+    ));
+    let active: Vec<JobRow> = sqlx::query(sql)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(JobRow::from_row)
+        .collect::<Result<_, _>>()?;
+    let mut state = WriterState {
         next_id: max_id.unwrap_or(0) as u64 + 1,
         next_seq: max_seq.unwrap_or(0) as u64 + 1,
         used,
-    })
+        ..Default::default()
+    };
+    state.committed(&active);
+    Ok(state)
 }
 
 /// Start the writer task on `conn`.
@@ -166,24 +180,18 @@ async fn try_batch(
 ) -> Result<Applied> {
     let mut db_tx = conn.begin().await?;
     let mut answers = Vec::with_capacity(ops.len());
-    let mut tx = Tx {
-        conn: &mut db_tx,
-        state,
-        jobs: Vec::new(),
-        events: Vec::new(),
-        partitions: Vec::new(),
-    };
+    let mut tx = Tx::new(&mut db_tx, state);
     let mut failed_after_write = false;
     for op in ops {
         let (next_id, next_seq) = (tx.state.next_id, tx.state.next_seq);
-        let written = tx.jobs.len() + tx.events.len() + tx.partitions.len();
+        let writes = tx.writes;
         match tx.apply(op).await {
             Ok(outcome) => answers.push(Ok(outcome)),
             Err(CoreError::Database(e)) => return Err(CoreError::Database(e)),
             Err(err) => {
                 tx.state.next_id = next_id;
                 tx.state.next_seq = next_seq;
-                if tx.jobs.len() + tx.events.len() + tx.partitions.len() != written {
+                if tx.writes != writes {
                     tracing::error!(error = %err, "an operation failed after writing; retrying its batch one by one");
                     failed_after_write = true;
                     answers.push(Err(err));
@@ -193,19 +201,30 @@ async fn try_batch(
             }
         }
     }
-    let (jobs, events, partitions) = (tx.jobs, tx.events, tx.partitions);
     if failed_after_write {
+        drop(tx);
         db_tx.rollback().await?;
+        *state = load_state(conn).await?;
         if !single {
             return Ok(Applied::Poisoned);
         }
-        *state = load_state(conn).await?;
         return Ok(Applied::Done(answers, Commit::default()));
     }
-    db_tx.commit().await?;
+    let wrote = tx.writes > 0;
+    let jobs = tx.flush().await?;
+    let events = std::mem::take(&mut tx.events);
+    let partitions = std::mem::take(&mut tx.partitions);
+    drop(tx);
+    if wrote {
+        db_tx.commit().await?;
+    } else {
+        // Nothing changed (repeated gate reports, refused ops): no commit, no fsync.
+        db_tx.rollback().await?;
+    }
+    state.committed(&jobs);
     let commit = Commit {
         seq: state.next_seq - 1,
-        jobs: dedup_last(jobs, |j| j.id.to_string()),
+        jobs,
         events,
         partitions: dedup_last(partitions, |p| p.id.clone()),
     };

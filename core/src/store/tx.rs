@@ -1,0 +1,453 @@
+//! One batch of the writer: the transaction, and a write-back cache of the
+//! jobs it touches. Ops change rows in memory (read-your-writes within the
+//! batch) and append events to a buffer; [`Tx::flush`] writes every changed
+//! job and every event with a few multi-row statements at the end of the
+//! batch. Active jobs (placed and not ended) are also kept across batches in
+//! [`WriterState`], so gate reports cost no reads. With sqlx's SQLite driver
+//! every statement is a round trip to a worker thread; this is what keeps a
+//! job's whole life to a handful of statements.
+
+use std::collections::{BTreeSet, HashMap};
+
+use gantry_proto::v1::{JobEvent, JobState};
+use sqlx::{AssertSqlSafe, SqliteConnection};
+
+use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, now_ms};
+use crate::error::{CoreError, Result};
+use crate::job::Resources;
+use crate::job::state::{self, is_active, is_end};
+
+/// Rows per multi-row statement, largest first. A batch is written in chunks
+/// of these sizes only, so each table needs at most four distinct statements
+/// and every one of them stays in sqlx's prepared-statement cache (a new row
+/// count would mean a new statement to prepare). SQLite allows 32,766 bound
+/// values per statement; 256 rows of jobs bind 6,912.
+const CHUNKS: [usize; 4] = [256, 32, 4, 1];
+
+/// Split `items` into slices whose lengths are all in [`CHUNKS`].
+fn chunked<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while items.len() >= size {
+            let (head, rest) = items.split_at(size);
+            out.push(head);
+            items = rest;
+        }
+    }
+    out
+}
+
+/// The writer's state across batches: counters, partition usage, and the
+/// active jobs (bounded by what the sites can run at once).
+#[derive(Debug, Default)]
+pub struct WriterState {
+    /// The next job id.
+    pub next_id: u64,
+    /// The next event sequence number.
+    pub next_seq: u64,
+    /// Resources used by active jobs, per partition.
+    pub used: HashMap<String, Resources>,
+    /// Jobs placed and not ended, as committed.
+    pub active: HashMap<u64, JobRow>,
+    /// Attempt id → job id, for the active jobs.
+    pub attempts: HashMap<String, u64>,
+}
+
+impl WriterState {
+    /// Keep the active-job cache in step with rows just committed.
+    pub fn committed(&mut self, rows: &[JobRow]) {
+        for row in rows {
+            if let Some(old) = self.active.remove(&row.id) {
+                self.attempts.remove(&old.attempt_id);
+            }
+            if is_active(row.state) {
+                self.attempts.insert(row.attempt_id.clone(), row.id);
+                self.active.insert(row.id, row.clone());
+            }
+        }
+    }
+}
+
+/// One batch: the connection inside the transaction, plus what changed.
+pub struct Tx<'a> {
+    /// The connection, inside the batch transaction.
+    pub conn: &'a mut SqliteConnection,
+    /// Counters, usage and the active jobs.
+    pub state: &'a mut WriterState,
+    /// Every job read or changed in this batch, as it is now.
+    cache: HashMap<u64, JobRow>,
+    /// Jobs changed in this batch.
+    dirty: BTreeSet<u64>,
+    /// Jobs created in this batch (for their labels and dependencies).
+    created: Vec<u64>,
+    /// Events appended, in order.
+    pub events: Vec<JobEvent>,
+    /// Partitions changed.
+    pub partitions: Vec<PartitionRow>,
+    /// How many changes ops made: tells whether a failed op had written.
+    pub writes: u64,
+}
+
+pub(super) fn add(a: &mut Resources, b: Resources, sign: i64) {
+    let f = |x: u64, y: u64| (x as i64 + sign * y as i64).max(0) as u64;
+    a.cpus = f(a.cpus as u64, b.cpus as u64) as u32;
+    a.memory = f(a.memory, b.memory);
+    a.gpus = f(a.gpus as u64, b.gpus as u64) as u32;
+    a.nodes = f(a.nodes as u64, b.nodes as u64) as u32;
+}
+
+pub(super) fn fits(used: Resources, job: Resources, capacity: Resources) -> bool {
+    used.cpus + job.cpus <= capacity.cpus
+        && used.memory + job.memory <= capacity.memory
+        && used.gpus + job.gpus <= capacity.gpus
+        && job.nodes <= capacity.nodes.max(1)
+}
+
+impl<'a> Tx<'a> {
+    /// A batch on `conn` (inside a transaction).
+    pub fn new(conn: &'a mut SqliteConnection, state: &'a mut WriterState) -> Self {
+        Self {
+            conn,
+            state,
+            cache: HashMap::new(),
+            dirty: BTreeSet::new(),
+            created: Vec::new(),
+            events: Vec::new(),
+            partitions: Vec::new(),
+            writes: 0,
+        }
+    }
+
+    /// Load a job by id: this batch's version, else the active cache, else the database.
+    pub async fn job(&mut self, id: u64) -> Result<Option<JobRow>> {
+        if let Some(job) = self.cache.get(&id) {
+            return Ok(Some(job.clone()));
+        }
+        if let Some(job) = self.state.active.get(&id) {
+            self.cache.insert(id, job.clone());
+            return Ok(Some(job.clone()));
+        }
+        let sql = AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(sql)
+            .bind(id as i64)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        let job = row.map(|r| JobRow::from_row(&r)).transpose()?;
+        if let Some(job) = &job {
+            self.cache.insert(id, job.clone());
+        }
+        Ok(job)
+    }
+
+    /// Load a job that must exist.
+    pub async fn load(&mut self, id: u64) -> Result<JobRow> {
+        self.job(id).await?.ok_or(CoreError::JobNotFound(id))
+    }
+
+    /// The job whose current attempt is `attempt_id`.
+    pub async fn job_by_attempt(&mut self, attempt_id: &str) -> Result<Option<JobRow>> {
+        if let Some(job) = self.cache.values().find(|j| j.attempt_id == attempt_id) {
+            return Ok(Some(job.clone()));
+        }
+        if let Some(id) = self.state.attempts.get(attempt_id).copied() {
+            return self.job(id).await;
+        }
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
+        ));
+        let row = sqlx::query(sql)
+            .bind(attempt_id.to_string())
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        let job = row.map(|r| JobRow::from_row(&r)).transpose()?;
+        match job {
+            // The batch may have a newer version of it.
+            Some(job) => self.job(job.id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Active jobs on a partition, as this batch sees them.
+    pub async fn jobs_on_partition(&mut self, partition_id: &str) -> Result<Vec<JobRow>> {
+        let mut ids: BTreeSet<u64> = self
+            .state
+            .active
+            .values()
+            .filter(|j| j.partition_id == partition_id)
+            .map(|j| j.id)
+            .collect();
+        ids.extend(
+            self.cache
+                .values()
+                .filter(|j| j.partition_id == partition_id)
+                .map(|j| j.id),
+        );
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(job) = self
+                .job(id)
+                .await?
+                .filter(|j| is_active(j.state) && j.partition_id == partition_id)
+            {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One partition, as stored.
+    pub async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
+        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
+    }
+
+    /// Whether this batch holds its own version of job `id`.
+    pub fn is_cached(&self, id: u64) -> bool {
+        self.cache.contains_key(&id)
+    }
+
+    /// A job created in this batch by `owner` with `request_id`.
+    pub fn created_with(&self, owner: &str, request_id: &str) -> Option<JobRow> {
+        self.created
+            .iter()
+            .filter_map(|id| self.cache.get(id))
+            .find(|j| j.owner == owner && j.request_id.as_deref() == Some(request_id))
+            .cloned()
+    }
+
+    /// Keep `job` as changed; written by [`Self::flush`].
+    pub fn save(&mut self, job: &JobRow) {
+        self.writes += 1;
+        self.dirty.insert(job.id);
+        self.cache.insert(job.id, job.clone());
+    }
+
+    /// Keep a job created in this batch.
+    pub fn create(&mut self, job: &JobRow) {
+        self.created.push(job.id);
+        self.save(job);
+    }
+
+    /// Append an event for `job` (its state already set) and save the row.
+    pub fn record(&mut self, job: &mut JobRow, from: JobState, actor: &str, message: &str) {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        job.last_seq = seq;
+        self.events.push(JobEvent {
+            seq,
+            job_id: job.id,
+            time_ms: now_ms(),
+            from_state: from as i32,
+            to_state: job.state as i32,
+            actor: actor.to_string(),
+            message: message.to_string(),
+            exit_code: if is_end(job.state) {
+                job.exit_code
+            } else {
+                None
+            },
+            owner: job.owner.clone(),
+        });
+        self.save(job);
+    }
+
+    /// Move `job` to `to`: checks the table, keeps partition usage, sets
+    /// times, releases dependents on end states, saves and records.
+    pub async fn transition(
+        &mut self,
+        job: &mut JobRow,
+        to: JobState,
+        actor: &str,
+        message: &str,
+    ) -> Result<()> {
+        let from = job.state;
+        state::check(from, to)?;
+        let now = now_ms();
+        if let Some(used) = self
+            .state
+            .used
+            .get_mut(&job.partition_id)
+            .filter(|_| is_active(from) && !is_active(to))
+        {
+            add(used, job.resources, -1);
+        }
+        if !is_active(from) && is_active(to) {
+            add(
+                self.state.used.entry(job.partition_id.clone()).or_default(),
+                job.resources,
+                1,
+            );
+        }
+        job.state = to;
+        if to == JobState::Running && job.start_ms == 0 {
+            job.start_ms = now;
+        }
+        if is_end(to) {
+            job.end_ms = now;
+        }
+        if to == JobState::Queued {
+            job.site.clear();
+            job.partition_id.clear();
+            job.attempt_id.clear();
+            job.placed_ms = 0;
+        }
+        if !message.is_empty() || is_end(to) || to == JobState::Queued {
+            job.reason = message.to_string();
+        }
+        self.record(job, from, actor, message);
+        if is_end(to) {
+            self.release_dependents(job).await?;
+        }
+        Ok(())
+    }
+
+    /// A job ended: its dependents either lose one pending dependency or fail.
+    async fn release_dependents(&mut self, ended: &JobRow) -> Result<()> {
+        let mut work = vec![(ended.id, ended.state)];
+        while let Some((id, end)) = work.pop() {
+            let dependents: Vec<i64> =
+                sqlx::query_scalar("SELECT job_id FROM job_deps WHERE after_id = ?")
+                    .bind(id as i64)
+                    .fetch_all(&mut *self.conn)
+                    .await?;
+            for dep in dependents {
+                let Some(mut job) = self.job(dep as u64).await? else {
+                    continue;
+                };
+                if job.state != JobState::Queued {
+                    continue;
+                }
+                if end == JobState::Completed {
+                    job.deps_pending = job.deps_pending.saturating_sub(1);
+                    if job.deps_pending == 0 && job.reason.starts_with("waiting for job") {
+                        job.reason.clear();
+                    }
+                    self.save(&job);
+                } else {
+                    let message = format!("dependency job {id} ended {}", state::name(end));
+                    job.exit_code = None;
+                    state::check(job.state, JobState::Failed)?;
+                    let from = job.state;
+                    job.state = JobState::Failed;
+                    job.end_ms = now_ms();
+                    job.reason = message.clone();
+                    self.record(&mut job, from, "gantryd", &message);
+                    work.push((job.id, JobState::Failed));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write every changed job and every event; returns the changed jobs.
+    pub async fn flush(&mut self) -> Result<Vec<JobRow>> {
+        let jobs: Vec<JobRow> = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.cache.get(id).cloned())
+            .collect();
+        for chunk in chunked(&jobs) {
+            let mut sql = String::from(
+                "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \
+                 cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
+                 deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs) VALUES ",
+            );
+            let row = format!("({})", vec!["?"; 27].join(", "));
+            sql.push_str(&vec![row; chunk.len()].join(", "));
+            sql.push_str(
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, \
+                 exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
+                 attempt_id = excluded.attempt_id, held = excluded.held, deps_pending = excluded.deps_pending, \
+                 placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
+                 last_seq = excluded.last_seq, outputs = excluded.outputs",
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for j in chunk {
+                query = query
+                    .bind(j.id as i64)
+                    .bind(j.owner.clone())
+                    .bind(j.submitted_by.clone())
+                    .bind(j.spec.name.clone())
+                    .bind(prost::Message::encode_to_vec(&j.spec))
+                    .bind(j.state as i32)
+                    .bind(j.reason.clone())
+                    .bind(j.exit_code)
+                    .bind(j.priority)
+                    .bind(j.resources.cpus as i64)
+                    .bind(j.resources.memory as i64)
+                    .bind(j.resources.gpus as i64)
+                    .bind(j.resources.nodes as i64)
+                    .bind(j.walltime as i64)
+                    .bind(j.req_site.clone())
+                    .bind(j.site.clone())
+                    .bind(j.partition_id.clone())
+                    .bind(j.attempt_id.clone())
+                    .bind(j.held)
+                    .bind(j.deps_pending as i64)
+                    .bind(j.request_id.clone())
+                    .bind(j.submit_ms)
+                    .bind(j.placed_ms)
+                    .bind(j.start_ms)
+                    .bind(j.end_ms)
+                    .bind(j.last_seq as i64)
+                    .bind(j.outputs.join("\n"));
+            }
+            query.execute(&mut *self.conn).await?;
+        }
+        for id in std::mem::take(&mut self.created) {
+            let Some(job) = self.cache.get(&id).cloned() else {
+                continue;
+            };
+            for (key, value) in &job.spec.labels {
+                sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
+                    .bind(id as i64)
+                    .bind(key.clone())
+                    .bind(value.clone())
+                    .execute(&mut *self.conn)
+                    .await?;
+            }
+            for &after in &job.spec.after {
+                sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
+                    .bind(after as i64)
+                    .bind(id as i64)
+                    .execute(&mut *self.conn)
+                    .await?;
+            }
+        }
+        for chunk in chunked(&self.events) {
+            let mut sql = String::from(
+                "INSERT INTO events (seq, job_id, owner, time_ms, from_state, to_state, actor, message, exit_code) VALUES ",
+            );
+            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(e.seq as i64)
+                    .bind(e.job_id as i64)
+                    .bind(e.owner.clone())
+                    .bind(e.time_ms)
+                    .bind(e.from_state)
+                    .bind(e.to_state)
+                    .bind(e.actor.clone())
+                    .bind(e.message.clone())
+                    .bind(e.exit_code);
+            }
+            query.execute(&mut *self.conn).await?;
+        }
+        Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_use_only_the_fixed_sizes() {
+        let items: Vec<u32> = (0..301).collect();
+        let sizes: Vec<usize> = super::chunked(&items).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 32, 4, 4, 4, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 301);
+    }
+}
