@@ -428,10 +428,11 @@ pub async fn logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         "MiB/s",
         ">= 200",
     ));
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     report.add(figure(
         "logs",
-        "gantryd RSS while following",
-        rss(pid) as f64 / (1 << 20) as f64,
+        "gantryd peak RSS while following",
+        peak as f64 / (1 << 20) as f64,
         "MiB",
         "bounded",
     ));
