@@ -358,9 +358,9 @@ pub async fn queue(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     report.add(figure(
         "queue",
         "SIGKILL gantryd -> serving again",
-        start.elapsed().as_secs_f64(),
-        "s",
-        "< 10",
+        start.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+        "< 10000",
     ));
     let last = client
         .list(ListJobsRequest {
