@@ -135,3 +135,44 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
     assert_eq!(b.state, JobState::Failed);
     assert_eq!(b.reason, format!("dependency job {} ended CANCELLED", a.id));
 }
+
+#[tokio::test]
+async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let mut schedulable = Vec::new();
+    for i in 0..12 {
+        let held = i % 4 == 3;
+        let spec = JobSpec {
+            argv: vec!["true".into()],
+            hold: held,
+            ..Default::default()
+        };
+        let op = Op::Submit(Box::new(NewJob {
+            spec: ValidSpec::parse(spec, |_| true).unwrap(),
+            owner: "alice".into(),
+            submitted_by: String::new(),
+            request_id: None,
+            is_admin: false,
+        }));
+        let id = job(store.apply(op).await.unwrap()).id;
+        if !held {
+            schedulable.push(id);
+        }
+    }
+    let mut snapshot = store.sched_snapshot().await.unwrap();
+    assert_eq!(snapshot.seq, 12);
+    let mut seen = Vec::new();
+    loop {
+        let page = snapshot.next_jobs(4).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 4);
+        seen.extend(page.iter().map(|j| j.id));
+    }
+    assert_eq!(
+        seen, schedulable,
+        "held jobs are not schedulable; order is by id"
+    );
+}

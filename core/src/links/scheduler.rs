@@ -59,7 +59,7 @@ async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), 
     let (tx, rx) = mpsc::channel::<SessionRequest>(64);
     let mut commits = ctx.store.subscribe();
     let mut sites = ctx.sites.watch();
-    let snapshot = ctx
+    let mut snapshot = ctx
         .store
         .sched_snapshot()
         .await
@@ -77,7 +77,9 @@ async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), 
                 .map_err(|_| "the session closed".to_string())
         }
     };
-    let mut first = SessionRequest {
+    // The whole picture: sites and partitions first, then jobs a page at a
+    // time; the last message says the snapshot is done.
+    let mut msg = SessionRequest {
         seq: snapshot.seq,
         reset: true,
         sites: sched_sites(ctx),
@@ -85,26 +87,37 @@ async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), 
         now_ms: now_ms(),
         ..Default::default()
     };
-    let mut chunks = snapshot.jobs.chunks(SNAPSHOT_CHUNK).peekable();
-    if chunks.peek().is_none() {
-        first.snapshot_done = true;
-        send(first).await?;
-    } else {
-        let mut msg = first;
-        while let Some(chunk) = chunks.next() {
-            msg.jobs = chunk.iter().map(|j| j.to_sched()).collect();
-            msg.snapshot_done = chunks.peek().is_none();
-            send(std::mem::take(&mut msg)).await?;
-            msg.seq = snapshot.seq;
-            msg.now_ms = now_ms();
+    let mut total = 0usize;
+    let mut page = snapshot
+        .next_jobs(SNAPSHOT_CHUNK)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let next = if page.is_empty() {
+            Vec::new()
+        } else {
+            snapshot
+                .next_jobs(SNAPSHOT_CHUNK)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        total += page.len();
+        msg.jobs = page.iter().map(|j| j.to_sched()).collect();
+        msg.snapshot_done = next.is_empty();
+        let done = msg.snapshot_done;
+        send(std::mem::take(&mut msg)).await?;
+        if done {
+            break;
         }
+        msg.seq = snapshot.seq;
+        msg.now_ms = now_ms();
+        page = next;
     }
-    tracing::info!(
-        jobs = snapshot.jobs.len(),
-        seq = snapshot.seq,
-        "scheduler session up"
-    );
+    tracing::info!(jobs = total, seq = snapshot.seq, "scheduler session up");
     let mut last_seq = snapshot.seq;
+    // End the read transaction: held open, it would keep SQLite from
+    // checkpointing its WAL.
+    drop(snapshot);
     loop {
         tokio::select! {
             commit = commits.recv() => match commit {

@@ -1,7 +1,7 @@
 //! Reads from the read pool: they see committed state only.
 
 use gantry_proto::v1::{JobEvent, JobState};
-use sqlx::{Acquire, AssertSqlSafe};
+use sqlx::AssertSqlSafe;
 
 use super::Store;
 use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, event_from_row};
@@ -24,15 +24,39 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
-/// What the scheduler needs to start from, read in one consistent snapshot.
-#[derive(Debug, Default)]
+/// What the scheduler needs to start from, read in one consistent snapshot
+/// (one read transaction) and handed out a page at a time, so that a million
+/// schedulable jobs never sit in gantryd's memory at once.
 pub struct SchedSnapshot {
     /// The sequence number the snapshot is consistent with.
     pub seq: u64,
     /// Live partitions.
     pub partitions: Vec<PartitionRow>,
-    /// Jobs that are schedulable or active.
-    pub jobs: Vec<JobRow>,
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    after_id: i64,
+}
+
+impl SchedSnapshot {
+    /// The next page of schedulable-or-active jobs by id; empty at the end.
+    pub async fn next_jobs(&mut self, limit: usize) -> Result<Vec<JobRow>> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id > ? AND \
+             ((state = 1 AND held = 0 AND deps_pending = 0) OR state BETWEEN 2 AND 6) \
+             ORDER BY id LIMIT ?"
+        ));
+        let jobs: Vec<JobRow> = sqlx::query(sql)
+            .bind(self.after_id)
+            .bind(limit as i64)
+            .fetch_all(&mut *self.tx)
+            .await?
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?;
+        if let Some(last) = jobs.last() {
+            self.after_id = last.id as i64;
+        }
+        Ok(jobs)
+    }
 }
 
 impl Store {
@@ -127,10 +151,9 @@ impl Store {
         Ok(seq.unwrap_or(0) as u64)
     }
 
-    /// Live partitions and schedulable-or-active jobs, consistent with one seq.
+    /// Start a snapshot for the scheduler: live partitions now, jobs page by page.
     pub async fn sched_snapshot(&self) -> Result<SchedSnapshot> {
-        let mut conn = self.read.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.read.begin().await?;
         let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
             .fetch_one(&mut *tx)
             .await?;
@@ -140,21 +163,11 @@ impl Store {
             .iter()
             .map(PartitionRow::from_row)
             .collect::<Result<_, _>>()?;
-        let sql = AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (state = 1 AND held = 0 AND deps_pending = 0) \
-             OR state BETWEEN 2 AND 6"
-        ));
-        let jobs = sqlx::query(sql)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(JobRow::from_row)
-            .collect::<Result<_, _>>()?;
-        tx.commit().await?;
         Ok(SchedSnapshot {
             seq: seq.unwrap_or(0) as u64,
             partitions,
-            jobs,
+            tx,
+            after_id: 0,
         })
     }
 
