@@ -115,9 +115,7 @@ async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), 
     }
     tracing::info!(jobs = total, seq = snapshot.seq, "scheduler session up");
     let mut last_seq = snapshot.seq;
-    // End the read transaction: held open, it would keep SQLite from
-    // checkpointing its WAL.
-    drop(snapshot);
+    snapshot.finish().await.map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             commit = commits.recv() => match commit {

@@ -57,6 +57,14 @@ impl SchedSnapshot {
         }
         Ok(jobs)
     }
+
+    /// End the read transaction now. (Dropping it only queues the rollback;
+    /// a read transaction left open keeps SQLite from checkpointing its WAL
+    /// and shows later reads on that pooled connection an old snapshot.)
+    pub async fn finish(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 impl Store {
