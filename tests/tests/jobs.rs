@@ -204,3 +204,33 @@ async fn retried_submit_with_the_same_request_id_returns_the_same_job() {
         .unwrap();
     assert!(theirs.created);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_with_nothing_to_bring_back_skips_staging_out() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let quiet = wait(&alice, alice.submit(sh("exit 0")).await.unwrap().id).await;
+    let chatty = wait(&alice, alice.submit(sh("echo hi")).await.unwrap().id).await;
+    let states = |id: u64| {
+        let alice = alice.clone();
+        async move {
+            let events: Vec<_> = alice.watch(0, vec![id], false).collect().await;
+            events
+                .into_iter()
+                .map(|e| e.unwrap().to_state)
+                .collect::<Vec<i32>>()
+        }
+    };
+    let staging_out = JobState::StagingOut as i32;
+    assert!(
+        !states(quiet.id).await.contains(&staging_out),
+        "empty logs, no outputs: no STAGING_OUT"
+    );
+    assert!(
+        states(chatty.id).await.contains(&staging_out),
+        "a log to copy: STAGING_OUT"
+    );
+    assert_eq!(quiet.state(), JobState::Completed);
+    assert_eq!(logs(&alice, quiet.id, LogStream::Stdout).await, "");
+    assert_eq!(logs(&alice, chatty.id, LogStream::Stdout).await, "hi\n");
+}

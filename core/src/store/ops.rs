@@ -619,7 +619,20 @@ impl Tx<'_> {
                 if g.start_time_ms > 0 && job.start_ms == 0 {
                     job.start_ms = g.start_time_ms;
                 }
-                // Logs and outputs are always brought back before the job ends.
+                // Logs and outputs are brought back before the job ends,
+                // unless the gate says there is nothing to bring.
+                let nothing_to_bring = job.spec.outputs.is_empty()
+                    && g.stdout_bytes == Some(0)
+                    && g.stderr_bytes == Some(0);
+                if nothing_to_bring {
+                    let (to, message) = if gate_state == GateJobState::Succeeded {
+                        (JobState::Completed, "exit code 0".to_string())
+                    } else {
+                        (JobState::Failed, failure)
+                    };
+                    self.transition(&mut job, to, &actor, &message).await?;
+                    return Ok(Outcome::Gate(GateVerdict::Release));
+                }
                 job.reason = failure.clone();
                 let message = if failure.is_empty() {
                     "process ended; copying logs and outputs".to_string()

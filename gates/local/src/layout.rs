@@ -38,6 +38,12 @@ impl AttemptDir {
         self.dir.join("work")
     }
 
+    /// The sizes of the job's stdout and stderr, where they can be read.
+    pub fn log_sizes(&self) -> (Option<u64>, Option<u64>) {
+        let size = |name: &str| std::fs::metadata(self.file(name)).ok().map(|m| m.len());
+        (size("stdout"), size("stderr"))
+    }
+
     /// A file of the attempt directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -80,6 +80,9 @@ fn classify(dir: AttemptDir, record: AttemptRecord) -> Found {
         job.reason = LOST_REASON.into();
         job.end_time_ms = now_ms();
     }
+    if running.is_none() {
+        (job.stdout_bytes, job.stderr_bytes) = dir.log_sizes();
+    }
     Found {
         dir,
         record,

@@ -82,6 +82,7 @@ impl State {
                 job.end_time_ms = now_ms();
             }
         }
+        (job.stdout_bytes, job.stderr_bytes) = attempt.dir.log_sizes();
         attempt.shim = None;
         if let Some(alloc) = attempt.alloc.take() {
             self.pool.release(&alloc);
