@@ -3,6 +3,7 @@
 //! commit) and then announces what changed ([`Commit`]); reads use a pool of
 //! read connections and see only committed state.
 
+mod gate_report;
 mod ops;
 mod reads;
 mod rows;

@@ -1,0 +1,110 @@
+//! What a gate says about one of its attempts, turned into the job's state.
+
+use gantry_proto::v1::{GateJob, GateJobState, JobState};
+
+use super::ops::{GateVerdict, Outcome};
+use super::tx::Tx;
+use crate::error::Result;
+use crate::job::state::is_end;
+
+impl Tx<'_> {
+    /// Apply a gate's report; the verdict says what the gate link does next.
+    pub(super) async fn gate_report(&mut self, site: &str, g: GateJob) -> Result<Outcome> {
+        let gate_state = GateJobState::try_from(g.state).unwrap_or(GateJobState::Unspecified);
+        let gate_ended = matches!(
+            gate_state,
+            GateJobState::Succeeded | GateJobState::Failed | GateJobState::Cancelled
+        );
+        let unwanted = if gate_ended {
+            GateVerdict::Release
+        } else {
+            GateVerdict::Cancel
+        };
+        let Some(mut job) = self.job_by_attempt(&g.attempt_id).await? else {
+            return Ok(Outcome::Gate(unwanted));
+        };
+        if job.site != site || is_end(job.state) {
+            return Ok(Outcome::Gate(unwanted));
+        }
+        let actor = format!("gate/{site}");
+        match gate_state {
+            GateJobState::Pending => {
+                if !g.reason.is_empty() && g.reason != job.reason {
+                    job.reason = g.reason.clone();
+                    self.save(&job);
+                }
+                Ok(Outcome::Gate(GateVerdict::Nothing))
+            }
+            GateJobState::Running => {
+                if matches!(
+                    job.state,
+                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                ) {
+                    if g.start_time_ms > 0 {
+                        job.start_ms = g.start_time_ms;
+                    }
+                    let message = if g.native_id.is_empty() {
+                        format!("running on {site}")
+                    } else {
+                        format!("running on {site} ({})", g.native_id)
+                    };
+                    self.transition(&mut job, JobState::Running, &actor, &message)
+                        .await?;
+                }
+                Ok(Outcome::Gate(GateVerdict::Nothing))
+            }
+            GateJobState::Succeeded | GateJobState::Failed => {
+                if job.state == JobState::StagingOut {
+                    return Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))));
+                }
+                job.exit_code = g.exit_code;
+                let failure = match (gate_state, g.reason.is_empty(), g.exit_code) {
+                    (GateJobState::Succeeded, _, _) => String::new(),
+                    (_, false, _) => g.reason.clone(),
+                    (_, true, Some(code)) => format!("exit code {code}"),
+                    (_, true, None) => "failed".to_string(),
+                };
+                if g.start_time_ms > 0 && job.start_ms == 0 {
+                    job.start_ms = g.start_time_ms;
+                }
+                // Logs and outputs are brought back before the job ends,
+                // unless the gate says there is nothing to bring.
+                let nothing_to_bring = job.spec.outputs.is_empty()
+                    && g.stdout_bytes == Some(0)
+                    && g.stderr_bytes == Some(0);
+                if nothing_to_bring {
+                    let (to, message) = if gate_state == GateJobState::Succeeded {
+                        (JobState::Completed, "exit code 0".to_string())
+                    } else {
+                        (JobState::Failed, failure)
+                    };
+                    self.transition(&mut job, to, &actor, &message).await?;
+                    return Ok(Outcome::Gate(GateVerdict::Release));
+                }
+                job.reason = failure.clone();
+                let message = if failure.is_empty() {
+                    "process ended; copying logs and outputs".to_string()
+                } else {
+                    format!("{failure}; copying logs and outputs")
+                };
+                self.transition(&mut job, JobState::StagingOut, &actor, &message)
+                    .await?;
+                job.reason = failure;
+                self.save(&job);
+                Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))))
+            }
+            GateJobState::Cancelled => {
+                job.exit_code = g.exit_code;
+                let message = if g.reason.is_empty() {
+                    format!("cancelled on site {site}")
+                } else {
+                    g.reason.clone()
+                };
+                self.transition(&mut job, JobState::Cancelled, &actor, &message)
+                    .await?;
+                Ok(Outcome::Gate(GateVerdict::Release))
+            }
+            GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
+        }
+    }
+}
