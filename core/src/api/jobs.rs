@@ -16,6 +16,25 @@ fn job_of(outcome: Outcome) -> Result<(Job, bool), Status> {
     }
 }
 
+impl GantryService {
+    /// Hold or release a job the caller may see.
+    async fn set_hold<T>(
+        &self,
+        request: &Request<T>,
+        job_id: u64,
+        hold: bool,
+    ) -> Result<Job, Status> {
+        let caller = self.caller(request)?;
+        self.visible_job(&caller, job_id).await?;
+        let op = Op::Hold {
+            job_id,
+            actor: caller.principal.to_string(),
+            hold,
+        };
+        Ok(job_of(self.ctx.store.apply(op).await?)?.0)
+    }
+}
+
 #[tonic::async_trait]
 impl Gantry for GantryService {
     async fn submit_job(
@@ -163,15 +182,9 @@ impl Gantry for GantryService {
         &self,
         request: Request<HoldJobRequest>,
     ) -> Result<Response<HoldJobResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let id = request.get_ref().job_id;
-        self.visible_job(&caller, id).await?;
-        let op = Op::Hold {
-            job_id: id,
-            actor: caller.principal.to_string(),
-            hold: true,
-        };
-        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        let job = self
+            .set_hold(&request, request.get_ref().job_id, true)
+            .await?;
         Ok(Response::new(HoldJobResponse { job: Some(job) }))
     }
 
@@ -179,15 +192,9 @@ impl Gantry for GantryService {
         &self,
         request: Request<ReleaseJobRequest>,
     ) -> Result<Response<ReleaseJobResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let id = request.get_ref().job_id;
-        self.visible_job(&caller, id).await?;
-        let op = Op::Hold {
-            job_id: id,
-            actor: caller.principal.to_string(),
-            hold: false,
-        };
-        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        let job = self
+            .set_hold(&request, request.get_ref().job_id, false)
+            .await?;
         Ok(Response::new(ReleaseJobResponse { job: Some(job) }))
     }
 

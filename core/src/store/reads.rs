@@ -179,19 +179,40 @@ impl Store {
         })
     }
 
-    /// Jobs placed on `site` and not ended.
-    pub async fn active_jobs(&self, site: &str) -> Result<Vec<JobRow>> {
+    /// Jobs matching `condition` (SQL over the jobs table with one `?`), by id.
+    async fn jobs_where(&self, condition: &str, arg: &str) -> Result<Vec<JobRow>> {
         let sql = AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6 AND site = ?"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY id"
         ));
         let rows = sqlx::query(sql)
-            .bind(site.to_string())
+            .bind(arg.to_string())
             .fetch_all(&self.read)
             .await?;
         Ok(rows
             .iter()
             .map(JobRow::from_row)
             .collect::<Result<_, _>>()?)
+    }
+
+    /// Jobs placed on `site` and not ended.
+    pub async fn active_jobs(&self, site: &str) -> Result<Vec<JobRow>> {
+        self.jobs_where("state BETWEEN 2 AND 6 AND site = ?", site)
+            .await
+    }
+
+    /// Active jobs on one partition.
+    pub async fn jobs_on_partition(&self, partition_id: &str) -> Result<Vec<JobRow>> {
+        self.jobs_where("state BETWEEN 2 AND 6 AND partition_id = ?", partition_id)
+            .await
+    }
+
+    /// The job whose current attempt is `attempt_id`.
+    pub async fn job_by_attempt(&self, attempt_id: &str) -> Result<Option<JobRow>> {
+        Ok(self
+            .jobs_where("attempt_id = ?", attempt_id)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Partitions of `site` that are not yet deleted.
@@ -205,9 +226,7 @@ impl Store {
             .map(PartitionRow::from_row)
             .collect::<Result<_, _>>()?)
     }
-}
 
-impl Store {
     /// One partition.
     pub async fn partition(&self, id: &str) -> Result<Option<PartitionRow>> {
         let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
@@ -215,34 +234,5 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
-    }
-
-    /// Active jobs on one partition.
-    pub async fn jobs_on_partition(&self, partition_id: &str) -> Result<Vec<JobRow>> {
-        let sql = AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6 AND partition_id = ?"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(partition_id.to_string())
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(JobRow::from_row)
-            .collect::<Result<_, _>>()?)
-    }
-}
-
-impl Store {
-    /// The job whose current attempt is `attempt_id`.
-    pub async fn job_by_attempt(&self, attempt_id: &str) -> Result<Option<JobRow>> {
-        let sql = AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
-        ));
-        let row = sqlx::query(sql)
-            .bind(attempt_id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
     }
 }

@@ -79,12 +79,7 @@ impl JobRow {
             reason: row.try_get("reason")?,
             exit_code: row.try_get("exit_code")?,
             priority: row.try_get("priority")?,
-            resources: Resources {
-                cpus: row.try_get::<i64, _>("cpus")? as u32,
-                memory: row.try_get::<i64, _>("memory")? as u64,
-                gpus: row.try_get::<i64, _>("gpus")? as u32,
-                nodes: row.try_get::<i64, _>("nodes")? as u32,
-            },
+            resources: resources_from_row(row)?,
             walltime: row.try_get::<i64, _>("walltime")? as u64,
             req_site: row.try_get("req_site")?,
             site: row.try_get("site")?,
@@ -180,12 +175,7 @@ impl PartitionRow {
             state: PartitionState::try_from(row.try_get::<i32, _>("state")?)
                 .unwrap_or(PartitionState::Unspecified),
             message: row.try_get("message")?,
-            capacity: Resources {
-                cpus: row.try_get::<i64, _>("cpus")? as u32,
-                memory: row.try_get::<i64, _>("memory")? as u64,
-                gpus: row.try_get::<i64, _>("gpus")? as u32,
-                nodes: row.try_get::<i64, _>("nodes")? as u32,
-            },
+            capacity: resources_from_row(row)?,
             created_ms: row.try_get("created_ms")?,
         })
     }
@@ -210,6 +200,16 @@ impl PartitionRow {
             capacity: Some(self.capacity.into()),
         }
     }
+}
+
+/// The `cpus`, `memory`, `gpus` and `nodes` columns (jobs and partitions alike).
+fn resources_from_row(row: &SqliteRow) -> Result<Resources, sqlx::Error> {
+    Ok(Resources {
+        cpus: row.try_get::<i64, _>("cpus")? as u32,
+        memory: row.try_get::<i64, _>("memory")? as u64,
+        gpus: row.try_get::<i64, _>("gpus")? as u32,
+        nodes: row.try_get::<i64, _>("nodes")? as u32,
+    })
 }
 
 /// Decode a `SELECT *` row of `events`.
