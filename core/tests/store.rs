@@ -1,11 +1,29 @@
-//! The store on a real SQLite file: group commit, de-duplication, the state
-//! table on every write, dependencies, and reopening after the fact.
+//! The store on a real database: group commit, de-duplication, the state
+//! table on every write, dependencies, and reopening after the fact. SQLite
+//! by default; a fresh database on a real PostgreSQL server when
+//! `GANTRY_TEST_POSTGRES` holds its admin URL (`scripts/test` runs both).
 
 use std::sync::Arc;
 
 use gantry_core::job::ValidSpec;
 use gantry_core::store::{NewJob, Op, Outcome, PlanOps, Store};
 use gantry_proto::v1::{JobSpec, JobState, PartitionState};
+
+/// A fresh, empty database: its URL. The directory holds the SQLite file.
+async fn fresh_database(dir: &std::path::Path) -> String {
+    let Ok(admin) = std::env::var("GANTRY_TEST_POSTGRES") else {
+        return format!("sqlite://{}", dir.join("gantry.db").display());
+    };
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let name = format!("gantry_store_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
 
 fn new_job(owner: &str, request_id: Option<&str>, after: Vec<u64>) -> Op {
     let spec = JobSpec {
@@ -32,7 +50,8 @@ fn job(outcome: Outcome) -> gantry_core::store::JobRow {
 #[tokio::test]
 async fn concurrent_submits_share_commits_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open_in(dir.path()).await.unwrap());
+    let url = fresh_database(dir.path()).await;
+    let store = Arc::new(Store::open(&url).await.unwrap());
     let mut tasks = Vec::new();
     for i in 0..500 {
         let store = store.clone();
@@ -53,7 +72,7 @@ async fn concurrent_submits_share_commits_and_survive_reopen() {
     ids.dedup();
     assert_eq!(ids.len(), 250, "each request id makes exactly one job");
     drop(store);
-    let reopened = Store::open_in(dir.path()).await.unwrap();
+    let reopened = Store::open(&url).await.unwrap();
     for id in &ids {
         assert_eq!(
             reopened.job(*id).await.unwrap().unwrap().state,
@@ -73,7 +92,9 @@ async fn concurrent_submits_share_commits_and_survive_reopen() {
 #[tokio::test]
 async fn placement_is_checked_and_dependencies_release_or_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).await.unwrap();
+    let store = Store::open(&fresh_database(dir.path()).await)
+        .await
+        .unwrap();
     let a = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
     let b = job(store
         .apply(new_job("alice", None, vec![a.id]))
@@ -139,7 +160,9 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
 #[tokio::test]
 async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).await.unwrap();
+    let store = Store::open(&fresh_database(dir.path()).await)
+        .await
+        .unwrap();
     let mut schedulable = Vec::new();
     for i in 0..12 {
         let held = i % 4 == 3;

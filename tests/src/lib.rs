@@ -3,6 +3,7 @@
 //! certificates made at test time. Binaries are found next to the test
 //! executable (`target/<profile>/`); build them first (`scripts/test` does).
 
+mod database;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use gantry_proto::Principal;
 use gantry_proto::pki::Pki;
 use gantry_proto::tls::TlsFiles;
 
+pub use database::{Postgres, create_database, shared_postgres};
 pub use process::Process;
 
 pub mod bench;
@@ -37,6 +39,9 @@ pub struct Options {
     /// Extra gate entries in gantryd's config that point at the local
     /// gate's address under another name (an impostor, to test identity).
     pub aliases: Vec<String>,
+    /// gantryd's database; `None` picks the suite's default
+    /// (see [`shared_postgres`]).
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -45,6 +50,7 @@ impl Default for Options {
             cpus: 2,
             admins: vec!["root".into()],
             aliases: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -135,6 +141,14 @@ impl Cluster {
                 "[[gates]]\nname = {alias:?}\naddress = \"https://127.0.0.1:{}\"\n",
                 gate.addr.port()
             ));
+        }
+        let database_url = match options.database_url.clone() {
+            Some(url) => Some(url),
+            None => database::database_for_cluster()?,
+        };
+        if let Some(url) = database_url {
+            // A top-level key: it must come before the first [table].
+            text.insert_str(0, &format!("database_url = {url:?}\n"));
         }
         std::fs::write(&config, text)?;
         let core = Process::start(

@@ -177,7 +177,7 @@ impl GateLink {
             site: self.name.clone(),
             job,
         };
-        let verdict = match self.ctx.store.apply(op).await {
+        let verdict = match self.ctx.store.apply_durably(op).await {
             Ok(Outcome::Gate(v)) => v,
             Ok(_) => return,
             Err(e) => {
@@ -215,7 +215,7 @@ impl GateLink {
                     outputs,
                     error,
                 };
-                if self.ctx.store.apply(op).await.is_ok() {
+                if self.ctx.store.apply_durably(op).await.is_ok() {
                     self.release(attempt).await;
                 }
             }
@@ -304,7 +304,7 @@ impl GateLink {
                         actor: "gantryd".into(),
                         reason,
                     };
-                    let _ = store.apply(op).await;
+                    let _ = store.apply_durably(op).await;
                 }
                 _ => {}
             }
@@ -329,7 +329,7 @@ impl GateLink {
                     capacity: None,
                     message: "lost by gate".into(),
                 };
-                let _ = store.apply(op).await;
+                let _ = store.apply_durably(op).await;
             } else {
                 let link = self.clone();
                 let p = p.clone();
@@ -433,7 +433,7 @@ impl GateLink {
                 capacity,
                 message,
             };
-            if let Err(e) = self.ctx.store.apply(op).await {
+            if let Err(e) = self.ctx.store.apply_durably(op).await {
                 tracing::warn!(partition = %p.id, error = %e, "cannot record partition state");
             }
         }
@@ -460,7 +460,7 @@ impl GateLink {
             PartitionState::Creating => {
                 if job.state == JobState::Scheduled {
                     let _ = store
-                        .apply(advance(JobState::Provisioning, "waiting for its partition"))
+                        .apply_durably(advance(JobState::Provisioning, "waiting for its partition"))
                         .await;
                 }
                 return;
@@ -471,7 +471,7 @@ impl GateLink {
         if !job.spec.inputs.is_empty() {
             if job.state != JobState::StagingIn {
                 let _ = store
-                    .apply(advance(JobState::StagingIn, "copying inputs"))
+                    .apply_durably(advance(JobState::StagingIn, "copying inputs"))
                     .await;
             }
             if let Err(e) = gate_files::stage_in(&self.ctx, &mut client, &job).await {
@@ -481,7 +481,7 @@ impl GateLink {
                     actor: "gantryd".into(),
                     reason: format!("staging in failed: {e}"),
                 };
-                let _ = store.apply(op).await;
+                let _ = store.apply_durably(op).await;
                 return;
             }
         }
@@ -505,7 +505,7 @@ impl GateLink {
                 {
                     let reason = format!("the gate could not start it now: {}", status.message());
                     let _ = store
-                        .apply(Op::Requeue {
+                        .apply_durably(Op::Requeue {
                             job_id: job.id,
                             attempt_id: job.attempt_id.clone(),
                             reason,
@@ -525,7 +525,7 @@ impl GateLink {
                         actor: format!("gate/{}", self.name),
                         reason,
                     };
-                    let _ = store.apply(op).await;
+                    let _ = store.apply_durably(op).await;
                     return;
                 }
             }

@@ -206,13 +206,13 @@ where
     if !reasons.is_empty() {
         let store = ctx.store.clone();
         tokio::spawn(async move {
-            let _ = store.apply(Op::Reasons(reasons)).await;
+            let _ = store.apply_durably(Op::Reasons(reasons)).await;
         });
     }
     if ops.creates.is_empty() && ops.starts.is_empty() && ops.deletes.is_empty() {
         return Ok(());
     }
-    let refused = match ctx.store.apply(Op::Plan(ops)).await {
+    let refused = match ctx.store.apply_durably(Op::Plan(ops)).await {
         Ok(Outcome::Refused(refused)) => refused,
         Ok(_) => Vec::new(),
         Err(e) => return Err(format!("cannot commit a plan: {e}")),

@@ -1,12 +1,15 @@
-//! gantryd's state: SQLite through sqlx. Every change goes through one writer
-//! task ([`writer`]) that commits many operations in one transaction (group
-//! commit) and then announces what changed ([`Commit`]); reads use a pool of
-//! read connections and see only committed state.
+//! gantryd's state, in SQLite (embedded, the default) or PostgreSQL, through
+//! sqlx's `Any` driver: one set of statements ([`sql`]) for both. Every
+//! change goes through one writer task ([`writer`]) that commits many
+//! operations in one transaction (group commit) and then announces what
+//! changed ([`Commit`]); reads use a pool of read connections and see only
+//! committed state.
 
 mod gate_report;
 mod ops;
 mod reads;
 mod rows;
+mod sql;
 mod tx;
 mod writer;
 
@@ -15,8 +18,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 use tokio::sync::{broadcast, mpsc};
 
 pub use ops::{GateVerdict, NewJob, Op, Outcome, PlanOps};
@@ -38,43 +41,123 @@ pub struct Commit {
     pub partitions: Vec<PartitionRow>,
 }
 
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (`sqlite://path`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of(url: &str) -> Result<Self> {
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            _ => Err(CoreError::Unavailable(format!(
+                "database_url {url:?} is neither sqlite://PATH nor postgres://USER@HOST:PORT/DB"
+            ))),
+        }
+    }
+
+    /// The statement that starts a read transaction seeing one snapshot.
+    fn begin_snapshot(self) -> &'static str {
+        match self {
+            // SQLite's deferred transaction reads one snapshot already.
+            Self::Sqlite => "BEGIN",
+            Self::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+}
+
+/// How to reach the database, kept by the writer to reconnect.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    backend: Backend,
+    options: AnyConnectOptions,
+}
+
+impl Connector {
+    /// Parse `url`; SQLite files are created when missing.
+    pub fn new(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| CoreError::Unavailable(format!("bad database_url {url:?}: {e}")))?
+            .disable_statement_logging();
+        Ok(Self { backend, options })
+    }
+
+    /// One new connection, set up for the writer.
+    pub async fn connect(&self) -> Result<AnyConnection> {
+        let mut conn = self.options.connect().await?;
+        if self.backend == Backend::Sqlite {
+            // WAL lets readers run beside the writer; FULL makes every commit durable.
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = FULL").await?;
+            conn.execute("PRAGMA busy_timeout = 10000").await?;
+        }
+        Ok(conn)
+    }
+}
+
 /// Handle to the database: cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    read: SqlitePool,
+    backend: Backend,
+    read: AnyPool,
     writer: mpsc::Sender<writer::Request>,
     commits: broadcast::Sender<Arc<Commit>>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
     /// Open (creating and migrating if needed) the database at `url`
-    /// (`sqlite://path/to/gantry.db`) and start its writer.
+    /// (`sqlite://path/to/gantry.db` or `postgres://user@host:port/db`) and
+    /// start its writer.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| CoreError::Unavailable(format!("bad database_url {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(false);
-        let mut conn = options.connect().await?;
-        MIGRATOR
+        let connector = Connector::new(url)?;
+        let mut conn = connector.connect().await?;
+        let migrator = match connector.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
             .run(&mut conn)
             .await
             .map_err(|e| CoreError::Unavailable(format!("database migration failed: {e}")))?;
-        let read = SqlitePoolOptions::new()
+        let read = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            // While the database is down a read fails soon (UNAVAILABLE)
+            // instead of waiting out sqlx's 30 s default.
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_with(connector.options.clone())
             .await?;
         let (commits, _) = broadcast::channel(4096);
-        let writer = writer::start(conn, commits.clone()).await?;
+        let backend = connector.backend;
+        let writer = writer::start(connector, conn, commits.clone()).await?;
         Ok(Self {
+            backend,
             read,
             writer,
             commits,
         })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Open a SQLite database file in `dir` (`gantry.db`).
@@ -94,6 +177,24 @@ impl Store {
             .map_err(|_| CoreError::Unavailable("gantryd is shutting down".into()))?
     }
 
+    /// Apply an op on behalf of gantryd itself (a gate report, a plan, a
+    /// staging result): while the database is unavailable, wait and try
+    /// again (100 ms doubling to 2 s) rather than drop what a gate or the
+    /// scheduler said. Other errors are returned.
+    pub async fn apply_durably(&self, op: Op) -> Result<Outcome> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.apply(op.clone()).await {
+                Err(CoreError::Unavailable(why)) => {
+                    tracing::debug!(%why, "database unavailable; retrying an internal write");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Subscribe to commits. A subscriber that falls behind gets `Lagged` and
     /// must re-read what it needs from the database.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Commit>> {
@@ -101,7 +202,7 @@ impl Store {
     }
 
     /// The read pool.
-    pub fn reader(&self) -> &SqlitePool {
+    pub fn reader(&self) -> &AnyPool {
         &self.read
     }
 }

@@ -5,6 +5,7 @@
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
 
 use super::rows::{JobRow, PartitionRow, now_ms};
+use super::sql::sql;
 use super::tx::{Tx, fits};
 use crate::error::{CoreError, FieldError, Result};
 use crate::job::state::{self, is_end};
@@ -215,7 +216,7 @@ impl Tx<'_> {
                         }
                         continue;
                     }
-                    sqlx::query("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0")
+                    sqlx::query(sql("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0"))
                         .bind(reason)
                         .bind(id as i64)
                         .bind(JobState::Queued as i32)
@@ -396,12 +397,13 @@ impl Tx<'_> {
         if let Some(job) = self.created_with(owner, request_id) {
             return Ok(Some(job));
         }
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?")
-                .bind(owner.to_string())
-                .bind(request_id.to_string())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let id: Option<i64> = sqlx::query_scalar(sql(
+            "SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?",
+        ))
+        .bind(owner.to_string())
+        .bind(request_id.to_string())
+        .fetch_optional(&mut *self.conn)
+        .await?;
         match id {
             Some(id) => self.job(id as u64).await,
             None => Ok(None),
@@ -414,10 +416,10 @@ impl Tx<'_> {
             if self.partition(&id).await?.is_some() {
                 continue;
             }
-            sqlx::query(
+            sqlx::query(sql(
                 "INSERT INTO partitions (id, site, flavor, state, cpus, memory, gpus, nodes, created_ms) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
+            ))
             .bind(&id)
             .bind(&site)
             .bind(&flavor)
@@ -502,7 +504,7 @@ impl Tx<'_> {
     }
 
     async fn save_partition(&mut self, p: &PartitionRow) -> Result<()> {
-        sqlx::query("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?")
+        sqlx::query(sql("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?"))
             .bind(p.state as i32)
             .bind(&p.message)
             .bind(p.capacity.cpus as i64)

@@ -1,7 +1,7 @@
 //! Reads from the read pool: they see committed state only.
 
+use super::sql::{list, sql};
 use gantry_proto::v1::{JobEvent, JobState};
-use sqlx::AssertSqlSafe;
 
 use super::Store;
 use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, event_from_row};
@@ -32,19 +32,19 @@ pub struct SchedSnapshot {
     pub seq: u64,
     /// Live partitions.
     pub partitions: Vec<PartitionRow>,
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     after_id: i64,
 }
 
 impl SchedSnapshot {
     /// The next page of schedulable-or-active jobs by id; empty at the end.
     pub async fn next_jobs(&mut self, limit: usize) -> Result<Vec<JobRow>> {
-        let sql = AssertSqlSafe(format!(
+        let stmt = sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id > ? AND \
              ((state = 1 AND held = 0 AND deps_pending = 0) OR state BETWEEN 2 AND 6) \
              ORDER BY id LIMIT ?"
         ));
-        let jobs: Vec<JobRow> = sqlx::query(sql)
+        let jobs: Vec<JobRow> = sqlx::query(stmt)
             .bind(self.after_id)
             .bind(limit as i64)
             .fetch_all(&mut *self.tx)
@@ -70,8 +70,8 @@ impl SchedSnapshot {
 impl Store {
     /// One job.
     pub async fn job(&self, id: u64) -> Result<Option<JobRow>> {
-        let sql = AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
-        let row = sqlx::query(sql)
+        let stmt = sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(stmt)
             .bind(id as i64)
             .fetch_optional(&self.read)
             .await?;
@@ -80,25 +80,25 @@ impl Store {
 
     /// A page of jobs, newest first.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRow>> {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        let mut text = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
         if filter.owner.is_some() {
-            sql.push_str(" AND owner = ?");
+            text.push_str(" AND owner = ?");
         }
         if !filter.states.is_empty() {
-            let marks = vec!["?"; filter.states.len()].join(", ");
-            sql.push_str(&format!(" AND state IN ({marks})"));
+            let marks = list(filter.states.len());
+            text.push_str(&format!(" AND state IN ({marks})"));
         }
         if filter.site.is_some() {
-            sql.push_str(" AND site = ?");
+            text.push_str(" AND site = ?");
         }
         for _ in &filter.labels {
-            sql.push_str(" AND id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)");
+            text.push_str(" AND id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)");
         }
         if filter.before_id.is_some() {
-            sql.push_str(" AND id < ?");
+            text.push_str(" AND id < ?");
         }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        text.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(sql(&text));
         if let Some(owner) = &filter.owner {
             query = query.bind(owner.clone());
         }
@@ -131,16 +131,16 @@ impl Store {
         owner: Option<&str>,
         limit: u32,
     ) -> Result<Vec<JobEvent>> {
-        let mut sql = "SELECT * FROM events WHERE seq > ?".to_string();
+        let mut text = "SELECT * FROM events WHERE seq > ?".to_string();
         if !job_ids.is_empty() {
-            let marks = vec!["?"; job_ids.len()].join(", ");
-            sql.push_str(&format!(" AND job_id IN ({marks})"));
+            let marks = list(job_ids.len());
+            text.push_str(&format!(" AND job_id IN ({marks})"));
         }
         if owner.is_some() {
-            sql.push_str(" AND owner = ?");
+            text.push_str(" AND owner = ?");
         }
-        sql.push_str(" ORDER BY seq LIMIT ?");
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(after_seq as i64);
+        text.push_str(" ORDER BY seq LIMIT ?");
+        let mut query = sqlx::query(sql(&text)).bind(after_seq as i64);
         for id in job_ids {
             query = query.bind(*id as i64);
         }
@@ -153,7 +153,7 @@ impl Store {
 
     /// The highest committed event sequence number.
     pub async fn max_seq(&self) -> Result<u64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+        let seq: Option<i64> = sqlx::query_scalar(sql("SELECT max(seq) FROM events"))
             .fetch_one(&self.read)
             .await?;
         Ok(seq.unwrap_or(0) as u64)
@@ -161,11 +161,11 @@ impl Store {
 
     /// Start a snapshot for the scheduler: live partitions now, jobs page by page.
     pub async fn sched_snapshot(&self) -> Result<SchedSnapshot> {
-        let mut tx = self.read.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+        let mut tx = self.read.begin_with(self.backend.begin_snapshot()).await?;
+        let seq: Option<i64> = sqlx::query_scalar(sql("SELECT max(seq) FROM events"))
             .fetch_one(&mut *tx)
             .await?;
-        let partitions = sqlx::query("SELECT * FROM partitions WHERE state IN (1, 2)")
+        let partitions = sqlx::query(sql("SELECT * FROM partitions WHERE state IN (1, 2)"))
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -181,10 +181,10 @@ impl Store {
 
     /// Jobs matching `condition` (SQL over the jobs table with one `?`), by id.
     async fn jobs_where(&self, condition: &str, arg: &str) -> Result<Vec<JobRow>> {
-        let sql = AssertSqlSafe(format!(
+        let stmt = sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY id"
         ));
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(stmt)
             .bind(arg.to_string())
             .fetch_all(&self.read)
             .await?;
@@ -217,10 +217,12 @@ impl Store {
 
     /// Partitions of `site` that are not yet deleted.
     pub async fn partitions(&self, site: &str) -> Result<Vec<PartitionRow>> {
-        let rows = sqlx::query("SELECT * FROM partitions WHERE site = ? AND state IN (1, 2, 3)")
-            .bind(site.to_string())
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(sql(
+            "SELECT * FROM partitions WHERE site = ? AND state IN (1, 2, 3)",
+        ))
+        .bind(site.to_string())
+        .fetch_all(&self.read)
+        .await?;
         Ok(rows
             .iter()
             .map(PartitionRow::from_row)
@@ -229,7 +231,7 @@ impl Store {
 
     /// One partition.
     pub async fn partition(&self, id: &str) -> Result<Option<PartitionRow>> {
-        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
+        let row = sqlx::query(sql("SELECT * FROM partitions WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;

@@ -3,7 +3,7 @@
 use gantry_proto::v1::{self, JobState, PartitionState};
 use prost::Message;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::job::Resources;
 use crate::job::state;
@@ -66,7 +66,7 @@ pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exi
 
 impl JobRow {
     /// Decode a row selected with [`JOB_COLUMNS`].
-    pub fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         let spec: Vec<u8> = row.try_get("spec")?;
         let outputs: String = row.try_get("outputs")?;
         Ok(Self {
@@ -85,7 +85,7 @@ impl JobRow {
             site: row.try_get("site")?,
             partition_id: row.try_get("partition_id")?,
             attempt_id: row.try_get("attempt_id")?,
-            held: row.try_get("held")?,
+            held: row.try_get::<i64, _>("held")? != 0,
             deps_pending: row.try_get::<i64, _>("deps_pending")? as u32,
             submit_ms: row.try_get("submit_ms")?,
             placed_ms: row.try_get("placed_ms")?,
@@ -167,7 +167,7 @@ pub struct PartitionRow {
 
 impl PartitionRow {
     /// Decode a `SELECT *` row.
-    pub fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
             site: row.try_get("site")?,
@@ -203,7 +203,7 @@ impl PartitionRow {
 }
 
 /// The `cpus`, `memory`, `gpus` and `nodes` columns (jobs and partitions alike).
-fn resources_from_row(row: &SqliteRow) -> Result<Resources, sqlx::Error> {
+fn resources_from_row(row: &AnyRow) -> Result<Resources, sqlx::Error> {
     Ok(Resources {
         cpus: row.try_get::<i64, _>("cpus")? as u32,
         memory: row.try_get::<i64, _>("memory")? as u64,
@@ -213,7 +213,7 @@ fn resources_from_row(row: &SqliteRow) -> Result<Resources, sqlx::Error> {
 }
 
 /// Decode a `SELECT *` row of `events`.
-pub fn event_from_row(row: &SqliteRow) -> Result<v1::JobEvent, sqlx::Error> {
+pub fn event_from_row(row: &AnyRow) -> Result<v1::JobEvent, sqlx::Error> {
     Ok(v1::JobEvent {
         seq: row.try_get::<i64, _>("seq")? as u64,
         job_id: row.try_get::<i64, _>("job_id")? as u64,

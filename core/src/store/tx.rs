@@ -10,9 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use gantry_proto::v1::{JobEvent, JobState};
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::AnyConnection;
 
 use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, now_ms};
+use super::sql::{rows, sql};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
@@ -71,7 +72,7 @@ impl WriterState {
 /// One batch: the connection inside the transaction, plus what changed.
 pub struct Tx<'a> {
     /// The connection, inside the batch transaction.
-    pub conn: &'a mut SqliteConnection,
+    pub conn: &'a mut AnyConnection,
     /// Counters, usage and the active jobs.
     pub state: &'a mut WriterState,
     /// Every job read or changed in this batch, as it is now.
@@ -105,7 +106,7 @@ pub(super) fn fits(used: Resources, job: Resources, capacity: Resources) -> bool
 
 impl<'a> Tx<'a> {
     /// A batch on `conn` (inside a transaction).
-    pub fn new(conn: &'a mut SqliteConnection, state: &'a mut WriterState) -> Self {
+    pub fn new(conn: &'a mut AnyConnection, state: &'a mut WriterState) -> Self {
         Self {
             conn,
             state,
@@ -127,8 +128,8 @@ impl<'a> Tx<'a> {
             self.cache.insert(id, job.clone());
             return Ok(Some(job.clone()));
         }
-        let sql = AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
-        let row = sqlx::query(sql)
+        let stmt = sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(stmt)
             .bind(id as i64)
             .fetch_optional(&mut *self.conn)
             .await?;
@@ -152,10 +153,10 @@ impl<'a> Tx<'a> {
         if let Some(id) = self.state.attempts.get(attempt_id).copied() {
             return self.job(id).await;
         }
-        let sql = AssertSqlSafe(format!(
+        let stmt = sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
         ));
-        let row = sqlx::query(sql)
+        let row = sqlx::query(stmt)
             .bind(attempt_id.to_string())
             .fetch_optional(&mut *self.conn)
             .await?;
@@ -197,7 +198,7 @@ impl<'a> Tx<'a> {
 
     /// One partition, as stored.
     pub async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
-        let row = sqlx::query("SELECT * FROM partitions WHERE id = ?")
+        let row = sqlx::query(sql("SELECT * FROM partitions WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&mut *self.conn)
             .await?;
@@ -309,7 +310,7 @@ impl<'a> Tx<'a> {
         let mut work = vec![(ended.id, ended.state)];
         while let Some((id, end)) = work.pop() {
             let dependents: Vec<i64> =
-                sqlx::query_scalar("SELECT job_id FROM job_deps WHERE after_id = ?")
+                sqlx::query_scalar(sql("SELECT job_id FROM job_deps WHERE after_id = ?"))
                     .bind(id as i64)
                     .fetch_all(&mut *self.conn)
                     .await?;
@@ -350,21 +351,20 @@ impl<'a> Tx<'a> {
             .filter_map(|id| self.cache.get(id).cloned())
             .collect();
         for chunk in chunked(&jobs) {
-            let mut sql = String::from(
+            let mut text = String::from(
                 "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \
                  cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
                  deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs) VALUES ",
             );
-            let row = format!("({})", vec!["?"; 27].join(", "));
-            sql.push_str(&vec![row; chunk.len()].join(", "));
-            sql.push_str(
+            text.push_str(&rows(chunk.len(), 27));
+            text.push_str(
                 " ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, \
                  exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
                  attempt_id = excluded.attempt_id, held = excluded.held, deps_pending = excluded.deps_pending, \
                  placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
                  last_seq = excluded.last_seq, outputs = excluded.outputs",
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(sql(&text));
             for j in chunk {
                 query = query
                     .bind(j.id as i64)
@@ -385,7 +385,7 @@ impl<'a> Tx<'a> {
                     .bind(j.site.clone())
                     .bind(j.partition_id.clone())
                     .bind(j.attempt_id.clone())
-                    .bind(j.held)
+                    .bind(j.held as i64)
                     .bind(j.deps_pending as i64)
                     .bind(j.request_id.clone())
                     .bind(j.submit_ms)
@@ -402,15 +402,17 @@ impl<'a> Tx<'a> {
                 continue;
             };
             for (key, value) in &job.spec.labels {
-                sqlx::query("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)")
-                    .bind(id as i64)
-                    .bind(key.clone())
-                    .bind(value.clone())
-                    .execute(&mut *self.conn)
-                    .await?;
+                sqlx::query(sql(
+                    "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
+                ))
+                .bind(id as i64)
+                .bind(key.clone())
+                .bind(value.clone())
+                .execute(&mut *self.conn)
+                .await?;
             }
             for &after in &job.spec.after {
-                sqlx::query("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)")
+                sqlx::query(sql("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)"))
                     .bind(after as i64)
                     .bind(id as i64)
                     .execute(&mut *self.conn)
@@ -418,11 +420,11 @@ impl<'a> Tx<'a> {
             }
         }
         for chunk in chunked(&self.events) {
-            let mut sql = String::from(
+            let mut text = String::from(
                 "INSERT INTO events (seq, job_id, owner, time_ms, from_state, to_state, actor, message, exit_code) VALUES ",
             );
-            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            text.push_str(&rows(chunk.len(), 9));
+            let mut query = sqlx::query(sql(&text));
             for e in chunk {
                 query = query
                     .bind(e.seq as i64)

@@ -2,17 +2,24 @@
 //! in one transaction (each in its own savepoint, so one refused op does not
 //! spoil the others), commits once, answers every caller, then announces the
 //! commit. This is group commit: many submits share one fsync.
+//!
+//! When the database goes away (a PostgreSQL restart, a lost connection) the
+//! batch in flight is answered UNAVAILABLE — its commit may or may not have
+//! happened, which is why clients retry with their request id — and every
+//! later batch is answered the same until a new connection succeeds; the
+//! writer then reloads its state from what was committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{AnyConnection, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::Commit;
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
+use super::sql::sql;
 use super::tx::{Tx, WriterState};
+use super::{Commit, Connector};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 
@@ -28,7 +35,7 @@ pub struct Request {
 }
 
 /// Load counters and partition usage from the database.
-async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
+async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
     let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM jobs")
         .fetch_one(&mut *conn)
         .await?;
@@ -36,7 +43,8 @@ async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
         .fetch_one(&mut *conn)
         .await?;
     let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT partition_id, sum(cpus), sum(memory), sum(gpus), sum(nodes) FROM jobs \
+        "SELECT partition_id, CAST(sum(cpus) AS BIGINT), CAST(sum(memory) AS BIGINT), \
+         CAST(sum(gpus) AS BIGINT), CAST(sum(nodes) AS BIGINT) FROM jobs \
          WHERE state BETWEEN 2 AND 6 GROUP BY partition_id",
     )
     .fetch_all(&mut *conn)
@@ -55,15 +63,14 @@ async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
             )
         })
         .collect();
-    let sql = sqlx::AssertSqlSafe(format!(
+    let active: Vec<JobRow> = sqlx::query(sql(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6"
-    ));
-    let active: Vec<JobRow> = sqlx::query(sql)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(JobRow::from_row)
-        .collect::<Result<_, _>>()?;
+    )))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(JobRow::from_row)
+    .collect::<Result<_, _>>()?;
     let mut state = WriterState {
         next_id: max_id.unwrap_or(0) as u64 + 1,
         next_seq: max_seq.unwrap_or(0) as u64 + 1,
@@ -74,26 +81,50 @@ async fn load_state(conn: &mut SqliteConnection) -> Result<WriterState> {
     Ok(state)
 }
 
-/// Start the writer task on `conn`.
+/// Start the writer task on `conn`; `connector` makes a new connection
+/// when this one is lost.
 pub async fn start(
-    mut conn: SqliteConnection,
+    connector: Connector,
+    mut conn: AnyConnection,
     commits: broadcast::Sender<Arc<Commit>>,
 ) -> Result<mpsc::Sender<Request>> {
     let state = load_state(&mut conn).await?;
     let (tx, rx) = mpsc::channel(8192);
-    tokio::spawn(run(conn, state, rx, commits));
+    tokio::spawn(run(connector, Some((conn, state)), rx, commits));
     Ok(tx)
 }
 
+/// Answer every request of `batch` with UNAVAILABLE.
+fn refuse(batch: &mut Vec<Request>, why: &str) {
+    for req in batch.drain(..) {
+        let _ = req
+            .reply
+            .send(Err(CoreError::Unavailable(format!("{why}; retry"))));
+    }
+}
+
 async fn run(
-    mut conn: SqliteConnection,
-    mut state: WriterState,
+    connector: Connector,
+    mut live: Option<(AnyConnection, WriterState)>,
     mut rx: mpsc::Receiver<Request>,
     commits: broadcast::Sender<Arc<Commit>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match apply_batch(&mut conn, &mut state, &mut batch).await {
+        let (conn, state) = match &mut live {
+            Some(live) => live,
+            None => match reconnect(&connector).await {
+                Ok(fresh) => {
+                    tracing::info!("the database is reachable again");
+                    live.insert(fresh)
+                }
+                Err(err) => {
+                    refuse(&mut batch, &format!("the database is unreachable ({err})"));
+                    continue;
+                }
+            },
+        };
+        match apply_batch(conn, state, &mut batch).await {
             Ok((answers, commit)) => {
                 for (req, answer) in batch.drain(..).zip(answers) {
                     let _ = req.reply.send(answer);
@@ -104,18 +135,28 @@ async fn run(
             }
             Err(err) => {
                 tracing::error!(error = %err, ops = batch.len(), "commit failed; the batch is refused");
-                for req in batch.drain(..) {
-                    let _ = req.reply.send(Err(CoreError::Unavailable(format!(
-                        "the database refused the write ({err}); retry"
-                    ))));
-                }
-                match load_state(&mut conn).await {
-                    Ok(fresh) => state = fresh,
-                    Err(e) => tracing::error!(error = %e, "cannot reload writer state"),
+                refuse(
+                    &mut batch,
+                    &format!("the database refused the write ({err})"),
+                );
+                // What was committed is the truth: reload it, or reconnect first.
+                match load_state(conn).await {
+                    Ok(fresh) => *state = fresh,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the database; reconnecting at the next write");
+                        live = None;
+                    }
                 }
             }
         }
     }
+}
+
+/// A new connection and the state committed so far.
+async fn reconnect(connector: &Connector) -> Result<(AnyConnection, WriterState)> {
+    let mut conn = connector.connect().await?;
+    let state = load_state(&mut conn).await?;
+    Ok((conn, state))
 }
 
 fn dedup_last<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
@@ -142,7 +183,7 @@ enum Applied {
 /// op fail after writing (a bug, not a user error), the batch is rolled back
 /// and each op is applied again in a transaction of its own.
 async fn apply_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     state: &mut WriterState,
     batch: &mut [Request],
 ) -> Result<(Vec<Result<Outcome>>, Commit)> {
@@ -173,7 +214,7 @@ async fn apply_batch(
 }
 
 async fn try_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     state: &mut WriterState,
     ops: Vec<Op>,
     single: bool,

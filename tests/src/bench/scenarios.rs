@@ -7,7 +7,7 @@ use gantry_client::{Client, JobSpec, JobState, LogStream};
 use gantry_proto::v1::ListJobsRequest;
 
 use super::{Args, Figure, Report};
-use crate::{Cluster, Options};
+use crate::{Cluster, Options, Postgres, create_database};
 
 fn cores() -> u32 {
     std::thread::available_parallelism()
@@ -85,10 +85,27 @@ async fn submit_many(clients: Vec<Client>, total: usize, hold: bool) -> anyhow::
     Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Scenario 1: one durable submit per call from 1, 8 and 64 clients.
+/// Scenario 1: one durable submit per call from 1, 8 and 64 clients, on
+/// the embedded SQLite and then on a throwaway PostgreSQL server.
 pub async fn submit(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    submit_on(args, report, "", None).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let pg = Postgres::start(port)?;
+    let url = create_database(&pg.admin_url, "gantry_bench")?;
+    submit_on(args, report, ", PostgreSQL", Some(url)).await
+}
+
+async fn submit_on(
+    args: &Args,
+    report: &mut Report,
+    label: &str,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
     let cluster = Cluster::start(Options {
         cpus: cores(),
+        database_url,
         ..Default::default()
     })
     .await?;
@@ -99,7 +116,7 @@ pub async fn submit(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         let target = if n == 64 { ">= 10000" } else { "" };
         let f = figure(
             "submit",
-            &format!("jobs accepted/s, {n} clients"),
+            &format!("jobs accepted/s, {n} clients{label}"),
             rate,
             "jobs/s",
             target,
