@@ -26,6 +26,11 @@ struct Args {
     print_config: bool,
 }
 
+/// mimalloc rather than glibc's malloc: gantryd's batches allocate and free
+/// many small rows (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     gantry_proto::tls::install_crypto_provider();
