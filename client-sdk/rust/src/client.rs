@@ -8,6 +8,7 @@ use gantry_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use crate::JobRef;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, root_cause};
 use crate::retry::{Backoff, RETRY_BUDGET};
@@ -94,8 +95,30 @@ impl Client {
 
     /// One job with its current state.
     pub async fn get(&self, job_id: u64) -> Result<Job> {
-        let response = self.raw().get_job(GetJobRequest { job_id }).await?;
+        let request = GetJobRequest {
+            job_id,
+            array_index: None,
+        };
+        let response = self.raw().get_job(request).await?;
         job_of(response.into_inner().job, "GetJob")
+    }
+
+    /// The task with `index` of array `array_id`.
+    pub async fn get_task(&self, array_id: u64, index: u32) -> Result<Job> {
+        let request = GetJobRequest {
+            job_id: array_id,
+            array_index: Some(index),
+        };
+        let response = self.raw().get_job(request).await?;
+        job_of(response.into_inner().job, "GetJob")
+    }
+
+    /// The job a reference names: `42`, or `17_3` for index 3 of array 17.
+    pub async fn resolve(&self, reference: JobRef) -> Result<Job> {
+        match reference.index {
+            None => self.get(reference.id).await,
+            Some(index) => self.get_task(reference.id, index).await,
+        }
     }
 
     /// One page of jobs matching a filter, newest first.

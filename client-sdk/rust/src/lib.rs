@@ -21,6 +21,7 @@ mod client;
 mod config;
 mod error;
 mod files;
+mod job_ref;
 mod retry;
 mod watch;
 
@@ -31,10 +32,11 @@ pub use files::{UPLOAD_CHUNK, safe_relative};
 pub use gantry_proto::tls::TlsFiles;
 pub use gantry_proto::v1::gantry_client::GantryClient;
 pub use gantry_proto::v1::{
-    Capacity, Flavor, InputFile, Job, JobEvent, JobSpec, JobState, ListJobsRequest,
+    ArraySummary, Capacity, Flavor, InputFile, Job, JobEvent, JobSpec, JobState, ListJobsRequest,
     ListJobsResponse, LogChunk, LogStream, ResourceRequest, Site, SubmitJobRequest,
     SubmitJobResponse,
 };
+pub use job_ref::JobRef;
 pub use tonic::transport::Channel;
 
 /// Whether `state` is an end state: COMPLETED, FAILED or CANCELLED.

@@ -77,10 +77,21 @@ impl Client {
     /// Wait until the job reaches an end state (COMPLETED, FAILED or
     /// CANCELLED) and return it as it ended. `on_event` sees every change
     /// of the job from the moment of the call.
+    /// For an array, its summary is read twice a second until every task
+    /// has ended (`on_event` is not called).
     pub async fn wait(&self, job_id: u64, mut on_event: impl FnMut(&JobEvent)) -> Result<Job> {
         let job = self.get_retrying(job_id).await?;
         if is_end_state(job.state()) {
             return Ok(job);
+        }
+        if job.array.is_some() {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let job = self.get_retrying(job_id).await?;
+                if is_end_state(job.state()) {
+                    return Ok(job);
+                }
+            }
         }
         let events = self.watch(job.last_event_seq, vec![job_id], true);
         futures::pin_mut!(events);

@@ -4,7 +4,7 @@ use gantry_proto::v1::gantry_server::Gantry;
 use gantry_proto::v1::*;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{GantryService, ResponseStream};
+use super::{GantryService, ResponseStream, Visible};
 use crate::error::{CoreError, FieldError};
 use crate::job::ValidSpec;
 use crate::store::{JobFilter, NewJob, Op, Outcome};
@@ -17,7 +17,7 @@ fn job_of(outcome: Outcome) -> Result<(Job, bool), Status> {
 }
 
 impl GantryService {
-    /// Hold or release a job the caller may see.
+    /// Hold or release a job (or an array's tasks) the caller may see.
     async fn set_hold<T>(
         &self,
         request: &Request<T>,
@@ -25,13 +25,22 @@ impl GantryService {
         hold: bool,
     ) -> Result<Job, Status> {
         let caller = self.caller(request)?;
-        self.visible_job(&caller, job_id).await?;
+        self.visible(&caller, job_id).await?;
         let op = Op::Hold {
             job_id,
             actor: caller.principal.to_string(),
             hold,
         };
-        Ok(job_of(self.ctx.store.apply(op).await?)?.0)
+        Ok(self.answer(self.ctx.store.apply(op).await?).await?.0)
+    }
+
+    /// The job or array an op answered with, on the wire.
+    async fn answer(&self, outcome: Outcome) -> Result<(Job, bool), Status> {
+        match outcome {
+            Outcome::Array(id, created) => Ok((self.array_job_by_id(id).await?, created)),
+            Outcome::NewArray(view) => Ok((view.to_proto(), true)),
+            other => job_of(other),
+        }
     }
 }
 
@@ -80,7 +89,8 @@ impl Gantry for GantryService {
             request_id: (!req.client_request_id.is_empty()).then_some(req.client_request_id),
             is_admin: caller.sees_all(config),
         };
-        let (job, created) = job_of(self.ctx.store.apply(Op::Submit(Box::new(new))).await?)?;
+        let outcome = self.ctx.store.apply(Op::Submit(Box::new(new))).await?;
+        let (job, created) = self.answer(outcome).await?;
         Ok(Response::new(SubmitJobResponse {
             job: Some(job),
             created,
@@ -92,10 +102,31 @@ impl Gantry for GantryService {
         request: Request<GetJobRequest>,
     ) -> Result<Response<GetJobResponse>, Status> {
         let caller = self.caller(&request)?;
-        let job = self.visible_job(&caller, request.get_ref().job_id).await?;
-        Ok(Response::new(GetJobResponse {
-            job: Some(job.to_proto()),
-        }))
+        let req = request.get_ref();
+        let job = match (self.visible(&caller, req.job_id).await?, req.array_index) {
+            (Visible::Job(job), None) => job.to_proto(),
+            (Visible::Array(array), None) => self.array_job(*array).await?,
+            (Visible::Array(array), Some(index)) => {
+                let task = crate::store::Store::task_id(&array, index).ok_or_else(|| {
+                    CoreError::from(FieldError::new(
+                        "array_index",
+                        format!(
+                            "array {} has no task with index {index}; its indices are {}",
+                            array.id, array.spec.array
+                        ),
+                    ))
+                })?;
+                self.visible_job(&caller, task).await?.to_proto()
+            }
+            (Visible::Job(_), Some(_)) => {
+                return Err(CoreError::from(FieldError::new(
+                    "array_index",
+                    format!("job {} is not an array", req.job_id),
+                ))
+                .into());
+            }
+        };
+        Ok(Response::new(GetJobResponse { job: Some(job) }))
     }
 
     async fn list_jobs(
@@ -143,21 +174,51 @@ impl Gantry for GantryService {
             0 => 100,
             n => n.min(1000),
         };
+        let grouped = req.group_arrays
+            && req.array_id == 0
+            && states.is_empty()
+            && req.site.is_empty()
+            && req.labels.is_empty();
         let filter = JobFilter {
             owner,
             states,
             site: (!req.site.is_empty()).then_some(req.site),
             labels: req.labels.into_iter().collect(),
+            array_id: (req.array_id != 0).then_some(req.array_id),
+            no_tasks: grouped,
             before_id,
             limit,
         };
-        let rows = self.ctx.store.list_jobs(&filter).await?;
-        let next_page_token = match rows.last() {
-            Some(last) if rows.len() as u32 == limit => last.id.to_string(),
+        let store = &self.ctx.store;
+        // Newest first: jobs and (when grouped) arrays merged by id.
+        let mut page: Vec<(u64, Option<Job>, Option<crate::store::ArrayRow>)> = store
+            .list_jobs(&filter)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, Some(r.to_proto()), None))
+            .collect();
+        if grouped {
+            let arrays = store
+                .list_arrays(filter.owner.as_deref(), before_id, limit)
+                .await?;
+            page.extend(arrays.into_iter().map(|a| (a.id, None, Some(a))));
+            page.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+            page.truncate(limit as usize);
+        }
+        let next_page_token = match page.last() {
+            Some(last) if page.len() as u32 == limit => last.0.to_string(),
             _ => String::new(),
         };
+        let mut jobs = Vec::with_capacity(page.len());
+        for (_, job, array) in page {
+            match (job, array) {
+                (Some(job), _) => jobs.push(job),
+                (None, Some(array)) => jobs.push(self.array_job(array).await?),
+                (None, None) => {}
+            }
+        }
         Ok(Response::new(ListJobsResponse {
-            jobs: rows.iter().map(|r| r.to_proto()).collect(),
+            jobs,
             next_page_token,
         }))
     }
@@ -168,13 +229,13 @@ impl Gantry for GantryService {
     ) -> Result<Response<CancelJobResponse>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
-        self.visible_job(&caller, req.job_id).await?;
+        self.visible(&caller, req.job_id).await?;
         let op = Op::Cancel {
             job_id: req.job_id,
             actor: caller.principal.to_string(),
             reason: req.reason,
         };
-        let (job, _) = job_of(self.ctx.store.apply(op).await?)?;
+        let (job, _) = self.answer(self.ctx.store.apply(op).await?).await?;
         Ok(Response::new(CancelJobResponse { job: Some(job) }))
     }
 

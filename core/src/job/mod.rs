@@ -1,5 +1,6 @@
 //! Jobs: the state machine, spec validation and units.
 
+pub mod array;
 pub mod spec;
 pub mod state;
 pub mod units;

@@ -50,6 +50,8 @@ pub struct ValidSpec {
     pub walltime: u64,
     /// The site asked for; `None` for any.
     pub site: Option<String>,
+    /// For an array, its indices, ascending; `None` for a single job.
+    pub array: Option<Vec<u32>>,
 }
 
 fn field(name: &str, message: impl Into<String>) -> FieldError {
@@ -212,11 +214,18 @@ impl ValidSpec {
         }
         spec.after.sort_unstable();
         spec.after.dedup();
+        spec.array = spec.array.trim().to_string();
+        let array = if spec.array.is_empty() {
+            None
+        } else {
+            Some(super::array::parse_indices(&spec.array)?)
+        };
         Ok(ValidSpec {
             spec,
             resources,
             walltime,
             site,
+            array,
         })
     }
 }

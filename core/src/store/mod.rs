@@ -5,11 +5,13 @@
 //! changed ([`Commit`]); reads use a pool of read connections and see only
 //! committed state.
 
+mod arrays;
 mod gate_report;
 mod ops;
 mod reads;
 mod rows;
 mod sql;
+mod submit;
 mod tx;
 mod writer;
 
@@ -24,7 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use ops::{GateVerdict, NewJob, Op, Outcome, PlanOps};
 pub use reads::{JobFilter, SchedSnapshot};
-pub use rows::{JOB_COLUMNS, JobRow, PartitionRow, event_from_row, now_ms};
+pub use rows::{ArrayRow, ArrayView, JOB_COLUMNS, JobRow, PartitionRow, event_from_row, now_ms};
 
 use crate::error::{CoreError, Result};
 

@@ -4,10 +4,9 @@
 
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
 
-use super::rows::{JobRow, PartitionRow, now_ms};
-use super::sql::sql;
+use super::rows::{ArrayView, JobRow, PartitionRow, now_ms};
 use super::tx::{Tx, fits};
-use crate::error::{CoreError, FieldError, Result};
+use crate::error::{CoreError, Result};
 use crate::job::state::{self, is_end};
 use crate::job::{Resources, ValidSpec};
 
@@ -144,8 +143,12 @@ pub enum GateVerdict {
 /// The answer to an [`Op`].
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// A job (after the op).
+    /// A job (after the op), and whether the op created it.
     Job(Box<JobRow>, bool),
+    /// An array's id (read it after the commit), and whether the op created it.
+    Array(u64, bool),
+    /// An array this op created, as it stands after the commit.
+    NewArray(Box<ArrayView>),
     /// Job ids of placements refused in a plan, with why.
     Refused(Vec<(u64, String)>),
     /// What to do about a gate report.
@@ -164,13 +167,23 @@ impl Tx<'_> {
                 actor,
                 reason,
             } => {
+                let message = if reason.is_empty() {
+                    format!("cancelled by {actor}")
+                } else {
+                    format!("cancelled by {actor}: {reason}")
+                };
+                if self.job(job_id).await?.is_none()
+                    && let Some(tasks) = self.open_tasks(job_id).await?
+                {
+                    for id in tasks {
+                        let mut task = self.load(id).await?;
+                        self.transition(&mut task, JobState::Cancelled, &actor, &message)
+                            .await?;
+                    }
+                    return Ok(Outcome::Array(job_id, false));
+                }
                 let mut job = self.load(job_id).await?;
                 if !is_end(job.state) {
-                    let message = if reason.is_empty() {
-                        format!("cancelled by {actor}")
-                    } else {
-                        format!("cancelled by {actor}: {reason}")
-                    };
                     self.transition(&mut job, JobState::Cancelled, &actor, &message)
                         .await?;
                 }
@@ -181,26 +194,20 @@ impl Tx<'_> {
                 actor,
                 hold,
             } => {
-                let mut job = self.load(job_id).await?;
-                if job.held != hold {
-                    if hold && job.state != JobState::Queued {
-                        return Err(CoreError::Precondition(format!(
-                            "job {job_id} is {}; only a QUEUED job can be held",
-                            state::name(job.state)
-                        )));
+                if self.job(job_id).await?.is_none()
+                    && let Some(tasks) = self.open_tasks(job_id).await?
+                {
+                    // An array: its QUEUED tasks only; the others are past holding.
+                    for id in tasks {
+                        let mut task = self.load(id).await?;
+                        if task.state == JobState::Queued {
+                            self.set_held(&mut task, &actor, hold)?;
+                        }
                     }
-                    job.held = hold;
-                    if job.state == JobState::Queued {
-                        job.reason = if hold { "held".into() } else { String::new() };
-                    }
-                    let message = if hold {
-                        format!("held by {actor}")
-                    } else {
-                        format!("released by {actor}")
-                    };
-                    let from = job.state;
-                    self.record(&mut job, from, &actor, &message);
+                    return Ok(Outcome::Array(job_id, false));
                 }
+                let mut job = self.load(job_id).await?;
+                self.set_held(&mut job, &actor, hold)?;
                 Ok(Outcome::Job(Box::new(job), true))
             }
             Op::Plan(plan) => self.plan(plan).await,
@@ -216,7 +223,7 @@ impl Tx<'_> {
                         }
                         continue;
                     }
-                    sqlx::query(sql("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0"))
+                    sqlx::query(self.backend.sql("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0"))
                         .bind(reason)
                         .bind(id as i64)
                         .bind(JobState::Queued as i32)
@@ -303,111 +310,30 @@ impl Tx<'_> {
         }
     }
 
-    async fn submit(&mut self, new: NewJob) -> Result<Outcome> {
-        if let Some(existing) = self
-            .by_request_id(&new.owner, new.request_id.as_deref())
-            .await?
-        {
-            return Ok(Outcome::Job(Box::new(existing), false));
+    /// Hold or release one job (a no-op when it already is).
+    fn set_held(&mut self, job: &mut JobRow, actor: &str, hold: bool) -> Result<()> {
+        if job.held == hold {
+            return Ok(());
         }
-        // Validate everything before the first write (see `writer`: an op
-        // that fails after writing costs its whole batch a retry).
-        let mut pending = 0u32;
-        let mut broken = None;
-        for &after in &new.spec.spec.after {
-            let dep = self.job(after).await?;
-            let dep = match dep {
-                Some(d) if new.is_admin || d.owner == new.owner => d,
-                _ => {
-                    return Err(
-                        FieldError::new("after", format!("job {after} does not exist")).into(),
-                    );
-                }
-            };
-            match dep.state {
-                JobState::Completed => {}
-                JobState::Failed | JobState::Cancelled => broken = Some((after, dep.state)),
-                _ => pending += 1,
-            }
+        if hold && job.state != JobState::Queued {
+            return Err(CoreError::Precondition(format!(
+                "job {} is {}; only a QUEUED job can be held",
+                job.id,
+                state::name(job.state)
+            )));
         }
-        let v = new.spec;
-        let reason = if v.spec.hold {
-            "held".to_string()
-        } else if pending > 0 {
-            let waiting: Vec<String> = v.spec.after.iter().map(|a| a.to_string()).collect();
-            format!("waiting for job {}", waiting.join(", "))
+        job.held = hold;
+        if job.state == JobState::Queued {
+            job.reason = if hold { "held".into() } else { String::new() };
+        }
+        let message = if hold {
+            format!("held by {actor}")
         } else {
-            String::new()
+            format!("released by {actor}")
         };
-        let mut job = JobRow {
-            id: self.state.next_id,
-            owner: new.owner,
-            submitted_by: new.submitted_by,
-            state: JobState::Queued,
-            reason,
-            exit_code: None,
-            priority: v.spec.priority,
-            resources: v.resources,
-            walltime: v.walltime,
-            req_site: v.site.clone().unwrap_or_default(),
-            site: String::new(),
-            partition_id: String::new(),
-            attempt_id: String::new(),
-            held: v.spec.hold,
-            deps_pending: pending,
-            submit_ms: now_ms(),
-            placed_ms: 0,
-            start_ms: 0,
-            end_ms: 0,
-            last_seq: self.state.next_seq,
-            outputs: Vec::new(),
-            request_id: new.request_id,
-            spec: v.spec,
-        };
-        self.state.next_id += 1;
-        self.create(&job);
-        let actor = if job.submitted_by.is_empty() {
-            format!("user/{}", job.owner)
-        } else {
-            job.submitted_by.clone()
-        };
-        let message = if job.submitted_by.is_empty() {
-            format!("submitted by {actor}")
-        } else {
-            format!("submitted by {actor} on behalf of user/{}", job.owner)
-        };
-        self.record(&mut job, JobState::Unspecified, &actor, &message);
-        if let Some((after, end)) = broken {
-            let message = format!("dependency job {after} ended {}", state::name(end));
-            self.transition(&mut job, JobState::Failed, "gantryd", &message)
-                .await?;
-        }
-        Ok(Outcome::Job(Box::new(job), true))
-    }
-
-    /// The owner's job made with `request_id`, in this batch or before.
-    async fn by_request_id(
-        &mut self,
-        owner: &str,
-        request_id: Option<&str>,
-    ) -> Result<Option<JobRow>> {
-        let Some(request_id) = request_id else {
-            return Ok(None);
-        };
-        if let Some(job) = self.created_with(owner, request_id) {
-            return Ok(Some(job));
-        }
-        let id: Option<i64> = sqlx::query_scalar(sql(
-            "SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?",
-        ))
-        .bind(owner.to_string())
-        .bind(request_id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await?;
-        match id {
-            Some(id) => self.job(id as u64).await,
-            None => Ok(None),
-        }
+        let from = job.state;
+        self.record(job, from, actor, &message);
+        Ok(())
     }
 
     async fn plan(&mut self, plan: PlanOps) -> Result<Outcome> {
@@ -416,7 +342,7 @@ impl Tx<'_> {
             if self.partition(&id).await?.is_some() {
                 continue;
             }
-            sqlx::query(sql(
+            sqlx::query(self.backend.sql(
                 "INSERT INTO partitions (id, site, flavor, state, cpus, memory, gpus, nodes, created_ms) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ))
@@ -504,7 +430,7 @@ impl Tx<'_> {
     }
 
     async fn save_partition(&mut self, p: &PartitionRow) -> Result<()> {
-        sqlx::query(sql("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?"))
+        sqlx::query(self.backend.sql("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?"))
             .bind(p.state as i32)
             .bind(&p.message)
             .bind(p.capacity.cpus as i64)

@@ -1,6 +1,6 @@
 //! Reads from the read pool: they see committed state only.
 
-use super::sql::{list, sql};
+use super::sql::list;
 use gantry_proto::v1::{JobEvent, JobState};
 
 use super::Store;
@@ -18,6 +18,10 @@ pub struct JobFilter {
     pub site: Option<String>,
     /// Only jobs with all these labels.
     pub labels: Vec<(String, String)>,
+    /// Only the tasks of this array.
+    pub array_id: Option<u64>,
+    /// Leave out the tasks of arrays.
+    pub no_tasks: bool,
     /// Only ids below this (keyset paging, newest first).
     pub before_id: Option<u64>,
     /// Page size.
@@ -33,13 +37,14 @@ pub struct SchedSnapshot {
     /// Live partitions.
     pub partitions: Vec<PartitionRow>,
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: super::Backend,
     after_id: i64,
 }
 
 impl SchedSnapshot {
     /// The next page of schedulable-or-active jobs by id; empty at the end.
     pub async fn next_jobs(&mut self, limit: usize) -> Result<Vec<JobRow>> {
-        let stmt = sql(&format!(
+        let stmt = self.backend.sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id > ? AND \
              ((state = 1 AND held = 0 AND deps_pending = 0) OR state BETWEEN 2 AND 6) \
              ORDER BY id LIMIT ?"
@@ -70,7 +75,9 @@ impl SchedSnapshot {
 impl Store {
     /// One job.
     pub async fn job(&self, id: u64) -> Result<Option<JobRow>> {
-        let stmt = sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let stmt = self
+            .backend
+            .sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
         let row = sqlx::query(stmt)
             .bind(id as i64)
             .fetch_optional(&self.read)
@@ -94,11 +101,16 @@ impl Store {
         for _ in &filter.labels {
             text.push_str(" AND id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)");
         }
+        if filter.array_id.is_some() {
+            text.push_str(" AND array_id = ? AND array_id <> 0");
+        } else if filter.no_tasks {
+            text.push_str(" AND array_id = 0");
+        }
         if filter.before_id.is_some() {
             text.push_str(" AND id < ?");
         }
         text.push_str(" ORDER BY id DESC LIMIT ?");
-        let mut query = sqlx::query(sql(&text));
+        let mut query = sqlx::query(self.backend.sql(&text));
         if let Some(owner) = &filter.owner {
             query = query.bind(owner.clone());
         }
@@ -110,6 +122,9 @@ impl Store {
         }
         for (k, v) in &filter.labels {
             query = query.bind(k.clone()).bind(v.clone());
+        }
+        if let Some(array) = filter.array_id {
+            query = query.bind(array as i64);
         }
         if let Some(before) = filter.before_id {
             query = query.bind(before as i64);
@@ -140,7 +155,7 @@ impl Store {
             text.push_str(" AND owner = ?");
         }
         text.push_str(" ORDER BY seq LIMIT ?");
-        let mut query = sqlx::query(sql(&text)).bind(after_seq as i64);
+        let mut query = sqlx::query(self.backend.sql(&text)).bind(after_seq as i64);
         for id in job_ids {
             query = query.bind(*id as i64);
         }
@@ -153,7 +168,7 @@ impl Store {
 
     /// The highest committed event sequence number.
     pub async fn max_seq(&self) -> Result<u64> {
-        let seq: Option<i64> = sqlx::query_scalar(sql("SELECT max(seq) FROM events"))
+        let seq: Option<i64> = sqlx::query_scalar(self.backend.sql("SELECT max(seq) FROM events"))
             .fetch_one(&self.read)
             .await?;
         Ok(seq.unwrap_or(0) as u64)
@@ -162,26 +177,30 @@ impl Store {
     /// Start a snapshot for the scheduler: live partitions now, jobs page by page.
     pub async fn sched_snapshot(&self) -> Result<SchedSnapshot> {
         let mut tx = self.read.begin_with(self.backend.begin_snapshot()).await?;
-        let seq: Option<i64> = sqlx::query_scalar(sql("SELECT max(seq) FROM events"))
+        let seq: Option<i64> = sqlx::query_scalar(self.backend.sql("SELECT max(seq) FROM events"))
             .fetch_one(&mut *tx)
             .await?;
-        let partitions = sqlx::query(sql("SELECT * FROM partitions WHERE state IN (1, 2)"))
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(PartitionRow::from_row)
-            .collect::<Result<_, _>>()?;
+        let partitions = sqlx::query(
+            self.backend
+                .sql("SELECT * FROM partitions WHERE state IN (1, 2)"),
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(PartitionRow::from_row)
+        .collect::<Result<_, _>>()?;
         Ok(SchedSnapshot {
             seq: seq.unwrap_or(0) as u64,
             partitions,
             tx,
+            backend: self.backend,
             after_id: 0,
         })
     }
 
     /// Jobs matching `condition` (SQL over the jobs table with one `?`), by id.
     async fn jobs_where(&self, condition: &str, arg: &str) -> Result<Vec<JobRow>> {
-        let stmt = sql(&format!(
+        let stmt = self.backend.sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY id"
         ));
         let rows = sqlx::query(stmt)
@@ -217,9 +236,10 @@ impl Store {
 
     /// Partitions of `site` that are not yet deleted.
     pub async fn partitions(&self, site: &str) -> Result<Vec<PartitionRow>> {
-        let rows = sqlx::query(sql(
-            "SELECT * FROM partitions WHERE site = ? AND state IN (1, 2, 3)",
-        ))
+        let rows = sqlx::query(
+            self.backend
+                .sql("SELECT * FROM partitions WHERE site = ? AND state IN (1, 2, 3)"),
+        )
         .bind(site.to_string())
         .fetch_all(&self.read)
         .await?;
@@ -231,7 +251,7 @@ impl Store {
 
     /// One partition.
     pub async fn partition(&self, id: &str) -> Result<Option<PartitionRow>> {
-        let row = sqlx::query(sql("SELECT * FROM partitions WHERE id = ?"))
+        let row = sqlx::query(self.backend.sql("SELECT * FROM partitions WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;

@@ -57,12 +57,17 @@ pub struct JobRow {
     pub outputs: Vec<String>,
     /// The client's de-duplication key, if it gave one.
     pub request_id: Option<String>,
+    /// For a task of an array, the array's id; 0 otherwise.
+    pub array_id: u64,
+    /// For a task of an array, its index.
+    pub array_index: u32,
 }
 
 /// The columns [`JobRow::from_row`] reads, for SELECTs.
 pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exit_code, priority, \
      cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
-     deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, client_request_id";
+     deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, client_request_id, \
+     array_id, array_index";
 
 impl JobRow {
     /// Decode a row selected with [`JOB_COLUMNS`].
@@ -94,6 +99,8 @@ impl JobRow {
             last_seq: row.try_get::<i64, _>("last_seq")? as u64,
             outputs: outputs.lines().map(str::to_string).collect(),
             request_id: row.try_get("client_request_id")?,
+            array_id: row.try_get::<i64, _>("array_id")? as u64,
+            array_index: row.try_get::<i64, _>("array_index")? as u32,
         })
     }
 
@@ -116,6 +123,9 @@ impl JobRow {
             end_time_ms: self.end_ms,
             last_event_seq: self.last_seq,
             output_files: self.outputs.clone(),
+            array_id: self.array_id,
+            array_index: self.array_index,
+            array: None,
         }
     }
 
@@ -142,6 +152,137 @@ impl JobRow {
             } else {
                 self.placed_ms
             },
+        }
+    }
+}
+
+/// An array of tasks as stored; its tasks are jobs whose `array_id` is its
+/// id, with consecutive ids from `first_task_id` in index order.
+#[derive(Debug, Clone)]
+pub struct ArrayRow {
+    /// The array's id, from the job id sequence (no job has it).
+    pub id: u64,
+    /// The owning user.
+    pub owner: String,
+    /// The submitting identity when not the owner.
+    pub submitted_by: String,
+    /// The spec as submitted (with `array` set), defaults filled in.
+    pub spec: v1::JobSpec,
+    /// How many tasks.
+    pub task_count: u64,
+    /// The id of the task with the lowest index.
+    pub first_task_id: u64,
+    /// Unix ms of submission.
+    pub submit_ms: i64,
+    /// The client's de-duplication key, if it gave one.
+    pub request_id: Option<String>,
+}
+
+/// The columns [`ArrayRow::from_row`] reads.
+pub const ARRAY_COLUMNS: &str =
+    "id, owner, submitted_by, spec, task_count, first_task_id, submit_ms, client_request_id";
+
+impl ArrayRow {
+    /// Decode a row selected with [`ARRAY_COLUMNS`].
+    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let spec: Vec<u8> = row.try_get("spec")?;
+        Ok(Self {
+            id: row.try_get::<i64, _>("id")? as u64,
+            owner: row.try_get("owner")?,
+            submitted_by: row.try_get("submitted_by")?,
+            spec: v1::JobSpec::decode(spec.as_slice())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            task_count: row.try_get::<i64, _>("task_count")? as u64,
+            first_task_id: row.try_get::<i64, _>("first_task_id")? as u64,
+            submit_ms: row.try_get("submit_ms")?,
+            request_id: row.try_get("client_request_id")?,
+        })
+    }
+}
+
+/// An array with how many of its tasks are in each state.
+#[derive(Debug, Clone)]
+pub struct ArrayView {
+    /// The array.
+    pub row: ArrayRow,
+    /// Tasks per state, states with none left out.
+    pub counts: Vec<(JobState, u64)>,
+    /// The highest exit code of a FAILED task, if any.
+    pub max_failed_exit: Option<i32>,
+}
+
+impl ArrayView {
+    /// The array's state as a whole: RUNNING while any task is placed, QUEUED
+    /// while others wait, then FAILED, CANCELLED or COMPLETED.
+    pub fn state(&self) -> JobState {
+        let count = |s: JobState| {
+            self.counts
+                .iter()
+                .find(|(state, _)| *state == s)
+                .map_or(0, |(_, n)| *n)
+        };
+        let ended: u64 = self
+            .counts
+            .iter()
+            .filter(|(s, _)| state::is_end(*s))
+            .map(|(_, n)| n)
+            .sum();
+        if ended >= self.row.task_count {
+            if count(JobState::Failed) > 0 {
+                JobState::Failed
+            } else if count(JobState::Cancelled) > 0 {
+                JobState::Cancelled
+            } else {
+                JobState::Completed
+            }
+        } else if self.counts.iter().any(|(s, _)| state::is_active(*s)) {
+            JobState::Running
+        } else {
+            JobState::Queued
+        }
+    }
+
+    /// The array on the wire: a Job whose `array` is set.
+    pub fn to_proto(&self) -> v1::Job {
+        let state = self.state();
+        let failed = self
+            .counts
+            .iter()
+            .find(|(s, _)| *s == JobState::Failed)
+            .map_or(0, |(_, n)| *n);
+        let row = &self.row;
+        v1::Job {
+            id: row.id,
+            owner: row.owner.clone(),
+            submitted_by: row.submitted_by.clone(),
+            spec: Some(row.spec.clone()),
+            state: state as i32,
+            reason: if failed > 0 {
+                format!("{failed} of {} tasks failed", row.task_count)
+            } else {
+                String::new()
+            },
+            exit_code: match state {
+                JobState::Completed => Some(0),
+                // A task that failed without an exit code (lost, walltime) still fails the array.
+                JobState::Failed => Some(self.max_failed_exit.filter(|&c| c > 0).unwrap_or(1)),
+                _ => None,
+            },
+            submit_time_ms: row.submit_ms,
+            array: Some(v1::ArraySummary {
+                indices: row.spec.array.clone(),
+                task_count: row.task_count,
+                first_task_id: row.first_task_id,
+                counts: self
+                    .counts
+                    .iter()
+                    .map(|(s, n)| v1::StateCount {
+                        state: *s as i32,
+                        count: *n,
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
         }
     }
 }

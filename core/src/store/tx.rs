@@ -12,8 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 use gantry_proto::v1::{JobEvent, JobState};
 use sqlx::AnyConnection;
 
-use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, now_ms};
-use super::sql::{rows, sql};
+use super::Backend;
+use super::rows::{ArrayRow, JOB_COLUMNS, JobRow, PartitionRow, now_ms};
+use super::sql::rows;
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
@@ -22,7 +23,7 @@ use crate::job::state::{self, is_active, is_end};
 /// of these sizes only, so each table needs at most four distinct statements
 /// and every one of them stays in sqlx's prepared-statement cache (a new row
 /// count would mean a new statement to prepare). SQLite allows 32,766 bound
-/// values per statement; 256 rows of jobs bind 6,912.
+/// values per statement; 256 rows of jobs bind 7,424.
 const CHUNKS: [usize; 4] = [256, 32, 4, 1];
 
 /// Split `items` into slices whose lengths are all in [`CHUNKS`].
@@ -75,6 +76,8 @@ pub struct Tx<'a> {
     pub conn: &'a mut AnyConnection,
     /// Counters, usage and the active jobs.
     pub state: &'a mut WriterState,
+    /// Which database, for the form of statements.
+    pub backend: Backend,
     /// Every job read or changed in this batch, as it is now.
     cache: HashMap<u64, JobRow>,
     /// Jobs changed in this batch.
@@ -85,6 +88,8 @@ pub struct Tx<'a> {
     pub events: Vec<JobEvent>,
     /// Partitions changed.
     pub partitions: Vec<PartitionRow>,
+    /// Arrays created in this batch.
+    pub arrays: Vec<ArrayRow>,
     /// How many changes ops made: tells whether a failed op had written.
     pub writes: u64,
 }
@@ -108,6 +113,7 @@ impl<'a> Tx<'a> {
     /// A batch on `conn` (inside a transaction).
     pub fn new(conn: &'a mut AnyConnection, state: &'a mut WriterState) -> Self {
         Self {
+            backend: Backend::of_connection(conn),
             conn,
             state,
             cache: HashMap::new(),
@@ -115,6 +121,7 @@ impl<'a> Tx<'a> {
             created: Vec::new(),
             events: Vec::new(),
             partitions: Vec::new(),
+            arrays: Vec::new(),
             writes: 0,
         }
     }
@@ -128,7 +135,9 @@ impl<'a> Tx<'a> {
             self.cache.insert(id, job.clone());
             return Ok(Some(job.clone()));
         }
-        let stmt = sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let stmt = self
+            .backend
+            .sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
         let row = sqlx::query(stmt)
             .bind(id as i64)
             .fetch_optional(&mut *self.conn)
@@ -153,7 +162,7 @@ impl<'a> Tx<'a> {
         if let Some(id) = self.state.attempts.get(attempt_id).copied() {
             return self.job(id).await;
         }
-        let stmt = sql(&format!(
+        let stmt = self.backend.sql(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE attempt_id = ?"
         ));
         let row = sqlx::query(stmt)
@@ -198,11 +207,30 @@ impl<'a> Tx<'a> {
 
     /// One partition, as stored.
     pub async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
-        let row = sqlx::query(sql("SELECT * FROM partitions WHERE id = ?"))
+        let row = sqlx::query(self.backend.sql("SELECT * FROM partitions WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&mut *self.conn)
             .await?;
         Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
+    }
+
+    /// Keep rows just read from the database, unless this batch (or the
+    /// active cache) has its own version of them.
+    pub fn adopt(&mut self, rows: Vec<JobRow>) {
+        for row in rows {
+            if !self.state.active.contains_key(&row.id) {
+                self.cache.entry(row.id).or_insert(row);
+            }
+        }
+    }
+
+    /// Tasks of `array_id` this batch holds its own version of.
+    pub fn cached_tasks(&self, array_id: u64) -> Vec<u64> {
+        self.cache
+            .values()
+            .filter(|j| j.array_id == array_id)
+            .map(|j| j.id)
+            .collect()
     }
 
     /// Whether this batch holds its own version of job `id`.
@@ -226,21 +254,23 @@ impl<'a> Tx<'a> {
         self.cache.insert(job.id, job.clone());
     }
 
-    /// Keep a job created in this batch.
-    pub fn create(&mut self, job: &JobRow) {
+    /// Make room for `n` more jobs in this batch (an array's tasks), so the
+    /// cache is not rehashed, moving every row, as it grows.
+    pub fn reserve(&mut self, n: usize) {
+        self.cache.reserve(n);
+        self.created.reserve(n);
+        self.events.reserve(n);
+    }
+
+    /// Count `job` (already saved, e.g. by [`Self::record`]) as created in this batch.
+    pub fn mark_created(&mut self, job: &JobRow) {
         self.created.push(job.id);
-        self.save(job);
     }
 
     /// Append an event for `job` (its state already set) and save the row.
     pub fn record(&mut self, job: &mut JobRow, from: JobState, actor: &str, message: &str) {
-        let seq = self.state.next_seq;
-        self.state.next_seq += 1;
-        job.last_seq = seq;
-        self.events.push(JobEvent {
-            seq,
+        job.last_seq = self.event(JobEvent {
             job_id: job.id,
-            time_ms: now_ms(),
             from_state: from as i32,
             to_state: job.state as i32,
             actor: actor.to_string(),
@@ -251,8 +281,27 @@ impl<'a> Tx<'a> {
                 None
             },
             owner: job.owner.clone(),
+            ..Default::default()
         });
         self.save(job);
+    }
+
+    /// Append `event` with the next sequence number and the time now; its seq.
+    pub fn event(&mut self, mut event: JobEvent) -> u64 {
+        event.seq = self.state.next_seq;
+        event.time_ms = now_ms();
+        self.state.next_seq += 1;
+        let seq = event.seq;
+        self.events.push(event);
+        seq
+    }
+
+    /// Keep `job`, created in this batch, without copying it.
+    pub fn create_owned(&mut self, job: JobRow) {
+        self.writes += 1;
+        self.created.push(job.id);
+        self.dirty.insert(job.id);
+        self.cache.insert(job.id, job);
     }
 
     /// Move `job` to `to`: checks the table, keeps partition usage, sets
@@ -309,11 +358,13 @@ impl<'a> Tx<'a> {
     async fn release_dependents(&mut self, ended: &JobRow) -> Result<()> {
         let mut work = vec![(ended.id, ended.state)];
         while let Some((id, end)) = work.pop() {
-            let dependents: Vec<i64> =
-                sqlx::query_scalar(sql("SELECT job_id FROM job_deps WHERE after_id = ?"))
-                    .bind(id as i64)
-                    .fetch_all(&mut *self.conn)
-                    .await?;
+            let dependents: Vec<i64> = sqlx::query_scalar(
+                self.backend
+                    .sql("SELECT job_id FROM job_deps WHERE after_id = ?"),
+            )
+            .bind(id as i64)
+            .fetch_all(&mut *self.conn)
+            .await?;
             for dep in dependents {
                 let Some(mut job) = self.job(dep as u64).await? else {
                     continue;
@@ -344,19 +395,29 @@ impl<'a> Tx<'a> {
     }
 
     /// Write every changed job and every event; returns the changed jobs.
+    /// The batch's cache is handed over, not copied: call it once, last.
     pub async fn flush(&mut self) -> Result<Vec<JobRow>> {
+        let created: Vec<JobRow> = self
+            .created
+            .iter()
+            .filter_map(|id| self.cache.get(id))
+            .filter(|j| !j.spec.labels.is_empty() || !j.spec.after.is_empty())
+            .cloned()
+            .collect();
+        let mut cache = std::mem::take(&mut self.cache);
         let jobs: Vec<JobRow> = self
             .dirty
             .iter()
-            .filter_map(|id| self.cache.get(id).cloned())
+            .filter_map(|id| cache.remove(id))
             .collect();
         for chunk in chunked(&jobs) {
             let mut text = String::from(
                 "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \
                  cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
-                 deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs) VALUES ",
+                 deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, \
+                 array_id, array_index) VALUES ",
             );
-            text.push_str(&rows(chunk.len(), 27));
+            text.push_str(&rows(chunk.len(), 29));
             text.push_str(
                 " ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, \
                  exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
@@ -364,7 +425,7 @@ impl<'a> Tx<'a> {
                  placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
                  last_seq = excluded.last_seq, outputs = excluded.outputs",
             );
-            let mut query = sqlx::query(sql(&text));
+            let mut query = sqlx::query(self.backend.sql(&text));
             for j in chunk {
                 query = query
                     .bind(j.id as i64)
@@ -393,18 +454,20 @@ impl<'a> Tx<'a> {
                     .bind(j.start_ms)
                     .bind(j.end_ms)
                     .bind(j.last_seq as i64)
-                    .bind(j.outputs.join("\n"));
+                    .bind(j.outputs.join("\n"))
+                    .bind(j.array_id as i64)
+                    .bind(j.array_index as i64);
             }
             query.execute(&mut *self.conn).await?;
         }
-        for id in std::mem::take(&mut self.created) {
-            let Some(job) = self.cache.get(&id).cloned() else {
-                continue;
-            };
+        self.created.clear();
+        for job in created {
+            let id = job.id;
             for (key, value) in &job.spec.labels {
-                sqlx::query(sql(
-                    "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
-                ))
+                sqlx::query(
+                    self.backend
+                        .sql("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)"),
+                )
                 .bind(id as i64)
                 .bind(key.clone())
                 .bind(value.clone())
@@ -412,11 +475,14 @@ impl<'a> Tx<'a> {
                 .await?;
             }
             for &after in &job.spec.after {
-                sqlx::query(sql("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)"))
-                    .bind(after as i64)
-                    .bind(id as i64)
-                    .execute(&mut *self.conn)
-                    .await?;
+                sqlx::query(
+                    self.backend
+                        .sql("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)"),
+                )
+                .bind(after as i64)
+                .bind(id as i64)
+                .execute(&mut *self.conn)
+                .await?;
             }
         }
         for chunk in chunked(&self.events) {
@@ -424,7 +490,7 @@ impl<'a> Tx<'a> {
                 "INSERT INTO events (seq, job_id, owner, time_ms, from_state, to_state, actor, message, exit_code) VALUES ",
             );
             text.push_str(&rows(chunk.len(), 9));
-            let mut query = sqlx::query(sql(&text));
+            let mut query = sqlx::query(self.backend.sql(&text));
             for e in chunk {
                 query = query
                     .bind(e.seq as i64)

@@ -17,7 +17,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
-use super::sql::sql;
 use super::tx::{Tx, WriterState};
 use super::{Commit, Connector};
 use crate::error::{CoreError, Result};
@@ -36,7 +35,10 @@ pub struct Request {
 
 /// Load counters and partition usage from the database.
 async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
-    let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM jobs")
+    // Arrays take ids from the same sequence as jobs.
+    let max_id: Option<i64> = sqlx::query_scalar(
+        "SELECT max(id) FROM (SELECT max(id) AS id FROM jobs UNION ALL SELECT max(id) FROM arrays) AS ids",
+    )
         .fetch_one(&mut *conn)
         .await?;
     let max_seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
@@ -63,7 +65,7 @@ async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
             )
         })
         .collect();
-    let active: Vec<JobRow> = sqlx::query(sql(&format!(
+    let active: Vec<JobRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE state BETWEEN 2 AND 6"
     )))
     .fetch_all(&mut *conn)
@@ -219,6 +221,7 @@ async fn try_batch(
     ops: Vec<Op>,
     single: bool,
 ) -> Result<Applied> {
+    let started = std::time::Instant::now();
     let mut db_tx = conn.begin().await?;
     let mut answers = Vec::with_capacity(ops.len());
     let mut tx = Tx::new(&mut db_tx, state);
@@ -252,7 +255,9 @@ async fn try_batch(
         return Ok(Applied::Done(answers, Commit::default()));
     }
     let wrote = tx.writes > 0;
+    let applied = started.elapsed();
     let jobs = tx.flush().await?;
+    let flushed = started.elapsed();
     let events = std::mem::take(&mut tx.events);
     let partitions = std::mem::take(&mut tx.partitions);
     drop(tx);
@@ -262,6 +267,13 @@ async fn try_batch(
         // Nothing changed (repeated gate reports, refused ops): no commit, no fsync.
         db_tx.rollback().await?;
     }
+    tracing::debug!(
+        jobs = jobs.len(),
+        apply_ms = applied.as_secs_f64() * 1e3,
+        flush_ms = (flushed - applied).as_secs_f64() * 1e3,
+        commit_ms = (started.elapsed() - flushed).as_secs_f64() * 1e3,
+        "batch"
+    );
     state.committed(&jobs);
     let commit = Commit {
         seq: state.next_seq - 1,

@@ -63,6 +63,61 @@ pub struct JobView {
     pub output_files: Vec<String>,
     /// The spec, with defaults filled in.
     pub spec: SpecView,
+    /// For a task of an array: the array's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_id: Option<u64>,
+    /// For a task of an array: its index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array_index: Option<u32>,
+    /// For an array as a whole: its tasks and their states.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayView>,
+}
+
+/// An array as a whole, as JSON.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ArrayView {
+    /// The indices as submitted.
+    pub indices: String,
+    /// How many tasks.
+    pub task_count: u64,
+    /// The id of the first task.
+    pub first_task_id: u64,
+    /// Tasks per state, e.g. {"COMPLETED": 90, "RUNNING": 2}.
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+impl From<&gantry_client::ArraySummary> for ArrayView {
+    fn from(a: &gantry_client::ArraySummary) -> Self {
+        Self {
+            indices: a.indices.clone(),
+            task_count: a.task_count,
+            first_task_id: a.first_task_id,
+            counts: a
+                .counts
+                .iter()
+                .map(|c| (state_name(c.state()), c.count))
+                .collect(),
+        }
+    }
+}
+
+/// An array's counts for people: "90 COMPLETED, 2 RUNNING, 8 QUEUED".
+pub fn array_counts(a: &gantry_client::ArraySummary) -> String {
+    a.counts
+        .iter()
+        .map(|c| format!("{} {}", c.count, state_name(c.state())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How to name a job: `17_3` for a task of an array, else its id.
+pub fn job_name(j: &Job) -> String {
+    if j.array_id != 0 {
+        format!("{}_{}", j.array_id, j.array_index)
+    } else {
+        j.id.to_string()
+    }
 }
 
 /// A job spec as JSON.
@@ -249,6 +304,9 @@ impl From<&Job> for JobView {
             last_event_seq: j.last_event_seq,
             output_files: j.output_files.clone(),
             spec: j.spec.as_ref().map(SpecView::from).unwrap_or_default(),
+            array_id: (j.array_id != 0).then_some(j.array_id),
+            array_index: (j.array_id != 0).then_some(j.array_index),
+            array: j.array.as_ref().map(ArrayView::from),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! gantry-sched and gantry-gate-local over mTLS on loopback, with the peers
 //! measured in the same run. Timings are reported, never asserted.
 
+mod arrays;
 mod report;
 mod scenarios;
 
@@ -19,7 +20,7 @@ pub struct Args {
     /// Print one JSON object per figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only these scenarios (submit, e2e, latency, queue, logs); default all.
+    /// Only these scenarios (submit, array, e2e, latency, queue, logs); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
@@ -45,6 +46,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = Report::new(args.json);
     if args.wants("submit") {
         scenarios::submit(&args, &mut report).await?;
+    }
+    if args.wants("array") {
+        arrays::arrays(&args, &mut report).await?;
     }
     if args.wants("e2e") {
         scenarios::end_to_end(&args, &mut report).await?;

@@ -9,7 +9,7 @@ use gantry_proto::v1::ListJobsRequest;
 use super::{Args, Figure, Report};
 use crate::{Cluster, Options, Postgres, create_database};
 
-fn cores() -> u32 {
+pub(super) fn cores() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(2)
@@ -23,7 +23,7 @@ fn trivial(hold: bool) -> JobSpec {
     }
 }
 
-fn figure(scenario: &str, metric: &str, value: f64, unit: &str, target: &str) -> Figure {
+pub(super) fn figure(scenario: &str, metric: &str, value: f64, unit: &str, target: &str) -> Figure {
     Figure {
         scenario: scenario.into(),
         metric: metric.into(),

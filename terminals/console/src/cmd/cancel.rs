@@ -12,9 +12,10 @@ use crate::output;
     after_help = "Examples:\n  gantry cancel 42\n  gantry cancel 42 43 44 --reason 'wrong input'"
 )]
 pub struct CancelArgs {
-    /// The jobs to cancel
+    /// The jobs to cancel: ids, 17_3 for one task of array 17, or an
+    /// array's id for all of its tasks
     #[arg(required = true, value_name = "ID")]
-    ids: Vec<u64>,
+    ids: Vec<gantry_client::JobRef>,
     /// Why, recorded in the jobs' history
     #[arg(long, value_name = "TEXT", default_value = "")]
     reason: String,
@@ -25,8 +26,16 @@ pub async fn run(ctx: &Ctx, args: CancelArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
     let mut failed = 0;
     let mut views = Vec::new();
-    for id in args.ids {
-        match client.cancel(id, &args.reason).await {
+    for reference in args.ids {
+        let id = reference;
+        let cancelled = match crate::cmd::job_id(&client, reference).await {
+            Ok(job_id) => client
+                .cancel(job_id, &args.reason)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match cancelled {
             Ok(job) if ctx.json => views.push(output::JobView::from(&job)),
             Ok(job) if job.state() == JobState::Cancelled => println!("cancelled job {id}"),
             Ok(job) => println!("job {id} had already ended: {}", state_name(job.state())),

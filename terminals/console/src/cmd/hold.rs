@@ -10,12 +10,15 @@ use crate::output;
 #[command(after_help = "Example:\n  gantry hold 42     # later: gantry release 42")]
 pub struct HoldArgs {
     /// The job; it must be QUEUED
-    id: u64,
+    id: gantry_client::JobRef,
 }
 
 /// Run `gantry hold`.
 pub async fn run(ctx: &Ctx, args: HoldArgs) -> anyhow::Result<i32> {
-    let job = ctx.connect().await?.hold(args.id).await?;
+    let client = ctx.connect().await?;
+    let job = client
+        .hold(crate::cmd::job_id(&client, args.id).await?)
+        .await?;
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else {

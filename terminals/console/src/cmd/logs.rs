@@ -17,7 +17,7 @@ Examples:
   gantry logs --stderr 42 > err.txt")]
 pub struct LogsArgs {
     /// The job id
-    id: u64,
+    id: gantry_client::JobRef,
     /// Keep printing as the job writes, until it ends
     #[arg(short, long)]
     follow: bool,
@@ -33,13 +33,14 @@ pub struct LogsArgs {
 /// closed pipe (`| head`) ends the command quietly.
 pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
+    let id = crate::cmd::job_id(&client, args.id).await?;
     let stream = if args.stderr {
         LogStream::Stderr
     } else {
         LogStream::Stdout
     };
     let chunks = client
-        .read_logs(args.id, stream, args.offset, args.follow)
+        .read_logs(id, stream, args.offset, args.follow)
         .await?;
     futures::pin_mut!(chunks);
     let stdout = std::io::stdout();

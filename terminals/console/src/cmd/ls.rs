@@ -19,7 +19,11 @@ Examples:
   gantry ls                          # your 100 newest jobs
   gantry ls --state running,queued   # only active ones
   gantry ls --label project=x --all  # every job with this label
-  gantry ls --json | jq '.[].id'")]
+  gantry ls --array 17               # the tasks of array 17
+  gantry ls --json | jq '.[].id'
+
+An array is one row (its id, and its tasks counted by state) unless --expand,
+--array or a state, site or label filter is given.")]
 pub struct LsArgs {
     /// Only jobs in this state, e.g. running (repeatable, or comma-separated)
     #[arg(long, value_name = "STATE", value_delimiter = ',', value_parser = parse::state)]
@@ -39,6 +43,12 @@ pub struct LsArgs {
     /// Show at most N jobs [default: 100, or no limit with --all]
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
+    /// Only the tasks of this array
+    #[arg(long, value_name = "ID")]
+    array: Option<u64>,
+    /// Show the tasks of arrays one per row instead of one row per array
+    #[arg(long)]
+    expand: bool,
 }
 
 /// Run `gantry ls`.
@@ -56,6 +66,8 @@ pub async fn run(ctx: &Ctx, args: LsArgs) -> anyhow::Result<i32> {
         labels: args.label.into_iter().collect(),
         page_size: 0,
         page_token: String::new(),
+        group_arrays: !args.expand,
+        array_id: args.array.unwrap_or(0),
     };
     let mut jobs: Vec<Job> = Vec::new();
     let more = loop {
@@ -106,8 +118,12 @@ fn print_table(jobs: &[Job]) {
         if job.held && job.state() == JobState::Queued {
             state.push_str(" (held)");
         }
+        let reason = match &job.array {
+            Some(array) => format!("array [{}]: {}", array.indices, output::array_counts(array)),
+            None => output::truncate(&job.reason, 40),
+        };
         table.add_row(vec![
-            job.id.to_string(),
+            output::job_name(job),
             output::truncate(name, 24),
             job.owner.clone(),
             state,
@@ -118,7 +134,7 @@ fn print_table(jobs: &[Job]) {
             },
             output::exit_cell(job.exit_code),
             output::age_or_duration(job, now),
-            output::truncate(&job.reason, 40),
+            reason,
         ]);
     }
     println!("{table}");

@@ -13,9 +13,17 @@ pub mod sites;
 pub mod submit;
 pub mod wait;
 
-use gantry_client::{Client, ClientConfig};
+use gantry_client::{Client, ClientConfig, JobRef};
 
 use crate::cli::{Cli, Command};
+
+/// The job id `reference` names: itself, or the task of an array (`17_3`).
+pub async fn job_id(client: &Client, reference: JobRef) -> anyhow::Result<u64> {
+    Ok(match reference.index {
+        None => reference.id,
+        Some(_) => client.resolve(reference).await?.id,
+    })
+}
 
 /// What every command may use: the global flags and a way to connect.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ Examples:
   gantry outputs 42 --dest results/")]
 pub struct OutputsArgs {
     /// The job id; it must have ended
-    id: u64,
+    id: gantry_client::JobRef,
     /// Where to put the files [default: ./gantry-<ID>/]
     #[arg(long, value_name = "DIR")]
     dest: Option<PathBuf>,
@@ -26,10 +26,11 @@ pub struct OutputsArgs {
 /// Run `gantry outputs`: prints each file written.
 pub async fn run(ctx: &Ctx, args: OutputsArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
+    let id = crate::cmd::job_id(&client, args.id).await?;
     let dest = args
         .dest
         .unwrap_or_else(|| PathBuf::from(format!("gantry-{}", args.id)));
-    let files = client.download_outputs(args.id, &dest).await?;
+    let files = client.download_outputs(id, &dest).await?;
     if ctx.json {
         output::print_json(&files)?;
     } else if files.is_empty() {

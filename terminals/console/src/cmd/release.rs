@@ -10,12 +10,15 @@ use crate::output;
 #[command(after_help = "Example:\n  gantry submit --hold -- ./big-run.sh && gantry release 42")]
 pub struct ReleaseArgs {
     /// The held job
-    id: u64,
+    id: gantry_client::JobRef,
 }
 
 /// Run `gantry release`.
 pub async fn run(ctx: &Ctx, args: ReleaseArgs) -> anyhow::Result<i32> {
-    let job = ctx.connect().await?.release(args.id).await?;
+    let client = ctx.connect().await?;
+    let job = client
+        .release(crate::cmd::job_id(&client, args.id).await?)
+        .await?;
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else {

@@ -13,7 +13,7 @@ use crate::output::{self, EventView, JobView};
 #[command(after_help = "Examples:\n  gantry show 42\n  gantry show 42 --json | jq .events")]
 pub struct ShowArgs {
     /// The job id
-    id: u64,
+    id: gantry_client::JobRef,
 }
 
 #[derive(Serialize)]
@@ -25,8 +25,8 @@ struct ShowView {
 /// Run `gantry show`.
 pub async fn run(ctx: &Ctx, args: ShowArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
-    let job = client.get(args.id).await?;
-    let events: Vec<JobEvent> = client.watch(0, vec![args.id], false).try_collect().await?;
+    let job = client.resolve(args.id).await?;
+    let events: Vec<JobEvent> = client.watch(0, vec![job.id], false).try_collect().await?;
     if ctx.json {
         output::print_json(&ShowView {
             job: JobView::from(&job),
@@ -72,6 +72,23 @@ fn print_job(job: &Job) {
     ];
     if !view.submitted_by.is_empty() {
         rows.push(("submitted by", view.submitted_by.clone()));
+    }
+    if job.array_id != 0 {
+        rows.push(("array task", output::job_name(job)));
+    }
+    if let Some(array) = &job.array {
+        rows.push((
+            "array",
+            format!(
+                "[{}]: {} tasks, jobs {}-{} (gantry ls --array {})",
+                array.indices,
+                array.task_count,
+                array.first_task_id,
+                array.first_task_id + array.task_count.saturating_sub(1),
+                job.id
+            ),
+        ));
+        rows.push(("tasks", output::array_counts(array)));
     }
     rows.extend([
         (

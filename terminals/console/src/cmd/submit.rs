@@ -58,6 +58,10 @@ pub struct JobFlags {
     /// Submit held: not scheduled until `gantry release ID`
     #[arg(long)]
     pub hold: bool,
+    /// Submit an array of tasks, one per index: 0-99, 1,3,5 or 0-100:10
+    /// (Slurm's --array); each task sees GANTRY_ARRAY_INDEX
+    #[arg(long, value_name = "INDICES")]
+    pub array: Option<String>,
 }
 
 fn join<T>(mut first: Vec<T>, second: Vec<T>) -> Vec<T> {
@@ -84,6 +88,7 @@ impl JobFlags {
             after: join(directives.after, self.after),
             priority: self.priority.or(directives.priority),
             hold: self.hold || directives.hold,
+            array: self.array.or(directives.array),
         }
     }
 
@@ -114,6 +119,7 @@ impl JobFlags {
             priority: self.priority.unwrap_or(0),
             after: self.after.clone(),
             hold: self.hold,
+            array: self.array.clone().unwrap_or_default(),
         }
     }
 }
@@ -136,6 +142,7 @@ Examples:
   gantry submit --input data.csv:in/data.csv --output 'out/*' -- ./analyse in/data.csv
   gantry submit --after 41,42 --label project=x -- make report
   gantry submit job.sh            # a script; reads its #GANTRY lines
+  gantry submit --array 0-99 -- ./sweep.sh   # 100 tasks; each reads $GANTRY_ARRAY_INDEX
 
 A script may carry its flags on #GANTRY lines before its first command, as
 sbatch reads #SBATCH (flags on the command line override them):
@@ -205,6 +212,15 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     let job = client.submit(spec).await?;
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
+    } else if let Some(array) = &job.array {
+        println!(
+            "submitted array {} of {} tasks (jobs {}-{}); `gantry ls --array {}` lists them",
+            job.id,
+            array.task_count,
+            array.first_task_id,
+            array.first_task_id + array.task_count.saturating_sub(1),
+            job.id
+        );
     } else {
         println!("submitted job {}", job.id);
     }

@@ -21,7 +21,7 @@ Examples:
   id=$(gantry submit --json -- ./step1 | jq .id) && gantry wait \"$id\"")]
 pub struct WaitArgs {
     /// The job id
-    id: u64,
+    id: gantry_client::JobRef,
 }
 
 /// Shows progress on stderr: a spinner on a terminal, else a line per change.
@@ -73,12 +73,12 @@ fn describe(state: JobState, why: &str) -> String {
 /// Run `gantry wait`.
 pub async fn run(ctx: &Ctx, args: WaitArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
-    let job = client.get(args.id).await?;
+    let job = client.resolve(args.id).await?;
     let job = if is_end_state(job.state()) {
         job
     } else {
         let progress = Progress::new(&job);
-        let ended = client.wait(args.id, |event| progress.event(event)).await;
+        let ended = client.wait(job.id, |event| progress.event(event)).await;
         progress.finish();
         ended?
     };
