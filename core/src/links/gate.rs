@@ -2,8 +2,8 @@
 //! stream, reconciles after every (re)connect, and carries out what commits
 //! ask of this site (create or delete partitions, start or cancel attempts).
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gantry_proto::v1::{
@@ -25,6 +25,9 @@ pub struct GateLink {
     name: String,
     ctx: Ctx,
     permits: Arc<Semaphore>,
+    /// This site's partitions as last committed, so that starting an
+    /// attempt needs no read (kept from commits; emptied on reconcile).
+    partitions: Mutex<HashMap<String, PartitionRow>>,
 }
 
 /// Start the link to gate `name`; it runs until the process ends.
@@ -33,6 +36,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         name,
         ctx,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        partitions: Mutex::new(HashMap::new()),
     });
     tokio::spawn(link.run());
 }
@@ -195,11 +199,10 @@ impl GateLink {
                     })
                     .await;
             }
-            GateVerdict::Release => {
-                if let Ok(Some(row)) = self.ctx.store.job_by_attempt(&attempt).await {
-                    // Best effort: keep the logs of a job that ended otherwise (cancelled).
-                    let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
-                }
+            GateVerdict::Release => self.release(attempt).await,
+            GateVerdict::SaveLogsAndRelease(row) => {
+                // Best effort: keep the logs of a job that ended otherwise (cancelled).
+                let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
                 self.release(attempt).await;
             }
             GateVerdict::StageOut(row) => {
@@ -233,6 +236,18 @@ impl GateLink {
     }
 
     async fn on_commit(self: &Arc<Self>, commit: &Commit) {
+        {
+            let mut known = self.partitions.lock().expect("not poisoned");
+            for p in commit.partitions.iter().filter(|p| p.site == self.name) {
+                known.insert(p.id.clone(), p.clone());
+            }
+        }
+        let jobs: HashMap<u64, &JobRow> = commit
+            .jobs
+            .iter()
+            .filter(|j| j.site == self.name)
+            .map(|j| (j.id, j))
+            .collect();
         for p in commit.partitions.iter().filter(|p| p.site == self.name) {
             let link = self.clone();
             let p = p.clone();
@@ -247,11 +262,7 @@ impl GateLink {
             if !wanted {
                 continue;
             }
-            let Some(job) = commit
-                .jobs
-                .iter()
-                .find(|j| j.id == event.job_id && j.site == self.name)
-            else {
+            let Some(&job) = jobs.get(&event.job_id) else {
                 continue;
             };
             let link = self.clone();
@@ -278,6 +289,7 @@ impl GateLink {
         listed: HashSet<String>,
         session_seq: u64,
     ) -> Result<(), String> {
+        self.partitions.lock().expect("not poisoned").clear();
         let store = &self.ctx.store;
         let jobs = store
             .active_jobs(&self.name)
@@ -450,10 +462,26 @@ impl GateLink {
             actor: "gantryd".into(),
             message: message.to_string(),
         };
-        let partition = match store.partition(&job.partition_id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => return tracing::warn!(error = %e, "cannot read partition"),
+        let known = self
+            .partitions
+            .lock()
+            .expect("not poisoned")
+            .get(&job.partition_id)
+            .cloned();
+        let partition = match known {
+            Some(p) => p,
+            None => match store.partition(&job.partition_id).await {
+                Ok(Some(p)) => {
+                    self.partitions
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(p.id.clone())
+                        .or_insert_with(|| p.clone());
+                    p
+                }
+                Ok(None) => return,
+                Err(e) => return tracing::warn!(error = %e, "cannot read partition"),
+            },
         };
         match partition.state {
             PartitionState::Ready => {}

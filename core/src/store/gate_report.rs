@@ -23,6 +23,12 @@ impl Tx<'_> {
         let Some(mut job) = self.job_by_attempt(&g.attempt_id).await? else {
             return Ok(Outcome::Gate(unwanted));
         };
+        if job.site == site && job.state == JobState::Cancelled && gate_ended {
+            // Cancelled here first; the gate has now stopped it: keep its logs.
+            return Ok(Outcome::Gate(GateVerdict::SaveLogsAndRelease(Box::new(
+                job,
+            ))));
+        }
         if job.site != site || is_end(job.state) {
             return Ok(Outcome::Gate(unwanted));
         }
@@ -102,7 +108,9 @@ impl Tx<'_> {
                 };
                 self.transition(&mut job, JobState::Cancelled, &actor, &message)
                     .await?;
-                Ok(Outcome::Gate(GateVerdict::Release))
+                Ok(Outcome::Gate(GateVerdict::SaveLogsAndRelease(Box::new(
+                    job,
+                ))))
             }
             GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
         }

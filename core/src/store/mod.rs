@@ -144,6 +144,10 @@ impl Store {
             // While the database is down a read fails soon (UNAVAILABLE)
             // instead of waiting out sqlx's 30 s default.
             .acquire_timeout(Duration::from_secs(2))
+            // A ping before every read is a round trip to SQLite's worker
+            // thread for nothing; a PostgreSQL connection may have died
+            // with its server, so there it is kept.
+            .test_before_acquire(connector.backend == Backend::Postgres)
             .connect_with(connector.options.clone())
             .await?;
         let (commits, _) = broadcast::channel(4096);

@@ -134,6 +134,9 @@ pub enum GateVerdict {
     Nothing,
     /// The attempt is over for gantryd: tell the gate to forget it.
     Release,
+    /// The job ended without staging (cancelled): copy what logs it has,
+    /// best effort, then release the attempt.
+    SaveLogsAndRelease(Box<JobRow>),
     /// gantryd does not want this attempt to run: cancel it, then release.
     Cancel,
     /// Copy the job's outputs back, then [`Op::FinishStaging`].
