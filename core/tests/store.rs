@@ -137,6 +137,7 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
         id: "p1".into(),
         state: PartitionState::Failed,
         capacity: None,
+        queue: None,
         message: "boom".into(),
     };
     store.apply(op).await.unwrap();

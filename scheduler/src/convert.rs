@@ -116,6 +116,10 @@ fn partition(field: &str, p: pb::SchedPartition) -> Result<PartitionUpdate, Inva
             flavor: non_empty(format!("{field}.flavor"), p.flavor, "host")?,
             phase,
             capacity: capacity(format!("{field}.capacity"), p.capacity)?,
+            queue: match p.queue {
+                Some(q) => capacity(format!("{field}.queue"), Some(q))?,
+                None => Resources::default(),
+            },
         }),
     })
 }
@@ -277,6 +281,7 @@ mod tests {
                 flavor: "host".into(),
                 state: pb::SchedPartitionState::Ready as i32,
                 capacity: cap(),
+                queue: None,
             }],
             jobs: vec![
                 pb::SchedJob {

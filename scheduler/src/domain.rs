@@ -141,6 +141,8 @@ pub struct PartitionSpec {
     pub phase: PartitionPhase,
     /// What it offers in all.
     pub capacity: Resources,
+    /// What its gate queues beyond `capacity`.
+    pub queue: Resources,
 }
 
 /// A change to one partition.

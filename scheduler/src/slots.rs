@@ -28,6 +28,9 @@ pub(crate) struct Live {
     pub phase: PartitionPhase,
     /// What it offers in all.
     pub capacity: Resources,
+    /// What its gate queues beyond `capacity`: jobs may be placed while
+    /// their total stays within capacity + queue.
+    pub queue: Resources,
     /// Set while it exists only because this scheduler planned it (ms).
     pub tentative_since: Option<i64>,
     /// Set once its deletion was asked (ms); nothing is placed on it then.
@@ -50,11 +53,15 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    /// What is left for more jobs.
+    /// What is left for more jobs: capacity and queue, less what is placed.
     pub fn free(&self) -> Resources {
         self.live
             .as_ref()
-            .map(|l| l.capacity.saturating_sub(&self.used))
+            .map(|l| {
+                l.capacity
+                    .saturating_add(&l.queue)
+                    .saturating_sub(&self.used)
+            })
             .unwrap_or_default()
     }
 }

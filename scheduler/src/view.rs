@@ -8,7 +8,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::domain::{Batch, FlavorSpec, JobChange, JobId, JobSpec, PartitionUpdate, SiteSpec};
+use crate::domain::{
+    Batch, FlavorSpec, JobChange, JobId, JobSpec, PartitionUpdate, Resources, SiteSpec,
+};
 pub(crate) use crate::job::{Job, Place, Reason};
 use crate::satisfy::unsatisfiable;
 use crate::sites::Sites;
@@ -96,6 +98,7 @@ impl View {
                 live.site = site;
                 live.phase = spec.phase;
                 live.capacity = spec.capacity;
+                live.queue = spec.queue;
                 live.tentative_since = None;
             }
             None => {
@@ -104,6 +107,7 @@ impl View {
                     flavor: spec.flavor.into(),
                     phase: spec.phase,
                     capacity: spec.capacity,
+                    queue: spec.queue,
                     tentative_since: None,
                     deleting_since: None,
                     idle_since: None,
@@ -311,6 +315,7 @@ impl View {
             flavor: flavor.name.as_str().into(),
             phase: crate::domain::PartitionPhase::Creating,
             capacity: flavor.capacity,
+            queue: Resources::default(),
             tentative_since: Some(now_ms),
             deleting_since: None,
             idle_since: None,

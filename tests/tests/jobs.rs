@@ -152,16 +152,20 @@ async fn cancel_queued_and_running_jobs() {
         .submit(sh(&format!("touch {}", marker.display())))
         .await
         .unwrap();
-    // Wait for the first to run (the second waits: one CPU).
+    // Wait for the first to run; the second waits in the gate's queue
+    // (one CPU), placed but not started.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while alice.get(running.id).await.unwrap().state() != JobState::Running {
+    loop {
+        let waiting = alice.get(queued.id).await.unwrap();
+        if alice.get(running.id).await.unwrap().state() == JobState::Running
+            && waiting.reason.contains("waiting for a free slot")
+        {
+            assert_eq!(waiting.state(), JobState::Scheduled, "{waiting:?}");
+            break;
+        }
         assert!(tokio::time::Instant::now() < deadline, "never ran");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        alice.get(queued.id).await.unwrap().state(),
-        JobState::Queued
-    );
     let q = alice.cancel(queued.id, "not needed").await.unwrap();
     assert_eq!(q.state(), JobState::Cancelled);
     let r = alice.cancel(running.id, "").await.unwrap();

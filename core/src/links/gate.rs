@@ -339,6 +339,7 @@ impl GateLink {
                     id: p.id.clone(),
                     state: PartitionState::Failed,
                     capacity: None,
+                    queue: None,
                     message: "lost by gate".into(),
                 };
                 let _ = store.apply_durably(op).await;
@@ -415,34 +416,45 @@ impl GateLink {
             }
             _ => return false,
         };
-        let (state, capacity, message) = match answer {
+        let resources = |c: v1::Capacity| crate::job::Resources {
+            cpus: c.cpus,
+            memory: c.memory_bytes,
+            gpus: c.gpus,
+            nodes: c.nodes,
+        };
+        let (state, capacity, queue, message) = match answer {
             Ok(Some(gp)) => (
                 PartitionState::try_from(gp.state).unwrap_or(PartitionState::Unspecified),
-                gp.capacity.map(|c| crate::job::Resources {
-                    cpus: c.cpus,
-                    memory: c.memory_bytes,
-                    gpus: c.gpus,
-                    nodes: c.nodes,
-                }),
+                gp.capacity.map(resources),
+                Some(gp.queue.map(resources).unwrap_or_default()),
                 gp.message,
             ),
             Ok(None) => return false,
             Err(status)
                 if status.code() == Code::NotFound && p.state == PartitionState::Deleting =>
             {
-                (PartitionState::Deleted, None, "deleted".to_string())
+                (PartitionState::Deleted, None, None, "deleted".to_string())
             }
             Err(status) if retryable(status.code()) => {
                 tracing::warn!(site = %self.name, partition = %p.id, error = %status.message(), "partition call failed; retrying");
                 return true;
             }
-            Err(status) => (PartitionState::Failed, None, status.message().to_string()),
+            Err(status) => (
+                PartitionState::Failed,
+                None,
+                None,
+                status.message().to_string(),
+            ),
         };
-        if state != p.state || capacity.is_some_and(|c| c != p.capacity) {
+        if state != p.state
+            || capacity.is_some_and(|c| c != p.capacity)
+            || queue.is_some_and(|q| q != p.queue)
+        {
             let op = Op::Partition {
                 id: p.id.clone(),
                 state,
                 capacity,
+                queue,
                 message,
             };
             if let Err(e) = self.ctx.store.apply_durably(op).await {

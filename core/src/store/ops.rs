@@ -122,6 +122,8 @@ pub enum Op {
         state: PartitionState,
         /// Its capacity, when the gate told it.
         capacity: Option<Resources>,
+        /// What its gate queues beyond the capacity, when the gate told it.
+        queue: Option<Resources>,
         /// Why, for people.
         message: String,
     },
@@ -308,8 +310,12 @@ impl Tx<'_> {
                 id,
                 state,
                 capacity,
+                queue,
                 message,
-            } => self.partition_update(&id, state, capacity, &message).await,
+            } => {
+                self.partition_update(&id, state, capacity, queue, &message)
+                    .await
+            }
         }
     }
 
@@ -416,7 +422,13 @@ impl Tx<'_> {
             .get(partition_id)
             .copied()
             .unwrap_or_default();
-        if !fits(used, job.resources, partition.capacity) {
+        // It must fit the partition alone, and with the others within what
+        // the partition runs plus what its gate queues.
+        let mut room = partition.capacity;
+        super::tx::add(&mut room, partition.queue, 1);
+        if !fits(Resources::default(), job.resources, partition.capacity)
+            || !fits(used, job.resources, room)
+        {
             return Ok(Err(format!("partition {partition_id} has no room")));
         }
         job.site = partition.site.clone();
@@ -433,13 +445,19 @@ impl Tx<'_> {
     }
 
     async fn save_partition(&mut self, p: &PartitionRow) -> Result<()> {
-        sqlx::query(self.backend.sql("UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ? WHERE id = ?"))
+        sqlx::query(self.backend.sql(
+            "UPDATE partitions SET state = ?, message = ?, cpus = ?, memory = ?, gpus = ?, nodes = ?, \
+             queue_cpus = ?, queue_memory = ?, queue_gpus = ? WHERE id = ?",
+        ))
             .bind(p.state as i32)
             .bind(&p.message)
             .bind(p.capacity.cpus as i64)
             .bind(p.capacity.memory as i64)
             .bind(p.capacity.gpus as i64)
             .bind(p.capacity.nodes as i64)
+            .bind(p.queue.cpus as i64)
+            .bind(p.queue.memory as i64)
+            .bind(p.queue.gpus as i64)
             .bind(&p.id)
             .execute(&mut *self.conn)
             .await?;
@@ -453,13 +471,16 @@ impl Tx<'_> {
         id: &str,
         state: PartitionState,
         capacity: Option<Resources>,
+        queue: Option<Resources>,
         message: &str,
     ) -> Result<Outcome> {
         let Some(mut p) = self.partition(id).await? else {
             return Ok(Outcome::Done);
         };
-        let changed =
-            p.state != state || capacity.is_some_and(|c| c != p.capacity) || p.message != message;
+        let changed = p.state != state
+            || capacity.is_some_and(|c| c != p.capacity)
+            || queue.is_some_and(|q| q != p.queue)
+            || p.message != message;
         // A partition never comes back from deletion.
         let terminal = matches!(p.state, PartitionState::Deleted | PartitionState::Failed);
         if !changed
@@ -472,6 +493,9 @@ impl Tx<'_> {
         p.message = message.to_string();
         if let Some(c) = capacity {
             p.capacity = c;
+        }
+        if let Some(q) = queue {
+            p.queue = q;
         }
         self.save_partition(&p).await?;
         if matches!(

@@ -302,6 +302,8 @@ pub struct PartitionRow {
     pub message: String,
     /// What it offers (known once the gate answered, else the flavor's).
     pub capacity: Resources,
+    /// What its gate queues beyond `capacity` (zero until the gate says).
+    pub queue: Resources,
     /// Unix ms the intent was committed.
     pub created_ms: i64,
 }
@@ -317,6 +319,12 @@ impl PartitionRow {
                 .unwrap_or(PartitionState::Unspecified),
             message: row.try_get("message")?,
             capacity: resources_from_row(row)?,
+            queue: Resources {
+                cpus: row.try_get::<i64, _>("queue_cpus")? as u32,
+                memory: row.try_get::<i64, _>("queue_memory")? as u64,
+                gpus: row.try_get::<i64, _>("queue_gpus")? as u32,
+                nodes: 0,
+            },
             created_ms: row.try_get("created_ms")?,
         })
     }
@@ -339,6 +347,7 @@ impl PartitionRow {
             flavor: self.flavor.clone(),
             state: state as i32,
             capacity: Some(self.capacity.into()),
+            queue: Some(self.queue.into()),
         }
     }
 }

@@ -106,8 +106,26 @@ impl Pool {
         }
     }
 
+    /// `NoFit::Never` when `want` exceeds the whole pool.
+    pub fn check_shape(&self, want: Resources) -> Result<(), NoFit> {
+        let cpus = want.cpus.max(1) as usize;
+        let gpus = want.gpus as usize;
+        let memory = want.memory_bytes;
+        if cpus > self.cpus.len() || gpus > self.gpus.len() || memory > self.memory_total {
+            return Err(NoFit::Never(format!(
+                "the job asks {cpus} cpus, {} memory, {gpus} gpus; this host's partition has only {} cpus, {} memory, {} gpus",
+                human_bytes(memory),
+                self.cpus.len(),
+                human_bytes(self.memory_total),
+                self.gpus.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Reserve what `want` asks (at least one CPU).
     pub fn allocate(&mut self, want: Resources) -> Result<Alloc, NoFit> {
+        self.check_shape(want)?;
         let cpus = want.cpus.max(1) as usize;
         let gpus = want.gpus as usize;
         let memory = want.memory_bytes;
@@ -115,14 +133,6 @@ impl Pool {
             "the job asks {cpus} cpus, {} memory, {gpus} gpus",
             human_bytes(memory)
         );
-        if cpus > self.cpus.len() || gpus > self.gpus.len() || memory > self.memory_total {
-            return Err(NoFit::Never(format!(
-                "{asks}; this host's partition has only {} cpus, {} memory, {} gpus",
-                self.cpus.len(),
-                human_bytes(self.memory_total),
-                self.gpus.len()
-            )));
-        }
         let memory_free = self.memory_total - self.memory_used;
         if cpus > self.cpus.free() || gpus > self.gpus.free() || memory > memory_free {
             return Err(NoFit::NotNow(format!(

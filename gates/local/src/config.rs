@@ -17,6 +17,10 @@ pub struct LocalConfig {
     pub shim: PathBuf,
     /// Time between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
     pub kill_grace: Duration,
+    /// How many times its capacity the gate holds in its queue: attempts
+    /// that do not fit now wait PENDING, first come first started, so a slot
+    /// that frees is refilled here at once. 0 queues nothing.
+    pub queue_factor: u32,
 }
 
 impl LocalConfig {
@@ -29,9 +33,13 @@ impl LocalConfig {
             memory_bytes: None,
             shim: default_shim(),
             kill_grace: Duration::from_secs(3),
+            queue_factor: DEFAULT_QUEUE_FACTOR,
         }
     }
 }
+
+/// The default [`LocalConfig::queue_factor`].
+pub const DEFAULT_QUEUE_FACTOR: u32 = 16;
 
 /// `gantry-shim` in the directory of the current executable.
 pub fn default_shim() -> PathBuf {

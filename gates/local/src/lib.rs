@@ -15,7 +15,7 @@ mod provider;
 mod recover;
 mod state;
 
-pub use config::{LocalConfig, default_shim};
+pub use config::{DEFAULT_QUEUE_FACTOR, LocalConfig, default_shim};
 pub use layout::LOST_REASON;
 pub use partitions::HOST_FLAVOR;
 pub use provider::LocalProvider;

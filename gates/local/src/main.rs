@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use gantry_gate::GateArgs;
-use gantry_gate_local::{LocalConfig, LocalProvider, default_shim};
+use gantry_gate_local::{DEFAULT_QUEUE_FACTOR, LocalConfig, LocalProvider, default_shim};
 
 /// Serve the Gantry gate API for this machine: jobs run as local processes.
 #[derive(Debug, Parser)]
@@ -29,6 +29,11 @@ struct Cli {
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
     #[arg(long, env = "GANTRY_GATE_KILL_GRACE", default_value_t = 3)]
     kill_grace: u64,
+    /// Queue up to this many times the offered CPUs and memory in jobs that
+    /// wait on the gate and start first come first served as slots free
+    /// (0: refuse what does not fit now).
+    #[arg(long, env = "GANTRY_GATE_QUEUE_FACTOR", default_value_t = DEFAULT_QUEUE_FACTOR)]
+    queue_factor: u32,
 }
 
 #[tokio::main]
@@ -45,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         memory_bytes: cli.memory,
         shim: cli.shim.unwrap_or_else(default_shim),
         kill_grace: Duration::from_secs(cli.kill_grace),
+        queue_factor: cli.queue_factor,
     };
     if !config.shim.is_file() {
         anyhow::bail!(

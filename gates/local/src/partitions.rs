@@ -29,13 +29,20 @@ pub struct Partitions {
     live: BTreeMap<String, Record>,
     deleted: VecDeque<String>,
     capacity: Capacity,
+    queue: Capacity,
     native_id: String,
 }
 
 impl Partitions {
     /// Load the partitions persisted in `dir` (created if missing); each
-    /// offers `capacity`; `native_id` names the host for people.
-    pub fn load(dir: PathBuf, capacity: Capacity, native_id: String) -> Result<Self> {
+    /// offers `capacity` and queues `queue` beyond it; `native_id` names the
+    /// host for people.
+    pub fn load(
+        dir: PathBuf,
+        capacity: Capacity,
+        queue: Capacity,
+        native_id: String,
+    ) -> Result<Self> {
         std::fs::create_dir_all(&dir)
             .map_err(GateError::io(format!("create {}", dir.display())))?;
         let mut live = BTreeMap::new();
@@ -60,6 +67,7 @@ impl Partitions {
             live,
             deleted: VecDeque::new(),
             capacity,
+            queue,
             native_id,
         })
     }
@@ -76,6 +84,7 @@ impl Partitions {
             message: String::new(),
             capacity: Some(self.capacity),
             native_id: self.native_id.clone(),
+            queue: Some(self.queue),
         }
     }
 
@@ -87,6 +96,7 @@ impl Partitions {
             message: "deleted".into(),
             capacity: None,
             native_id: String::new(),
+            queue: None,
         }
     }
 
@@ -191,7 +201,13 @@ mod tests {
             gpus: 0,
             nodes: 1,
         };
-        Partitions::load(dir.join("partitions"), capacity, "host1".into()).unwrap()
+        Partitions::load(
+            dir.join("partitions"),
+            capacity,
+            Capacity::default(),
+            "host1".into(),
+        )
+        .unwrap()
     }
 
     fn id(s: &str) -> PartitionId {

@@ -18,7 +18,7 @@ use crate::launch;
 use crate::layout::{AttemptDir, ExitRecord};
 use crate::partitions::{HOST_FLAVOR, Partitions};
 use crate::recover;
-use crate::state::{Attempt, State};
+use crate::state::{Attempt, Pending, State};
 
 /// Runs jobs as processes on this machine, each under its own `gantry-shim`.
 /// Cheap to clone. Dropping it leaves running jobs alone: a new provider on
@@ -33,6 +33,8 @@ pub struct Inner {
     config: LocalConfig,
     host: Host,
     capacity: Capacity,
+    /// What waits beyond `capacity` (see [`LocalConfig::queue_factor`]).
+    queue: Capacity,
     attempts_dir: std::path::PathBuf,
     hub: JobHub,
     state: Mutex<State>,
@@ -73,8 +75,19 @@ impl LocalProvider {
             gpus: host.gpus,
             nodes: 1,
         };
-        let partitions =
-            Partitions::load(work_dir.join("partitions"), capacity, host.hostname.clone())?;
+        let factor = config.queue_factor;
+        let queue = Capacity {
+            cpus: capacity.cpus.saturating_mul(factor),
+            memory_bytes: capacity.memory_bytes.saturating_mul(u64::from(factor)),
+            gpus: capacity.gpus.saturating_mul(factor),
+            nodes: 0,
+        };
+        let partitions = Partitions::load(
+            work_dir.join("partitions"),
+            capacity,
+            queue,
+            host.hostname.clone(),
+        )?;
         let mut pool = Pool::new(capacity.cpus, capacity.gpus, capacity.memory_bytes);
         let found = recover::scan(&attempts_dir).map_err(io("scan", &attempts_dir))?;
         let mut attempts = HashMap::with_capacity(found.len());
@@ -99,18 +112,25 @@ impl LocalProvider {
             config: LocalConfig { work_dir, ..config },
             host,
             capacity,
+            queue,
             attempts_dir,
             hub: JobHub::default(),
             state: Mutex::new(State {
                 attempts,
                 pool,
                 partitions,
+                pending: Default::default(),
             }),
         });
         if !watching.is_empty() {
             tokio::spawn(recover::watch_recovered(Arc::downgrade(&inner), watching));
         }
         Ok(Self { inner })
+    }
+
+    /// The provider around `inner` (for its background tasks).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
     }
 
     fn dir(&self, attempt: &AttemptId) -> AttemptDir {
@@ -162,12 +182,64 @@ impl LocalProvider {
             a.job.clone()
         };
         inner.hub.publish(job.clone());
-        let waiter = inner.clone();
+        let waiter = self.clone();
         tokio::spawn(async move {
             let _ = child.wait().await;
-            waiter.finish(&id, ExitRecord::read(&dir));
+            waiter.inner.finish(&id, ExitRecord::read(&dir));
+            waiter.drain().await;
         });
         Ok(job)
+    }
+
+    /// Start waiting attempts, oldest first, while the head fits. (Boxed:
+    /// starting an attempt spawns the task that drains again when it ends.)
+    pub(crate) fn drain(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let this = self.clone();
+        Box::pin(async move { this.drain_now().await })
+    }
+
+    async fn drain_now(&self) {
+        loop {
+            let next = {
+                let mut state = self.inner.state();
+                let Some(want) = state.pending.front().map(|p| p.spec.resources) else {
+                    return;
+                };
+                let Ok(alloc) = state.pool.allocate(want) else {
+                    return;
+                };
+                let head = state.pending.pop_front().expect("has a head");
+                match state.attempts.get_mut(head.attempt.as_str()) {
+                    Some(a) if !is_final(a.job.state()) => {
+                        a.alloc = Some(alloc);
+                        a.job.reason.clear();
+                    }
+                    _ => {
+                        state.pool.release(&alloc);
+                        continue;
+                    }
+                }
+                head
+            };
+            if let Err(e) = self
+                .launch(&next.attempt, &next.partition, &next.spec)
+                .await
+            {
+                // Nobody is waiting on a call to retry it: the attempt fails.
+                let mut state = self.inner.state();
+                let state = &mut *state;
+                if let Some(a) = state.attempts.get_mut(next.attempt.as_str()) {
+                    a.job.set_state(GateJobState::Failed);
+                    a.job.reason = format!("could not start: {e}");
+                    a.job.end_time_ms = crate::state::now_ms();
+                    (a.job.stdout_bytes, a.job.stderr_bytes) = (Some(0), Some(0));
+                    if let Some(alloc) = a.alloc.take() {
+                        state.pool.release(&alloc);
+                    }
+                    self.inner.hub.publish(a.job.clone());
+                }
+            }
+        }
     }
 }
 
@@ -221,6 +293,15 @@ impl Provider for LocalProvider {
     async fn delete_partition(&self, id: &PartitionId) -> Result<Partition> {
         let mut state = self.inner.state();
         let partition = state.partitions.delete(id)?;
+        let waiting: Vec<String> = state
+            .pending
+            .iter()
+            .filter(|p| p.partition.as_str() == id.as_str())
+            .map(|p| p.attempt.to_string())
+            .collect();
+        for attempt in waiting {
+            state.end_pending(&self.inner.hub, &attempt, "its partition was deleted");
+        }
         for attempt in state.attempts.values_mut() {
             if attempt.job.partition_id == id.as_str() && !is_final(attempt.job.state()) {
                 attempt.signal_stop();
@@ -245,10 +326,11 @@ impl Provider for LocalProvider {
                 return Ok(existing.job.clone());
             }
             state.partitions.check_ready(partition.as_str())?;
-            let alloc = state.pool.allocate(spec.resources).map_err(|no| match no {
+            let refused = |no| match no {
                 NoFit::Never(m) => GateError::invalid("task.resources", m),
                 NoFit::NotNow(m) => GateError::ResourceExhausted(m),
-            })?;
+            };
+            state.pool.check_shape(spec.resources).map_err(refused)?;
             let mut job = GateJob {
                 attempt_id: attempt.to_string(),
                 partition_id: partition.to_string(),
@@ -256,14 +338,51 @@ impl Provider for LocalProvider {
                 ..Default::default()
             };
             job.set_state(GateJobState::Pending);
+            // First come, first started: nothing overtakes a waiting attempt.
+            let now = if state.pending.is_empty() {
+                state.pool.allocate(spec.resources)
+            } else {
+                Err(NoFit::NotNow("others wait before it".into()))
+            };
+            let alloc = match now {
+                Ok(alloc) => Some(alloc),
+                Err(NoFit::NotNow(why)) => {
+                    let (cpus, memory) = state.pending_load();
+                    let queue = self.inner.queue;
+                    let room = cpus + u64::from(spec.resources.cpus.max(1))
+                        <= u64::from(queue.cpus)
+                        && memory + spec.resources.memory_bytes <= queue.memory_bytes;
+                    if !room {
+                        return Err(GateError::ResourceExhausted(format!(
+                            "{why}; and the gate's queue is full ({} waiting)",
+                            state.pending.len()
+                        )));
+                    }
+                    job.reason = format!(
+                        "waiting for a free slot on this host ({} ahead)",
+                        state.pending.len()
+                    );
+                    None
+                }
+                Err(no) => return Err(refused(no)),
+            };
+            let waits = alloc.is_none();
             let entry = Attempt {
-                job,
+                job: job.clone(),
                 dir: self.dir(attempt),
-                alloc: Some(alloc),
+                alloc,
                 shim: None,
                 cancel: false,
             };
             state.attempts.insert(attempt.to_string(), entry);
+            if waits {
+                state.pending.push_back(Pending {
+                    attempt: attempt.clone(),
+                    partition: partition.clone(),
+                    spec,
+                });
+                return Ok(job);
+            }
         }
         let result = self.launch(attempt, partition, &spec).await;
         if result.is_err() {
@@ -290,6 +409,11 @@ impl Provider for LocalProvider {
 
     async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         let mut state = self.inner.state();
+        state.end_pending(
+            &self.inner.hub,
+            attempt.as_str(),
+            "cancelled before it started",
+        );
         let a = not_found_or(state.attempts.get_mut(attempt.as_str()), attempt)?;
         if !is_final(a.job.state()) {
             a.signal_stop();

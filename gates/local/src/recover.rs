@@ -108,6 +108,9 @@ pub async fn watch_recovered(inner: Weak<Inner>, mut watching: Vec<(String, Atte
             inner.finish(id, exit.or_else(|| ExitRecord::read(dir)));
             false
         });
+        crate::provider::LocalProvider::from_inner(inner)
+            .drain()
+            .await;
     }
 }
 

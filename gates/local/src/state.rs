@@ -1,9 +1,9 @@
 //! The local gate's in-memory state: its attempts, what they hold, its
 //! partitions. One mutex, never held across an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use gantry_gate::{JobHub, is_final};
+use gantry_gate::{AttemptId, JobHub, JobSpec, PartitionId, is_final};
 use gantry_proto::v1::{GateJob, GateJobState};
 
 use crate::alloc::{Alloc, Pool};
@@ -34,6 +34,21 @@ pub struct State {
     pub pool: Pool,
     /// The partitions.
     pub partitions: Partitions,
+    /// Attempts that wait for room, oldest first (not persisted: after a
+    /// restart gantryd starts again what the gate no longer lists, as it
+    /// never ran).
+    pub pending: VecDeque<Pending>,
+}
+
+/// An attempt waiting in the gate's queue, with what it needs to start.
+#[derive(Debug)]
+pub struct Pending {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// Its partition.
+    pub partition: PartitionId,
+    /// What it runs.
+    pub spec: JobSpec,
 }
 
 /// Unix ms now.
@@ -57,6 +72,37 @@ impl Attempt {
 }
 
 impl State {
+    /// CPUs and memory the waiting attempts ask for together.
+    pub fn pending_load(&self) -> (u64, u64) {
+        self.pending.iter().fold((0, 0), |(c, m), p| {
+            (
+                c + u64::from(p.spec.resources.cpus.max(1)),
+                m + p.spec.resources.memory_bytes,
+            )
+        })
+    }
+
+    /// End a waiting attempt that never ran (cancelled, or its partition
+    /// went away); false when it is not waiting.
+    pub fn end_pending(&mut self, hub: &JobHub, attempt_id: &str, reason: &str) -> bool {
+        let Some(at) = self
+            .pending
+            .iter()
+            .position(|p| p.attempt.as_str() == attempt_id)
+        else {
+            return false;
+        };
+        self.pending.remove(at);
+        if let Some(a) = self.attempts.get_mut(attempt_id) {
+            a.job.set_state(GateJobState::Cancelled);
+            a.job.reason = reason.to_string();
+            a.job.end_time_ms = now_ms();
+            (a.job.stdout_bytes, a.job.stderr_bytes) = (Some(0), Some(0));
+            hub.publish(a.job.clone());
+        }
+        true
+    }
+
     /// Record that the attempt's shim is gone, with its `exit.json` if it
     /// left one, free what it held and publish the final state. A no-op for
     /// an attempt already ended or released.

@@ -46,6 +46,17 @@ fn site(name: &str, flavors: Vec<FlavorSpec>) -> SiteSpec {
 }
 
 fn partition(id: &str, site: &str, flavor: &str, cpus: u32) -> PartitionUpdate {
+    queueing_partition(id, site, flavor, cpus, 0)
+}
+
+/// A partition whose gate queues `queue_cpus` CPUs' worth beyond its capacity.
+fn queueing_partition(
+    id: &str,
+    site: &str,
+    flavor: &str,
+    cpus: u32,
+    queue_cpus: u32,
+) -> PartitionUpdate {
     PartitionUpdate {
         id: id.into(),
         spec: Some(PartitionSpec {
@@ -57,6 +68,12 @@ fn partition(id: &str, site: &str, flavor: &str, cpus: u32) -> PartitionUpdate {
                 memory_bytes: 64 * GIB,
                 gpus: 0,
                 nodes: 1,
+            },
+            queue: Resources {
+                cpus: queue_cpus,
+                memory_bytes: 64 * GIB,
+                gpus: 0,
+                nodes: 0,
             },
         }),
     }
@@ -177,6 +194,22 @@ fn higher_priority_first_then_fifo() {
     );
     fx.jobs(vec![gone(2)]);
     assert_eq!(started(&fx.pass()), vec![3]);
+}
+
+#[test]
+fn a_queueing_gate_is_given_capacity_plus_queue_in_priority_order() {
+    let mut fx = Fx::new(
+        vec![site("s", vec![flavor("f", 2, 0.0, 1)])],
+        vec![queueing_partition("p", "s", "f", 2, 4)],
+    );
+    fx.jobs((1..=10).map(|id| queued(id, 0, 1, 0)).collect());
+    // 2 run now and 4 wait on the gate; a job larger than the partition
+    // itself is never placed however much the gate queues.
+    fx.jobs(vec![queued(11, 9, 3, 0)]);
+    let plan = fx.pass();
+    assert_eq!(started(&plan), vec![1, 2, 3, 4, 5, 6]);
+    assert!(reason(&plan, 11).is_some());
+    assert_eq!(reason(&plan, 7), Some(WAITING_FOR_RESOURCES));
 }
 
 #[test]
