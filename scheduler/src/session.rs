@@ -54,6 +54,47 @@ pub struct Session {
     started: bool,
     complete: bool,
     last_seq: u64,
+    passes: PassStats,
+}
+
+/// How long passes took, logged every [`PassStats::EVERY`] at info level.
+#[derive(Debug)]
+struct PassStats {
+    since: std::time::Instant,
+    count: u64,
+    slowest_ms: f64,
+    /// Queued jobs at the slowest pass.
+    queued: usize,
+}
+
+impl PassStats {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            count: 0,
+            slowest_ms: 0.0,
+            queued: 0,
+        }
+    }
+
+    fn record(&mut self, ms: f64, queued: usize) {
+        self.count += 1;
+        if ms >= self.slowest_ms {
+            self.slowest_ms = ms;
+            self.queued = queued;
+        }
+        if self.since.elapsed() >= Self::EVERY {
+            tracing::info!(
+                passes = self.count,
+                slowest_ms = self.slowest_ms,
+                queued = self.queued,
+                "scheduling passes in the last 10 s"
+            );
+            *self = Self::new();
+        }
+    }
 }
 
 /// A plan to send, and whether another pass should follow at once.
@@ -75,6 +116,7 @@ impl Session {
             started: false,
             complete: false,
             last_seq: 0,
+            passes: PassStats::new(),
         }
     }
 
@@ -120,7 +162,16 @@ impl Session {
             };
         }
         let now_ms = self.clock.now();
+        let started = std::time::Instant::now();
         let out = pass(&mut self.view, now_ms, &self.config);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let queued = self.view.queued_count();
+        if ms >= 50.0 {
+            tracing::info!(queued, ms, "slow scheduling pass");
+        } else {
+            tracing::debug!(queued, ms, "scheduling pass");
+        }
+        self.passes.record(ms, queued);
         let mut plan = out.plan;
         plan.based_on_seq = self.last_seq;
         Planned {

@@ -101,6 +101,11 @@ impl Process {
         }
     }
 
+    /// Its log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The last lines of its log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

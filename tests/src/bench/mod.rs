@@ -5,6 +5,7 @@
 mod arrays;
 mod report;
 mod scenarios;
+mod sched_pass;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.wants("queue") {
         scenarios::queue(&args, &mut report).await?;
+        sched_pass::scheduler_pass(&args, &mut report).await?;
     }
     if args.wants("logs") {
         scenarios::logs(&args, &mut report).await?;
