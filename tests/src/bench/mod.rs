@@ -3,6 +3,7 @@
 //! measured in the same run. Timings are reported, never asserted.
 
 mod arrays;
+mod peers;
 mod report;
 mod scenarios;
 mod sched_pass;
@@ -45,14 +46,20 @@ impl Args {
 /// Run the scenarios the flags ask for.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = Report::new(args.json);
+    // The sbatch peer, once for the scenarios that show it.
+    let sbatch = if args.wants("submit") || args.wants("e2e") {
+        peers::sbatch(&args, args.size(1_000, 200))
+    } else {
+        None
+    };
     if args.wants("submit") {
-        scenarios::submit(&args, &mut report).await?;
+        scenarios::submit(&args, &mut report, sbatch).await?;
     }
     if args.wants("array") {
         arrays::arrays(&args, &mut report).await?;
     }
     if args.wants("e2e") {
-        scenarios::end_to_end(&args, &mut report).await?;
+        scenarios::end_to_end(&args, &mut report, sbatch).await?;
     }
     if args.wants("latency") {
         scenarios::latency(&args, &mut report).await?;

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use gantry_client::{Client, JobSpec, JobState, LogStream};
 use gantry_proto::v1::ListJobsRequest;
 
-use super::{Args, Figure, Report};
+use super::{Args, Figure, Report, peers};
 use crate::{Cluster, Options, Postgres, create_database};
 
 pub(super) fn cores() -> u32 {
@@ -86,15 +86,20 @@ async fn submit_many(clients: Vec<Client>, total: usize, hold: bool) -> anyhow::
 }
 
 /// Scenario 1: one durable submit per call from 1, 8 and 64 clients, on
-/// the embedded SQLite and then on a throwaway PostgreSQL server.
-pub async fn submit(args: &Args, report: &mut Report) -> anyhow::Result<()> {
-    submit_on(args, report, "", None).await?;
+/// the embedded SQLite and then on a throwaway PostgreSQL server; the peer is
+/// `sbatch` on a throwaway single-node Slurm (when it can be started here).
+pub async fn submit(
+    args: &Args,
+    report: &mut Report,
+    sbatch: Option<peers::Sbatch>,
+) -> anyhow::Result<()> {
+    submit_on(args, report, "", None, sbatch).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let pg = Postgres::start(port)?;
     let url = create_database(&pg.admin_url, "gantry_bench")?;
-    submit_on(args, report, ", PostgreSQL", Some(url)).await
+    submit_on(args, report, ", PostgreSQL", Some(url), sbatch).await
 }
 
 async fn submit_on(
@@ -102,6 +107,7 @@ async fn submit_on(
     report: &mut Report,
     label: &str,
     database_url: Option<String>,
+    sbatch: Option<peers::Sbatch>,
 ) -> anyhow::Result<()> {
     let cluster = Cluster::start(Options {
         cpus: cores(),
@@ -121,44 +127,18 @@ async fn submit_on(
             "jobs/s",
             target,
         );
-        report.add(with_peer(f, "sbatch", None));
+        let peer = sbatch.map(|s| s.submit_per_s);
+        report.add(with_peer(f, "sbatch (one per call)", peer));
     }
     Ok(())
 }
 
-fn xargs_rate(n: usize, cores: u32) -> Option<f64> {
-    let start = Instant::now();
-    let status = std::process::Command::new("sh")
-        .args(["-c", &format!("seq {n} | xargs -P{cores} -I{{}} /bin/true")])
-        .status()
-        .ok()?;
-    status
-        .success()
-        .then(|| n as f64 / start.elapsed().as_secs_f64())
-}
-
-fn hyperqueue_rate(args: &Args, n: usize, cores: u32) -> Option<f64> {
-    let script = args.repo.join("scripts/peers/hyperqueue_bench.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([n.to_string(), cores.to_string()])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{'))?;
-    let total: f64 = line
-        .split("\"total_s\": ")
-        .nth(1)?
-        .trim_end_matches('}')
-        .trim()
-        .parse()
-        .ok()?;
-    Some(n as f64 / total)
-}
-
 /// Scenario 3: trivial jobs through core, scheduler and local gate to COMPLETED.
-pub async fn end_to_end(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+pub async fn end_to_end(
+    args: &Args,
+    report: &mut Report,
+    sbatch: Option<peers::Sbatch>,
+) -> anyhow::Result<()> {
     let n = args.size(20_000, 2_000);
     let cores = cores();
     let cluster = Cluster::start(Options {
@@ -188,7 +168,7 @@ pub async fn end_to_end(args: &Args, report: &mut Report) -> anyhow::Result<()> 
     let rate = n as f64 / start.elapsed().as_secs_f64();
     submitter.await??;
     let metric = format!("{n} `true` jobs to an end state, {cores} cores");
-    let peer_hq = hyperqueue_rate(args, n, cores);
+    let peer_hq = peers::hyperqueue(args, n, cores);
     report.add(with_peer(
         figure("e2e", &metric, rate, "jobs/s", ">= 1000"),
         "HyperQueue LocalCluster",
@@ -204,8 +184,22 @@ pub async fn end_to_end(args: &Args, report: &mut Report) -> anyhow::Result<()> 
     report.add(with_peer(
         f,
         &format!("xargs -P{cores} /bin/true"),
-        xargs_rate(n, cores),
+        peers::xargs(n, cores),
     ));
+    if let Some(slurm) = sbatch {
+        let f = figure(
+            "e2e",
+            &format!("{metric} (vs single-node Slurm)"),
+            rate,
+            "jobs/s",
+            "",
+        );
+        report.add(with_peer(
+            f,
+            &format!("sbatch, {} jobs", slurm.jobs),
+            Some(slurm.complete_per_s),
+        ));
+    }
     if failed > 0 {
         report.add(figure(
             "e2e",
