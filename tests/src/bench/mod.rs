@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = Report::new(args.json);
     // The sbatch peer, once for the scenarios that show it.
     let sbatch = if args.wants("submit") || args.wants("e2e") {
-        peers::sbatch(&args, args.size(1_000, 200))
+        peers::sbatch(&args, args.size(200, 20))
     } else {
         None
     };
