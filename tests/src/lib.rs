@@ -19,6 +19,16 @@ pub use process::Process;
 
 pub mod bench;
 
+/// Run a command to its end: exit code (-1 if killed), stdout, stderr.
+pub fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run the command");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Where the binaries are: `GANTRY_BIN_DIR`, else the test executable's profile folder.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GANTRY_BIN_DIR") {

@@ -4,17 +4,8 @@
 //! makes the array once.
 
 use gantry_client::{JobSpec, JobState};
-use gantry_e2e::{Cluster, Options};
+use gantry_e2e::{Cluster, Options, run};
 use gantry_proto::v1::SubmitJobRequest;
-
-fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run gantry");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The array id in `submitted array 17 of …`.
 fn array_id(stdout: &str) -> String {

@@ -1,16 +1,7 @@
 //! The `gantry` CLI as a user runs it: submit, wait with the job's exit code,
 //! logs, --json, and one-line errors.
 
-use gantry_e2e::{Cluster, Options};
-
-fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run gantry");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use gantry_e2e::{Cluster, Options, run};
 
 fn submitted_id(stdout: &str) -> u64 {
     stdout

@@ -72,21 +72,25 @@ pub async fn arrays(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Submit one held array of `tasks`; its acceptance rate and the array.
-async fn submit_array(client: &Client, tasks: usize) -> anyhow::Result<(f64, Job)> {
-    let request = SubmitJobRequest {
+/// The request for one held array of `tasks` `true` tasks (held, so that
+/// accepting them is measured alone).
+pub(super) fn held_array(tasks: usize) -> SubmitJobRequest {
+    SubmitJobRequest {
         spec: Some(JobSpec {
             argv: vec!["true".into()],
             array: format!("0-{}", tasks - 1),
-            // Held, so that what is measured is acceptance alone.
             hold: true,
             ..Default::default()
         }),
         client_request_id: uuid::Uuid::now_v7().to_string(),
         on_behalf_of: String::new(),
-    };
+    }
+}
+
+/// Submit one held array of `tasks`; its acceptance rate and the array.
+async fn submit_array(client: &Client, tasks: usize) -> anyhow::Result<(f64, Job)> {
     let start = Instant::now();
-    let response = client.submit_request(request).await?;
+    let response = client.submit_request(held_array(tasks)).await?;
     let accept = start.elapsed().as_secs_f64();
     let array = response
         .job

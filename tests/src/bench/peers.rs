@@ -86,4 +86,3 @@ pub fn hyperqueue(args: &Args, n: usize, cores: u32) -> Option<f64> {
     let line = text.lines().rev().find(|l| l.starts_with('{'))?;
     Some(n as f64 / json_number(line, "total_s")?)
 }
-

@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use gantry_client::JobSpec;
-use gantry_proto::v1::SubmitJobRequest;
-
+use super::arrays::held_array;
 use super::scenarios::{cores, figure};
 use super::{Args, Report};
 use crate::{Cluster, Options};
@@ -27,17 +25,7 @@ pub async fn scheduler_pass(args: &Args, report: &mut Report) -> anyhow::Result<
     let client = cluster.user("bench").await?;
     let mut arrays = Vec::new();
     for _ in 0..n / ARRAY {
-        let request = SubmitJobRequest {
-            spec: Some(JobSpec {
-                argv: vec!["true".into()],
-                array: format!("0-{}", ARRAY - 1),
-                hold: true,
-                ..Default::default()
-            }),
-            client_request_id: uuid::Uuid::now_v7().to_string(),
-            on_behalf_of: String::new(),
-        };
-        let response = client.submit_request(request).await?;
+        let response = client.submit_request(held_array(ARRAY)).await?;
         arrays.push(response.job.map(|j| j.id).unwrap_or_default());
     }
     let released = Instant::now();
