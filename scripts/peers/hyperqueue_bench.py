@@ -1,6 +1,9 @@
 """HyperQueue peer for scripts/bench: N trivial `true` tasks on a LocalCluster
 with one worker of CORES cores. Prints one JSON object. HyperQueue keeps no
-journal here (its default), so its submits are not durable; Gantry's are."""
+journal here (its default), so its submits are not durable; Gantry's are.
+Each task writes its stdout/stderr file, as Gantry's jobs do; they go to a
+scratch directory (HyperQueue's default is the submitter's working
+directory, which put 40,000 files into the repository once)."""
 import json
 import sys
 import tempfile
@@ -16,7 +19,7 @@ def main() -> None:
         with LocalCluster(directory) as cluster:
             cluster.start_worker(WorkerConfig(cores=cores))
             client = cluster.client()
-            job = Job()
+            job = Job(default_workdir=directory)
             for _ in range(tasks):
                 job.program(["true"])
             start = time.monotonic()
