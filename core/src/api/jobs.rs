@@ -191,31 +191,30 @@ impl Gantry for GantryService {
         };
         let store = &self.ctx.store;
         // Newest first: jobs and (when grouped) arrays merged by id.
-        let mut page: Vec<(u64, Option<Job>, Option<crate::store::ArrayRow>)> = store
+        let mut page: Vec<Visible> = store
             .list_jobs(&filter)
             .await?
             .into_iter()
-            .map(|r| (r.id, Some(r.to_proto()), None))
+            .map(|r| Visible::Job(Box::new(r)))
             .collect();
         if grouped {
             let arrays = store
                 .list_arrays(filter.owner.as_deref(), before_id, limit)
                 .await?;
-            page.extend(arrays.into_iter().map(|a| (a.id, None, Some(a))));
-            page.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+            page.extend(arrays.into_iter().map(|a| Visible::Array(Box::new(a))));
+            page.sort_by_key(|entry| std::cmp::Reverse(entry.id()));
             page.truncate(limit as usize);
         }
         let next_page_token = match page.last() {
-            Some(last) if page.len() as u32 == limit => last.0.to_string(),
+            Some(last) if page.len() as u32 == limit => last.id().to_string(),
             _ => String::new(),
         };
         let mut jobs = Vec::with_capacity(page.len());
-        for (_, job, array) in page {
-            match (job, array) {
-                (Some(job), _) => jobs.push(job),
-                (None, Some(array)) => jobs.push(self.array_job(array).await?),
-                (None, None) => {}
-            }
+        for entry in page {
+            jobs.push(match entry {
+                Visible::Job(job) => job.to_proto(),
+                Visible::Array(array) => self.array_job(*array).await?,
+            });
         }
         Ok(Response::new(ListJobsResponse {
             jobs,

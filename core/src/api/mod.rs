@@ -90,3 +90,13 @@ enum Visible {
     Job(Box<JobRow>),
     Array(Box<ArrayRow>),
 }
+
+impl Visible {
+    /// Its id (jobs and arrays share one id sequence).
+    fn id(&self) -> u64 {
+        match self {
+            Visible::Job(job) => job.id,
+            Visible::Array(array) => array.id,
+        }
+    }
+}

@@ -87,9 +87,9 @@ impl Tx<'_> {
     }
 
     /// The tasks of array `id` that have not ended, by id; `None` when `id`
-    /// is not an array.
+    /// is a job's or nobody's.
     pub(super) async fn open_tasks(&mut self, id: u64) -> Result<Option<Vec<u64>>> {
-        if !self.is_array(id).await? {
+        if self.job(id).await?.is_some() || !self.is_array(id).await? {
             return Ok(None);
         }
         // One read for all of them (not one per task).

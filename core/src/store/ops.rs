@@ -177,9 +177,7 @@ impl Tx<'_> {
                 } else {
                     format!("cancelled by {actor}: {reason}")
                 };
-                if self.job(job_id).await?.is_none()
-                    && let Some(tasks) = self.open_tasks(job_id).await?
-                {
+                if let Some(tasks) = self.open_tasks(job_id).await? {
                     for id in tasks {
                         let mut task = self.load(id).await?;
                         self.transition(&mut task, JobState::Cancelled, &actor, &message)
@@ -199,9 +197,7 @@ impl Tx<'_> {
                 actor,
                 hold,
             } => {
-                if self.job(job_id).await?.is_none()
-                    && let Some(tasks) = self.open_tasks(job_id).await?
-                {
+                if let Some(tasks) = self.open_tasks(job_id).await? {
                     // An array: its QUEUED tasks only; the others are past holding.
                     for id in tasks {
                         let mut task = self.load(id).await?;

@@ -72,14 +72,12 @@ pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exi
 impl JobRow {
     /// Decode a row selected with [`JOB_COLUMNS`].
     pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
-        let spec: Vec<u8> = row.try_get("spec")?;
         let outputs: String = row.try_get("outputs")?;
         Ok(Self {
             id: row.try_get::<i64, _>("id")? as u64,
             owner: row.try_get("owner")?,
             submitted_by: row.try_get("submitted_by")?,
-            spec: v1::JobSpec::decode(spec.as_slice())
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            spec: spec_from_row(row)?,
             state: state::from_i32(row.try_get("state")?),
             reason: row.try_get("reason")?,
             exit_code: row.try_get("exit_code")?,
@@ -185,13 +183,11 @@ pub const ARRAY_COLUMNS: &str =
 impl ArrayRow {
     /// Decode a row selected with [`ARRAY_COLUMNS`].
     pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
-        let spec: Vec<u8> = row.try_get("spec")?;
         Ok(Self {
             id: row.try_get::<i64, _>("id")? as u64,
             owner: row.try_get("owner")?,
             submitted_by: row.try_get("submitted_by")?,
-            spec: v1::JobSpec::decode(spec.as_slice())
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            spec: spec_from_row(row)?,
             task_count: row.try_get::<i64, _>("task_count")? as u64,
             first_task_id: row.try_get::<i64, _>("first_task_id")? as u64,
             submit_ms: row.try_get("submit_ms")?,
@@ -350,6 +346,12 @@ impl PartitionRow {
             queue: Some(self.queue.into()),
         }
     }
+}
+
+/// The `spec` column: an encoded `gantry.v1.JobSpec` (jobs and arrays alike).
+fn spec_from_row(row: &AnyRow) -> Result<v1::JobSpec, sqlx::Error> {
+    let bytes: Vec<u8> = row.try_get("spec")?;
+    v1::JobSpec::decode(bytes.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// The `cpus`, `memory`, `gpus` and `nodes` columns (jobs and partitions alike).

@@ -249,9 +249,14 @@ impl<'a> Tx<'a> {
 
     /// Keep `job` as changed; written by [`Self::flush`].
     pub fn save(&mut self, job: &JobRow) {
+        self.keep(job.clone());
+    }
+
+    /// Keep `job` as changed, taking the row itself.
+    fn keep(&mut self, job: JobRow) {
         self.writes += 1;
         self.dirty.insert(job.id);
-        self.cache.insert(job.id, job.clone());
+        self.cache.insert(job.id, job);
     }
 
     /// Make room for `n` more jobs in this batch (an array's tasks), so the
@@ -298,10 +303,8 @@ impl<'a> Tx<'a> {
 
     /// Keep `job`, created in this batch, without copying it.
     pub fn create_owned(&mut self, job: JobRow) {
-        self.writes += 1;
         self.created.push(job.id);
-        self.dirty.insert(job.id);
-        self.cache.insert(job.id, job);
+        self.keep(job);
     }
 
     /// Move `job` to `to`: checks the table, keeps partition usage, sets
@@ -397,12 +400,17 @@ impl<'a> Tx<'a> {
     /// Write every changed job and every event; returns the changed jobs.
     /// The batch's cache is handed over, not copied: call it once, last.
     pub async fn flush(&mut self) -> Result<Vec<JobRow>> {
-        let created: Vec<JobRow> = self
+        // Labels and dependencies of the jobs created in this batch.
+        type Links = (u64, Vec<(String, String)>, Vec<u64>);
+        let links: Vec<Links> = self
             .created
             .iter()
             .filter_map(|id| self.cache.get(id))
             .filter(|j| !j.spec.labels.is_empty() || !j.spec.after.is_empty())
-            .cloned()
+            .map(|j| {
+                let labels = j.spec.labels.clone().into_iter().collect();
+                (j.id, labels, j.spec.after.clone())
+            })
             .collect();
         let mut cache = std::mem::take(&mut self.cache);
         let jobs: Vec<JobRow> = self
@@ -461,20 +469,19 @@ impl<'a> Tx<'a> {
             query.execute(&mut *self.conn).await?;
         }
         self.created.clear();
-        for job in created {
-            let id = job.id;
-            for (key, value) in &job.spec.labels {
+        for (id, labels, after) in links {
+            for (key, value) in labels {
                 sqlx::query(
                     self.backend
                         .sql("INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)"),
                 )
                 .bind(id as i64)
-                .bind(key.clone())
-                .bind(value.clone())
+                .bind(key)
+                .bind(value)
                 .execute(&mut *self.conn)
                 .await?;
             }
-            for &after in &job.spec.after {
+            for after in after {
                 sqlx::query(
                     self.backend
                         .sql("INSERT INTO job_deps (after_id, job_id) VALUES (?, ?)"),

@@ -226,18 +226,12 @@ impl LocalProvider {
                 .await
             {
                 // Nobody is waiting on a call to retry it: the attempt fails.
-                let mut state = self.inner.state();
-                let state = &mut *state;
-                if let Some(a) = state.attempts.get_mut(next.attempt.as_str()) {
-                    a.job.set_state(GateJobState::Failed);
-                    a.job.reason = format!("could not start: {e}");
-                    a.job.end_time_ms = crate::state::now_ms();
-                    (a.job.stdout_bytes, a.job.stderr_bytes) = (Some(0), Some(0));
-                    if let Some(alloc) = a.alloc.take() {
-                        state.pool.release(&alloc);
-                    }
-                    self.inner.hub.publish(a.job.clone());
-                }
+                self.inner.state().end_unstarted(
+                    &self.inner.hub,
+                    next.attempt.as_str(),
+                    GateJobState::Failed,
+                    &format!("could not start: {e}"),
+                );
             }
         }
     }

@@ -93,14 +93,30 @@ impl State {
             return false;
         };
         self.pending.remove(at);
-        if let Some(a) = self.attempts.get_mut(attempt_id) {
-            a.job.set_state(GateJobState::Cancelled);
-            a.job.reason = reason.to_string();
-            a.job.end_time_ms = now_ms();
-            (a.job.stdout_bytes, a.job.stderr_bytes) = (Some(0), Some(0));
-            hub.publish(a.job.clone());
-        }
+        self.end_unstarted(hub, attempt_id, GateJobState::Cancelled, reason);
         true
+    }
+
+    /// End an attempt whose job never ran, in `state` (CANCELLED or
+    /// FAILED): free what it held and publish it.
+    pub fn end_unstarted(
+        &mut self,
+        hub: &JobHub,
+        attempt_id: &str,
+        state: GateJobState,
+        reason: &str,
+    ) {
+        let Some(a) = self.attempts.get_mut(attempt_id) else {
+            return;
+        };
+        a.job.set_state(state);
+        a.job.reason = reason.to_string();
+        a.job.end_time_ms = now_ms();
+        (a.job.stdout_bytes, a.job.stderr_bytes) = (Some(0), Some(0));
+        if let Some(alloc) = a.alloc.take() {
+            self.pool.release(&alloc);
+        }
+        hub.publish(a.job.clone());
     }
 
     /// Record that the attempt's shim is gone, with its `exit.json` if it
