@@ -163,7 +163,11 @@ async fn cancel_queued_and_running_jobs() {
             assert_eq!(waiting.state(), JobState::Scheduled, "{waiting:?}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ran");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ran: {:?}\n{waiting:?}",
+            alice.get(running.id).await.unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let q = alice.cancel(queued.id, "not needed").await.unwrap();

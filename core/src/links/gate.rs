@@ -9,7 +9,7 @@ use std::time::Duration;
 use gantry_proto::v1::{
     self, DescribeRequest, GateJob, JobState, PartitionState, StartJobRequest, Task,
 };
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 use tonic::Code;
 
 use super::Ctx;
@@ -28,6 +28,19 @@ pub struct GateLink {
     /// This site's partitions as last committed, so that starting an
     /// attempt needs no read (kept from commits; emptied on reconcile).
     partitions: Mutex<HashMap<String, PartitionRow>>,
+    /// Answered when the last dispatched attempt's StartJob was answered:
+    /// StartJob calls go out one after the other, in the order attempts
+    /// were dispatched (the scheduler's order), because a gate that queues
+    /// starts them in the order they come.
+    start_order: Mutex<oneshot::Receiver<()>>,
+}
+
+/// An attempt's place in the order of StartJob calls.
+struct StartTurn {
+    /// Answered (or dropped) once the previous attempt's StartJob was.
+    after: oneshot::Receiver<()>,
+    /// Dropped once this attempt's StartJob was answered.
+    done: oneshot::Sender<()>,
 }
 
 /// Start the link to gate `name`; it runs until the process ends.
@@ -37,6 +50,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         ctx,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
+        start_order: Mutex::new(oneshot::channel().1),
     });
     tokio::spawn(link.run());
 }
@@ -168,6 +182,16 @@ impl GateLink {
         });
     }
 
+    /// Start an attempt on its own task; its StartJob waits for the turn of
+    /// the attempt dispatched before it (staging in runs meanwhile).
+    async fn spawn_dispatch(self: &Arc<Self>, job: JobRow) {
+        let (done, next) = oneshot::channel();
+        let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
+        let link = self.clone();
+        self.spawn_with_permit(async move { link.dispatch(job, StartTurn { after, done }).await })
+            .await;
+    }
+
     async fn spawn_report(self: &Arc<Self>, job: GateJob) {
         let link = self.clone();
         self.spawn_with_permit(async move { link.report(job).await })
@@ -268,8 +292,7 @@ impl GateLink {
             let link = self.clone();
             let job = job.clone();
             if to == JobState::Scheduled {
-                self.spawn_with_permit(async move { link.dispatch(job).await })
-                    .await;
+                self.spawn_dispatch(job).await;
             } else {
                 let attempt_id = job.attempt_id.clone();
                 self.spawn_with_permit(async move {
@@ -301,9 +324,7 @@ impl GateLink {
             }
             match job.state {
                 JobState::Scheduled | JobState::Provisioning | JobState::StagingIn => {
-                    let link = self.clone();
-                    self.spawn_with_permit(async move { link.dispatch(job).await })
-                        .await;
+                    self.spawn_dispatch(job).await;
                 }
                 _ if job.last_seq <= session_seq => {
                     let reason = format!(
@@ -407,9 +428,7 @@ impl GateLink {
                     .unwrap_or_default()
                 {
                     if matches!(job.state, JobState::Scheduled | JobState::Provisioning) {
-                        let link = self.clone();
-                        self.spawn_with_permit(async move { link.dispatch(job).await })
-                            .await;
+                        self.spawn_dispatch(job).await;
                     }
                 }
                 return false;
@@ -465,7 +484,7 @@ impl GateLink {
     }
 
     /// Start an attempt on the gate (idempotent: safe to repeat).
-    async fn dispatch(self: Arc<Self>, job: JobRow) {
+    async fn dispatch(self: Arc<Self>, job: JobRow, turn: StartTurn) {
         let store = &self.ctx.store;
         let advance = |to: JobState, message: &str| Op::Advance {
             job_id: job.id,
@@ -530,10 +549,13 @@ impl GateLink {
             partition_id: job.partition_id.clone(),
             task: Some(task_of(&job)),
         };
+        let StartTurn { after, done } = turn;
+        let _ = after.await;
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {
             match client.start_job(request.clone()).await {
                 Ok(resp) => {
+                    drop(done);
                     if let Some(gj) = resp.into_inner().job {
                         self.report(gj).await;
                     }
