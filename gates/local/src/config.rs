@@ -13,8 +13,8 @@ pub struct LocalConfig {
     pub cpus: Option<u32>,
     /// Memory the partition offers in bytes; `None` means the host's MemTotal.
     pub memory_bytes: Option<u64>,
-    /// The `gantry-shim` binary.
-    pub shim: PathBuf,
+    /// The `gantry-supervisor` binary (started when none runs for `work_dir`).
+    pub supervisor: PathBuf,
     /// Time between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
     pub kill_grace: Duration,
     /// How many times its capacity the gate holds in its queue: attempts
@@ -24,14 +24,14 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    /// Defaults for `work_dir`: host resources, `gantry-shim` next to this
-    /// executable, a 3 s grace.
+    /// Defaults for `work_dir`: host resources, `gantry-supervisor` next to
+    /// this executable, a 3 s grace.
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         Self {
             work_dir: work_dir.into(),
             cpus: None,
             memory_bytes: None,
-            shim: default_shim(),
+            supervisor: crate::link::default_binary(),
             kill_grace: Duration::from_secs(3),
             queue_factor: DEFAULT_QUEUE_FACTOR,
         }
@@ -40,11 +40,3 @@ impl LocalConfig {
 
 /// The default [`LocalConfig::queue_factor`].
 pub const DEFAULT_QUEUE_FACTOR: u32 = 16;
-
-/// `gantry-shim` in the directory of the current executable.
-pub fn default_shim() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("gantry-shim")))
-        .unwrap_or_else(|| PathBuf::from("gantry-shim"))
-}

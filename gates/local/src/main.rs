@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use gantry_gate::GateArgs;
-use gantry_gate_local::{DEFAULT_QUEUE_FACTOR, LocalConfig, LocalProvider, default_shim};
+use gantry_gate_local::{DEFAULT_QUEUE_FACTOR, LocalConfig, LocalProvider, default_supervisor};
 
 /// Serve the Gantry gate API for this machine: jobs run as local processes.
 #[derive(Debug, Parser)]
@@ -23,9 +23,10 @@ struct Cli {
     /// Memory to offer, in bytes [default: the host's MemTotal].
     #[arg(long, env = "GANTRY_GATE_MEMORY")]
     memory: Option<u64>,
-    /// The gantry-shim binary [default: gantry-shim next to this executable].
-    #[arg(long, env = "GANTRY_GATE_SHIM")]
-    shim: Option<PathBuf>,
+    /// The gantry-supervisor binary, started when none runs for the work
+    /// directory [default: gantry-supervisor next to this executable].
+    #[arg(long, env = "GANTRY_GATE_SUPERVISOR")]
+    supervisor: Option<PathBuf>,
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled or over its walltime.
     #[arg(long, env = "GANTRY_GATE_KILL_GRACE", default_value_t = 3)]
     kill_grace: u64,
@@ -48,14 +49,14 @@ async fn main() -> anyhow::Result<()> {
         work_dir: cli.work_dir,
         cpus: cli.cpus,
         memory_bytes: cli.memory,
-        shim: cli.shim.unwrap_or_else(default_shim),
+        supervisor: cli.supervisor.unwrap_or_else(default_supervisor),
         kill_grace: Duration::from_secs(cli.kill_grace),
         queue_factor: cli.queue_factor,
     };
-    if !config.shim.is_file() {
+    if !config.supervisor.is_file() {
         anyhow::bail!(
-            "--shim: {} does not exist; install gantry-shim next to gantry-gate-local or pass --shim",
-            config.shim.display()
+            "--supervisor: {} does not exist; install gantry-supervisor next to gantry-gate-local or pass --supervisor",
+            config.supervisor.display()
         );
     }
     let provider = LocalProvider::open(config).await?;

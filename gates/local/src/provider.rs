@@ -1,7 +1,8 @@
 //! [`LocalProvider`]: the gate operations on this machine.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use gantry_gate::{
     AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
@@ -15,14 +16,15 @@ use crate::alloc::{NoFit, Pool};
 use crate::config::LocalConfig;
 use crate::host::Host;
 use crate::launch;
-use crate::layout::{AttemptDir, ExitRecord};
+use crate::layout::AttemptDir;
+use crate::link::{self, Link};
 use crate::partitions::{HOST_FLAVOR, Partitions};
-use crate::recover;
+use crate::protocol::{Command, Event};
 use crate::state::{Attempt, Pending, State};
 
-/// Runs jobs as processes on this machine, each under its own `gantry-shim`.
-/// Cheap to clone. Dropping it leaves running jobs alone: a new provider on
-/// the same work directory picks them up.
+/// Runs jobs as processes on this machine through the work directory's
+/// `gantry-supervisor`. Cheap to clone. Dropping it leaves running jobs
+/// alone: a new provider on the same work directory picks them up.
 #[derive(Clone)]
 pub struct LocalProvider {
     inner: Arc<Inner>,
@@ -37,6 +39,7 @@ pub struct Inner {
     queue: Capacity,
     attempts_dir: std::path::PathBuf,
     hub: JobHub,
+    link: Link,
     state: Mutex<State>,
 }
 
@@ -47,9 +50,129 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An attempt's shim is gone: record its end (see [`State::finish`]).
-    pub fn finish(&self, attempt_id: &str, exit: Option<ExitRecord>) {
-        self.state().finish(&self.hub, attempt_id, exit);
+    /// Take in one event from the supervisor.
+    fn on_event(&self, event: Event) {
+        match event {
+            Event::Started {
+                attempt,
+                pid,
+                start_ms,
+            } => self.state().started(&self.hub, &attempt, pid, start_ms),
+            Event::Exited { attempt, exit } => {
+                self.state().finish(&self.hub, &attempt, &exit);
+                self.drain();
+            }
+            Event::Known(_) | Event::Synced => {}
+        }
+    }
+
+    /// Ask the supervisor to stop an attempt's job (its end arrives as an event).
+    fn stop(&self, attempt: &Attempt, reason: &str) {
+        if attempt.sent && !is_final(attempt.job.state()) {
+            let command = Command::Stop {
+                attempt: attempt.job.attempt_id.clone(),
+                reason: reason.into(),
+            };
+            if let Err(e) = self.link.send(&command) {
+                tracing::warn!(attempt = %attempt.job.attempt_id, error = %e, "cannot ask to stop the job");
+            }
+        }
+    }
+
+    /// Start waiting attempts, oldest first, while the head fits.
+    fn drain(&self) {
+        let mut state = self.state();
+        while self.link.is_up() {
+            let Some(want) = state.pending.front().map(|p| p.spec.resources) else {
+                return;
+            };
+            let Ok(alloc) = state.pool.allocate(want) else {
+                return;
+            };
+            let head = state.pending.pop_front().expect("has a head");
+            match state.attempts.get_mut(head.attempt.as_str()) {
+                Some(a) if !is_final(a.job.state()) => {
+                    a.alloc = Some(alloc);
+                    a.job.reason.clear();
+                }
+                _ => {
+                    state.pool.release(&alloc);
+                    continue;
+                }
+            }
+            if let Err(e) = self.launch(&mut state, &head.attempt, &head.partition, &head.spec) {
+                // Nobody is waiting on a call to retry it: the attempt fails.
+                state.end_unstarted(
+                    &self.hub,
+                    head.attempt.as_str(),
+                    GateJobState::Failed,
+                    &format!("could not start: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Ask the supervisor to start an attempt registered as PENDING with
+    /// its allocation.
+    fn launch(
+        &self,
+        state: &mut State,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        spec: &JobSpec,
+    ) -> Result<()> {
+        let a = state
+            .attempts
+            .get_mut(attempt.as_str())
+            .expect("registered before launch");
+        let alloc = a.alloc.clone().unwrap_or_default();
+        let start = launch::start_command(
+            &self.config,
+            &self.host,
+            &a.dir,
+            attempt,
+            partition,
+            spec,
+            &alloc,
+        );
+        self.link.send(&Command::Start(start))?;
+        a.sent = true;
+        Ok(())
+    }
+}
+
+/// Follow the supervisor's events; when the connection is lost (the
+/// supervisor died or exited), connect again (starting a new one) and take
+/// in its snapshot. Ends when the provider is dropped.
+async fn follow(inner: Weak<Inner>, mut events: link::Events) {
+    loop {
+        while let Some(event) = link::next_event(&mut events).await {
+            let Some(inner) = inner.upgrade() else { return };
+            inner.on_event(event);
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            strong.link.detach();
+            tracing::warn!("lost the job supervisor; reconnecting");
+            match link::connect(&strong.config.work_dir, &strong.config.supervisor).await {
+                Ok(connection) => {
+                    strong.link.attach(&connection);
+                    strong
+                        .state()
+                        .sync(&strong.hub, &strong.attempts_dir, connection.snapshot);
+                    strong.drain();
+                    events = connection.events;
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the job supervisor"),
+            }
+            drop(strong);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
@@ -88,26 +211,8 @@ impl LocalProvider {
             queue,
             host.hostname.clone(),
         )?;
-        let mut pool = Pool::new(capacity.cpus, capacity.gpus, capacity.memory_bytes);
-        let found = recover::scan(&attempts_dir).map_err(io("scan", &attempts_dir))?;
-        let mut attempts = HashMap::with_capacity(found.len());
-        let mut watching = Vec::new();
-        for f in found {
-            let alloc = f.running.map(|_| f.record.alloc.clone());
-            if let (Some(alloc), Some(shim)) = (&alloc, f.running) {
-                pool.restore(alloc);
-                watching.push((f.record.attempt_id.clone(), f.dir.clone(), shim));
-            }
-            tracing::info!(attempt = %f.job.attempt_id, state = ?f.job.state(), "recovered attempt");
-            let attempt = Attempt {
-                job: f.job,
-                dir: f.dir,
-                alloc,
-                shim: f.running,
-                cancel: false,
-            };
-            attempts.insert(f.record.attempt_id, attempt);
-        }
+        let pool = Pool::new(capacity.cpus, capacity.gpus, capacity.memory_bytes);
+        let connection = link::connect(&work_dir, &config.supervisor).await?;
         let inner = Arc::new(Inner {
             config: LocalConfig { work_dir, ..config },
             host,
@@ -115,125 +220,24 @@ impl LocalProvider {
             queue,
             attempts_dir,
             hub: JobHub::default(),
+            link: Link::default(),
             state: Mutex::new(State {
-                attempts,
+                attempts: HashMap::new(),
                 pool,
                 partitions,
                 pending: Default::default(),
             }),
         });
-        if !watching.is_empty() {
-            tokio::spawn(recover::watch_recovered(Arc::downgrade(&inner), watching));
-        }
+        inner.link.attach(&connection);
+        inner
+            .state()
+            .sync(&inner.hub, &inner.attempts_dir, connection.snapshot);
+        tokio::spawn(follow(Arc::downgrade(&inner), connection.events));
         Ok(Self { inner })
-    }
-
-    /// The provider around `inner` (for its background tasks).
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
     }
 
     fn dir(&self, attempt: &AttemptId) -> AttemptDir {
         AttemptDir::new(&self.inner.attempts_dir, attempt.as_str())
-    }
-
-    /// Start the shim of an attempt already registered as PENDING.
-    async fn launch(
-        &self,
-        attempt: &AttemptId,
-        partition: &PartitionId,
-        spec: &JobSpec,
-    ) -> Result<GateJob> {
-        let inner = &self.inner;
-        let dir = self.dir(attempt);
-        let alloc = inner.state().attempts[attempt.as_str()]
-            .alloc
-            .clone()
-            .unwrap_or_default();
-        let record = launch::prepare(&dir, attempt, partition, spec, &alloc)?;
-        let mut child = match launch::spawn_shim(&inner.config, &inner.host, &dir, &record) {
-            Ok(child) => child,
-            Err(err) => {
-                let _ = std::fs::remove_file(dir.file("attempt.json"));
-                return Err(err);
-            }
-        };
-        let announced = launch::announcement(&mut child).await;
-        let id = attempt.to_string();
-        let Some(pids) = announced else {
-            // The job could not start; the shim's exit.json says why.
-            let _ = child.wait().await;
-            inner.finish(&id, ExitRecord::read(&dir));
-            return self.get_job(attempt).await;
-        };
-        let job = {
-            let mut state = inner.state();
-            let a = state
-                .attempts
-                .get_mut(&id)
-                .expect("registered before launch");
-            a.job.set_state(GateJobState::Running);
-            a.job.native_id = pids.job.pid.to_string();
-            a.job.start_time_ms = pids.start_ms;
-            a.shim = Some(pids.shim);
-            if a.cancel {
-                a.signal_stop();
-            }
-            a.job.clone()
-        };
-        inner.hub.publish(job.clone());
-        let waiter = self.clone();
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-            waiter.inner.finish(&id, ExitRecord::read(&dir));
-            waiter.drain().await;
-        });
-        Ok(job)
-    }
-
-    /// Start waiting attempts, oldest first, while the head fits. (Boxed:
-    /// starting an attempt spawns the task that drains again when it ends.)
-    pub(crate) fn drain(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let this = self.clone();
-        Box::pin(async move { this.drain_now().await })
-    }
-
-    async fn drain_now(&self) {
-        loop {
-            let next = {
-                let mut state = self.inner.state();
-                let Some(want) = state.pending.front().map(|p| p.spec.resources) else {
-                    return;
-                };
-                let Ok(alloc) = state.pool.allocate(want) else {
-                    return;
-                };
-                let head = state.pending.pop_front().expect("has a head");
-                match state.attempts.get_mut(head.attempt.as_str()) {
-                    Some(a) if !is_final(a.job.state()) => {
-                        a.alloc = Some(alloc);
-                        a.job.reason.clear();
-                    }
-                    _ => {
-                        state.pool.release(&alloc);
-                        continue;
-                    }
-                }
-                head
-            };
-            if let Err(e) = self
-                .launch(&next.attempt, &next.partition, &next.spec)
-                .await
-            {
-                // Nobody is waiting on a call to retry it: the attempt fails.
-                self.inner.state().end_unstarted(
-                    &self.inner.hub,
-                    next.attempt.as_str(),
-                    GateJobState::Failed,
-                    &format!("could not start: {e}"),
-                );
-            }
-        }
     }
 }
 
@@ -296,9 +300,9 @@ impl Provider for LocalProvider {
         for attempt in waiting {
             state.end_pending(&self.inner.hub, &attempt, "its partition was deleted");
         }
-        for attempt in state.attempts.values_mut() {
-            if attempt.job.partition_id == id.as_str() && !is_final(attempt.job.state()) {
-                attempt.signal_stop();
+        for attempt in state.attempts.values() {
+            if attempt.job.partition_id == id.as_str() {
+                self.inner.stop(attempt, "cancelled");
             }
         }
         Ok(partition)
@@ -365,8 +369,7 @@ impl Provider for LocalProvider {
                 job: job.clone(),
                 dir: self.dir(attempt),
                 alloc,
-                shim: None,
-                cancel: false,
+                sent: false,
             };
             state.attempts.insert(attempt.to_string(), entry);
             if waits {
@@ -377,20 +380,20 @@ impl Provider for LocalProvider {
                 });
                 return Ok(job);
             }
-        }
-        let result = self.launch(attempt, partition, &spec).await;
-        if result.is_err() {
-            // Nothing runs: forget the attempt so a retry starts it afresh.
-            let mut state = self.inner.state();
-            if let Some(alloc) = state
-                .attempts
-                .remove(attempt.as_str())
-                .and_then(|a| a.alloc)
-            {
-                state.pool.release(&alloc);
+            if let Err(e) = self.inner.launch(&mut state, attempt, partition, &spec) {
+                // Nothing runs: forget the attempt so a retry starts it afresh.
+                if let Some(alloc) = state
+                    .attempts
+                    .remove(attempt.as_str())
+                    .and_then(|a| a.alloc)
+                {
+                    state.pool.release(&alloc);
+                }
+                return Err(e);
             }
+            // RUNNING follows on the watch stream once the supervisor started it.
+            Ok(job)
         }
-        result
     }
 
     async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
@@ -408,34 +411,29 @@ impl Provider for LocalProvider {
             attempt.as_str(),
             "cancelled before it started",
         );
-        let a = not_found_or(state.attempts.get_mut(attempt.as_str()), attempt)?;
-        if !is_final(a.job.state()) {
-            a.signal_stop();
-        }
+        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        self.inner.stop(a, "cancelled");
         Ok(a.job.clone())
     }
 
     async fn release_job(&self, attempt: &AttemptId) -> Result<()> {
         {
             let mut state = self.inner.state();
-            if let Some(a) = state.attempts.get(attempt.as_str()) {
-                if !is_final(a.job.state()) {
-                    return Err(GateError::FailedPrecondition(format!(
-                        "attempt `{attempt}` has not ended; cancel it and wait for its end first"
-                    )));
-                }
-                state.attempts.remove(attempt.as_str());
+            if let Some(a) = state.attempts.get(attempt.as_str())
+                && !is_final(a.job.state())
+            {
+                return Err(GateError::FailedPrecondition(format!(
+                    "attempt `{attempt}` has not ended; cancel it and wait for its end first"
+                )));
             }
+            // The supervisor removes the directory (also of an attempt that
+            // never started but had files staged in).
+            self.inner.link.send(&Command::Forget {
+                attempt: attempt.to_string(),
+            })?;
+            state.attempts.remove(attempt.as_str());
         }
-        let dir = self.dir(attempt).dir;
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(GateError::io(format!("remove {}", dir.display()))(e))
-            }
-            _ => Ok(()),
-        })
-        .await
-        .map_err(|e| GateError::Internal(format!("release task failed: {e}")))?
+        Ok(())
     }
 
     async fn list_jobs(&self) -> Result<Vec<GateJob>> {

@@ -7,8 +7,9 @@ use gantry_gate::{AttemptId, JobHub, JobSpec, PartitionId, is_final};
 use gantry_proto::v1::{GateJob, GateJobState};
 
 use crate::alloc::{Alloc, Pool};
-use crate::layout::{AttemptDir, ExitRecord, LOST_REASON, Proc};
+use crate::layout::{AttemptDir, AttemptMeta};
 use crate::partitions::Partitions;
+use crate::protocol::{Exit, Known, LOST_REASON};
 
 /// One attempt the gate knows.
 #[derive(Debug)]
@@ -19,10 +20,9 @@ pub struct Attempt {
     pub dir: AttemptDir,
     /// What it holds, until it ends.
     pub alloc: Option<Alloc>,
-    /// Its shim, once the job runs.
-    pub shim: Option<Proc>,
-    /// CancelJob was called.
-    pub cancel: bool,
+    /// The supervisor was asked to start it (it is no longer the gate's
+    /// alone to end).
+    pub sent: bool,
 }
 
 /// Everything behind the gate's lock.
@@ -56,19 +56,6 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Attempt {
-    /// Ask its shim to stop the job (SIGTERM); the end arrives as usual.
-    pub fn signal_stop(&mut self) {
-        self.cancel = true;
-        if let Some(shim) = self.shim.filter(Proc::alive) {
-            let pid = nix::unistd::Pid::from_raw(shim.pid as i32);
-            if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
-                tracing::warn!(attempt = %self.job.attempt_id, error = %e, "cannot signal the shim");
-            }
-        }
-    }
 }
 
 impl State {
@@ -119,10 +106,24 @@ impl State {
         hub.publish(a.job.clone());
     }
 
-    /// Record that the attempt's shim is gone, with its `exit.json` if it
-    /// left one, free what it held and publish the final state. A no-op for
-    /// an attempt already ended or released.
-    pub fn finish(&mut self, hub: &JobHub, attempt_id: &str, exit: Option<ExitRecord>) {
+    /// The supervisor started the attempt's job: it runs.
+    pub fn started(&mut self, hub: &JobHub, attempt_id: &str, pid: u32, start_ms: i64) {
+        let Some(a) = self.attempts.get_mut(attempt_id) else {
+            return;
+        };
+        if a.job.state() != GateJobState::Pending {
+            return;
+        }
+        a.job.set_state(GateJobState::Running);
+        a.job.native_id = pid.to_string();
+        a.job.start_time_ms = start_ms;
+        a.job.reason.clear();
+        hub.publish(a.job.clone());
+    }
+
+    /// Record how the attempt's job ended, free what it held and publish
+    /// the final state. A no-op for an attempt already ended or released.
+    pub fn finish(&mut self, hub: &JobHub, attempt_id: &str, exit: &Exit) {
         let Some(attempt) = self.attempts.get_mut(attempt_id) else {
             return;
         };
@@ -130,25 +131,72 @@ impl State {
             return;
         }
         let job = &mut attempt.job;
-        match exit {
-            Some(exit) => {
-                let (state, reason) = exit.outcome();
-                job.set_state(state);
-                job.reason = reason;
-                job.exit_code = Some(exit.exit_code);
-                job.end_time_ms = exit.end_time_ms;
-            }
-            None => {
-                job.set_state(GateJobState::Failed);
-                job.reason = LOST_REASON.into();
-                job.end_time_ms = now_ms();
-            }
-        }
+        let (state, reason) = exit.outcome();
+        job.set_state(state);
+        job.reason = reason;
+        job.exit_code = exit.exit_code;
+        job.end_time_ms = exit.end_ms;
         (job.stdout_bytes, job.stderr_bytes) = attempt.dir.log_sizes();
-        attempt.shim = None;
         if let Some(alloc) = attempt.alloc.take() {
             self.pool.release(&alloc);
         }
         hub.publish(attempt.job.clone());
+    }
+
+    /// Take in what a (new) supervisor knows: attempts the gate did not
+    /// know are added (a restarted gate), those it sent but the supervisor
+    /// no longer knows end lost (a supervisor that died before it wrote
+    /// them down), the others take the supervisor's word.
+    pub fn sync(&mut self, hub: &JobHub, attempts_dir: &std::path::Path, snapshot: Vec<Known>) {
+        let mut listed = std::collections::HashSet::new();
+        for known in snapshot {
+            listed.insert(known.attempt.clone());
+            if !self.attempts.contains_key(&known.attempt) {
+                let Ok(meta) = serde_json::from_value::<AttemptMeta>(known.meta.clone()) else {
+                    tracing::warn!(attempt = %known.attempt, "ignoring an attempt with unreadable meta");
+                    continue;
+                };
+                let mut job = GateJob {
+                    attempt_id: known.attempt.clone(),
+                    partition_id: meta.partition_id,
+                    job_id: meta.job_id,
+                    ..Default::default()
+                };
+                job.set_state(GateJobState::Pending);
+                let running = known.exit.is_none();
+                if running {
+                    self.pool.restore(&meta.alloc);
+                }
+                let attempt = Attempt {
+                    job,
+                    dir: AttemptDir::new(attempts_dir, &known.attempt),
+                    alloc: running.then_some(meta.alloc),
+                    sent: true,
+                };
+                self.attempts.insert(known.attempt.clone(), attempt);
+                tracing::info!(attempt = %known.attempt, running, "recovered attempt");
+            }
+            if known.pid != 0 {
+                self.started(hub, &known.attempt, known.pid, known.start_ms);
+            }
+            if let Some(exit) = &known.exit {
+                self.finish(hub, &known.attempt, exit);
+            }
+        }
+        let lost: Vec<String> = self
+            .attempts
+            .iter()
+            .filter(|(id, a)| a.sent && !is_final(a.job.state()) && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            let exit = Exit {
+                exit_code: None,
+                signal: None,
+                reason: LOST_REASON.into(),
+                end_ms: now_ms(),
+            };
+            self.finish(hub, &id, &exit);
+        }
     }
 }

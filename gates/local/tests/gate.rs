@@ -1,5 +1,5 @@
 //! The local gate driven as gantryd drives it: real mTLS on port 0, the real
-//! `gantry-shim`, a `GateClient` holding the core's certificate.
+//! `gantry-supervisor`, a `GateClient` holding the core's certificate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn pki(dir: &Path) -> Pki {
 
 async fn start_gate(pki_dir: &Path, work_dir: &Path) -> Gate {
     let mut config = LocalConfig::new(work_dir);
-    config.shim = PathBuf::from(env!("CARGO_BIN_EXE_gantry-shim"));
+    config.supervisor = PathBuf::from(env!("CARGO_BIN_EXE_gantry-supervisor"));
     config.cpus = Some(8);
     config.kill_grace = Duration::from_secs(1);
     let provider = Arc::new(LocalProvider::open(config).await.unwrap());
@@ -207,10 +207,15 @@ async fn runs_jobs_as_the_core_asks() {
         task(&["sh", "-c", "echo hi; sleep 0.3; exit 3"]),
     )
     .await;
-    assert_eq!(job.state(), GateJobState::Running);
-    assert!(job.start_time_ms > 0 && !job.native_id.is_empty());
+    // PENDING until the supervisor reports it started (RUNNING on the stream).
+    assert!(matches!(
+        job.state(),
+        GateJobState::Pending | GateJobState::Running
+    ));
     let states = states_until_end(&mut stream, "a-fail").await;
-    assert_eq!(states.first().unwrap().state(), GateJobState::Running);
+    let first = states.first().unwrap();
+    assert_eq!(first.state(), GateJobState::Running);
+    assert!(first.start_time_ms > 0 && !first.native_id.is_empty());
     let last = states.last().unwrap();
     assert_eq!(
         (last.state(), last.exit_code, last.reason.as_str()),
@@ -236,11 +241,11 @@ async fn runs_jobs_as_the_core_asks() {
     // StartJob repeated with the same attempt_id runs the job once.
     let count = tmp.path().join("count");
     let script = format!("echo run >> {}; sleep 0.2", count.display());
-    let first = start(&mut c, "a-once", task(&["sh", "-c", &script])).await;
-    let again = start(&mut c, "a-once", task(&["sh", "-c", &script])).await;
-    assert_eq!(first.native_id, again.native_id);
-    wait_end(&mut c, "a-once").await;
     start(&mut c, "a-once", task(&["sh", "-c", &script])).await;
+    start(&mut c, "a-once", task(&["sh", "-c", &script])).await;
+    let ended = wait_end(&mut c, "a-once").await;
+    let after = start(&mut c, "a-once", task(&["sh", "-c", &script])).await;
+    assert_eq!(after.state(), ended.state());
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "run\n");
 
     // Walltime.
@@ -338,6 +343,11 @@ async fn runs_jobs_as_the_core_asks() {
         .await
         .unwrap();
     }
+    // The supervisor removes the directory right after.
+    let gone = tokio::time::Instant::now() + Duration::from_secs(5);
+    while work.join("attempts/a-stage").exists() && tokio::time::Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(!work.join("attempts/a-stage").exists());
     let err = c
         .get_job(GateGetJobRequest {
@@ -380,7 +390,7 @@ async fn a_restarted_gate_finds_its_running_jobs() {
     start(&mut c, "a-survive", task(&["sh", "-c", "sleep 2; exit 4"])).await;
     start(&mut c, "a-done", task(&["true"])).await;
     wait_end(&mut c, "a-done").await;
-    // The gate goes away; the shims, separate processes, do not.
+    // The gate goes away; its supervisor, a separate process, does not.
     drop(c);
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();

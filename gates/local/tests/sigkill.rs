@@ -1,5 +1,6 @@
 //! The real `gantry-gate-local` binary, SIGKILLed while a job runs, then
-//! started again: the job's end is not lost.
+//! started again: the job's end is not lost. Its `gantry-supervisor`
+//! SIGKILLed: no recorded end is lost and no job is left running.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -12,9 +13,19 @@ use gantry_proto::v1::gate_client::GateClient;
 use gantry_proto::v1::*;
 use tokio_stream::StreamExt;
 
-fn spawn_gate(pki: &Path, work: &Path, ready: &Path) -> Child {
+/// The gate process, SIGKILLed when dropped (also when a test panics).
+struct Gate(Child);
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_gate(pki: &Path, work: &Path, ready: &Path) -> Gate {
     let _ = std::fs::remove_file(ready);
-    Command::new(env!("CARGO_BIN_EXE_gantry-gate-local"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry-gate-local"))
         .args(["--name", "local", "--cpus", "4"])
         .arg("--pki-dir")
         .arg(pki)
@@ -22,10 +33,11 @@ fn spawn_gate(pki: &Path, work: &Path, ready: &Path) -> Child {
         .arg(work)
         .arg("--ready-file")
         .arg(ready)
-        .arg("--shim")
-        .arg(env!("CARGO_BIN_EXE_gantry-shim"))
+        .arg("--supervisor")
+        .arg(env!("CARGO_BIN_EXE_gantry-supervisor"))
         .spawn()
-        .unwrap()
+        .unwrap();
+    Gate(child)
 }
 
 async fn connect(pki: &Path, ready: &Path) -> GateClient<tonic::transport::Channel> {
@@ -55,7 +67,7 @@ async fn a_sigkilled_gate_loses_nothing() {
     pki.issue(&Principal::Core, &[]).unwrap();
     pki.issue(&Principal::Gate("local".into()), &[]).unwrap();
 
-    let mut gate = spawn_gate(&pki_dir, &work, &ready);
+    let gate = spawn_gate(&pki_dir, &work, &ready);
     let mut c = connect(&pki_dir, &ready).await;
     c.create_partition(CreatePartitionRequest {
         partition_id: "p1".into(),
@@ -79,11 +91,13 @@ async fn a_sigkilled_gate_loses_nothing() {
         .into_inner()
         .job
         .unwrap();
-    assert_eq!(job.state(), GateJobState::Running);
-    gate.kill().unwrap(); // SIGKILL
-    gate.wait().unwrap();
+    assert!(matches!(
+        job.state(),
+        GateJobState::Pending | GateJobState::Running
+    ));
+    drop(gate); // SIGKILL
 
-    let mut gate = spawn_gate(&pki_dir, &work, &ready);
+    let _gate = spawn_gate(&pki_dir, &work, &ready);
     let mut c = connect(&pki_dir, &ready).await;
     let mut stream = c
         .watch_jobs(WatchJobsRequest {})
@@ -106,6 +120,113 @@ async fn a_sigkilled_gate_loses_nothing() {
         (ended.state(), ended.exit_code),
         (GateJobState::Failed, Some(4))
     );
-    gate.kill().unwrap();
-    gate.wait().unwrap();
+}
+
+async fn get(c: &mut GateClient<tonic::transport::Channel>, attempt: &str) -> GateJob {
+    c.get_job(GateGetJobRequest {
+        attempt_id: attempt.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .job
+    .unwrap()
+}
+
+/// Poll `attempt` until it is final.
+async fn ended(c: &mut GateClient<tonic::transport::Channel>, attempt: &str) -> GateJob {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = get(c, attempt).await;
+        if gantry_gate::is_final(job.state()) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{attempt} did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start(c: &mut GateClient<tonic::transport::Channel>, attempt: &str, script: &str) {
+    c.start_job(StartJobRequest {
+        attempt_id: attempt.into(),
+        partition_id: "p1".into(),
+        task: Some(Task {
+            job_id: 1,
+            script: script.into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_sigkilled_supervisor_loses_no_recorded_end_and_leaves_no_job() {
+    gantry_proto::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, work, ready) = (
+        tmp.path().join("pki"),
+        tmp.path().join("work"),
+        tmp.path().join("ready"),
+    );
+    let pki = Pki::init(&pki_dir, "test").unwrap();
+    pki.issue(&Principal::Core, &[]).unwrap();
+    pki.issue(&Principal::Gate("local".into()), &[]).unwrap();
+    let _gate = spawn_gate(&pki_dir, &work, &ready);
+    let mut c = connect(&pki_dir, &ready).await;
+    c.create_partition(CreatePartitionRequest {
+        partition_id: "p1".into(),
+        flavor: "host".into(),
+        labels: Default::default(),
+    })
+    .await
+    .unwrap();
+    start(&mut c, "a-done", "exit 5").await;
+    start(&mut c, "a-running", "sleep 30").await;
+    assert_eq!(ended(&mut c, "a-done").await.exit_code, Some(5));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let running = loop {
+        let job = get(&mut c, "a-running").await;
+        if job.state() == GateJobState::Running {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let pid = std::fs::read_to_string(work.join("supervisor.lock")).unwrap();
+    let status = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // The gate starts a new supervisor, which ends the orphaned job and
+    // says it was lost; the recorded end is kept.
+    let lost = ended(&mut c, "a-running").await;
+    assert_eq!(
+        (lost.state(), lost.reason.as_str()),
+        (GateJobState::Failed, gantry_gate_local::LOST_REASON)
+    );
+    // (Whoever adopted it may leave a zombie: that does not run.)
+    let stat = Path::new("/proc").join(&running.native_id).join("stat");
+    let runs = || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| !matches!(s.rsplit_once(") ").map(|(_, r)| &r[..1]), Some("Z" | "X")))
+    };
+    let gone = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runs() && tokio::time::Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!runs(), "the orphaned job still runs");
+    assert_eq!(get(&mut c, "a-done").await.exit_code, Some(5));
+    // And the gate goes on running jobs.
+    start(&mut c, "a-after", "exit 0").await;
+    assert_eq!(
+        ended(&mut c, "a-after").await.state(),
+        GateJobState::Succeeded
+    );
 }

@@ -1,0 +1,197 @@
+//! What the gate and its `gantry-supervisor` say to each other over the
+//! supervisor's Unix socket (`work-dir/supervisor.sock`): one JSON object per
+//! line each way. The gate sends [`Command`]s; the supervisor answers with
+//! [`Event`]s, first a snapshot (one [`Event::Known`] per attempt it
+//! remembers, then [`Event::Synced`]) on every new connection.
+
+use std::collections::BTreeMap;
+
+use gantry_proto::v1::GateJobState;
+use serde::{Deserialize, Serialize};
+
+/// The reason of an attempt whose supervisor died while it ran.
+pub const LOST_REASON: &str = "lost: the job's supervisor died";
+
+/// A request from the gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Start an attempt (a repeat of a known attempt is answered with its
+    /// current state and starts nothing).
+    Start(Start),
+    /// Stop an attempt's job: SIGTERM to its process group, SIGKILL after
+    /// its grace period. Its end arrives as [`Event::Exited`] with `reason`.
+    Stop {
+        /// The attempt.
+        attempt: String,
+        /// Why ("cancelled", "its partition was deleted").
+        reason: String,
+    },
+    /// Forget an ended attempt and remove its directory.
+    Forget {
+        /// The attempt.
+        attempt: String,
+    },
+}
+
+/// How to start one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    /// gantryd's attempt id; also the name of its directory under `attempts/`.
+    pub attempt: String,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Variables added to the supervisor's environment.
+    pub env: BTreeMap<String, String>,
+    /// A script to write to the attempt's `script` file before starting.
+    pub script: Option<Script>,
+    /// Host CPU ids to pin the job to (empty: not pinned).
+    pub cpus: Vec<usize>,
+    /// Seconds it may run (0: no limit).
+    pub walltime_seconds: u64,
+    /// Seconds between SIGTERM and SIGKILL when it is stopped.
+    pub grace_seconds: u64,
+    /// What the gate wants back in snapshots (the supervisor does not read it).
+    pub meta: serde_json::Value,
+}
+
+/// A script task's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Script {
+    /// The script.
+    pub text: String,
+    /// Make it executable (it starts with `#!`).
+    pub executable: bool,
+}
+
+/// A report from the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// One attempt the supervisor remembers (part of the snapshot).
+    Known(Known),
+    /// The snapshot is complete; live events follow.
+    Synced,
+    /// An attempt's job runs.
+    Started {
+        /// The attempt.
+        attempt: String,
+        /// The job's pid (also its process group id).
+        pid: u32,
+        /// Unix ms it started.
+        start_ms: i64,
+    },
+    /// An attempt's job ended (or could not start).
+    Exited {
+        /// The attempt.
+        attempt: String,
+        /// How.
+        exit: Exit,
+    },
+}
+
+/// Everything known about one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Known {
+    /// The attempt.
+    pub attempt: String,
+    /// The gate's [`Start::meta`].
+    pub meta: serde_json::Value,
+    /// The job's pid, 0 until it started.
+    pub pid: u32,
+    /// The job's start in clock ticks since boot (tells a reused pid apart).
+    pub start_ticks: u64,
+    /// Unix ms it started, 0 until then.
+    pub start_ms: i64,
+    /// How it ended, once it has.
+    pub exit: Option<Exit>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The exit code, 128+N when killed by signal N; `None` when unknown.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Why the supervisor ended it ("cancelled", "walltime exceeded"), why
+    /// it could not start or was lost; empty when it ended by itself.
+    pub reason: String,
+    /// Unix ms it ended.
+    pub end_ms: i64,
+}
+
+impl Exit {
+    /// The final state and reason this exit means.
+    pub fn outcome(&self) -> (GateJobState, String) {
+        match (self.reason.as_str(), self.exit_code, self.signal) {
+            ("cancelled", ..) => (GateJobState::Cancelled, self.reason.clone()),
+            ("", Some(0), _) => (GateJobState::Succeeded, String::new()),
+            ("", _, Some(sig)) => (GateJobState::Failed, format!("killed by signal {sig}")),
+            ("", Some(code), None) => (GateJobState::Failed, format!("exit code {code}")),
+            ("", None, None) => (GateJobState::Failed, LOST_REASON.into()),
+            (other, ..) => (GateJobState::Failed, other.to_string()),
+        }
+    }
+}
+
+/// One line of JSON for `value`, newline included.
+pub fn line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).expect("protocol types serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: Option<i32>, signal: Option<i32>, reason: &str) -> Exit {
+        Exit {
+            exit_code: code,
+            signal,
+            reason: reason.into(),
+            end_ms: 1,
+        }
+    }
+
+    #[test]
+    fn outcomes() {
+        use GateJobState::*;
+        assert_eq!(
+            exit(Some(0), None, "").outcome(),
+            (Succeeded, String::new())
+        );
+        assert_eq!(
+            exit(Some(3), None, "").outcome(),
+            (Failed, "exit code 3".into())
+        );
+        assert_eq!(
+            exit(Some(137), Some(9), "").outcome(),
+            (Failed, "killed by signal 9".into())
+        );
+        assert_eq!(
+            exit(Some(143), Some(15), "walltime exceeded").outcome().1,
+            "walltime exceeded"
+        );
+        assert_eq!(
+            exit(Some(143), Some(15), "cancelled").outcome().0,
+            Cancelled
+        );
+        assert_eq!(exit(None, None, LOST_REASON).outcome().1, LOST_REASON);
+        assert_eq!(exit(None, None, "").outcome().1, LOST_REASON);
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let cmd = Command::Stop {
+            attempt: "a1".into(),
+            reason: "cancelled".into(),
+        };
+        let bytes = line(&cmd);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), cmd);
+        let text = String::from_utf8(line(&Event::Synced)).unwrap();
+        assert_eq!(text, "{\"ev\":\"synced\"}\n");
+    }
+}

@@ -1,0 +1,181 @@
+//! The few system calls std does not wrap: signal masks and waits, reaping
+//! without losing a process group, CPU affinity, process start times.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+
+/// A set of signals, blocked in the whole process and taken by one thread
+/// with [`Signals::wait`].
+pub struct Signals(libc::sigset_t);
+
+impl Signals {
+    /// Block `signals` in the calling thread (call before starting other
+    /// threads: they inherit the mask). Children started with
+    /// `std::process::Command` get an empty mask again.
+    pub fn block(signals: &[i32]) -> io::Result<Self> {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given; sigaddset and
+        // pthread_sigmask only read/modify that initialised set.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for &sig in signals {
+                libc::sigaddset(set.as_mut_ptr(), sig);
+            }
+            let set = set.assume_init();
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(Self(set))
+        }
+    }
+
+    /// Wait for one of the signals; `None` when interrupted.
+    pub fn wait(&self) -> Option<i32> {
+        let mut sig = 0;
+        // SAFETY: the set is initialised; sig is a valid out pointer.
+        let rc = unsafe { libc::sigwait(&self.0, &mut sig) };
+        (rc == 0).then_some(sig)
+    }
+}
+
+/// Send `sig` to every process of group `pgid`. A gone group is not an error.
+pub fn kill_group(pgid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), sig);
+    }
+}
+
+/// The calling thread's CPU affinity.
+pub fn affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data, valid when zeroed; sched_getaffinity
+    // writes at most `size_of` bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(set)
+    }
+}
+
+/// Pin the calling thread (and the children it starts while pinned) to `set`.
+pub fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: sched_setaffinity reads `size_of` bytes of an initialised set.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The set of `cpus`.
+pub fn cpu_set(cpus: &[usize]) -> io::Result<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data, valid when zeroed; CPU_SET only writes
+    // inside the set for ids below CPU_SETSIZE (checked).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cpu id too large",
+                ));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        Ok(set)
+    }
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Its pid.
+    pub pid: u32,
+    /// Its exit code, 128+N when killed by signal N.
+    pub exit_code: i32,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
+}
+
+/// Reap one child that has exited, if any. Before the child is reaped,
+/// while its pid (and so its process group id) cannot be reused, whatever
+/// is left of its group gets SIGKILL: nothing of a job outlives it.
+pub fn reap_one() -> Option<Reaped> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: info is a zeroed siginfo_t that waitid may fill; WNOWAIT
+    // leaves the child waitable.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return None; // ECHILD: no children
+    }
+    // SAFETY: waitid succeeded, so info is initialised (zeroed when nothing exited).
+    let pid = unsafe { info.assume_init().si_pid() };
+    if pid <= 0 {
+        return None;
+    }
+    kill_group(pid as u32, libc::SIGKILL);
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer; pid is our exited child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return None;
+    }
+    let (exit_code, signal) = if libc::WIFEXITED(status) {
+        (libc::WEXITSTATUS(status), None)
+    } else if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        (128 + sig, Some(sig))
+    } else {
+        (255, None)
+    };
+    Some(Reaped {
+        pid: pid as u32,
+        exit_code,
+        signal,
+    })
+}
+
+/// A process's start time in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), to tell a pid from a later reuse of it; 0 when it
+/// is gone.
+pub fn start_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) may hold spaces; count from after its ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("Z");
+    if state == "Z" || state == "X" {
+        return 0;
+    }
+    fields.nth(18).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_start_time() {
+        assert!(start_ticks(std::process::id()) > 0);
+        assert_eq!(start_ticks(u32::MAX), 0);
+    }
+
+    #[test]
+    fn cpu_sets_refuse_impossible_ids() {
+        assert!(cpu_set(&[0, 1]).is_ok());
+        assert!(cpu_set(&[usize::MAX]).is_err());
+    }
+}
