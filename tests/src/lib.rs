@@ -13,6 +13,8 @@ use gantry_client::{Client, ClientConfig};
 use gantry_proto::Principal;
 use gantry_proto::pki::Pki;
 use gantry_proto::tls::TlsFiles;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 pub use database::{Postgres, create_database, shared_postgres};
 pub use process::Process;
@@ -75,6 +77,33 @@ pub struct Cluster {
     pub sched: Process,
     /// The local gate.
     pub gate: Process,
+}
+
+impl Drop for Cluster {
+    /// Stop the processes, then the local gate's supervisor (it outlives
+    /// its gate by design, and would stop only once idle), before the
+    /// directory goes.
+    fn drop(&mut self) {
+        self.core.stop();
+        self.gate.stop();
+        self.sched.stop();
+        let lock = self.dir.path().join("local/supervisor.lock");
+        if let Some(pid) = std::fs::read_to_string(lock)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let stat = format!("/proc/{pid}/stat");
+            let runs = || {
+                std::fs::read_to_string(&stat)
+                    .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while runs() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 fn tls_of(pki: &Pki, principal: &Principal) -> TlsFiles {

@@ -133,14 +133,8 @@ impl Process {
         self.spawn().await
     }
 
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
+    /// SIGTERM it, SIGKILL it after 2 s, reap it.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGTERM);
@@ -153,5 +147,16 @@ impl Drop for Process {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = child.wait();
         }
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
