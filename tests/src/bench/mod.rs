@@ -28,6 +28,10 @@ pub struct Args {
     /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
     #[arg(long)]
     pub write: Option<PathBuf>,
+    /// Measure Gantry only, not the peers (for quick comparisons while
+    /// working; the report then shows no ratios).
+    #[arg(long)]
+    pub no_peers: bool,
     /// The repository root, for the peer scripts.
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
@@ -47,7 +51,7 @@ impl Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = Report::new(args.json);
     // The sbatch peer, once for the scenarios that show it.
-    let sbatch = if args.wants("submit") || args.wants("e2e") {
+    let sbatch = if !args.no_peers && (args.wants("submit") || args.wants("e2e")) {
         peers::sbatch(&args, args.size(200, 20))
     } else {
         None

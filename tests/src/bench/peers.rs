@@ -62,7 +62,10 @@ pub fn sbatch(args: &Args, n: usize) -> Option<Sbatch> {
 }
 
 /// `xargs -P<cores> /bin/true`: the machine's own limit.
-pub fn xargs(n: usize, cores: u32) -> Option<f64> {
+pub fn xargs(args: &Args, n: usize, cores: u32) -> Option<f64> {
+    if args.no_peers {
+        return None;
+    }
     let start = Instant::now();
     let status = std::process::Command::new("sh")
         .args(["-c", &format!("seq {n} | xargs -P{cores} -I{{}} /bin/true")])
@@ -75,6 +78,9 @@ pub fn xargs(n: usize, cores: u32) -> Option<f64> {
 
 /// HyperQueue's LocalCluster with the same count and cores.
 pub fn hyperqueue(args: &Args, n: usize, cores: u32) -> Option<f64> {
+    if args.no_peers {
+        return None;
+    }
     let script = args.repo.join("scripts/peers/hyperqueue_bench.py");
     let out = std::process::Command::new("python3")
         .arg(script)

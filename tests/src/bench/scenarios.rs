@@ -184,7 +184,7 @@ pub async fn end_to_end(
     report.add(with_peer(
         f,
         &format!("xargs -P{cores} /bin/true"),
-        peers::xargs(n, cores),
+        peers::xargs(args, n, cores),
     ));
     if let Some(slurm) = sbatch {
         let f = figure(
