@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gantry_proto::v1::{
-    self, DescribeRequest, GateJob, JobState, PartitionState, StartJobRequest, Task,
+    self, DescribeRequest, GateJob, GateJobState, JobState, PartitionState, StartJobRequest, Task,
 };
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tonic::Code;
@@ -556,7 +556,13 @@ impl GateLink {
             match client.start_job(request.clone()).await {
                 Ok(resp) => {
                     drop(done);
-                    if let Some(gj) = resp.into_inner().job {
+                    // PENDING without a reason says nothing new (the job is
+                    // SCHEDULED here); what follows comes on the watch stream.
+                    let job = resp
+                        .into_inner()
+                        .job
+                        .filter(|gj| gj.state() != GateJobState::Pending || !gj.reason.is_empty());
+                    if let Some(gj) = job {
                         self.report(gj).await;
                     }
                     return;
