@@ -59,6 +59,7 @@ pub fn start_command(
         walltime_seconds: spec.walltime.map_or(0, |w| w.as_secs()),
         grace_seconds: config.kill_grace.as_secs(),
         meta: serde_json::to_value(meta).expect("meta serializes"),
+        after: None,
     }
 }
 

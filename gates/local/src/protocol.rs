@@ -53,6 +53,14 @@ pub struct Start {
     pub grace_seconds: u64,
     /// What the gate wants back in snapshots (the supervisor does not read it).
     pub meta: serde_json::Value,
+    /// Start it only once this (running) attempt has ended, on the CPUs it
+    /// frees, without waiting for the gate to say so: the gate hands a
+    /// waiting attempt its leader's resources ahead of time, so a freed
+    /// slot is refilled at once. Started at once when that attempt is not
+    /// running or already has a successor. A `Start` for an attempt that
+    /// waits so, with another `after` (or none), replaces how it starts.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// A script task's text.
@@ -105,6 +113,10 @@ pub struct Known {
     pub start_ms: i64,
     /// How it ended, once it has.
     pub exit: Option<Exit>,
+    /// For an attempt that waits to follow another (see [`Start::after`]):
+    /// that attempt.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// How a job ended.

@@ -12,7 +12,7 @@ use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
 };
 
-use crate::alloc::{NoFit, Pool};
+use crate::alloc::{Alloc, NoFit, Pool};
 use crate::config::LocalConfig;
 use crate::host::Host;
 use crate::launch;
@@ -57,7 +57,12 @@ impl Inner {
                 attempt,
                 pid,
                 start_ms,
-            } => self.state().started(&self.hub, &attempt, pid, start_ms),
+            } => {
+                let mut state = self.state();
+                state.started(&self.hub, &attempt, pid, start_ms);
+                // A new running attempt can take a successor.
+                self.drain_locked(&mut state);
+            }
             Event::Exited { attempt, exit } => {
                 self.state().finish(&self.hub, &attempt, &exit);
                 self.drain();
@@ -79,15 +84,43 @@ impl Inner {
         }
     }
 
-    /// Start waiting attempts, oldest first, while the head fits.
+    /// Start waiting attempts, oldest first, while the head fits; then
+    /// hand the next ones to running attempts of their shape as successors.
     fn drain(&self) {
         let mut state = self.state();
+        self.drain_locked(&mut state);
+    }
+
+    fn drain_locked(&self, state: &mut State) {
         while self.link.is_up() {
+            // Those waiting for a leader came first: one that fits in what is
+            // free now starts now instead (the supervisor is told so).
+            if let Some(want) = state.chained.front().map(|p| p.spec.resources) {
+                let Ok(alloc) = state.pool.allocate(want) else {
+                    return self.chain(state);
+                };
+                let next = state.chained.pop_front().expect("has a head");
+                let id = next.attempt.to_string();
+                let leader = state.attempts.get_mut(&id).and_then(|a| {
+                    a.alloc = Some(alloc);
+                    a.after.take()
+                });
+                if let Some(l) = leader.and_then(|l| state.attempts.get_mut(&l))
+                    && l.successor.as_deref() == Some(id.as_str())
+                {
+                    l.successor = None;
+                }
+                if let Err(e) = self.launch(state, &next.attempt, &next.partition, &next.spec, None)
+                {
+                    tracing::warn!(attempt = %id, error = %e, "cannot move a waiting attempt to a free slot");
+                }
+                continue;
+            }
             let Some(want) = state.pending.front().map(|p| p.spec.resources) else {
                 return;
             };
             let Ok(alloc) = state.pool.allocate(want) else {
-                return;
+                return self.chain(state);
             };
             let head = state.pending.pop_front().expect("has a head");
             match state.attempts.get_mut(head.attempt.as_str()) {
@@ -100,7 +133,7 @@ impl Inner {
                     continue;
                 }
             }
-            if let Err(e) = self.launch(&mut state, &head.attempt, &head.partition, &head.spec) {
+            if let Err(e) = self.launch(state, &head.attempt, &head.partition, &head.spec, None) {
                 // Nobody is waiting on a call to retry it: the attempt fails.
                 state.end_unstarted(
                     &self.hub,
@@ -112,21 +145,80 @@ impl Inner {
         }
     }
 
-    /// Ask the supervisor to start an attempt registered as PENDING with
-    /// its allocation.
+    /// Give the waiting attempts at the head of the queue, in order, a
+    /// running attempt of the same shape (CPUs, GPUs, enough memory) to
+    /// follow: the supervisor starts each the moment its leader ends, on
+    /// the leader's resources, without a round trip through the gate. The
+    /// first that finds no leader stops the walk (first come, first
+    /// started).
+    fn chain(&self, state: &mut State) {
+        while let Some(head) = state.pending.front() {
+            let want = head.spec.resources;
+            let leader = state
+                .attempts
+                .iter()
+                .filter(|(_, a)| a.sent && a.successor.is_none() && !is_final(a.job.state()))
+                .find(|(_, a)| {
+                    a.alloc.as_ref().is_some_and(|held| {
+                        held.cpu_slots.len() == want.cpus.max(1) as usize
+                            && held.gpus.len() == want.gpus as usize
+                            && want.memory_bytes <= held.memory_bytes
+                    })
+                })
+                .map(|(id, a)| (id.clone(), a.alloc.clone().unwrap_or_default()));
+            let Some((leader, held)) = leader else { return };
+            let head = state.pending.pop_front().expect("has a head");
+            let id = head.attempt.to_string();
+            match state.attempts.get_mut(&id) {
+                Some(a) if !is_final(a.job.state()) => {
+                    a.after = Some(leader.clone());
+                    a.job.reason.clear();
+                }
+                _ => continue,
+            }
+            let started = self.launch(
+                state,
+                &head.attempt,
+                &head.partition,
+                &head.spec,
+                Some((&leader, &held)),
+            );
+            match started {
+                Ok(()) => {
+                    if let Some(l) = state.attempts.get_mut(&leader) {
+                        l.successor = Some(id);
+                    }
+                    state.chained.push_back(head);
+                }
+                Err(e) => state.end_unstarted(
+                    &self.hub,
+                    &id,
+                    GateJobState::Failed,
+                    &format!("could not start: {e}"),
+                ),
+            }
+        }
+    }
+
+    /// Ask the supervisor to start an attempt registered as PENDING: with
+    /// its allocation, or after `leader` on the allocation it holds.
     fn launch(
         &self,
         state: &mut State,
         attempt: &AttemptId,
         partition: &PartitionId,
         spec: &JobSpec,
+        leader: Option<(&String, &Alloc)>,
     ) -> Result<()> {
         let a = state
             .attempts
             .get_mut(attempt.as_str())
             .expect("registered before launch");
-        let alloc = a.alloc.clone().unwrap_or_default();
-        let start = launch::start_command(
+        let alloc = match leader {
+            Some((_, held)) => held.clone(),
+            None => a.alloc.clone().unwrap_or_default(),
+        };
+        let mut start = launch::start_command(
             &self.config,
             &self.host,
             &a.dir,
@@ -135,6 +227,7 @@ impl Inner {
             spec,
             &alloc,
         );
+        start.after = leader.map(|(id, _)| id.clone());
         self.link.send(&Command::Start(start))?;
         a.sent = true;
         Ok(())
@@ -226,6 +319,7 @@ impl LocalProvider {
                 pool,
                 partitions,
                 pending: Default::default(),
+                chained: Default::default(),
             }),
         });
         inner.link.attach(&connection);
@@ -300,6 +394,9 @@ impl Provider for LocalProvider {
         for attempt in waiting {
             state.end_pending(&self.inner.hub, &attempt, "its partition was deleted");
         }
+        state
+            .chained
+            .retain(|p| p.partition.as_str() != id.as_str());
         for attempt in state.attempts.values() {
             if attempt.job.partition_id == id.as_str() {
                 self.inner.stop(attempt, "cancelled");
@@ -370,6 +467,8 @@ impl Provider for LocalProvider {
                 dir: self.dir(attempt),
                 alloc,
                 sent: false,
+                successor: None,
+                after: None,
             };
             state.attempts.insert(attempt.to_string(), entry);
             if waits {
@@ -378,9 +477,13 @@ impl Provider for LocalProvider {
                     partition: partition.clone(),
                     spec,
                 });
+                self.inner.drain_locked(&mut state);
                 return Ok(job);
             }
-            if let Err(e) = self.inner.launch(&mut state, attempt, partition, &spec) {
+            if let Err(e) = self
+                .inner
+                .launch(&mut state, attempt, partition, &spec, None)
+            {
                 // Nothing runs: forget the attempt so a retry starts it afresh.
                 if let Some(alloc) = state
                     .attempts
@@ -411,6 +514,8 @@ impl Provider for LocalProvider {
             attempt.as_str(),
             "cancelled before it started",
         );
+        // One waiting for a leader must not be moved to a free slot now.
+        state.unchain(attempt.as_str());
         let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
         self.inner.stop(a, "cancelled");
         Ok(a.job.clone())

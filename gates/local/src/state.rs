@@ -23,6 +23,10 @@ pub struct Attempt {
     /// The supervisor was asked to start it (it is no longer the gate's
     /// alone to end).
     pub sent: bool,
+    /// The waiting attempt handed this one's resources for when it ends.
+    pub successor: Option<String>,
+    /// The running attempt whose resources this one waits for.
+    pub after: Option<String>,
 }
 
 /// Everything behind the gate's lock.
@@ -38,6 +42,9 @@ pub struct State {
     /// restart gantryd starts again what the gate no longer lists, as it
     /// never ran).
     pub pending: VecDeque<Pending>,
+    /// Attempts handed to the supervisor to follow a running attempt
+    /// (their leader), oldest first: older than anything in `pending`.
+    pub chained: VecDeque<Pending>,
 }
 
 /// An attempt waiting in the gate's queue, with what it needs to start.
@@ -137,10 +144,40 @@ impl State {
         job.exit_code = exit.exit_code;
         job.end_time_ms = exit.end_ms;
         (job.stdout_bytes, job.stderr_bytes) = attempt.dir.log_sizes();
-        if let Some(alloc) = attempt.alloc.take() {
-            self.pool.release(&alloc);
-        }
         hub.publish(attempt.job.clone());
+        let (alloc, successor, after) = (
+            attempt.alloc.take(),
+            attempt.successor.take(),
+            attempt.after.take(),
+        );
+        if let Some(leader) = after.and_then(|id| self.attempts.get_mut(&id))
+            && leader.successor.as_deref() == Some(attempt_id)
+        {
+            leader.successor = None;
+        }
+        self.unchain(attempt_id);
+        let Some(alloc) = alloc else { return };
+        // What it held passes to its successor, which the supervisor starts now.
+        match successor.and_then(|id| self.attempts.get_mut(&id)) {
+            Some(next) if !is_final(next.job.state()) => {
+                next.alloc = Some(alloc);
+                next.after = None;
+                let id = next.job.attempt_id.clone();
+                self.unchain(&id);
+            }
+            _ => self.pool.release(&alloc),
+        }
+    }
+
+    /// Forget that `attempt_id` waits in `chained`.
+    pub fn unchain(&mut self, attempt_id: &str) {
+        if let Some(at) = self
+            .chained
+            .iter()
+            .position(|p| p.attempt.as_str() == attempt_id)
+        {
+            self.chained.remove(at);
+        }
     }
 
     /// Take in what a (new) supervisor knows: attempts the gate did not
@@ -163,7 +200,8 @@ impl State {
                     ..Default::default()
                 };
                 job.set_state(GateJobState::Pending);
-                let running = known.exit.is_none();
+                // A waiting successor holds nothing yet: its leader does.
+                let running = known.exit.is_none() && known.pid != 0;
                 if running {
                     self.pool.restore(&meta.alloc);
                 }
@@ -172,9 +210,18 @@ impl State {
                     dir: AttemptDir::new(attempts_dir, &known.attempt),
                     alloc: running.then_some(meta.alloc),
                     sent: true,
+                    successor: None,
+                    after: known.after.clone(),
                 };
                 self.attempts.insert(known.attempt.clone(), attempt);
                 tracing::info!(attempt = %known.attempt, running, "recovered attempt");
+                if let Some(leader) = known
+                    .after
+                    .as_ref()
+                    .and_then(|id| self.attempts.get_mut(id))
+                {
+                    leader.successor = Some(known.attempt.clone());
+                }
             }
             if known.pid != 0 {
                 self.started(hub, &known.attempt, known.pid, known.start_ms);

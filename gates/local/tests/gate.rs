@@ -37,9 +37,13 @@ fn pki(dir: &Path) -> Pki {
 }
 
 async fn start_gate(pki_dir: &Path, work_dir: &Path) -> Gate {
+    start_gate_with(pki_dir, work_dir, 8).await
+}
+
+async fn start_gate_with(pki_dir: &Path, work_dir: &Path, cpus: u32) -> Gate {
     let mut config = LocalConfig::new(work_dir);
     config.supervisor = PathBuf::from(env!("CARGO_BIN_EXE_gantry-supervisor"));
-    config.cpus = Some(8);
+    config.cpus = Some(cpus);
     config.kill_grace = Duration::from_secs(1);
     let provider = Arc::new(LocalProvider::open(config).await.unwrap());
     let gate_config = GateConfig {
@@ -420,6 +424,59 @@ async fn a_restarted_gate_finds_its_running_jobs() {
         .into_inner();
     assert_eq!(parts.partitions.len(), 1);
     drop(stream);
+    gate.stop.send(()).unwrap();
+    gate.server.await.unwrap();
+}
+
+async fn cancel(c: &mut GateClient<Channel>, attempt: &str) {
+    c.cancel_job(GateCancelJobRequest {
+        attempt_id: attempt.into(),
+    })
+    .await
+    .unwrap();
+}
+
+/// A job that waits on a full gate is handed to a running job of its shape
+/// and started by the supervisor the moment that one ends, or, when
+/// another slot frees first, moved there; cancelled while it waits so, it
+/// never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
+    pki(&pki_dir);
+    let gate = start_gate_with(&pki_dir, &work, 2).await;
+    let mut c = client(&pki_dir, "core", gate.addr).await;
+    create_partition(&mut c).await;
+    start(&mut c, "long-1", task(&["sleep", "30"])).await;
+    start(&mut c, "long-2", task(&["sleep", "30"])).await;
+
+    let marker = tmp.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let waiting = start(&mut c, "never", task(&["sh", "-c", &touch])).await;
+    assert_eq!(waiting.state(), GateJobState::Pending);
+    cancel(&mut c, "never").await;
+    let never = wait_end(&mut c, "never").await;
+    assert_eq!(never.state(), GateJobState::Cancelled);
+
+    let next = start(&mut c, "next", task(&["sh", "-c", "echo next"])).await;
+    assert_eq!(next.state(), GateJobState::Pending);
+    cancel(&mut c, "long-2").await;
+    let next = wait_end(&mut c, "next").await;
+    assert_eq!(next.state(), GateJobState::Succeeded);
+    assert!(!marker.exists(), "a job cancelled while it waited ran");
+    let long = c
+        .get_job(GateGetJobRequest {
+            attempt_id: "long-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(long.state(), GateJobState::Running);
+    cancel(&mut c, "long-1").await;
+    wait_end(&mut c, "long-1").await;
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();
 }

@@ -1,8 +1,9 @@
 //! `work-dir/supervisor.journal`: what the supervisor knows, appended one
 //! JSON line per change, so a supervisor started after another died knows
-//! every attempt's end (or that it was lost). Lines reach the kernel before
-//! the gate hears of the change; they are not fsynced (a machine crash ends
-//! the jobs too, and gantryd starts again what its gate no longer lists).
+//! every attempt's end (or that it was lost). The lines of one turn of the
+//! main loop go out in one write, before the gate hears of what they say;
+//! they are not fsynced (a machine crash ends the jobs too, and gantryd
+//! starts again what its gate no longer lists).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -17,26 +18,9 @@ use crate::protocol::{Exit, Known, line};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "j", rename_all = "snake_case")]
 pub enum Entry {
-    /// An attempt as a whole (what compaction writes).
+    /// An attempt as a whole: written when its job starts (or could not),
+    /// and by compaction.
     Known(Known),
-    /// An attempt is about to start (written before its process exists).
-    Start {
-        /// The attempt.
-        attempt: String,
-        /// The gate's meta.
-        meta: serde_json::Value,
-    },
-    /// Its job runs.
-    Pid {
-        /// The attempt.
-        attempt: String,
-        /// The job's pid.
-        pid: u32,
-        /// Its start in clock ticks since boot.
-        start_ticks: u64,
-        /// Unix ms it started.
-        start_ms: i64,
-    },
     /// Its job ended.
     Exit {
         /// The attempt.
@@ -55,8 +39,10 @@ pub enum Entry {
 pub struct Journal {
     path: PathBuf,
     file: File,
-    /// Lines in the file.
+    /// Lines in the file (and in `unwritten`).
     lines: usize,
+    /// Lines appended but not written yet (see [`Journal::write`]).
+    unwritten: Vec<u8>,
 }
 
 impl Journal {
@@ -80,14 +66,25 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             lines,
+            unwritten: Vec::new(),
         };
         Ok((journal, known))
     }
 
-    /// Append `entry`.
-    pub fn append(&mut self, entry: &Entry) -> io::Result<()> {
+    /// Append `entry` (written by the next [`Journal::write`]).
+    pub fn append(&mut self, entry: &Entry) {
         self.lines += 1;
-        self.file.write_all(&line(entry))
+        self.unwritten.extend_from_slice(&line(entry));
+    }
+
+    /// Write what was appended, in one write.
+    pub fn write(&mut self) -> io::Result<()> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.unwritten);
+        self.unwritten.clear();
+        result
     }
 
     /// Whether the file holds many more lines than `live` attempts need.
@@ -98,6 +95,7 @@ impl Journal {
     /// Rewrite the journal as one line per attempt in `known` (temp file +
     /// rename, so a crash leaves the old or the new one whole).
     pub fn compact<'a>(&mut self, known: impl Iterator<Item = &'a Known>) -> io::Result<()> {
+        self.unwritten.clear();
         let tmp = self.path.with_extension("journal.tmp");
         let mut out = io::BufWriter::new(File::create(&tmp)?);
         let mut lines = 0;
@@ -118,29 +116,6 @@ pub fn fold(known: &mut HashMap<String, Known>, entry: Entry) {
     match entry {
         Entry::Known(k) => {
             known.insert(k.attempt.clone(), k);
-        }
-        Entry::Start { attempt, meta } => {
-            known.insert(
-                attempt.clone(),
-                Known {
-                    attempt,
-                    meta,
-                    pid: 0,
-                    start_ticks: 0,
-                    start_ms: 0,
-                    exit: None,
-                },
-            );
-        }
-        Entry::Pid {
-            attempt,
-            pid,
-            start_ticks,
-            start_ms,
-        } => {
-            if let Some(k) = known.get_mut(&attempt) {
-                (k.pid, k.start_ticks, k.start_ms) = (pid, start_ticks, start_ms);
-            }
         }
         Entry::Exit { attempt, exit } => {
             if let Some(k) = known.get_mut(&attempt) {
@@ -172,38 +147,34 @@ mod tests {
         let path = dir.path().join("supervisor.journal");
         let (mut j, known) = Journal::open(&path).unwrap();
         assert!(known.is_empty());
-        for a in ["a1", "a2", "a3"] {
-            j.append(&Entry::Start {
+        for (a, pid) in [("a1", 7), ("a2", 8), ("a3", 9)] {
+            j.append(&Entry::Known(Known {
                 attempt: a.into(),
                 meta: serde_json::json!({"job": a}),
-            })
-            .unwrap();
+                pid,
+                start_ticks: 1,
+                start_ms: 1,
+                exit: None,
+                after: None,
+            }));
         }
-        j.append(&Entry::Pid {
-            attempt: "a1".into(),
-            pid: 7,
-            start_ticks: 9,
-            start_ms: 1,
-        })
-        .unwrap();
         j.append(&Entry::Exit {
             attempt: "a1".into(),
             exit: exit(),
-        })
-        .unwrap();
+        });
         j.append(&Entry::Forget {
             attempt: "a2".into(),
-        })
-        .unwrap();
+        });
+        j.write().unwrap();
         // A torn last line is skipped.
-        j.file.write_all(b"{\"j\":\"pid\",\"att").unwrap();
+        j.file.write_all(b"{\"j\":\"exit\",\"att").unwrap();
         drop(j);
 
         let (mut j, known) = Journal::open(&path).unwrap();
         assert_eq!(known.len(), 2);
         assert_eq!(known["a1"].pid, 7);
         assert_eq!(known["a1"].exit, Some(exit()));
-        assert_eq!(known["a3"].pid, 0);
+        assert_eq!(known["a3"].exit, None);
         assert_eq!(known["a3"].meta["job"], "a3");
         j.compact(known.values()).unwrap();
         drop(j);

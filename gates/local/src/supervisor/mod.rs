@@ -12,23 +12,26 @@
 //! the next one, started by the next gate, reads the journal. A job that
 //! was running when a supervisor died is ended and reported lost.
 //!
-//! Threads: the main one owns all state; one accepts connections, one per
-//! connection reads lines, one takes signals. They talk to the main thread
-//! over a channel.
+//! One thread: a `poll` loop over the listening socket, the gate's
+//! connection and a signalfd (SIGCHLD, SIGTERM, SIGINT), so a job's end
+//! reaches the gate, and the next start reaches the supervisor, without a
+//! hand-off between threads.
 
+mod client;
 mod dirs;
 mod journal;
 mod sys;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
+use client::Client;
 use dirs::Dirs;
 use journal::{Entry, Journal};
 
@@ -46,18 +49,6 @@ pub const LOCK: &str = "supervisor.lock";
 const IDLE_EXIT: Duration = Duration::from_secs(2);
 /// The longest the main loop sleeps (a safety net for missed signals).
 const TICK: Duration = Duration::from_secs(1);
-
-/// What the main thread is told.
-enum Input {
-    /// A gate connected.
-    Connected(u64, UnixStream),
-    /// A line from connection `.0`.
-    Line(u64, String),
-    /// Connection `.0` closed.
-    Closed(u64),
-    /// A signal arrived.
-    Signal(i32),
-}
 
 /// A job the supervisor knows, with what it needs to stop it.
 struct Tracked {
@@ -89,7 +80,9 @@ struct Supervisor {
     dirs: Dirs,
     jobs: HashMap<String, Tracked>,
     by_pid: HashMap<u32, String>,
-    client: Option<(u64, BufWriter<UnixStream>)>,
+    /// Attempts waiting to follow a running one, by the one they follow.
+    successors: HashMap<String, Start>,
+    client: Option<Client>,
     /// The affinity children get when they are not pinned.
     unpinned: libc::cpu_set_t,
     /// Set by SIGTERM/SIGINT: stop every job and exit.
@@ -123,8 +116,8 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
     lock.set_len(0)
         .and_then(|()| writeln!(lock, "{}", std::process::id()))
         .map_err(err(format!("write {}", lock_path.display())))?;
-    let signals = sys::Signals::block(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])
-        .map_err(err("block signals".into()))?;
+    let signals = sys::SignalFd::new(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])
+        .map_err(err("open a signalfd".into()))?;
     let (mut journal, known) =
         Journal::open(&work_dir.join(JOURNAL)).map_err(err("read the journal".into()))?;
     let known = known.into_values().map(end_lost).collect::<Vec<_>>();
@@ -136,17 +129,9 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
     let _ = std::fs::remove_file(&socket);
     let listener =
         UnixListener::bind(&socket).map_err(err(format!("bind {}", socket.display())))?;
-
-    let (tx, rx) = channel();
-    let signal_tx = tx.clone();
-    std::thread::spawn(move || {
-        while let Some(sig) = signals.wait() {
-            if signal_tx.send(Input::Signal(sig)).is_err() {
-                return;
-            }
-        }
-    });
-    std::thread::spawn(move || accept(listener, tx));
+    listener
+        .set_nonblocking(true)
+        .map_err(err("set the socket non-blocking".into()))?;
     let mut supervisor = Supervisor {
         journal,
         dirs,
@@ -155,15 +140,16 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
             .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO, 0)))
             .collect(),
         by_pid: HashMap::new(),
+        successors: HashMap::new(),
         client: None,
         unpinned: sys::affinity().map_err(err("read cpu affinity".into()))?,
         shutting_down: false,
     };
     let _ = ready.write_all(b"ready\n").and_then(|()| ready.flush());
     drop(ready);
-    supervisor.serve(&rx);
+    let served = supervisor.serve(&listener, &signals);
     let _ = std::fs::remove_file(&socket);
-    Ok(())
+    served.map_err(err("poll".into()))
 }
 
 /// An attempt from the journal that was starting or running under a
@@ -195,28 +181,6 @@ fn tracked(known: Known, grace: Duration, walltime_seconds: u64) -> Tracked {
     }
 }
 
-fn accept(listener: UnixListener, tx: Sender<Input>) {
-    for (id, stream) in (1u64..).zip(listener.incoming()) {
-        let Ok(stream) = stream else { continue };
-        let Ok(reader) = stream.try_clone() else {
-            continue;
-        };
-        if tx.send(Input::Connected(id, stream)).is_err() {
-            return;
-        }
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(Input::Line(id, line)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Input::Closed(id));
-        });
-    }
-}
-
 /// Unix ms now.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -225,22 +189,54 @@ fn now_ms() -> i64 {
 }
 
 impl Supervisor {
-    fn serve(&mut self, rx: &Receiver<Input>) {
+    /// The main loop, until idle (or stopped and every job has ended).
+    fn serve(&mut self, listener: &UnixListener, signals: &sys::SignalFd) -> std::io::Result<()> {
         let mut idle_since = Instant::now();
         loop {
             let timeout = self.next_deadline().map_or(TICK, |at| {
                 at.saturating_duration_since(Instant::now()).min(TICK)
             });
-            match rx.recv_timeout(timeout) {
-                Ok(input) => {
-                    self.handle(input);
-                    // Take what else is waiting before answering in one write.
-                    while let Ok(input) = rx.try_recv() {
-                        self.handle(input);
-                    }
+            let pollfd = |fd: i32, events: i16| libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            };
+            let mut fds = vec![
+                pollfd(signals.as_raw_fd(), libc::POLLIN),
+                pollfd(listener.as_raw_fd(), libc::POLLIN),
+            ];
+            if let Some(client) = &self.client {
+                let write = if client.wants_write() {
+                    libc::POLLOUT
+                } else {
+                    0
+                };
+                fds.push(pollfd(client.stream.as_raw_fd(), libc::POLLIN | write));
+            }
+            sys::poll(&mut fds, timeout)?;
+            for sig in signals.take() {
+                if sig == libc::SIGCHLD {
+                    continue; // reaped below in any case
                 }
-                Err(RecvTimeoutError::Timeout) => self.reap(),
-                Err(RecvTimeoutError::Disconnected) => return,
+                self.shutting_down = true;
+                let waiting: Vec<String> = self
+                    .successors
+                    .values()
+                    .map(|s| s.attempt.clone())
+                    .collect();
+                for attempt in waiting {
+                    self.drop_successor(&attempt, "its supervisor was stopped");
+                }
+                for job in self.jobs.values_mut() {
+                    job.stop("its supervisor was stopped");
+                }
+            }
+            self.reap();
+            if fds[1].revents != 0 {
+                self.accept(listener);
+            }
+            if fds.get(2).is_some_and(|fd| fd.revents != 0) {
+                self.read_commands();
             }
             self.timers();
             self.flush();
@@ -248,56 +244,59 @@ impl Supervisor {
             if busy || (self.client.is_some() && !self.shutting_down) {
                 idle_since = Instant::now();
             } else if self.shutting_down || idle_since.elapsed() >= IDLE_EXIT {
-                return;
+                return Ok(());
             }
         }
     }
 
-    fn handle(&mut self, input: Input) {
-        match input {
-            Input::Connected(id, stream) => {
-                if let Some((_, old)) = self.client.take() {
-                    let _ = old.get_ref().shutdown(std::net::Shutdown::Both);
+    /// Take a new gate connection (it replaces the one before) and send it
+    /// the snapshot.
+    fn accept(&mut self, listener: &UnixListener) {
+        while let Ok((stream, _)) = listener.accept() {
+            let mut client = match Client::new(stream) {
+                Ok(client) => client,
+                Err(e) => {
+                    eprintln!("gantry-supervisor: cannot take a connection: {e}");
+                    continue;
                 }
-                let mut out = BufWriter::with_capacity(64 * 1024, stream);
-                let mut known: Vec<&Known> = self.jobs.values().map(|t| &t.known).collect();
-                known.sort_by(|a, b| a.attempt.cmp(&b.attempt));
-                let sent = known
-                    .into_iter()
-                    .try_for_each(|k| out.write_all(&line(&Event::Known(k.clone()))))
-                    .and_then(|()| out.write_all(&line(&Event::Synced)));
-                if sent.is_ok() {
-                    self.client = Some((id, out));
-                }
+            };
+            let mut known: Vec<&Known> = self.jobs.values().map(|t| &t.known).collect();
+            known.sort_by(|a, b| a.attempt.cmp(&b.attempt));
+            for k in known {
+                client.queue(&line(&Event::Known(k.clone())));
             }
-            Input::Line(id, text) => {
-                if self
-                    .client
-                    .as_ref()
-                    .is_none_or(|(current, _)| *current != id)
-                {
-                    return;
-                }
-                match serde_json::from_str::<Command>(&text) {
-                    Ok(command) => self.command(command),
-                    Err(e) => eprintln!("gantry-supervisor: ignoring a bad command ({e}): {text}"),
-                }
+            for (after, next) in &self.successors {
+                let waiting = Known {
+                    attempt: next.attempt.clone(),
+                    meta: next.meta.clone(),
+                    pid: 0,
+                    start_ticks: 0,
+                    start_ms: 0,
+                    exit: None,
+                    after: Some(after.clone()),
+                };
+                client.queue(&line(&Event::Known(waiting)));
             }
-            Input::Closed(id) => {
-                if self
-                    .client
-                    .as_ref()
-                    .is_some_and(|(current, _)| *current == id)
-                {
-                    self.client = None;
-                }
+            client.queue(&line(&Event::Synced));
+            if let Some(old) = self.client.replace(client) {
+                let _ = old.stream.shutdown(std::net::Shutdown::Both);
             }
-            Input::Signal(libc::SIGCHLD) => self.reap(),
-            Input::Signal(_) => {
-                self.shutting_down = true;
-                for job in self.jobs.values_mut() {
-                    job.stop("its supervisor was stopped");
-                }
+        }
+    }
+
+    /// Carry out the commands that arrived.
+    fn read_commands(&mut self) {
+        let Some(client) = &mut self.client else {
+            return;
+        };
+        let (lines, open) = client.read_lines();
+        if !open {
+            self.client = None;
+        }
+        for text in lines {
+            match serde_json::from_str::<Command>(&text) {
+                Ok(command) => self.command(command),
+                Err(e) => eprintln!("gantry-supervisor: ignoring a bad command ({e}): {text}"),
             }
         }
     }
@@ -306,6 +305,7 @@ impl Supervisor {
         match command {
             Command::Start(start) => self.start(start),
             Command::Stop { attempt, reason } => {
+                self.drop_successor(&attempt, &reason);
                 if let Some(job) = self.jobs.get_mut(&attempt) {
                     job.stop(&reason);
                 }
@@ -332,6 +332,32 @@ impl Supervisor {
     }
 
     fn start(&mut self, start: Start) {
+        if let Some(after) = self.successor_of(&start.attempt) {
+            if start.after.as_deref() == Some(after.as_str()) {
+                return; // a repeat of one that waits
+            }
+            // The gate found it room elsewhere (or another leader).
+            self.successors.remove(&after);
+        }
+        if let Some(after) = &start.after
+            && self.jobs.get(after).is_some_and(Tracked::running)
+            && !self.successors.contains_key(after)
+        {
+            self.successors.insert(after.clone(), start);
+            return;
+        }
+        self.start_now(start);
+    }
+
+    /// The attempt `attempt` waits to follow, if it does.
+    fn successor_of(&self, attempt: &str) -> Option<String> {
+        self.successors
+            .iter()
+            .find(|(_, s)| s.attempt == attempt)
+            .map(|(after, _)| after.clone())
+    }
+
+    fn start_now(&mut self, start: Start) {
         if let Some(job) = self.jobs.get(&start.attempt) {
             // A repeat: say again where it stands.
             let k = job.known.clone();
@@ -350,10 +376,6 @@ impl Supervisor {
             return;
         }
         let attempt = start.attempt.clone();
-        self.record(Entry::Start {
-            attempt: attempt.clone(),
-            meta: start.meta.clone(),
-        });
         let known = Known {
             attempt: attempt.clone(),
             meta: start.meta.clone(),
@@ -361,6 +383,7 @@ impl Supervisor {
             start_ticks: 0,
             start_ms: 0,
             exit: None,
+            after: None,
         };
         let grace = Duration::from_secs(start.grace_seconds);
         self.jobs.insert(
@@ -375,27 +398,27 @@ impl Supervisor {
                 (job.known.pid, job.known.start_ticks, job.known.start_ms) =
                     (pid, start_ticks, start_ms);
                 self.by_pid.insert(pid, attempt.clone());
-                self.record(Entry::Pid {
-                    attempt: attempt.clone(),
-                    pid,
-                    start_ticks,
-                    start_ms,
-                });
+                let known = job.known.clone();
+                self.record(Entry::Known(known));
                 self.send(&Event::Started {
                     attempt,
                     pid,
                     start_ms,
                 });
             }
-            Err((code, reason)) => self.ended(
-                &attempt,
-                Exit {
-                    exit_code: Some(code),
-                    signal: None,
-                    reason,
-                    end_ms: now_ms(),
-                },
-            ),
+            Err((code, reason)) => {
+                let known = self.jobs[&attempt].known.clone();
+                self.record(Entry::Known(known));
+                self.ended(
+                    &attempt,
+                    Exit {
+                        exit_code: Some(code),
+                        signal: None,
+                        reason,
+                        end_ms: now_ms(),
+                    },
+                );
+            }
         }
     }
 
@@ -478,6 +501,26 @@ impl Supervisor {
             attempt: attempt.to_string(),
             exit,
         });
+        if let Some(next) = self.successors.remove(attempt) {
+            self.start_now(next);
+        }
+    }
+
+    /// End an attempt that waited to follow another without starting.
+    fn drop_successor(&mut self, attempt: &str, reason: &str) {
+        if let Some(after) = self.successor_of(attempt) {
+            self.successors.remove(&after);
+            let exit = Exit {
+                exit_code: None,
+                signal: None,
+                reason: reason.into(),
+                end_ms: now_ms(),
+            };
+            self.send(&Event::Exited {
+                attempt: attempt.to_string(),
+                exit,
+            });
+        }
     }
 
     /// Walltimes and kill deadlines that are due.
@@ -505,22 +548,23 @@ impl Supervisor {
     }
 
     fn record(&mut self, entry: Entry) {
-        if let Err(e) = self.journal.append(&entry) {
-            eprintln!("gantry-supervisor: cannot append to the journal: {e}");
-        }
+        self.journal.append(&entry);
     }
 
     fn send(&mut self, event: &Event) {
-        if let Some((_, out)) = &mut self.client
-            && out.write_all(&line(event)).is_err()
-        {
-            self.client = None;
+        if let Some(client) = &mut self.client {
+            client.queue(&line(event));
         }
     }
 
+    /// Write the journal, then tell the gate: it hears nothing the journal
+    /// does not hold.
     fn flush(&mut self) {
-        if let Some((_, out)) = &mut self.client
-            && out.flush().is_err()
+        if let Err(e) = self.journal.write() {
+            eprintln!("gantry-supervisor: cannot append to the journal: {e}");
+        }
+        if let Some(client) = &mut self.client
+            && client.flush().is_err()
         {
             self.client = None;
         }

@@ -1,22 +1,25 @@
-//! The few system calls std does not wrap: signal masks and waits, reaping
+//! The few system calls std does not wrap: signalfd and poll, reaping
 //! without losing a process group, CPU affinity, process start times.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
-/// A set of signals, blocked in the whole process and taken by one thread
-/// with [`Signals::wait`].
-pub struct Signals(libc::sigset_t);
+/// Signals blocked in this thread and read from a file descriptor
+/// (`signalfd`), so the main loop can `poll` for them with its sockets.
+pub struct SignalFd(OwnedFd);
 
-impl Signals {
-    /// Block `signals` in the calling thread (call before starting other
-    /// threads: they inherit the mask). Children started with
+impl SignalFd {
+    /// Block `signals` in the calling thread (the process's only one) and
+    /// open a non-blocking signalfd for them. Children started with
     /// `std::process::Command` get an empty mask again.
-    pub fn block(signals: &[i32]) -> io::Result<Self> {
+    pub fn new(signals: &[i32]) -> io::Result<Self> {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set it is given; sigaddset and
-        // pthread_sigmask only read/modify that initialised set.
+        // SAFETY: sigemptyset initialises the set it is given; sigaddset,
+        // pthread_sigmask and signalfd only read that initialised set;
+        // signalfd returns a new descriptor we own.
         unsafe {
             libc::sigemptyset(set.as_mut_ptr());
             for &sig in signals {
@@ -27,17 +30,53 @@ impl Signals {
             if rc != 0 {
                 return Err(io::Error::from_raw_os_error(rc));
             }
-            Ok(Self(set))
+            let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self(OwnedFd::from_raw_fd(fd)))
         }
     }
 
-    /// Wait for one of the signals; `None` when interrupted.
-    pub fn wait(&self) -> Option<i32> {
-        let mut sig = 0;
-        // SAFETY: the set is initialised; sig is a valid out pointer.
-        let rc = unsafe { libc::sigwait(&self.0, &mut sig) };
-        (rc == 0).then_some(sig)
+    /// The signals that arrived since the last call (each at most once).
+    pub fn take(&self) -> Vec<i32> {
+        let mut signals = Vec::new();
+        loop {
+            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: reads at most `size` bytes into the zeroed struct.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+            if n != size as isize {
+                return signals;
+            }
+            // SAFETY: the read filled the struct.
+            let sig = unsafe { info.assume_init() }.ssi_signo as i32;
+            if !signals.contains(&sig) {
+                signals.push(sig);
+            }
+        }
     }
+}
+
+impl AsRawFd for SignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Wait until one of `fds` is ready (`events` as in poll(2)) or `timeout`
+/// passes; fills in each one's `revents`.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<()> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: fds is a valid slice of pollfd for the length given.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Send `sig` to every process of group `pgid`. A gone group is not an error.
