@@ -33,6 +33,22 @@ impl Tx<'_> {
             return Ok(Outcome::Gate(unwanted));
         }
         let actor = format!("gate/{site}");
+        // An end reported before the start was (a short job between two
+        // polls of a gate): it did run, and its history says so.
+        let started_unseen = matches!(
+            gate_state,
+            GateJobState::Succeeded | GateJobState::Failed | GateJobState::Cancelled
+        ) && g.start_time_ms > 0
+            && matches!(
+                job.state,
+                JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+            );
+        if started_unseen {
+            job.start_ms = g.start_time_ms;
+            let message = running_message(site, &g.native_id);
+            self.transition(&mut job, JobState::Running, &actor, &message)
+                .await?;
+        }
         match gate_state {
             GateJobState::Pending => {
                 if !g.reason.is_empty() && g.reason != job.reason {
@@ -49,11 +65,7 @@ impl Tx<'_> {
                     if g.start_time_ms > 0 {
                         job.start_ms = g.start_time_ms;
                     }
-                    let message = if g.native_id.is_empty() {
-                        format!("running on {site}")
-                    } else {
-                        format!("running on {site} ({})", g.native_id)
-                    };
+                    let message = running_message(site, &g.native_id);
                     self.transition(&mut job, JobState::Running, &actor, &message)
                         .await?;
                 }
@@ -114,5 +126,14 @@ impl Tx<'_> {
             }
             GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
         }
+    }
+}
+
+/// The RUNNING event's message: the site, and the provider's id of the job.
+fn running_message(site: &str, native_id: &str) -> String {
+    if native_id.is_empty() {
+        format!("running on {site}")
+    } else {
+        format!("running on {site} ({native_id})")
     }
 }
