@@ -54,6 +54,9 @@ pub struct Options {
     /// gantryd's database; `None` picks the suite's default
     /// (see [`shared_postgres`]).
     pub database_url: Option<String>,
+    /// Run jobs on the Slurm cluster of this `slurm.conf` (site `slurm`,
+    /// `gantry-gate-slurm`) instead of this machine (site `local`).
+    pub slurm_conf: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -63,14 +66,18 @@ impl Default for Options {
             admins: vec!["root".into()],
             aliases: Vec::new(),
             database_url: None,
+            slurm_conf: None,
         }
     }
 }
 
-/// gantryd, gantry-sched and gantry-gate-local, each a real process.
+/// gantryd, gantry-sched and a gate (gantry-gate-local, or
+/// gantry-gate-slurm), each a real process.
 pub struct Cluster {
     dir: tempfile::TempDir,
     pki: Pki,
+    /// The gate's site name: `local` or `slurm`.
+    pub site: String,
     /// The core.
     pub core: Process,
     /// The scheduler.
@@ -121,10 +128,15 @@ impl Cluster {
         gantry_proto::tls::install_crypto_provider();
         let dir = tempfile::Builder::new().prefix("gantry-e2e-").tempdir()?;
         let pki = Pki::init(&dir.path().join("pki"), "e2e")?;
+        let site = if options.slurm_conf.is_some() {
+            "slurm"
+        } else {
+            "local"
+        };
         for p in [
             Principal::Core,
             Principal::Scheduler,
-            Principal::Gate("local".into()),
+            Principal::Gate(site.into()),
         ] {
             pki.issue(&p, &[])?;
         }
@@ -136,24 +148,29 @@ impl Cluster {
             &["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg],
         )
         .await?;
-        let work = dir.path().join("local");
-        let gate = Process::start(
-            "gantry-gate-local",
-            dir.path(),
-            &[
-                "--name",
-                "local",
-                "--listen",
-                "127.0.0.1:0",
-                "--pki-dir",
-                &pki_arg,
-                "--work-dir",
-                &work.display().to_string(),
-                "--cpus",
-                &options.cpus.to_string(),
-            ],
-        )
-        .await?;
+        let work = dir.path().join(site).display().to_string();
+        let common = [
+            "--name",
+            site,
+            "--listen",
+            "127.0.0.1:0",
+            "--pki-dir",
+            &pki_arg,
+            "--work-dir",
+            &work,
+        ];
+        let gate = match &options.slurm_conf {
+            None => {
+                let cpus = options.cpus.to_string();
+                let args = [&common[..], &["--cpus", &cpus]].concat();
+                Process::start("gantry-gate-local", dir.path(), &args).await?
+            }
+            Some(conf) => {
+                let conf = conf.display().to_string();
+                let args = [&common[..], &["--slurm-conf", &conf, "--poll", "0.25"]].concat();
+                Process::start("gantry-gate-slurm", dir.path(), &args).await?
+            }
+        };
         let config = dir.path().join("gantryd.toml");
         let core_tls = tls_of(&pki, &Principal::Core);
         let admins: Vec<String> = options.admins.iter().map(|a| format!("{a:?}")).collect();
@@ -163,7 +180,7 @@ impl Cluster {
                 "installation = \"e2e\"\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\nadmins = [{}]\n\
                  [tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\
                  [scheduler]\naddress = \"https://127.0.0.1:{}\"\n\
-                 [[gates]]\nname = \"local\"\naddress = \"https://127.0.0.1:{}\"\n\
+                 [[gates]]\nname = {site:?}\naddress = \"https://127.0.0.1:{}\"\n\
                  [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n",
                 dir.path().join("core"),
                 admins.join(", "),
@@ -199,6 +216,7 @@ impl Cluster {
         let cluster = Self {
             dir,
             pki,
+            site: site.to_string(),
             core,
             sched,
             gate,
@@ -242,19 +260,21 @@ impl Cluster {
         cmd
     }
 
-    /// Wait until gantryd reports the local site healthy.
+    /// Wait until gantryd reports the gate's site healthy.
     pub async fn wait_site_healthy(&self) -> anyhow::Result<()> {
         let client = self.user("root").await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let sites = client.sites().await?;
-            if sites.iter().any(|s| s.name == "local" && s.healthy) {
+            if sites.iter().any(|s| s.name == self.site && s.healthy) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!(
-                    "site local never became healthy: {sites:?}\n{}",
-                    self.core.log_tail()
+                    "site {} never became healthy: {sites:?}\n{}\n{}",
+                    self.site,
+                    self.core.log_tail(),
+                    self.gate.log_tail()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

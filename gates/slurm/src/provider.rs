@@ -1,0 +1,730 @@
+//! [`SlurmProvider`]: the gate operations on a Slurm cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use gantry_gate::{
+    AttemptId, Command, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
+    PartitionId, Provider, Result, is_final, stage_in_dir, stage_out_dir,
+};
+use gantry_proto::v1::{
+    Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, PartitionState,
+    StageInResponse,
+};
+use tokio::sync::Notify;
+
+use crate::commands::{self, SlurmPartition};
+use crate::records::{AttemptRecord, PartitionRecord, read_all, write_json};
+use crate::runner::Runner;
+use crate::script;
+use crate::states::{self, Observed};
+
+/// How the gate reaches its cluster and where it keeps attempts.
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    /// Partitions and attempts; must be on a file system the compute nodes
+    /// share (jobs run in `attempts/<id>/work` and write their logs there).
+    pub work_dir: PathBuf,
+    /// Runs Slurm's commands.
+    pub runner: Runner,
+    /// How often the gate asks Slurm for its jobs' states.
+    pub poll: Duration,
+    /// How many times a partition's capacity gantryd may hand the gate
+    /// beyond it (Slurm queues the rest).
+    pub queue_factor: u32,
+}
+
+/// How long what `sinfo` said is reused.
+const CLUSTER_TTL: Duration = Duration::from_secs(2);
+
+/// Runs jobs on a Slurm cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct SlurmProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SlurmConfig,
+    attempts_dir: PathBuf,
+    partitions_dir: PathBuf,
+    hub: JobHub,
+    state: Mutex<State>,
+    cluster: tokio::sync::Mutex<Option<(Instant, Vec<SlurmPartition>)>>,
+    /// Wakes the poller early (after a submit or a cancel).
+    wake: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct State {
+    partitions: BTreeMap<String, PartitionRecord>,
+    attempts: HashMap<String, Attempt>,
+}
+
+struct Attempt {
+    record: AttemptRecord,
+    job: GateJob,
+    dir: PathBuf,
+    /// CancelJob came while it was being submitted.
+    cancel: bool,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cluster's partitions (from `sinfo`, at most [`CLUSTER_TTL`] old).
+    async fn cluster(&self) -> Result<Vec<SlurmPartition>> {
+        let mut cached = self.cluster.lock().await;
+        if let Some((at, parts)) = cached.as_ref()
+            && at.elapsed() < CLUSTER_TTL
+        {
+            return Ok(parts.clone());
+        }
+        let parts = commands::partitions(&self.config.runner).await?;
+        *cached = Some((Instant::now(), parts.clone()));
+        Ok(parts)
+    }
+
+    async fn slurm_partition(&self, name: &str) -> Result<Option<SlurmPartition>> {
+        Ok(self.cluster().await?.into_iter().find(|p| p.name == name))
+    }
+
+    fn to_partition(&self, record: &PartitionRecord, slurm: Option<&SlurmPartition>) -> Partition {
+        let capacity = slurm.map(capacity_of).unwrap_or_default();
+        let factor = self.config.queue_factor;
+        let queue = Capacity {
+            cpus: capacity.cpus.saturating_mul(factor),
+            memory_bytes: capacity.memory_bytes.saturating_mul(u64::from(factor)),
+            gpus: capacity.gpus.saturating_mul(factor),
+            nodes: capacity.nodes.saturating_mul(factor),
+        };
+        let message = match slurm {
+            None => format!("Slurm partition {} no longer exists", record.flavor),
+            Some(p) => p.unavailable().unwrap_or_default(),
+        };
+        Partition {
+            partition_id: record.partition_id.clone(),
+            flavor: record.flavor.clone(),
+            state: PartitionState::Ready as i32,
+            message,
+            capacity: Some(capacity),
+            native_id: record.flavor.clone(),
+            queue: Some(queue),
+        }
+    }
+
+    /// Ask Slurm for the state of every unfinished attempt and publish what changed.
+    async fn poll(&self) -> Result<()> {
+        let ids: Vec<u64> = {
+            let state = self.state();
+            state
+                .attempts
+                .values()
+                .filter(|a| a.record.slurm_job_id != 0 && !is_final(a.job.state()))
+                .map(|a| a.record.slurm_job_id)
+                .collect()
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut seen = commands::squeue(&self.config.runner, &ids).await?;
+        for id in &ids {
+            if !seen.contains_key(id)
+                && let Some(o) = commands::scontrol_job(&self.config.runner, *id).await?
+            {
+                seen.insert(*id, o);
+            }
+        }
+        let mut state = self.state();
+        for a in state.attempts.values_mut() {
+            let id = a.record.slurm_job_id;
+            if id == 0 || is_final(a.job.state()) || !ids.contains(&id) {
+                continue;
+            }
+            let changed = match seen.get(&id) {
+                Some(o) => apply(a, o),
+                None => {
+                    // Slurm has forgotten it (past MinJobAge, no accounting).
+                    a.job.set_state(GateJobState::Failed);
+                    a.job.reason = format!("lost: Slurm no longer knows job {id}");
+                    true
+                }
+            };
+            if changed {
+                self.hub.publish(a.job.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one partition of `p` offers.
+fn capacity_of(p: &SlurmPartition) -> Capacity {
+    Capacity {
+        cpus: p.cpus,
+        memory_bytes: p.memory_bytes,
+        gpus: p.gpus,
+        nodes: p.nodes,
+    }
+}
+
+/// Take in what Slurm shows; true when the attempt changed.
+fn apply(a: &mut Attempt, o: &Observed) -> bool {
+    let (state, reason) = states::map(o);
+    if state == a.job.state() && reason == a.job.reason {
+        return false;
+    }
+    a.job.set_state(state);
+    a.job.reason = reason;
+    if o.start_time > 0 {
+        a.job.start_time_ms = o.start_time * 1000;
+    }
+    if is_final(state) {
+        a.job.exit_code = o.exit_code;
+        a.job.end_time_ms = if o.end_time > 0 {
+            o.end_time * 1000
+        } else {
+            now_ms()
+        };
+        let size = |n: &str| std::fs::metadata(a.dir.join(n)).ok().map(|m| m.len());
+        (a.job.stdout_bytes, a.job.stderr_bytes) = (size("stdout"), size("stderr"));
+    }
+    true
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl SlurmProvider {
+    /// Open the work directory, take back the partitions and attempts a
+    /// previous gate left (finding by their comment the Slurm jobs it had
+    /// not written down yet), and start polling Slurm.
+    pub async fn open(config: SlurmConfig) -> Result<Self> {
+        let io = |what: &str, p: &std::path::Path| GateError::io(format!("{what} {}", p.display()));
+        std::fs::create_dir_all(&config.work_dir).map_err(io("create", &config.work_dir))?;
+        let work_dir = config
+            .work_dir
+            .canonicalize()
+            .map_err(io("resolve", &config.work_dir))?;
+        let attempts_dir = work_dir.join("attempts");
+        let partitions_dir = work_dir.join("partitions");
+        for d in [&attempts_dir, &partitions_dir] {
+            std::fs::create_dir_all(d).map_err(io("create", d))?;
+        }
+        let mut state = State::default();
+        for (_, p) in read_all::<PartitionRecord>(&partitions_dir, None) {
+            state.partitions.insert(p.partition_id.clone(), p);
+        }
+        let mut unsubmitted = Vec::new();
+        for (path, record) in read_all::<AttemptRecord>(&attempts_dir, Some("attempt.json")) {
+            let dir = path.parent().expect("in a directory").to_path_buf();
+            if record.slurm_job_id == 0 {
+                unsubmitted.push((dir, record));
+                continue;
+            }
+            state
+                .attempts
+                .insert(record.attempt_id.clone(), attempt(record, dir));
+        }
+        let inner = Arc::new(Inner {
+            config: SlurmConfig { work_dir, ..config },
+            attempts_dir,
+            partitions_dir,
+            hub: JobHub::default(),
+            state: Mutex::new(state),
+            cluster: tokio::sync::Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+        });
+        let provider = Self { inner };
+        provider.adopt(unsubmitted).await?;
+        provider.inner.poll().await?;
+        let wake = provider.inner.wake.clone();
+        let every = provider.inner.config.poll;
+        tokio::spawn(poller(Arc::downgrade(&provider.inner), wake, every));
+        Ok(provider)
+    }
+
+    /// Attempts a previous gate wrote down but whose Slurm id it did not:
+    /// the Slurm job carrying the attempt's comment, if any, is theirs;
+    /// otherwise sbatch never took them and they are forgotten (gantryd
+    /// starts again what the gate does not list).
+    async fn adopt(&self, unsubmitted: Vec<(PathBuf, AttemptRecord)>) -> Result<()> {
+        if unsubmitted.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .inner
+            .config
+            .runner
+            .run("squeue", &["--json".into(), "--states=all".into()], None)
+            .await?;
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| GateError::Internal(format!("squeue --json: {e}")))?;
+        let by_comment: HashMap<String, u64> = doc["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| Some((j["comment"].as_str()?.to_string(), j["job_id"].as_u64()?)))
+            .collect();
+        for (dir, mut record) in unsubmitted {
+            match by_comment.get(&script::comment(&record.attempt_id)) {
+                Some(&id) => {
+                    record.slurm_job_id = id;
+                    write_json(&dir.join("attempt.json"), &record)?;
+                    tracing::info!(attempt = %record.attempt_id, slurm_job = id, "found the Slurm job of an attempt");
+                    self.inner
+                        .state()
+                        .attempts
+                        .insert(record.attempt_id.clone(), attempt(record, dir));
+                }
+                None => {
+                    tracing::info!(attempt = %record.attempt_id, "forgetting an attempt Slurm never took");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&self, attempt: &AttemptId) -> PathBuf {
+        self.inner.attempts_dir.join(attempt.as_str())
+    }
+
+    /// Refuse what no node of `slurm` could ever run.
+    fn check_fits(slurm: &SlurmPartition, spec: &JobSpec) -> Result<()> {
+        let r = spec.resources;
+        let (cpus, memory, gpus) = slurm.largest;
+        let name = &slurm.name;
+        let too_big = |what: String| {
+            Err(GateError::invalid(
+                "task.resources",
+                format!("{what}; ask for less or use another partition"),
+            ))
+        };
+        if r.cpus > cpus {
+            return too_big(format!(
+                "asks {} CPUs, the largest node of Slurm partition {name} has {cpus}",
+                r.cpus
+            ));
+        }
+        if memory > 0 && r.memory_bytes > memory {
+            return too_big(format!(
+                "asks {} MiB, the largest node of Slurm partition {name} has {} MiB",
+                r.memory_bytes >> 20,
+                memory >> 20
+            ));
+        }
+        if r.gpus > gpus {
+            return too_big(format!(
+                "asks {} GPUs, the largest node of Slurm partition {name} has {gpus}",
+                r.gpus
+            ));
+        }
+        if let Some(w) = spec.walltime
+            && slurm.max_seconds > 0
+            && w.as_secs() > slurm.max_seconds
+        {
+            return Err(GateError::invalid(
+                "task.walltime_seconds",
+                format!(
+                    "{} s is over Slurm partition {name}'s time limit of {}",
+                    w.as_secs(),
+                    states::hms(slurm.max_seconds)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write the attempt's files and hand it to sbatch; its Slurm job id.
+    async fn submit(
+        &self,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        slurm_partition: &str,
+        spec: &JobSpec,
+    ) -> Result<u64> {
+        let dir = self.dir(attempt);
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work)
+            .map_err(GateError::io(format!("create {}", work.display())))?;
+        if let Command::Script(text) = &spec.command {
+            let path = dir.join("script");
+            std::fs::write(&path, text)
+                .map_err(GateError::io(format!("write {}", path.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(GateError::io(format!("chmod {}", path.display())))?;
+        }
+        let mut record = AttemptRecord {
+            attempt_id: attempt.to_string(),
+            partition_id: partition.to_string(),
+            job_id: spec.job_id,
+            slurm_job_id: 0,
+        };
+        // Written before sbatch: a gate that dies in between finds the job by its comment.
+        write_json(&dir.join("attempt.json"), &record)?;
+        let text = script::batch_script(&dir, attempt, partition.as_str(), spec);
+        std::fs::write(dir.join("job.sh"), &text).map_err(GateError::io("write job.sh"))?;
+        let options = script::sbatch_options(&dir, attempt, slurm_partition, spec);
+        let id = match commands::sbatch(&self.inner.config.runner, &options, &text).await {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(dir.join("attempt.json"));
+                return Err(e);
+            }
+        };
+        record.slurm_job_id = id;
+        write_json(&dir.join("attempt.json"), &record)?;
+        Ok(id)
+    }
+}
+
+fn attempt(record: AttemptRecord, dir: PathBuf) -> Attempt {
+    let mut job = GateJob {
+        attempt_id: record.attempt_id.clone(),
+        partition_id: record.partition_id.clone(),
+        job_id: record.job_id,
+        native_id: if record.slurm_job_id == 0 {
+            String::new()
+        } else {
+            record.slurm_job_id.to_string()
+        },
+        ..Default::default()
+    };
+    job.set_state(GateJobState::Pending);
+    Attempt {
+        record,
+        job,
+        dir,
+        cancel: false,
+    }
+}
+
+/// Poll Slurm `every` so often (sooner when woken) until the provider is dropped.
+async fn poller(inner: Weak<Inner>, wake: Arc<Notify>, every: Duration) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = wake.notified() => {}
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if let Err(e) = strong.poll().await {
+            tracing::warn!(error = %e, "cannot ask Slurm for its jobs; retrying");
+        }
+    }
+}
+
+fn not_found_or<T>(value: Option<T>, attempt: &AttemptId) -> Result<T> {
+    value.ok_or_else(|| GateError::no_attempt(attempt.as_str()))
+}
+
+#[tonic::async_trait]
+impl Provider for SlurmProvider {
+    fn hub(&self) -> &JobHub {
+        &self.inner.hub
+    }
+
+    async fn describe(&self) -> Result<Description> {
+        let flavors = self
+            .inner
+            .cluster()
+            .await?
+            .iter()
+            .map(|p| Flavor {
+                name: p.name.clone(),
+                capacity: Some(capacity_of(p)),
+                price_per_hour: 0.0,
+                currency: String::new(),
+                // One Gantry partition stands for the whole Slurm partition.
+                max_partitions: 1,
+                max_walltime_seconds: p.max_seconds,
+                available: p.unavailable().is_none(),
+                unavailable_reason: p.unavailable().unwrap_or_default(),
+            })
+            .collect();
+        Ok(Description {
+            provider: "slurm".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Capabilities {
+                staging: true,
+                log_follow: true,
+                elastic: false,
+            },
+            flavors,
+            images: Vec::new(),
+        })
+    }
+
+    async fn create_partition(
+        &self,
+        id: &PartitionId,
+        flavor: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> Result<Partition> {
+        let slurm = self.inner.slurm_partition(flavor).await?;
+        let existing = self.inner.state().partitions.get(id.as_str()).cloned();
+        let record = match (existing, &slurm) {
+            (Some(r), _) => r,
+            (None, None) => {
+                let names: Vec<String> = self
+                    .inner
+                    .cluster()
+                    .await?
+                    .into_iter()
+                    .map(|p| p.name)
+                    .collect();
+                return Err(GateError::invalid(
+                    "flavor",
+                    format!(
+                        "no Slurm partition `{flavor}`; this cluster has: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                let record = PartitionRecord {
+                    partition_id: id.to_string(),
+                    flavor: flavor.to_string(),
+                };
+                write_json(
+                    &self.inner.partitions_dir.join(format!("{id}.json")),
+                    &record,
+                )?;
+                self.inner
+                    .state()
+                    .partitions
+                    .insert(id.to_string(), record.clone());
+                record
+            }
+        };
+        Ok(self.inner.to_partition(&record, slurm.as_ref()))
+    }
+
+    async fn get_partition(&self, id: &PartitionId) -> Result<Partition> {
+        let record = self
+            .inner
+            .state()
+            .partitions
+            .get(id.as_str())
+            .cloned()
+            .ok_or_else(|| GateError::no_partition(id.as_str()))?;
+        let slurm = self.inner.slurm_partition(&record.flavor).await?;
+        Ok(self.inner.to_partition(&record, slurm.as_ref()))
+    }
+
+    async fn delete_partition(&self, id: &PartitionId) -> Result<Partition> {
+        let (record, jobs) = {
+            let mut state = self.inner.state();
+            let Some(record) = state.partitions.remove(id.as_str()) else {
+                return Ok(Partition {
+                    partition_id: id.to_string(),
+                    state: PartitionState::Deleted as i32,
+                    ..Default::default()
+                });
+            };
+            let jobs: Vec<u64> = state
+                .attempts
+                .values()
+                .filter(|a| a.record.partition_id == id.as_str() && !is_final(a.job.state()))
+                .map(|a| a.record.slurm_job_id)
+                .filter(|&j| j != 0)
+                .collect();
+            (record, jobs)
+        };
+        for job in jobs {
+            commands::scancel(&self.inner.config.runner, job).await?;
+        }
+        let _ = std::fs::remove_file(self.inner.partitions_dir.join(format!("{id}.json")));
+        let mut p = self.inner.to_partition(&record, None);
+        p.state = PartitionState::Deleted as i32;
+        p.message = "deleted".into();
+        Ok(p)
+    }
+
+    async fn list_partitions(&self) -> Result<Vec<Partition>> {
+        let records: Vec<PartitionRecord> =
+            self.inner.state().partitions.values().cloned().collect();
+        let cluster = self.inner.cluster().await?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let slurm = cluster.iter().find(|p| p.name == r.flavor);
+                self.inner.to_partition(r, slurm)
+            })
+            .collect())
+    }
+
+    async fn start_job(
+        &self,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        spec: JobSpec,
+    ) -> Result<GateJob> {
+        let flavor = {
+            let state = self.inner.state();
+            if let Some(a) = state.attempts.get(attempt.as_str()) {
+                return Ok(a.job.clone());
+            }
+            state
+                .partitions
+                .get(partition.as_str())
+                .map(|p| p.flavor.clone())
+                .ok_or_else(|| GateError::no_partition(partition.as_str()))?
+        };
+        let slurm = self.inner.slurm_partition(&flavor).await?.ok_or_else(|| {
+            GateError::FailedPrecondition(format!("Slurm partition {flavor} no longer exists"))
+        })?;
+        Self::check_fits(&slurm, &spec)?;
+        let record = AttemptRecord {
+            attempt_id: attempt.to_string(),
+            partition_id: partition.to_string(),
+            job_id: spec.job_id,
+            slurm_job_id: 0,
+        };
+        {
+            // Claimed before sbatch, so a concurrent repeat submits nothing.
+            let mut state = self.inner.state();
+            if let Some(a) = state.attempts.get(attempt.as_str()) {
+                return Ok(a.job.clone());
+            }
+            state.attempts.insert(
+                attempt.to_string(),
+                self::attempt(record, self.dir(attempt)),
+            );
+        }
+        let submitted = self.submit(attempt, partition, &flavor, &spec).await;
+        let (job, cancel) = {
+            let mut state = self.inner.state();
+            match submitted {
+                Err(e) => {
+                    state.attempts.remove(attempt.as_str());
+                    return Err(e);
+                }
+                Ok(id) => {
+                    let a = state
+                        .attempts
+                        .get_mut(attempt.as_str())
+                        .expect("claimed above");
+                    a.record.slurm_job_id = id;
+                    a.job.native_id = id.to_string();
+                    a.job.reason = "Slurm: PENDING".into();
+                    (a.job.clone(), a.cancel.then_some(id))
+                }
+            }
+        };
+        if let Some(id) = cancel {
+            commands::scancel(&self.inner.config.runner, id).await?;
+        }
+        self.inner.hub.publish(job.clone());
+        self.inner.wake.notify_one();
+        Ok(job)
+    }
+
+    async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
+        let state = self.inner.state();
+        not_found_or(
+            state.attempts.get(attempt.as_str()).map(|a| a.job.clone()),
+            attempt,
+        )
+    }
+
+    async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
+        let (job, id) = {
+            let mut state = self.inner.state();
+            let a = not_found_or(state.attempts.get_mut(attempt.as_str()), attempt)?;
+            if a.record.slurm_job_id == 0 {
+                a.cancel = true;
+            }
+            (a.job.clone(), a.record.slurm_job_id)
+        };
+        if !is_final(job.state()) && id != 0 {
+            commands::scancel(&self.inner.config.runner, id).await?;
+            self.inner.wake.notify_one();
+        }
+        Ok(job)
+    }
+
+    async fn release_job(&self, attempt: &AttemptId) -> Result<()> {
+        {
+            let mut state = self.inner.state();
+            if let Some(a) = state.attempts.get(attempt.as_str())
+                && !is_final(a.job.state())
+            {
+                return Err(GateError::FailedPrecondition(format!(
+                    "attempt `{attempt}` has not ended; cancel it and wait for its end first"
+                )));
+            }
+            state.attempts.remove(attempt.as_str());
+        }
+        let dir = self.dir(attempt);
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(GateError::io(format!("remove {}", dir.display()))(e))
+            }
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| GateError::Internal(format!("release task failed: {e}")))?
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<GateJob>> {
+        Ok(self
+            .inner
+            .state()
+            .attempts
+            .values()
+            .map(|a| a.job.clone())
+            .collect())
+    }
+
+    async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
+        let state = self.inner.state();
+        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        let name = if stream == LogStream::Stderr {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        Ok(LogSource::File(a.dir.join(name)))
+    }
+
+    async fn stage_in(
+        &self,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        files: FileChunks,
+    ) -> Result<StageInResponse> {
+        {
+            let state = self.inner.state();
+            if !state.partitions.contains_key(partition.as_str()) {
+                return Err(GateError::no_partition(partition.as_str()));
+            }
+            if state.attempts.contains_key(attempt.as_str()) {
+                return Err(GateError::FailedPrecondition(format!(
+                    "attempt `{attempt}` has started; stage files in before StartJob"
+                )));
+            }
+        }
+        stage_in_dir(&self.dir(attempt).join("work"), files).await
+    }
+
+    async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
+        let state = self.inner.state();
+        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        if !is_final(a.job.state()) {
+            return Err(GateError::FailedPrecondition(format!(
+                "attempt `{attempt}` has not ended; stage out after it ends"
+            )));
+        }
+        Ok(stage_out_dir(a.dir.join("work"), globs))
+    }
+}

@@ -1,0 +1,151 @@
+//! What one attempt becomes in Slurm: a generated batch script and the
+//! `sbatch` options for its resources, name, limits and files.
+
+use std::path::Path;
+
+use gantry_gate::{AttemptId, Command, JobSpec};
+
+/// The `--comment` that marks a Slurm job as this attempt's, so a gate that
+/// restarts finds it even if it died between `sbatch` and writing its id down.
+pub fn comment(attempt: &str) -> String {
+    format!("gantry:{attempt}")
+}
+
+/// Single-quote `s` for sh.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The batch script: the task's environment, then the program (argv), or
+/// the task's own script (`script` in the attempt directory, run by its
+/// `#!` line or by sh). Slurm starts it in `work/` (`--chdir`).
+pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &JobSpec) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    s.push_str(&format!(
+        "# Written by gantry-gate-slurm for Gantry job {} (attempt {attempt}).\n",
+        spec.job_id
+    ));
+    let mut env = spec.env.clone();
+    env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
+    env.insert("GANTRY_ATTEMPT_ID".into(), attempt.to_string());
+    env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
+    for (k, v) in &env {
+        s.push_str(&format!("export {k}={}\n", quote(v)));
+    }
+    match &spec.command {
+        Command::Argv(argv) => {
+            let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+            s.push_str(&format!("exec {}\n", words.join(" ")));
+        }
+        Command::Script(text) => {
+            let path = quote(&dir.join("script").to_string_lossy());
+            if text.starts_with("#!") {
+                s.push_str(&format!("exec {path}\n"));
+            } else {
+                s.push_str(&format!("exec /bin/sh {path}\n"));
+            }
+        }
+    }
+    s
+}
+
+/// `sbatch` options for the attempt on Slurm partition `slurm_partition`.
+pub fn sbatch_options(
+    dir: &Path,
+    attempt: &AttemptId,
+    slurm_partition: &str,
+    spec: &JobSpec,
+) -> Vec<String> {
+    let name = if spec.name.is_empty() {
+        format!("gantry-{}", spec.job_id)
+    } else {
+        spec.name.clone()
+    };
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut o = vec![
+        format!("--job-name={name}"),
+        format!("--comment={}", comment(attempt.as_str())),
+        format!("--partition={slurm_partition}"),
+        format!("--cpus-per-task={}", spec.resources.cpus.max(1)),
+        format!("--chdir={}", path("work")),
+        format!("--output={}", path("stdout")),
+        format!("--error={}", path("stderr")),
+        "--nodes=1".into(),
+        "--ntasks=1".into(),
+    ];
+    if spec.resources.memory_bytes > 0 {
+        let mb = spec.resources.memory_bytes.div_ceil(1024 * 1024);
+        o.push(format!("--mem={mb}M"));
+    }
+    if spec.resources.gpus > 0 {
+        o.push(format!("--gres=gpu:{}", spec.resources.gpus));
+    }
+    if let Some(w) = spec.walltime {
+        // Slurm counts in minutes; a limit is never shortened.
+        o.push(format!("--time={}", w.as_secs().div_ceil(60).max(1)));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn spec(command: Command) -> JobSpec {
+        JobSpec {
+            job_id: 7,
+            name: String::new(),
+            command,
+            env: [("A".to_string(), "it's".to_string())].into(),
+            resources: gantry_gate::Resources {
+                cpus: 2,
+                memory_bytes: 1536 * 1024 * 1024,
+                gpus: 1,
+            },
+            walltime: Some(Duration::from_secs(61)),
+            owner: String::new(),
+        }
+    }
+
+    #[test]
+    fn scripts_quote_and_options_carry_the_resources() {
+        let attempt = AttemptId::parse("a", "a1").unwrap();
+        let dir = Path::new("/w/attempts/a1");
+        let s = batch_script(
+            dir,
+            &attempt,
+            "p1",
+            &spec(Command::Argv(vec!["echo".into(), "a b".into()])),
+        );
+        assert!(s.contains("export A='it'\\''s'\n"), "{s}");
+        assert!(s.contains("export GANTRY_JOB_ID='7'\n"));
+        assert!(s.ends_with("exec 'echo' 'a b'\n"));
+        let s = batch_script(
+            dir,
+            &attempt,
+            "p1",
+            &spec(Command::Script("echo hi".into())),
+        );
+        assert!(s.ends_with("exec /bin/sh '/w/attempts/a1/script'\n"));
+        let o = sbatch_options(
+            dir,
+            &attempt,
+            "debug",
+            &spec(Command::Argv(vec!["true".into()])),
+        );
+        for want in [
+            "--job-name=gantry-7",
+            "--comment=gantry:a1",
+            "--partition=debug",
+            "--cpus-per-task=2",
+            "--mem=1536M",
+            "--gres=gpu:1",
+            "--time=2",
+            "--chdir=/w/attempts/a1/work",
+            "--output=/w/attempts/a1/stdout",
+        ] {
+            assert!(o.iter().any(|x| x == want), "{want} in {o:?}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Jobs on a real Slurm cluster (Debian's slurm-wlm, one node on localhost,
+//! started by `scripts/slurm`) through gantryd, gantry-sched and
+//! gantry-gate-slurm, checked against Slurm's own records (`scontrol`).
+//!
+//! The tests share that one cluster and run one at a time (nextest group
+//! `slurm`); `scripts/test` starts it and passes `GANTRY_TEST_SLURM_CONF`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gantry_e2e::{Cluster, Options, run};
+
+/// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
+/// this test starts (or finds up) in /tmp/gantry-test-slurm.
+fn slurm_conf() -> PathBuf {
+    if let Some(conf) = std::env::var_os("GANTRY_TEST_SLURM_CONF") {
+        return conf.into();
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(repo.join("scripts/slurm"))
+        .args(["start", "/tmp/gantry-test-slurm"])
+        .output()
+        .expect("run scripts/slurm");
+    assert!(
+        out.status.success(),
+        "scripts/slurm start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Held by each test: under `cargo test` the tests of this file share a
+/// process, and they must not share the Slurm cluster at the same time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn cluster() -> (Cluster, PathBuf) {
+    let conf = slurm_conf();
+    let cluster = Cluster::start(Options {
+        slurm_conf: Some(conf.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (cluster, conf)
+}
+
+/// A Slurm command against the test cluster; its stdout.
+fn slurm(conf: &PathBuf, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn submitted_id(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("no job id in {stdout:?}"))
+        .to_string()
+}
+
+/// `gantry submit ARGS`; the job id.
+fn submit(cluster: &Cluster, args: &[&str]) -> String {
+    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
+    assert_eq!(code, 0, "{err}");
+    submitted_id(&out)
+}
+
+/// The Slurm job id gantryd recorded ("running on slurm (ID)").
+fn slurm_job_of(cluster: &Cluster, id: &str) -> String {
+    let (_, out, _) = run(cluster.cli("alice").args(["show", id]));
+    out.split("running on slurm (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no Slurm job id in `gantry show`:\n{out}"))
+        .to_string()
+}
+
+fn field(scontrol: &str, key: &str) -> String {
+    scontrol
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Poll `gantry show ID --json` until its state is `state`.
+async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out, _) = run(cluster.cli("alice").args(["show", id, "--json"]));
+        if out
+            .replace(' ', "")
+            .contains(&format!("\"state\":\"{state}\""))
+        {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} never reached {state}:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, conf) = cluster().await;
+    let ok = submit(
+        &cluster,
+        &[
+            "--output",
+            "result.txt",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from slurm; echo 42 > result.txt",
+        ],
+    );
+    let failing = submit(&cluster, &["--", "sh", "-c", "echo oops >&2; exit 3"]);
+    let (code, _, err) = run(cluster.cli("alice").args(["wait", &ok]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &failing]));
+    assert_eq!(code, 3, "gantry wait exits with the job's exit code");
+
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &ok]));
+    assert_eq!(out, "hello from slurm\n");
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", "--stderr", &failing]));
+    assert_eq!(out, "oops\n");
+    let outputs = cluster.dir().join("fetched");
+    let (code, _, err) =
+        run(cluster
+            .cli("alice")
+            .args(["outputs", &ok, "--dest", outputs.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(outputs.join("result.txt")).unwrap(),
+        "42\n"
+    );
+
+    // Slurm's own records agree.
+    let slurm_ok = slurm_job_of(&cluster, &ok);
+    let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_ok]);
+    assert_eq!(field(&record, "JobState"), "COMPLETED", "{record}");
+    assert!(field(&record, "Comment").starts_with("gantry:"), "{record}");
+    let slurm_failing = slurm_job_of(&cluster, &failing);
+    let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_failing]);
+    assert_eq!(field(&record, "JobState"), "FAILED", "{record}");
+    assert_eq!(field(&record, "ExitCode"), "3:0", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_drained_node_and_too_big_jobs_say_why() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, conf) = cluster().await;
+    // A running job cancelled through gantry is CANCELLED in Slurm too.
+    let long = submit(&cluster, &["--", "sleep", "300"]);
+    until_state(&cluster, &long, "RUNNING").await;
+    let slurm_long = slurm_job_of(&cluster, &long);
+    let (code, _, err) = run(cluster.cli("alice").args(["cancel", &long]));
+    assert_eq!(code, 0, "{err}");
+    until_state(&cluster, &long, "CANCELLED").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        // COMPLETING while slurmd cleans up.
+        let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_long]);
+        if field(&record, "JobState") != "COMPLETING" || tokio::time::Instant::now() > deadline {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(field(&record, "JobState"), "CANCELLED", "{record}");
+
+    // On a drained node a job waits, and says so; resumed, it runs.
+    slurm(
+        &conf,
+        "scontrol",
+        &[
+            "update",
+            "nodename=localhost",
+            "state=drain",
+            "reason=gantry-test",
+        ],
+    );
+    let waits = submit(&cluster, &["--", "true"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        let (_, out, _) = run(cluster.cli("alice").args(["show", &waits, "--json"]));
+        if out.contains("Slurm: PENDING") {
+            break out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Slurm reason shown:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    slurm(
+        &conf,
+        "scontrol",
+        &["update", "nodename=localhost", "state=resume"],
+    );
+    assert!(reason.contains("Slurm: PENDING ("), "{reason}");
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &waits]));
+    assert_eq!(code, 0);
+
+    // More than any node has: refused, saying what is too big.
+    let big = submit(&cluster, &["--cpus", "4096", "--", "true"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = run(cluster.cli("alice").args(["show", &big, "--json"]));
+        if out.contains("CPU") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reason for a too-big job:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run(cluster.cli("alice").args(["cancel", &big]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_over_its_time_limit_times_out() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, conf) = cluster().await;
+    // Slurm's limits are whole minutes: this takes a little over one.
+    let id = submit(&cluster, &["--walltime", "1m", "--", "sleep", "600"]);
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
+    assert_ne!(code, 0);
+    let out = until_state(&cluster, &id, "FAILED").await;
+    assert!(out.contains("Slurm: TIMEOUT after 00:01:00"), "{out}");
+    let record = slurm(
+        &conf,
+        "scontrol",
+        &["show", "job", "-o", &slurm_job_of(&cluster, &id)],
+    );
+    assert_eq!(field(&record, "JobState"), "TIMEOUT", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_gate_finds_its_slurm_jobs_again_and_submits_nothing_twice() {
+    let _serial = SERIAL.lock().await;
+    let (mut cluster, conf) = cluster().await;
+    let ids: Vec<String> = (0..3)
+        .map(|k| submit(&cluster, &["--", "sh", "-c", &format!("sleep 3; exit {k}")]))
+        .collect();
+    for id in &ids {
+        until_state(&cluster, id, "RUNNING").await;
+    }
+    cluster.gate.restart().await.unwrap(); // SIGKILL, then start again
+    for (k, id) in ids.iter().enumerate() {
+        let (code, _, _) = run(cluster.cli("alice").args(["wait", id]));
+        assert_eq!(code, k as i32, "job {id}");
+    }
+    // One Slurm job per Gantry job.
+    let names = slurm(&conf, "squeue", &["-h", "-t", "all", "-o", "%k"]);
+    for id in &ids {
+        let (_, show, _) = run(cluster.cli("alice").args(["show", id, "--json"]));
+        let attempt = show
+            .split("\"attempt_id\"")
+            .nth(1)
+            .and_then(|r| r.split('"').nth(1))
+            .unwrap_or_else(|| panic!("no attempt id:\n{show}"))
+            .to_string();
+        let count = names
+            .lines()
+            .filter(|c| c.trim() == format!("gantry:{attempt}"))
+            .count();
+        assert_eq!(count, 1, "Slurm jobs of attempt {attempt}:\n{names}");
+    }
+}
