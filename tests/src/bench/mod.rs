@@ -7,6 +7,7 @@ mod peers;
 mod report;
 mod scenarios;
 mod sched_pass;
+mod slurm;
 
 use std::path::PathBuf;
 
@@ -22,7 +23,7 @@ pub struct Args {
     /// Print one JSON object per figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only these scenarios (submit, array, e2e, latency, queue, logs); default all.
+    /// Only these scenarios (submit, array, e2e, latency, queue, logs, slurm); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
@@ -74,6 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.wants("logs") {
         scenarios::logs(&args, &mut report).await?;
+    }
+    if args.wants("slurm") {
+        slurm::slurm(&args, &mut report).await?;
     }
     if let Some(path) = &args.write {
         report.write_markdown(path, args.quick)?;

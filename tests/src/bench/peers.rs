@@ -30,27 +30,54 @@ fn json_number(line: &str, key: &str) -> Option<f64> {
         .ok()
 }
 
+/// A throwaway single-node Slurm (`scripts/slurm`), stopped when dropped.
+pub struct SlurmCluster {
+    script: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    /// Its slurm.conf.
+    pub conf: std::path::PathBuf,
+}
+
+impl SlurmCluster {
+    /// Start one; `None` when Slurm cannot run here.
+    pub fn start(args: &Args, name: &str) -> Option<Self> {
+        let script = args.repo.join("scripts/slurm");
+        let dir = std::env::temp_dir().join(format!("gantry-bench-{name}-{}", std::process::id()));
+        let started = std::process::Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let conf = String::from_utf8_lossy(&started.stdout).trim().into();
+        Some(Self { script, dir, conf })
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `sbatch` against a single-node Slurm started for the purpose.
 pub fn sbatch(args: &Args, n: usize) -> Option<Sbatch> {
-    let script = args.repo.join("scripts/slurm");
-    let dir = std::env::temp_dir().join(format!("gantry-bench-slurm-{}", std::process::id()));
-    let dir_arg = dir.display().to_string();
-    let started = std::process::Command::new(&script)
-        .args(["start", &dir_arg])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
-    let conf = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    let cluster = SlurmCluster::start(args, "slurm")?;
+    sbatch_on(args, &cluster, n)
+}
+
+/// `n` trivial `sbatch` jobs on `cluster`, one submission after another.
+pub fn sbatch_on(args: &Args, cluster: &SlurmCluster, n: usize) -> Option<Sbatch> {
     let out = std::process::Command::new(args.repo.join("scripts/peers/sbatch_bench.sh"))
         .arg(n.to_string())
-        .env("SLURM_CONF", &conf)
+        .env("SLURM_CONF", &cluster.conf)
         .stderr(std::process::Stdio::null())
         .output();
-    let _ = std::process::Command::new(&script)
-        .args(["stop", &dir_arg])
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
     let out = out.ok().filter(|o| o.status.success())?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| l.starts_with('{'))?;

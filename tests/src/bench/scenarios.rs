@@ -55,7 +55,7 @@ fn rss(pid: u32) -> u64 {
         * 1024
 }
 
-async fn clients(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Client>> {
+pub(super) async fn clients(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Client>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(cluster.user("bench").await?);
@@ -64,7 +64,11 @@ async fn clients(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<Client>> {
 }
 
 /// Submit `total` jobs from `clients` concurrently; the rate in jobs/s.
-async fn submit_many(clients: Vec<Client>, total: usize, hold: bool) -> anyhow::Result<f64> {
+pub(super) async fn submit_many(
+    clients: Vec<Client>,
+    total: usize,
+    hold: bool,
+) -> anyhow::Result<f64> {
     let per = total / clients.len();
     let count = per * clients.len();
     let start = Instant::now();
