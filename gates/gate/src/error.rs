@@ -75,6 +75,27 @@ impl GateError {
         }
     }
 
+    /// Releasing an attempt that still runs.
+    pub fn release_running(attempt: impl std::fmt::Display) -> Self {
+        Self::FailedPrecondition(format!(
+            "attempt `{attempt}` has not ended; cancel it and wait for its end first"
+        ))
+    }
+
+    /// Staging files in for an attempt that has started.
+    pub fn stage_in_started(attempt: impl std::fmt::Display) -> Self {
+        Self::FailedPrecondition(format!(
+            "attempt `{attempt}` has started; stage files in before StartJob"
+        ))
+    }
+
+    /// Staging files out of an attempt that has not ended.
+    pub fn stage_out_running(attempt: impl std::fmt::Display) -> Self {
+        Self::FailedPrecondition(format!(
+            "attempt `{attempt}` has not ended; stage out after it ends"
+        ))
+    }
+
     /// An [`GateError::Io`] with `context` (what was done, to which path).
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();

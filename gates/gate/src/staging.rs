@@ -217,6 +217,18 @@ impl DirWriter {
     }
 }
 
+/// Remove an attempt's directory (on a blocking thread); fine when it is gone.
+pub async fn remove_dir(dir: std::path::PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(GateError::io(format!("remove {}", dir.display()))(e))
+        }
+        _ => Ok(()),
+    })
+    .await
+    .map_err(|e| GateError::Internal(format!("remove task failed: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

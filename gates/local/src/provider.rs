@@ -527,9 +527,7 @@ impl Provider for LocalProvider {
             if let Some(a) = state.attempts.get(attempt.as_str())
                 && !is_final(a.job.state())
             {
-                return Err(GateError::FailedPrecondition(format!(
-                    "attempt `{attempt}` has not ended; cancel it and wait for its end first"
-                )));
+                return Err(GateError::release_running(attempt));
             }
             // The supervisor removes the directory (also of an attempt that
             // never started but had files staged in).
@@ -572,9 +570,7 @@ impl Provider for LocalProvider {
             let state = self.inner.state();
             state.partitions.check_ready(partition.as_str())?;
             if state.attempts.contains_key(attempt.as_str()) {
-                return Err(GateError::FailedPrecondition(format!(
-                    "attempt `{attempt}` has started; stage files in before StartJob"
-                )));
+                return Err(GateError::stage_in_started(attempt));
             }
         }
         stage_in_dir(&self.dir(attempt).work(), files).await
@@ -584,9 +580,7 @@ impl Provider for LocalProvider {
         let state = self.inner.state();
         let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
         if !is_final(a.job.state()) {
-            return Err(GateError::FailedPrecondition(format!(
-                "attempt `{attempt}` has not ended; stage out after it ends"
-            )));
+            return Err(GateError::stage_out_running(attempt));
         }
         Ok(stage_out_dir(a.dir.work(), globs))
     }

@@ -54,8 +54,15 @@ async fn connect(pki: &Path, ready: &Path) -> GateClient<tonic::transport::Chann
     panic!("the gate did not write its ready file");
 }
 
-#[tokio::test]
-async fn a_sigkilled_gate_loses_nothing() {
+/// A PKI and a work directory in a scratch directory, the real gate on
+/// them, a client holding the core's certificate, and partition `p1`.
+struct Setup {
+    tmp: tempfile::TempDir,
+    gate: Gate,
+    c: GateClient<tonic::transport::Channel>,
+}
+
+async fn setup() -> Setup {
     gantry_proto::tls::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     let (pki_dir, work, ready) = (
@@ -66,7 +73,6 @@ async fn a_sigkilled_gate_loses_nothing() {
     let pki = Pki::init(&pki_dir, "test").unwrap();
     pki.issue(&Principal::Core, &[]).unwrap();
     pki.issue(&Principal::Gate("local".into()), &[]).unwrap();
-
     let gate = spawn_gate(&pki_dir, &work, &ready);
     let mut c = connect(&pki_dir, &ready).await;
     c.create_partition(CreatePartitionRequest {
@@ -76,6 +82,17 @@ async fn a_sigkilled_gate_loses_nothing() {
     })
     .await
     .unwrap();
+    Setup { tmp, gate, c }
+}
+
+#[tokio::test]
+async fn a_sigkilled_gate_loses_nothing() {
+    let Setup { tmp, gate, mut c } = setup().await;
+    let (pki_dir, work, ready) = (
+        tmp.path().join("pki"),
+        tmp.path().join("work"),
+        tmp.path().join("ready"),
+    );
     let job = c
         .start_job(StartJobRequest {
             attempt_id: "a1".into(),
@@ -184,25 +201,12 @@ async fn start(c: &mut GateClient<tonic::transport::Channel>, attempt: &str, scr
 
 #[tokio::test]
 async fn a_sigkilled_supervisor_loses_no_recorded_end_and_leaves_no_job() {
-    gantry_proto::tls::install_crypto_provider();
-    let tmp = tempfile::tempdir().unwrap();
-    let (pki_dir, work, ready) = (
-        tmp.path().join("pki"),
-        tmp.path().join("work"),
-        tmp.path().join("ready"),
-    );
-    let pki = Pki::init(&pki_dir, "test").unwrap();
-    pki.issue(&Principal::Core, &[]).unwrap();
-    pki.issue(&Principal::Gate("local".into()), &[]).unwrap();
-    let _gate = spawn_gate(&pki_dir, &work, &ready);
-    let mut c = connect(&pki_dir, &ready).await;
-    c.create_partition(CreatePartitionRequest {
-        partition_id: "p1".into(),
-        flavor: "host".into(),
-        labels: Default::default(),
-    })
-    .await
-    .unwrap();
+    let Setup {
+        tmp,
+        gate: _gate,
+        mut c,
+    } = setup().await;
+    let work = tmp.path().join("work");
     start(&mut c, "a-done", "exit 5").await;
     start(&mut c, "a-running", "sleep 30").await;
     assert_eq!(ended(&mut c, "a-done").await.exit_code, Some(5));

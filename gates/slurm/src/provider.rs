@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use gantry_gate::{
     AttemptId, Command, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, is_final, stage_in_dir, stage_out_dir,
+    PartitionId, Provider, Result, is_final, remove_dir, stage_in_dir, stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, PartitionState,
@@ -659,21 +659,11 @@ impl Provider for SlurmProvider {
             if let Some(a) = state.attempts.get(attempt.as_str())
                 && !is_final(a.job.state())
             {
-                return Err(GateError::FailedPrecondition(format!(
-                    "attempt `{attempt}` has not ended; cancel it and wait for its end first"
-                )));
+                return Err(GateError::release_running(attempt));
             }
             state.attempts.remove(attempt.as_str());
         }
-        let dir = self.dir(attempt);
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(GateError::io(format!("remove {}", dir.display()))(e))
-            }
-            _ => Ok(()),
-        })
-        .await
-        .map_err(|e| GateError::Internal(format!("release task failed: {e}")))?
+        remove_dir(self.dir(attempt)).await
     }
 
     async fn list_jobs(&self) -> Result<Vec<GateJob>> {
@@ -709,9 +699,7 @@ impl Provider for SlurmProvider {
                 return Err(GateError::no_partition(partition.as_str()));
             }
             if state.attempts.contains_key(attempt.as_str()) {
-                return Err(GateError::FailedPrecondition(format!(
-                    "attempt `{attempt}` has started; stage files in before StartJob"
-                )));
+                return Err(GateError::stage_in_started(attempt));
             }
         }
         stage_in_dir(&self.dir(attempt).join("work"), files).await
@@ -721,9 +709,7 @@ impl Provider for SlurmProvider {
         let state = self.inner.state();
         let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
         if !is_final(a.job.state()) {
-            return Err(GateError::FailedPrecondition(format!(
-                "attempt `{attempt}` has not ended; stage out after it ends"
-            )));
+            return Err(GateError::stage_out_running(attempt));
         }
         Ok(stage_out_dir(a.dir.join("work"), globs))
     }
