@@ -127,6 +127,7 @@ async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
         ],
     );
     let failing = submit(&cluster, &["--", "sh", "-c", "echo oops >&2; exit 3"]);
+    let env = submit(&cluster, &["--env", "ASKED=yes", "--", "env"]);
     let (code, _, err) = run(cluster.cli("alice").args(["wait", &ok]));
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &failing]));
@@ -134,6 +135,19 @@ async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
 
     let (_, out, _) = run(cluster.cli("alice").args(["logs", &ok]));
     assert_eq!(out, "hello from slurm\n");
+    // The job gets its own variables, not the gate's environment (the gate
+    // inherited this test's CARGO_MANIFEST_DIR).
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &env]));
+    assert_eq!(code, 0);
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &env]));
+    assert!(
+        out.contains("ASKED=yes") && out.contains("GANTRY_JOB_ID="),
+        "{out}"
+    );
+    assert!(
+        !out.contains("CARGO_MANIFEST_DIR="),
+        "the gate's environment leaked:\n{out}"
+    );
     let (_, out, _) = run(cluster.cli("alice").args(["logs", "--stderr", &failing]));
     assert_eq!(out, "oops\n");
     let outputs = cluster.dir().join("fetched");
@@ -204,6 +218,19 @@ async fn cancel_drained_node_and_too_big_jobs_say_why() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The site says so too (gantryd asks the gate every few seconds).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, sites, _) = run(cluster.cli("alice").args(["sites"]));
+        if sites.contains("1 drained") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drained node is not shown:\n{sites}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     slurm(
         &conf,
         "scontrol",

@@ -72,6 +72,9 @@ pub fn sbatch_options(
         format!("--error={}", path("stderr")),
         "--nodes=1".into(),
         "--ntasks=1".into(),
+        // Not the gate's own environment: the user's login environment on
+        // the node (Slurm's --get-user-env), then the task's, from job.sh.
+        "--export=NONE".into(),
     ];
     if spec.resources.memory_bytes > 0 {
         let mb = spec.resources.memory_bytes.div_ceil(1024 * 1024);
@@ -144,6 +147,7 @@ mod tests {
             "--time=2",
             "--chdir=/w/attempts/a1/work",
             "--output=/w/attempts/a1/stdout",
+            "--export=NONE",
         ] {
             assert!(o.iter().any(|x| x == want), "{want} in {o:?}");
         }
