@@ -158,6 +158,12 @@ impl Pool {
         self.memory_used = (self.memory_used + alloc.memory_bytes).min(self.memory_total);
     }
 
+    /// CPU slots free now.
+    #[cfg(test)]
+    pub fn free_cpus(&self) -> usize {
+        self.cpus.free()
+    }
+
     /// Give `alloc` back.
     pub fn release(&mut self, alloc: &Alloc) {
         self.cpus.put(&alloc.cpu_slots);

@@ -98,12 +98,20 @@ pub async fn connect(work_dir: &Path, binary: &Path) -> Result<Connection> {
 /// Start `binary` for `work_dir` in its own process group (a Ctrl-C to the
 /// gate does not reach it; it outlives the gate) and wait for its `ready`.
 async fn start_supervisor(work_dir: &Path, binary: &Path) -> std::result::Result<(), String> {
+    // Its own log: it outlives the gate, whose stderr may be a pipe that
+    // closes with it.
+    let log_path = work_dir.join("supervisor.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let mut child = tokio::process::Command::new(binary)
         .arg("--dir")
         .arg(work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .process_group(0)
         .kill_on_drop(false)
         .spawn()
@@ -119,8 +127,9 @@ async fn start_supervisor(work_dir: &Path, binary: &Path) -> std::result::Result
                 .map(|s| s.to_string())
                 .unwrap_or_default();
             Err(format!(
-                "{} exited ({status}); see its message above",
-                binary.display()
+                "{} exited ({status}); see {}",
+                binary.display(),
+                log_path.display()
             ))
         }
         Err(_) => Err(format!(

@@ -88,6 +88,10 @@ pub enum Event {
         pid: u32,
         /// Unix ms it started.
         start_ms: i64,
+        /// The attempt it followed (see [`Start::after`]), on whose
+        /// resources it started; `None` when it started on its own.
+        #[serde(default)]
+        after: Option<String>,
     },
     /// An attempt's job ended (or could not start).
     Exited {

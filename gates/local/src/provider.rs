@@ -57,9 +57,10 @@ impl Inner {
                 attempt,
                 pid,
                 start_ms,
+                after,
             } => {
                 let mut state = self.state();
-                state.started(&self.hub, &attempt, pid, start_ms);
+                state.started(&self.hub, &attempt, pid, start_ms, after.as_deref());
                 // A new running attempt can take a successor.
                 self.drain_locked(&mut state);
             }
@@ -71,17 +72,17 @@ impl Inner {
         }
     }
 
-    /// Ask the supervisor to stop an attempt's job (its end arrives as an event).
-    fn stop(&self, attempt: &Attempt, reason: &str) {
+    /// Ask the supervisor to stop an attempt's job (its end arrives as an
+    /// event); UNAVAILABLE while the supervisor cannot be reached.
+    fn stop(&self, attempt: &Attempt, reason: &str) -> Result<()> {
         if attempt.sent && !is_final(attempt.job.state()) {
             let command = Command::Stop {
                 attempt: attempt.job.attempt_id.clone(),
                 reason: reason.into(),
             };
-            if let Err(e) = self.link.send(&command) {
-                tracing::warn!(attempt = %attempt.job.attempt_id, error = %e, "cannot ask to stop the job");
-            }
+            self.link.send(&command)?;
         }
+        Ok(())
     }
 
     /// Start waiting attempts, oldest first, while the head fits; then
@@ -101,18 +102,30 @@ impl Inner {
                 };
                 let next = state.chained.pop_front().expect("has a head");
                 let id = next.attempt.to_string();
-                let leader = state.attempts.get_mut(&id).and_then(|a| {
-                    a.alloc = Some(alloc);
-                    a.after.take()
-                });
-                if let Some(l) = leader.and_then(|l| state.attempts.get_mut(&l))
-                    && l.successor.as_deref() == Some(id.as_str())
-                {
-                    l.successor = None;
+                // Held as `moved` until the supervisor says where it started:
+                // its leader may end first and start it on its own resources.
+                match state.attempts.get_mut(&id) {
+                    Some(a) if !is_final(a.job.state()) => a.moved = Some(alloc.clone()),
+                    _ => {
+                        state.pool.release(&alloc);
+                        continue;
+                    }
                 }
-                if let Err(e) = self.launch(state, &next.attempt, &next.partition, &next.spec, None)
-                {
+                let moved = self.launch(
+                    state,
+                    &next.attempt,
+                    &next.partition,
+                    &next.spec,
+                    &alloc,
+                    None,
+                );
+                if let Err(e) = moved {
                     tracing::warn!(attempt = %id, error = %e, "cannot move a waiting attempt to a free slot");
+                    if let Some(a) = state.attempts.get_mut(&id)
+                        && let Some(moved) = a.moved.take()
+                    {
+                        state.pool.release(&moved);
+                    }
                 }
                 continue;
             }
@@ -125,7 +138,7 @@ impl Inner {
             let head = state.pending.pop_front().expect("has a head");
             match state.attempts.get_mut(head.attempt.as_str()) {
                 Some(a) if !is_final(a.job.state()) => {
-                    a.alloc = Some(alloc);
+                    a.alloc = Some(alloc.clone());
                     a.job.reason.clear();
                 }
                 _ => {
@@ -133,7 +146,14 @@ impl Inner {
                     continue;
                 }
             }
-            if let Err(e) = self.launch(state, &head.attempt, &head.partition, &head.spec, None) {
+            if let Err(e) = self.launch(
+                state,
+                &head.attempt,
+                &head.partition,
+                &head.spec,
+                &alloc,
+                None,
+            ) {
                 // Nobody is waiting on a call to retry it: the attempt fails.
                 state.end_unstarted(
                     &self.hub,
@@ -158,13 +178,16 @@ impl Inner {
                 .attempts
                 .iter()
                 .filter(|(_, a)| a.sent && a.successor.is_none() && !is_final(a.job.state()))
-                .find(|(_, a)| {
+                .filter(|(_, a)| {
                     a.alloc.as_ref().is_some_and(|held| {
                         held.cpu_slots.len() == want.cpus.max(1) as usize
                             && held.gpus.len() == want.gpus as usize
                             && want.memory_bytes <= held.memory_bytes
                     })
                 })
+                // The one running longest (most likely to end first); by id
+                // among equals, so the choice does not depend on hashing.
+                .min_by_key(|(id, a)| (a.job.start_time_ms, id.as_str()))
                 .map(|(id, a)| (id.clone(), a.alloc.clone().unwrap_or_default()));
             let Some((leader, held)) = leader else { return };
             let head = state.pending.pop_front().expect("has a head");
@@ -181,7 +204,8 @@ impl Inner {
                 &head.attempt,
                 &head.partition,
                 &head.spec,
-                Some((&leader, &held)),
+                &held,
+                Some(&leader),
             );
             match started {
                 Ok(()) => {
@@ -200,24 +224,21 @@ impl Inner {
         }
     }
 
-    /// Ask the supervisor to start an attempt registered as PENDING: with
-    /// its allocation, or after `leader` on the allocation it holds.
+    /// Ask the supervisor to start an attempt registered as PENDING on
+    /// `alloc` (its own, or what `after` holds, once `after` ends).
     fn launch(
         &self,
         state: &mut State,
         attempt: &AttemptId,
         partition: &PartitionId,
         spec: &JobSpec,
-        leader: Option<(&String, &Alloc)>,
+        alloc: &Alloc,
+        after: Option<&String>,
     ) -> Result<()> {
         let a = state
             .attempts
             .get_mut(attempt.as_str())
             .expect("registered before launch");
-        let alloc = match leader {
-            Some((_, held)) => held.clone(),
-            None => a.alloc.clone().unwrap_or_default(),
-        };
         let mut start = launch::start_command(
             &self.config,
             &self.host,
@@ -225,9 +246,9 @@ impl Inner {
             attempt,
             partition,
             spec,
-            &alloc,
+            alloc,
         );
-        start.after = leader.map(|(id, _)| id.clone());
+        start.after = after.cloned();
         self.link.send(&Command::Start(start))?;
         a.sent = true;
         Ok(())
@@ -251,12 +272,15 @@ async fn follow(inner: Weak<Inner>, mut events: link::Events) {
             strong.link.detach();
             tracing::warn!("lost the job supervisor; reconnecting");
             match link::connect(&strong.config.work_dir, &strong.config.supervisor).await {
-                Ok(connection) => {
+                Ok(mut connection) => {
+                    // Snapshot first, then commands: a start sent before the
+                    // snapshot is taken in would be judged lost.
+                    let mut state = strong.state();
+                    let snapshot = std::mem::take(&mut connection.snapshot);
+                    state.sync(&strong.hub, &strong.attempts_dir, snapshot);
                     strong.link.attach(&connection);
-                    strong
-                        .state()
-                        .sync(&strong.hub, &strong.attempts_dir, connection.snapshot);
-                    strong.drain();
+                    strong.drain_locked(&mut state);
+                    drop(state);
                     events = connection.events;
                     break;
                 }
@@ -399,7 +423,7 @@ impl Provider for LocalProvider {
             .retain(|p| p.partition.as_str() != id.as_str());
         for attempt in state.attempts.values() {
             if attempt.job.partition_id == id.as_str() {
-                self.inner.stop(attempt, "cancelled");
+                self.inner.stop(attempt, "cancelled")?;
             }
         }
         Ok(partition)
@@ -469,6 +493,7 @@ impl Provider for LocalProvider {
                 sent: false,
                 successor: None,
                 after: None,
+                moved: None,
             };
             state.attempts.insert(attempt.to_string(), entry);
             if waits {
@@ -480,9 +505,13 @@ impl Provider for LocalProvider {
                 self.inner.drain_locked(&mut state);
                 return Ok(job);
             }
+            let held = state.attempts[attempt.as_str()]
+                .alloc
+                .clone()
+                .unwrap_or_default();
             if let Err(e) = self
                 .inner
-                .launch(&mut state, attempt, partition, &spec, None)
+                .launch(&mut state, attempt, partition, &spec, &held, None)
             {
                 // Nothing runs: forget the attempt so a retry starts it afresh.
                 if let Some(alloc) = state
@@ -517,7 +546,7 @@ impl Provider for LocalProvider {
         // One waiting for a leader must not be moved to a free slot now.
         state.unchain(attempt.as_str());
         let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
-        self.inner.stop(a, "cancelled");
+        self.inner.stop(a, "cancelled")?;
         Ok(a.job.clone())
     }
 

@@ -27,6 +27,10 @@ pub struct Attempt {
     pub successor: Option<String>,
     /// The running attempt whose resources this one waits for.
     pub after: Option<String>,
+    /// A free slot this waiting successor was moved to, until the
+    /// supervisor says which one it started on (its leader may have ended
+    /// first and started it on the leader's resources).
+    pub moved: Option<Alloc>,
 }
 
 /// Everything behind the gate's lock.
@@ -113,8 +117,38 @@ impl State {
         hub.publish(a.job.clone());
     }
 
-    /// The supervisor started the attempt's job: it runs.
-    pub fn started(&mut self, hub: &JobHub, attempt_id: &str, pid: u32, start_ms: i64) {
+    /// The supervisor started the attempt's job (on the resources of
+    /// `after`, when it followed it): it runs.
+    pub fn started(
+        &mut self,
+        hub: &JobHub,
+        attempt_id: &str,
+        pid: u32,
+        start_ms: i64,
+        after: Option<&str>,
+    ) {
+        let Some(a) = self.attempts.get_mut(attempt_id) else {
+            return;
+        };
+        if let Some(moved) = a.moved.take() {
+            if after.is_some() {
+                // Its leader ended before the move arrived: it runs on the
+                // leader's resources (passed to it then); the slot is free.
+                self.pool.release(&moved);
+            } else {
+                // It runs on the slot it was moved to; the leader keeps
+                // what it holds (or gave it back if it already ended).
+                if let Some(leader_held) = a.alloc.replace(moved) {
+                    self.pool.release(&leader_held);
+                }
+                let leader = a.after.take();
+                if let Some(l) = leader.and_then(|l| self.attempts.get_mut(&l))
+                    && l.successor.as_deref() == Some(attempt_id)
+                {
+                    l.successor = None;
+                }
+            }
+        }
         let Some(a) = self.attempts.get_mut(attempt_id) else {
             return;
         };
@@ -143,8 +177,18 @@ impl State {
         job.reason = reason;
         job.exit_code = exit.exit_code;
         job.end_time_ms = exit.end_ms;
-        (job.stdout_bytes, job.stderr_bytes) = attempt.dir.log_sizes();
+        (job.stdout_bytes, job.stderr_bytes) = if job.start_time_ms == 0 {
+            (Some(0), Some(0)) // it never ran
+        } else {
+            attempt.dir.log_sizes()
+        };
         hub.publish(attempt.job.clone());
+        if let Some(moved) = attempt.moved.take() {
+            self.pool.release(&moved);
+        }
+        let Some(attempt) = self.attempts.get_mut(attempt_id) else {
+            return;
+        };
         let (alloc, successor, after) = (
             attempt.alloc.take(),
             attempt.successor.take(),
@@ -212,6 +256,7 @@ impl State {
                     sent: true,
                     successor: None,
                     after: known.after.clone(),
+                    moved: None,
                 };
                 self.attempts.insert(known.attempt.clone(), attempt);
                 tracing::info!(attempt = %known.attempt, running, "recovered attempt");
@@ -224,7 +269,7 @@ impl State {
                 }
             }
             if known.pid != 0 {
-                self.started(hub, &known.attempt, known.pid, known.start_ms);
+                self.started(hub, &known.attempt, known.pid, known.start_ms, None);
             }
             if let Some(exit) = &known.exit {
                 self.finish(hub, &known.attempt, exit);
@@ -245,5 +290,119 @@ impl State {
             };
             self.finish(hub, &id, &exit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_gate::Resources;
+
+    fn one_cpu() -> Resources {
+        Resources {
+            cpus: 1,
+            memory_bytes: 0,
+            gpus: 0,
+        }
+    }
+
+    fn attempt(id: &str, alloc: Option<Alloc>) -> Attempt {
+        let mut job = GateJob {
+            attempt_id: id.into(),
+            ..Default::default()
+        };
+        job.set_state(GateJobState::Pending);
+        Attempt {
+            job,
+            dir: AttemptDir::new(std::path::Path::new("/nonexistent"), id),
+            alloc,
+            sent: true,
+            successor: None,
+            after: None,
+            moved: None,
+        }
+    }
+
+    fn exit() -> Exit {
+        Exit {
+            exit_code: Some(0),
+            signal: None,
+            reason: String::new(),
+            end_ms: 1,
+        }
+    }
+
+    /// Two slots: leader L holds one; S waits to follow L; the other slot
+    /// frees and S is moved there. Whichever the supervisor did first, S ends
+    /// up holding exactly the slot it runs on and the other is free.
+    fn moved_successor() -> (State, Alloc, Alloc, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut pool = Pool::new(2, 0, 0);
+        let held = pool.allocate(one_cpu()).unwrap();
+        let moved = pool.allocate(one_cpu()).unwrap();
+        let mut state = State {
+            attempts: HashMap::new(),
+            pool,
+            partitions: Partitions::load(
+                tmp.path().join("p"),
+                Default::default(),
+                Default::default(),
+                "h".into(),
+            )
+            .unwrap(),
+            pending: Default::default(),
+            chained: Default::default(),
+        };
+        let mut leader = attempt("L", Some(held.clone()));
+        leader.successor = Some("S".into());
+        leader.job.set_state(GateJobState::Running);
+        let mut successor = attempt("S", None);
+        successor.after = Some("L".into());
+        successor.moved = Some(moved.clone());
+        state.attempts.insert("L".into(), leader);
+        state.attempts.insert("S".into(), successor);
+        (state, held, moved, tmp)
+    }
+
+    #[test]
+    fn a_moved_successor_started_by_its_leaders_end_frees_the_slot_it_was_moved_to() {
+        let hub = JobHub::default();
+        let (mut state, held, _, _tmp) = moved_successor();
+        state.finish(&hub, "L", &exit());
+        state.started(&hub, "S", 7, 1, Some("L"));
+        assert_eq!(state.attempts["S"].alloc.as_ref(), Some(&held));
+        assert_eq!(state.pool.free_cpus(), 1);
+        state.finish(&hub, "S", &exit());
+        assert_eq!(state.pool.free_cpus(), 2);
+    }
+
+    #[test]
+    fn a_moved_successor_started_on_its_new_slot_leaves_the_leader_its_own() {
+        let hub = JobHub::default();
+        let (mut state, _, moved, _tmp) = moved_successor();
+        state.started(&hub, "S", 7, 1, None);
+        assert_eq!(state.attempts["S"].alloc.as_ref(), Some(&moved));
+        assert_eq!(state.attempts["L"].successor, None);
+        state.finish(&hub, "L", &exit());
+        assert_eq!(state.pool.free_cpus(), 1);
+        state.finish(&hub, "S", &exit());
+        assert_eq!(state.pool.free_cpus(), 2);
+    }
+
+    #[test]
+    fn a_moved_successor_cancelled_before_it_started_gives_everything_back() {
+        let hub = JobHub::default();
+        let (mut state, _, _, _tmp) = moved_successor();
+        let cancelled = Exit {
+            exit_code: None,
+            signal: None,
+            reason: "cancelled".into(),
+            end_ms: 1,
+        };
+        state.finish(&hub, "S", &cancelled);
+        assert_eq!(state.attempts["L"].successor, None);
+        assert_eq!(state.attempts["S"].job.stdout_bytes, Some(0));
+        state.finish(&hub, "L", &exit());
+        assert_eq!(state.pool.free_cpus(), 2);
     }
 }

@@ -52,10 +52,15 @@ impl Journal {
         let mut known = HashMap::new();
         let mut lines = 0;
         if let Ok(file) = File::open(path) {
-            for text in BufReader::new(file).lines() {
-                let text = text?;
+            // Bytes, not text: a line torn inside a UTF-8 sequence is skipped
+            // like any other torn line.
+            for bytes in BufReader::new(file).split(b'\n') {
+                let bytes = bytes?;
+                if bytes.is_empty() {
+                    continue;
+                }
                 lines += 1;
-                match serde_json::from_str::<Entry>(&text) {
+                match serde_json::from_slice::<Entry>(&bytes) {
                     Ok(entry) => fold(&mut known, entry),
                     Err(e) => eprintln!("gantry-supervisor: skipping a journal line: {e}"),
                 }
@@ -84,6 +89,10 @@ impl Journal {
         }
         let result = self.file.write_all(&self.unwritten);
         self.unwritten.clear();
+        if result.is_err() {
+            // A torn write must not glue the next line onto its half.
+            let _ = self.file.write_all(b"\n");
+        }
         result
     }
 
@@ -95,7 +104,9 @@ impl Journal {
     /// Rewrite the journal as one line per attempt in `known` (temp file +
     /// rename, so a crash leaves the old or the new one whole).
     pub fn compact<'a>(&mut self, known: impl Iterator<Item = &'a Known>) -> io::Result<()> {
-        self.unwritten.clear();
+        // What this turn appended goes to the old file first: should the
+        // rewrite fail, nothing the gate is told is missing from it.
+        self.write()?;
         let tmp = self.path.with_extension("journal.tmp");
         let mut out = io::BufWriter::new(File::create(&tmp)?);
         let mut lines = 0;

@@ -57,6 +57,8 @@ struct Tracked {
     grace: Duration,
     /// Why it is being stopped; empty while it is not.
     stop_reason: String,
+    /// The attempt it followed, on whose resources it started.
+    started_after: Option<String>,
     kill_at: Option<Instant>,
 }
 
@@ -157,7 +159,8 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
 /// runs) and reported lost.
 fn end_lost(mut k: Known) -> Known {
     if k.exit.is_none() {
-        if k.pid != 0 && sys::start_ticks(k.pid) == k.start_ticks {
+        // Killed only when it is that very process (a reused pid is not).
+        if k.pid != 0 && k.start_ticks != 0 && sys::start_ticks(k.pid) == k.start_ticks {
             sys::kill_group(k.pid, libc::SIGKILL);
         }
         k.exit = Some(Exit {
@@ -178,6 +181,7 @@ fn tracked(known: Known, grace: Duration, walltime_seconds: u64) -> Tracked {
         grace,
         stop_reason: String::new(),
         kill_at: None,
+        started_after: None,
     }
 }
 
@@ -231,13 +235,15 @@ impl Supervisor {
                     job.stop("its supervisor was stopped");
                 }
             }
-            self.reap();
-            if fds[1].revents != 0 {
-                self.accept(listener);
-            }
+            // Commands first: a Stop for a waiting successor that arrived
+            // with its leader's end must come before the end starts it.
             if fds.get(2).is_some_and(|fd| fd.revents != 0) {
                 self.read_commands();
             }
+            if fds[1].revents != 0 {
+                self.accept(listener);
+            }
+            self.reap();
             self.timers();
             self.flush();
             let busy = self.jobs.values().any(Tracked::running);
@@ -371,8 +377,22 @@ impl Supervisor {
                     attempt: k.attempt,
                     pid: k.pid,
                     start_ms: k.start_ms,
+                    after: job.started_after.clone(),
                 });
             }
+            return;
+        }
+        if self.shutting_down {
+            // Nothing new starts while every job is being stopped.
+            self.send(&Event::Exited {
+                attempt: start.attempt,
+                exit: Exit {
+                    exit_code: None,
+                    signal: None,
+                    reason: "its supervisor was stopped".into(),
+                    end_ms: now_ms(),
+                },
+            });
             return;
         }
         let attempt = start.attempt.clone();
@@ -397,6 +417,7 @@ impl Supervisor {
                 let job = self.jobs.get_mut(&attempt).expect("inserted above");
                 (job.known.pid, job.known.start_ticks, job.known.start_ms) =
                     (pid, start_ticks, start_ms);
+                job.started_after = start.after.clone();
                 self.by_pid.insert(pid, attempt.clone());
                 let known = job.known.clone();
                 self.record(Entry::Known(known));
@@ -404,6 +425,7 @@ impl Supervisor {
                     attempt,
                     pid,
                     start_ms,
+                    after: start.after.clone(),
                 });
             }
             Err((code, reason)) => {
