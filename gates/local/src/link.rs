@@ -28,6 +28,8 @@ pub struct Connection {
     pub snapshot: Vec<Known>,
     /// What follows the snapshot.
     pub events: Events,
+    /// The supervisor's protocol version.
+    pub protocol: u32,
     sender: mpsc::UnboundedSender<Vec<u8>>,
 }
 
@@ -35,12 +37,28 @@ pub struct Connection {
 #[derive(Default)]
 pub struct Link {
     sender: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    successors: std::sync::atomic::AtomicBool,
 }
 
 impl Link {
     /// Send commands over `connection` from now on.
     pub fn attach(&self, connection: &Connection) {
         *self.lock() = Some(connection.sender.clone());
+        let current = connection.protocol >= 2;
+        if !current {
+            tracing::warn!(
+                protocol = connection.protocol,
+                "an older gantry-supervisor runs for this work directory (it outlived an upgrade); \
+                 queued jobs wait for a free slot until it exits"
+            );
+        }
+        self.successors
+            .store(current, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the supervisor knows successors (`Start::after`).
+    pub fn successors(&self) -> bool {
+        self.successors.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stop sending (the connection is gone).
@@ -143,7 +161,7 @@ async fn handshake(stream: UnixStream) -> std::result::Result<Connection, String
     let (read, mut write) = stream.into_split();
     let mut events = BufReader::with_capacity(64 * 1024, read).lines();
     let mut snapshot = Vec::new();
-    loop {
+    let protocol = loop {
         let next = tokio::time::timeout(READY_TIMEOUT, events.next_line()).await;
         let text = match next {
             Ok(Ok(Some(text))) => text,
@@ -153,11 +171,11 @@ async fn handshake(stream: UnixStream) -> std::result::Result<Connection, String
         };
         match serde_json::from_str::<Event>(&text) {
             Ok(Event::Known(known)) => snapshot.push(known),
-            Ok(Event::Synced) => break,
+            Ok(Event::Synced { protocol }) => break protocol,
             Ok(other) => tracing::debug!(?other, "event before the snapshot ended"),
             Err(e) => return Err(format!("unreadable line from the supervisor: {e}")),
         }
-    }
+    };
     let (sender, mut commands) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64 * 1024);
@@ -175,6 +193,7 @@ async fn handshake(stream: UnixStream) -> std::result::Result<Connection, String
     Ok(Connection {
         snapshot,
         events,
+        protocol,
         sender,
     })
 }

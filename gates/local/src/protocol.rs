@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 use gantry_proto::v1::GateJobState;
 use serde::{Deserialize, Serialize};
 
+/// This protocol's version, in [`Event::Synced`]: a gate meeting an older
+/// supervisor (one that outlived an upgrade) uses only what that one knows.
+/// 1: the first; 2: successors ([`Start::after`]).
+pub const PROTOCOL: u32 = 2;
+
 /// The reason of an attempt whose supervisor died while it ran.
 pub const LOST_REASON: &str = "lost: the job's supervisor died";
 
@@ -79,7 +84,11 @@ pub enum Event {
     /// One attempt the supervisor remembers (part of the snapshot).
     Known(Known),
     /// The snapshot is complete; live events follow.
-    Synced,
+    Synced {
+        /// The supervisor's [`PROTOCOL`] (absent: 1).
+        #[serde(default = "first_protocol")]
+        protocol: u32,
+    },
     /// An attempt's job runs.
     Started {
         /// The attempt.
@@ -151,6 +160,10 @@ impl Exit {
     }
 }
 
+fn first_protocol() -> u32 {
+    1
+}
+
 /// One line of JSON for `value`, newline included.
 pub fn line<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(value).expect("protocol types serialize");
@@ -207,7 +220,9 @@ mod tests {
         let bytes = line(&cmd);
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), cmd);
-        let text = String::from_utf8(line(&Event::Synced)).unwrap();
-        assert_eq!(text, "{\"ev\":\"synced\"}\n");
+        let text = String::from_utf8(line(&Event::Synced { protocol: PROTOCOL })).unwrap();
+        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":2}\n");
+        let old: Event = serde_json::from_str("{\"ev\":\"synced\"}").unwrap();
+        assert_eq!(old, Event::Synced { protocol: 1 });
     }
 }

@@ -68,7 +68,7 @@ impl Inner {
                 self.state().finish(&self.hub, &attempt, &exit);
                 self.drain();
             }
-            Event::Known(_) | Event::Synced => {}
+            Event::Known(_) | Event::Synced { .. } => {}
         }
     }
 
@@ -172,6 +172,9 @@ impl Inner {
     /// first that finds no leader stops the walk (first come, first
     /// started).
     fn chain(&self, state: &mut State) {
+        if !self.link.successors() {
+            return;
+        }
         while let Some(head) = state.pending.front() {
             let want = head.spec.resources;
             let leader = state

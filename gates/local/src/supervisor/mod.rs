@@ -35,7 +35,7 @@ use client::Client;
 use dirs::Dirs;
 use journal::{Entry, Journal};
 
-use crate::protocol::{Command, Event, Exit, Known, LOST_REASON, Start, line};
+use crate::protocol::{Command, Event, Exit, Known, LOST_REASON, PROTOCOL, Start, line};
 
 /// The socket's file name in the work directory.
 pub const SOCKET: &str = "supervisor.sock";
@@ -283,7 +283,7 @@ impl Supervisor {
                 };
                 client.queue(&line(&Event::Known(waiting)));
             }
-            client.queue(&line(&Event::Synced));
+            client.queue(&line(&Event::Synced { protocol: PROTOCOL }));
             if let Some(old) = self.client.replace(client) {
                 let _ = old.stream.shutdown(std::net::Shutdown::Both);
             }
