@@ -460,8 +460,9 @@ impl Provider for LocalProvider {
                 ..Default::default()
             };
             job.set_state(GateJobState::Pending);
-            // First come, first started: nothing overtakes a waiting attempt.
-            let now = if state.pending.is_empty() {
+            // First come, first started: nothing overtakes a waiting attempt
+            // (queued, or waiting to follow a running one).
+            let now = if state.pending.is_empty() && state.chained.is_empty() {
                 state.pool.allocate(spec.resources)
             } else {
                 Err(NoFit::NotNow("others wait before it".into()))
