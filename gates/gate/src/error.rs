@@ -103,6 +103,12 @@ impl GateError {
     }
 }
 
+/// `value`, or NOT_FOUND for `attempt` when there is none (an attempt the
+/// gate never started or has released).
+pub fn attempt_found<T>(value: Option<T>, attempt: impl std::fmt::Display) -> Result<T> {
+    value.ok_or_else(|| GateError::no_attempt(attempt.to_string()))
+}
+
 impl From<GateError> for Status {
     fn from(err: GateError) -> Self {
         match err {

@@ -23,10 +23,10 @@ mod staging;
 
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
-pub use error::{GateError, Result};
+pub use error::{GateError, Result, attempt_found};
 pub use hub::{DEFAULT_HUB_CAPACITY, JobHub, MAX_JOBS_PER_MESSAGE, WatchStream};
 pub use ids::{AttemptId, MAX_ID_LEN, PartitionId, check_id};
-pub use logs::{FOLLOW_POLL, LOG_CHUNK_BYTES, LogRead, LogResponses, read_log_file};
+pub use logs::{FOLLOW_POLL, LOG_CHUNK_BYTES, LogRead, LogResponses, log_file_name, read_log_file};
 pub use paths::{glob_set, safe_relative_path};
 pub use provider::{Description, FileChunks, LogChunks, LogSource, Provider, is_final};
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};

@@ -15,6 +15,16 @@ use tonic::Status;
 
 use crate::error::{GateError, Result};
 
+/// The file name gates give a log stream in an attempt's directory:
+/// `stdout` or `stderr`.
+pub fn log_file_name(stream: LogStream) -> &'static str {
+    if stream == LogStream::Stderr {
+        "stderr"
+    } else {
+        "stdout"
+    }
+}
+
 /// Largest piece of a log sent in one message.
 pub const LOG_CHUNK_BYTES: usize = 1 << 20;
 /// How often a followed log is checked for growth.

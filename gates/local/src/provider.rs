@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use gantry_gate::{
     AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, is_final, stage_in_dir, stage_out_dir,
+    PartitionId, Provider, Result, attempt_found, is_final, log_file_name, stage_in_dir,
+    stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
@@ -362,10 +363,6 @@ impl LocalProvider {
     }
 }
 
-fn not_found_or<T>(value: Option<T>, attempt: &AttemptId) -> Result<T> {
-    value.ok_or_else(|| GateError::no_attempt(attempt.as_str()))
-}
-
 #[tonic::async_trait]
 impl Provider for LocalProvider {
     fn hub(&self) -> &JobHub {
@@ -534,7 +531,7 @@ impl Provider for LocalProvider {
 
     async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         let state = self.inner.state();
-        not_found_or(
+        attempt_found(
             state.attempts.get(attempt.as_str()).map(|a| a.job.clone()),
             attempt,
         )
@@ -549,7 +546,7 @@ impl Provider for LocalProvider {
         );
         // One waiting for a leader must not be moved to a free slot now.
         state.unchain(attempt.as_str());
-        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
         self.inner.stop(a, "cancelled")?;
         Ok(a.job.clone())
     }
@@ -584,13 +581,8 @@ impl Provider for LocalProvider {
 
     async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
         let state = self.inner.state();
-        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
-        let name = if stream == LogStream::Stderr {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        Ok(LogSource::File(a.dir.file(name)))
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
+        Ok(LogSource::File(a.dir.file(log_file_name(stream))))
     }
 
     async fn stage_in(
@@ -611,7 +603,7 @@ impl Provider for LocalProvider {
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         let state = self.inner.state();
-        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
         if !is_final(a.job.state()) {
             return Err(GateError::stage_out_running(attempt));
         }

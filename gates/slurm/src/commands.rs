@@ -225,18 +225,38 @@ pub async fn squeue(runner: &Runner, ids: &[u64]) -> Result<BTreeMap<u64, Observ
     parse_squeue(&out)
 }
 
+/// The id of every job `squeue` lists (also recently ended ones), by its
+/// `--comment`.
+pub async fn jobs_by_comment(runner: &Runner) -> Result<BTreeMap<String, u64>> {
+    let out = runner
+        .run("squeue", &args(&["--json", "--states=all"]), None)
+        .await?;
+    Ok(squeue_jobs(&out)?
+        .filter_map(|job| {
+            Some((
+                job["comment"].as_str()?.to_string(),
+                number(&job["job_id"])? as u64,
+            ))
+        })
+        .collect())
+}
+
+/// The job objects of `squeue --json`.
+fn squeue_jobs(out: &str) -> Result<impl Iterator<Item = Value>> {
+    let mut doc: Value = serde_json::from_str(out)
+        .map_err(|e| GateError::Internal(format!("squeue --json: {e}")))?;
+    let jobs = match doc["jobs"].take() {
+        Value::Array(jobs) => jobs,
+        _ => Vec::new(),
+    };
+    Ok(jobs.into_iter())
+}
+
 /// Parse `squeue --json`.
 pub fn parse_squeue(out: &str) -> Result<BTreeMap<u64, Observed>> {
-    let doc: Value = serde_json::from_str(out)
-        .map_err(|e| GateError::Internal(format!("squeue --json: {e}")))?;
-    let mut jobs = BTreeMap::new();
-    for job in doc["jobs"].as_array().into_iter().flatten() {
-        let Some(id) = number(&job["job_id"]) else {
-            continue;
-        };
-        jobs.insert(id as u64, observed(job));
-    }
-    Ok(jobs)
+    Ok(squeue_jobs(out)?
+        .filter_map(|job| Some((number(&job["job_id"])? as u64, observed(&job))))
+        .collect())
 }
 
 fn observed(job: &Value) -> Observed {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use gantry_gate::{
     AttemptId, Command, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, is_final, remove_dir, stage_in_dir, stage_out_dir,
+    PartitionId, Provider, Result, attempt_found, is_final, log_file_name, remove_dir,
+    stage_in_dir, stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, PartitionState,
@@ -258,20 +259,7 @@ impl SlurmProvider {
         if unsubmitted.is_empty() {
             return Ok(());
         }
-        let out = self
-            .inner
-            .config
-            .runner
-            .run("squeue", &["--json".into(), "--states=all".into()], None)
-            .await?;
-        let doc: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|e| GateError::Internal(format!("squeue --json: {e}")))?;
-        let by_comment: HashMap<String, u64> = doc["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|j| Some((j["comment"].as_str()?.to_string(), j["job_id"].as_u64()?)))
-            .collect();
+        let by_comment = commands::jobs_by_comment(&self.inner.config.runner).await?;
         for (dir, mut record) in unsubmitted {
             match by_comment.get(&script::comment(&record.attempt_id)) {
                 Some(&id) => {
@@ -421,10 +409,6 @@ async fn poller(inner: Weak<Inner>, wake: Arc<Notify>, every: Duration) {
             tracing::warn!(error = %e, "cannot ask Slurm for its jobs; retrying");
         }
     }
-}
-
-fn not_found_or<T>(value: Option<T>, attempt: &AttemptId) -> Result<T> {
-    value.ok_or_else(|| GateError::no_attempt(attempt.as_str()))
 }
 
 #[tonic::async_trait]
@@ -631,7 +615,7 @@ impl Provider for SlurmProvider {
 
     async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         let state = self.inner.state();
-        not_found_or(
+        attempt_found(
             state.attempts.get(attempt.as_str()).map(|a| a.job.clone()),
             attempt,
         )
@@ -640,7 +624,7 @@ impl Provider for SlurmProvider {
     async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         let (job, id) = {
             let mut state = self.inner.state();
-            let a = not_found_or(state.attempts.get_mut(attempt.as_str()), attempt)?;
+            let a = attempt_found(state.attempts.get_mut(attempt.as_str()), attempt)?;
             if a.record.slurm_job_id == 0 {
                 a.cancel = true;
             }
@@ -678,13 +662,8 @@ impl Provider for SlurmProvider {
 
     async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
         let state = self.inner.state();
-        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
-        let name = if stream == LogStream::Stderr {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        Ok(LogSource::File(a.dir.join(name)))
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
+        Ok(LogSource::File(a.dir.join(log_file_name(stream))))
     }
 
     async fn stage_in(
@@ -707,7 +686,7 @@ impl Provider for SlurmProvider {
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         let state = self.inner.state();
-        let a = not_found_or(state.attempts.get(attempt.as_str()), attempt)?;
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
         if !is_final(a.job.state()) {
             return Err(GateError::stage_out_running(attempt));
         }
