@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gantry_gate::{
-    AttemptId, Command, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
+    AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
     PartitionId, Provider, Result, attempt_found, is_final, log_file_name, remove_dir,
     stage_in_dir, stage_out_dir,
 };
@@ -20,7 +20,8 @@ use crate::commands::{self, SlurmPartition};
 use crate::records::{AttemptRecord, PartitionRecord, read_all, write_json};
 use crate::runner::Runner;
 use crate::script;
-use crate::states::{self, Observed};
+mod poll;
+mod submit;
 
 /// How the gate reaches its cluster and where it keeps attempts.
 #[derive(Debug, Clone)]
@@ -116,50 +117,6 @@ impl Inner {
             queue: Some(queue),
         }
     }
-
-    /// Ask Slurm for the state of every unfinished attempt and publish what changed.
-    async fn poll(&self) -> Result<()> {
-        let ids: Vec<u64> = {
-            let state = self.state();
-            state
-                .attempts
-                .values()
-                .filter(|a| a.record.slurm_job_id != 0 && !is_final(a.job.state()))
-                .map(|a| a.record.slurm_job_id)
-                .collect()
-        };
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut seen = commands::squeue(&self.config.runner, &ids).await?;
-        for id in &ids {
-            if !seen.contains_key(id)
-                && let Some(o) = commands::scontrol_job(&self.config.runner, *id).await?
-            {
-                seen.insert(*id, o);
-            }
-        }
-        let mut state = self.state();
-        for a in state.attempts.values_mut() {
-            let id = a.record.slurm_job_id;
-            if id == 0 || is_final(a.job.state()) || !ids.contains(&id) {
-                continue;
-            }
-            let changed = match seen.get(&id) {
-                Some(o) => apply(a, o),
-                None => {
-                    // Slurm has forgotten it (past MinJobAge, no accounting).
-                    a.job.set_state(GateJobState::Failed);
-                    a.job.reason = format!("lost: Slurm no longer knows job {id}");
-                    true
-                }
-            };
-            if changed {
-                self.hub.publish(a.job.clone());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What one partition of `p` offers.
@@ -170,36 +127,6 @@ fn capacity_of(p: &SlurmPartition) -> Capacity {
         gpus: p.gpus,
         nodes: p.nodes,
     }
-}
-
-/// Take in what Slurm shows; true when the attempt changed.
-fn apply(a: &mut Attempt, o: &Observed) -> bool {
-    let (state, reason) = states::map(o);
-    if state == a.job.state() && reason == a.job.reason {
-        return false;
-    }
-    a.job.set_state(state);
-    a.job.reason = reason;
-    if o.start_time > 0 {
-        a.job.start_time_ms = o.start_time * 1000;
-    }
-    if is_final(state) {
-        a.job.exit_code = o.exit_code;
-        a.job.end_time_ms = if o.end_time > 0 {
-            o.end_time * 1000
-        } else {
-            now_ms()
-        };
-        let size = |n: &str| std::fs::metadata(a.dir.join(n)).ok().map(|m| m.len());
-        (a.job.stdout_bytes, a.job.stderr_bytes) = (size("stdout"), size("stderr"));
-    }
-    true
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl SlurmProvider {
@@ -247,7 +174,7 @@ impl SlurmProvider {
         provider.inner.poll().await?;
         let wake = provider.inner.wake.clone();
         let every = provider.inner.config.poll;
-        tokio::spawn(poller(Arc::downgrade(&provider.inner), wake, every));
+        tokio::spawn(poll::poller(Arc::downgrade(&provider.inner), wake, every));
         Ok(provider)
     }
 
@@ -283,95 +210,6 @@ impl SlurmProvider {
     fn dir(&self, attempt: &AttemptId) -> PathBuf {
         self.inner.attempts_dir.join(attempt.as_str())
     }
-
-    /// Refuse what no node of `slurm` could ever run.
-    fn check_fits(slurm: &SlurmPartition, spec: &JobSpec) -> Result<()> {
-        let r = spec.resources;
-        let (cpus, memory, gpus) = slurm.largest;
-        let name = &slurm.name;
-        let too_big = |what: String| {
-            Err(GateError::invalid(
-                "task.resources",
-                format!("{what}; ask for less or use another partition"),
-            ))
-        };
-        if r.cpus > cpus {
-            return too_big(format!(
-                "asks {} CPUs, the largest node of Slurm partition {name} has {cpus}",
-                r.cpus
-            ));
-        }
-        if memory > 0 && r.memory_bytes > memory {
-            return too_big(format!(
-                "asks {} MiB, the largest node of Slurm partition {name} has {} MiB",
-                r.memory_bytes >> 20,
-                memory >> 20
-            ));
-        }
-        if r.gpus > gpus {
-            return too_big(format!(
-                "asks {} GPUs, the largest node of Slurm partition {name} has {gpus}",
-                r.gpus
-            ));
-        }
-        if let Some(w) = spec.walltime
-            && slurm.max_seconds > 0
-            && w.as_secs() > slurm.max_seconds
-        {
-            return Err(GateError::invalid(
-                "task.walltime_seconds",
-                format!(
-                    "{} s is over Slurm partition {name}'s time limit of {}",
-                    w.as_secs(),
-                    states::hms(slurm.max_seconds)
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Write the attempt's files and hand it to sbatch; its Slurm job id.
-    async fn submit(
-        &self,
-        attempt: &AttemptId,
-        partition: &PartitionId,
-        slurm_partition: &str,
-        spec: &JobSpec,
-    ) -> Result<u64> {
-        let dir = self.dir(attempt);
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work)
-            .map_err(GateError::io(format!("create {}", work.display())))?;
-        if let Command::Script(text) = &spec.command {
-            let path = dir.join("script");
-            std::fs::write(&path, text)
-                .map_err(GateError::io(format!("write {}", path.display())))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(GateError::io(format!("chmod {}", path.display())))?;
-        }
-        let mut record = AttemptRecord {
-            attempt_id: attempt.to_string(),
-            partition_id: partition.to_string(),
-            job_id: spec.job_id,
-            slurm_job_id: 0,
-        };
-        // Written before sbatch: a gate that dies in between finds the job by its comment.
-        write_json(&dir.join("attempt.json"), &record)?;
-        let text = script::batch_script(&dir, attempt, partition.as_str(), spec);
-        std::fs::write(dir.join("job.sh"), &text).map_err(GateError::io("write job.sh"))?;
-        let options = script::sbatch_options(&dir, attempt, slurm_partition, spec);
-        let id = match commands::sbatch(&self.inner.config.runner, &options, &text).await {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = std::fs::remove_file(dir.join("attempt.json"));
-                return Err(e);
-            }
-        };
-        record.slurm_job_id = id;
-        write_json(&dir.join("attempt.json"), &record)?;
-        Ok(id)
-    }
 }
 
 fn attempt(record: AttemptRecord, dir: PathBuf) -> Attempt {
@@ -392,22 +230,6 @@ fn attempt(record: AttemptRecord, dir: PathBuf) -> Attempt {
         job,
         dir,
         cancel: false,
-    }
-}
-
-/// Poll Slurm `every` so often (sooner when woken) until the provider is dropped.
-async fn poller(inner: Weak<Inner>, wake: Arc<Notify>, every: Duration) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = wake.notified() => {}
-        }
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        if let Err(e) = strong.poll().await {
-            tracing::warn!(error = %e, "cannot ask Slurm for its jobs; retrying");
-        }
     }
 }
 
