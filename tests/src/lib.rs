@@ -41,6 +41,9 @@ pub fn bin_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
+/// The host of the ssh_config `scripts/sshd` writes.
+pub const SSH_HOST: &str = "gantry-test-login";
+
 /// Options for a cluster.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -57,6 +60,11 @@ pub struct Options {
     /// Run jobs on the Slurm cluster of this `slurm.conf` (site `slurm`,
     /// `gantry-gate-slurm`) instead of this machine (site `local`).
     pub slurm_conf: Option<PathBuf>,
+    /// With `slurm_conf`: reach the cluster the way a gate reaches a login
+    /// node, over SSH to the host `gantry-test-login` of this ssh_config
+    /// (written by `scripts/sshd`), its work directory in the login user's
+    /// home.
+    pub ssh_config: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -67,6 +75,7 @@ impl Default for Options {
             aliases: Vec::new(),
             database_url: None,
             slurm_conf: None,
+            ssh_config: None,
         }
     }
 }
@@ -84,6 +93,8 @@ pub struct Cluster {
     pub sched: Process,
     /// The local gate.
     pub gate: Process,
+    /// Over SSH: the ssh_config and the gate's work directory on the login node.
+    pub remote: Option<(PathBuf, String)>,
 }
 
 impl Drop for Cluster {
@@ -94,6 +105,18 @@ impl Drop for Cluster {
         self.core.stop();
         self.gate.stop();
         self.sched.stop();
+        if let Some((config, work)) = &self.remote {
+            let _ = std::process::Command::new("ssh")
+                .args([
+                    "-F",
+                    &config.display().to_string(),
+                    SSH_HOST,
+                    "rm",
+                    "-rf",
+                    work,
+                ])
+                .status();
+        }
         let lock = self.dir.path().join("local/supervisor.lock");
         if let Some(pid) = std::fs::read_to_string(lock)
             .ok()
@@ -156,9 +179,27 @@ impl Cluster {
             "127.0.0.1:0",
             "--pki-dir",
             &pki_arg,
-            "--work-dir",
-            &work,
         ];
+        let remote = options.ssh_config.as_ref().map(|config| {
+            let name = dir.path().file_name().expect("named").to_string_lossy();
+            (config.clone(), format!("gantry-e2e/{name}"))
+        });
+        let ssh_config = remote.as_ref().map(|(c, _)| c.display().to_string());
+        let common = match (&remote, &ssh_config) {
+            (Some((_, work)), Some(config)) => [
+                &common[..],
+                &[
+                    "--work-dir",
+                    work,
+                    "--ssh",
+                    SSH_HOST,
+                    "--ssh-config",
+                    config,
+                ],
+            ]
+            .concat(),
+            _ => [&common[..], &["--work-dir", &work]].concat(),
+        };
         let gate = match &options.slurm_conf {
             None => {
                 let cpus = options.cpus.to_string();
@@ -220,6 +261,7 @@ impl Cluster {
             core,
             sched,
             gate,
+            remote,
         };
         cluster.wait_site_healthy().await?;
         Ok(cluster)

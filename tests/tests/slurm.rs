@@ -2,8 +2,13 @@
 //! started by `scripts/slurm`) through gantryd, gantry-sched and
 //! gantry-gate-slurm, checked against Slurm's own records (`scontrol`).
 //!
+//! Each test runs twice: with the gate on the cluster's host, and `over_ssh`
+//! with the gate reaching it as it would a login node (`--ssh`, an sshd on
+//! loopback started by `scripts/sshd`, logging in as a user of its own).
+//!
 //! The tests share that one cluster and run one at a time (nextest group
-//! `slurm`); `scripts/test` starts it and passes `GANTRY_TEST_SLURM_CONF`.
+//! `slurm`); `scripts/test` starts it and the sshd and passes
+//! `GANTRY_TEST_SLURM_CONF` and `GANTRY_TEST_SSH_CONFIG`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,14 +34,46 @@ fn slurm_conf() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The user `scripts/sshd` lets in: the SSH tests' jobs run as it.
+const LOGIN_USER: &str = "gantry-login";
+
+/// The test sshd's ssh_config: `GANTRY_TEST_SSH_CONFIG`, or an sshd this
+/// test starts (or finds up) in /tmp/gantry-test-ssh.
+fn ssh_config() -> PathBuf {
+    if let Some(conf) = std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
+        return conf.into();
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(repo.join("scripts/sshd"))
+        .args(["start", "/tmp/gantry-test-ssh", LOGIN_USER])
+        .output()
+        .expect("run scripts/sshd");
+    assert!(
+        out.status.success(),
+        "scripts/sshd start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// How many logins the test sshd has accepted so far.
+fn ssh_logins(config: &std::path::Path) -> usize {
+    let log = config.with_file_name("sshd.log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("read {}: {e}", log.display()))
+        .matches("Accepted publickey")
+        .count()
+}
+
 /// Held by each test: under `cargo test` the tests of this file share a
 /// process, and they must not share the Slurm cluster at the same time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn cluster() -> (Cluster, PathBuf) {
+async fn cluster(over_ssh: bool) -> (Cluster, PathBuf) {
     let conf = slurm_conf();
     let cluster = Cluster::start(Options {
         slurm_conf: Some(conf.clone()),
+        ssh_config: over_ssh.then(ssh_config),
         ..Default::default()
     })
     .await
@@ -113,8 +150,19 @@ async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
+    logs_outputs_and_exit_codes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes_over_ssh() {
+    logs_outputs_and_exit_codes(true).await;
+}
+
+async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
-    let (cluster, conf) = cluster().await;
+    let logins = over_ssh.then(|| ssh_logins(&ssh_config()));
+    let (cluster, conf) = cluster(over_ssh).await;
+    let who = submit(&cluster, &["--", "id", "-un"]);
     let ok = submit(
         &cluster,
         &[
@@ -170,12 +218,37 @@ async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
     let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_failing]);
     assert_eq!(field(&record, "JobState"), "FAILED", "{record}");
     assert_eq!(field(&record, "ExitCode"), "3:0", "{record}");
+
+    if let Some(before) = logins {
+        // Over SSH, jobs are the login user's, and every command and file
+        // went over the one connection the gate made.
+        run(cluster.cli("alice").args(["wait", &who]));
+        let (_, out, _) = run(cluster.cli("alice").args(["logs", &who]));
+        assert_eq!(out.trim(), LOGIN_USER);
+        let record = slurm(
+            &conf,
+            "scontrol",
+            &["show", "job", "-o", &slurm_job_of(&cluster, &who)],
+        );
+        assert!(field(&record, "UserId").starts_with(LOGIN_USER), "{record}");
+        let config = ssh_config();
+        assert_eq!(ssh_logins(&config) - before, 1, "SSH logins by the gate");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_drained_node_and_too_big_jobs_say_why() {
+    cancel_drain_and_too_big(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_drained_node_and_too_big_jobs_say_why_over_ssh() {
+    cancel_drain_and_too_big(true).await;
+}
+
+async fn cancel_drain_and_too_big(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
-    let (cluster, conf) = cluster().await;
+    let (cluster, conf) = cluster(over_ssh).await;
     // A running job cancelled through gantry is CANCELLED in Slurm too.
     let long = submit(&cluster, &["--", "sleep", "300"]);
     until_state(&cluster, &long, "RUNNING").await;
@@ -185,9 +258,14 @@ async fn cancel_drained_node_and_too_big_jobs_say_why() {
     until_state(&cluster, &long, "CANCELLED").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let record = loop {
-        // COMPLETING while slurmd cleans up.
+        // gantryd records the cancel at once and tells the gate after;
+        // Slurm says RUNNING until scancel reaches it, COMPLETING while
+        // slurmd cleans up.
         let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_long]);
-        if field(&record, "JobState") != "COMPLETING" || tokio::time::Instant::now() > deadline {
+        let state = field(&record, "JobState");
+        if !["RUNNING", "COMPLETING"].contains(&state.as_str())
+            || tokio::time::Instant::now() > deadline
+        {
             break record;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -259,8 +337,17 @@ async fn cancel_drained_node_and_too_big_jobs_say_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_over_its_time_limit_times_out() {
+    time_limit(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_over_its_time_limit_times_out_over_ssh() {
+    time_limit(true).await;
+}
+
+async fn time_limit(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
-    let (cluster, conf) = cluster().await;
+    let (cluster, conf) = cluster(over_ssh).await;
     // Slurm's limits are whole minutes: this takes a little over one.
     let id = submit(&cluster, &["--walltime", "1m", "--", "sleep", "600"]);
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
@@ -277,8 +364,17 @@ async fn a_job_over_its_time_limit_times_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_gate_finds_its_slurm_jobs_again_and_submits_nothing_twice() {
+    killed_gate(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_gate_finds_its_slurm_jobs_again_and_submits_nothing_twice_over_ssh() {
+    killed_gate(true).await;
+}
+
+async fn killed_gate(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
-    let (mut cluster, conf) = cluster().await;
+    let (mut cluster, conf) = cluster(over_ssh).await;
     let ids: Vec<String> = (0..3)
         .map(|k| submit(&cluster, &["--", "sh", "-c", &format!("sleep 3; exit {k}")]))
         .collect();
@@ -306,4 +402,67 @@ async fn a_killed_gate_finds_its_slurm_jobs_again_and_submits_nothing_twice() {
             .count();
         assert_eq!(count, 1, "Slurm jobs of attempt {attempt}:\n{names}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_node_whose_host_key_is_not_known_is_refused() {
+    let config = ssh_config();
+    let dir = tempfile::tempdir().unwrap();
+    // The same login node, with a known_hosts that does not list it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let empty = dir.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("UserKnownHostsFile") {
+                format!("    UserKnownHostsFile {}\n", empty.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let strict = dir.path().join("ssh_config");
+    std::fs::write(&strict, text).unwrap();
+    let out = std::process::Command::new(gantry_e2e::bin_dir().join("gantry-gate-slurm"))
+        .args(["--name", "slurm", "--listen", "127.0.0.1:0"])
+        .arg("--pki-dir")
+        .arg(dir.path().join("pki"))
+        .args(["--ssh", gantry_e2e::SSH_HOST, "--ssh-config"])
+        .arg(&strict)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach gantry-test-login over SSH")
+            && stderr.contains("Host key verification failed"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_ssh_connection_is_made_again_and_jobs_end_true() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, _conf) = cluster(true).await;
+    let id = submit(&cluster, &["--", "sh", "-c", "sleep 4; echo done; exit 5"]);
+    until_state(&cluster, &id, "RUNNING").await;
+    // Cut the gate's connection on the login node's side.
+    let killed = std::process::Command::new("pkill")
+        .args(["-KILL", "-u", LOGIN_USER, "-x", "sshd"])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no SSH session of {LOGIN_USER} to cut");
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
+    assert_eq!(code, 5);
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &id]));
+    assert_eq!(out, "done\n");
+    let later = submit(&cluster, &["--", "echo", "again"]);
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &later]));
+    assert_eq!(code, 0);
+    assert!(
+        cluster.gate.log_tail().contains("SSH connection lost"),
+        "{}",
+        cluster.gate.log_tail()
+    );
 }

@@ -11,6 +11,7 @@
 mod args;
 mod auth;
 mod error;
+mod host;
 mod hub;
 mod ids;
 mod logs;
@@ -24,11 +25,15 @@ mod staging;
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
 pub use error::{GateError, Result, attempt_found};
+pub use host::{COMMAND_TIMEOUT, Host, LocalHost, SshHost, SshTarget};
 pub use hub::{DEFAULT_HUB_CAPACITY, JobHub, MAX_JOBS_PER_MESSAGE, WatchStream};
 pub use ids::{AttemptId, MAX_ID_LEN, PartitionId, check_id};
-pub use logs::{FOLLOW_POLL, LOG_CHUNK_BYTES, LogRead, LogResponses, log_file_name, read_log_file};
+pub use logs::{
+    FOLLOW_POLL, FileLogReader, LOG_CHUNK_BYTES, LogRead, LogReader, LogResponses, log_file_name,
+    read_log_file,
+};
 pub use paths::{glob_set, safe_relative_path};
-pub use provider::{Description, FileChunks, LogChunks, LogSource, Provider, is_final};
+pub use provider::{Description, FileChunks, LogSource, Provider, is_final};
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};
 pub use spec::{Command, JobSpec, Resources};

@@ -35,11 +35,19 @@ const LOG_BUFFER: usize = 4;
 /// The stream a ReadLogs handler returns.
 pub type LogResponses = ReceiverStream<Result<GateReadLogsResponse, Status>>;
 
+/// Reads one log from any offset: a local file ([`FileLogReader`]) or one a
+/// provider reaches some other way (e.g. on a remote host over SFTP).
+#[tonic::async_trait]
+pub trait LogReader: Send + 'static {
+    /// Up to `max` bytes at `offset`; empty at the end of what is written so
+    /// far, or while the log does not exist yet.
+    async fn read_at(&mut self, offset: u64, max: usize) -> Result<Vec<u8>>;
+}
+
 /// Where and how to read one log.
-#[derive(Debug, Clone)]
 pub struct LogRead {
-    /// The file; a missing file reads as empty (it may not exist yet).
-    pub path: PathBuf,
+    /// The log.
+    pub reader: Box<dyn LogReader>,
     /// Which stream it is, echoed in every chunk.
     pub stream: LogStream,
     /// Byte offset to start at.
@@ -48,7 +56,7 @@ pub struct LogRead {
     pub follow: bool,
 }
 
-/// Stream `read.path` in chunks of up to [`LOG_CHUNK_BYTES`]. With `follow`,
+/// Stream `read.reader` in chunks of up to [`LOG_CHUNK_BYTES`]. With `follow`,
 /// poll for growth every [`FOLLOW_POLL`]; once `ended()` says the attempt
 /// ended, send the rest and a last chunk with `eof = true`. The stream also
 /// ends when the client goes away or `stop` becomes true.
@@ -79,10 +87,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
 {
-    let mut reader = Reader {
-        path: read.path,
-        file: None,
-    };
+    let mut reader = read.reader;
     let mut offset = read.offset;
     let send = |offset: u64, data: Vec<u8>, eof: bool| {
         let chunk = LogChunk {
@@ -94,7 +99,7 @@ where
         out.send(Ok(GateReadLogsResponse { chunk: Some(chunk) }))
     };
     loop {
-        let data = reader.read_at(offset).await?;
+        let data = reader.read_at(offset, LOG_CHUNK_BYTES).await?;
         if !data.is_empty() {
             let len = data.len() as u64;
             send(offset, data, false).await.map_err(closed)?;
@@ -107,7 +112,7 @@ where
         if ended().await? {
             // Everything written before the end is in the file now.
             loop {
-                let data = reader.read_at(offset).await?;
+                let data = reader.read_at(offset, LOG_CHUNK_BYTES).await?;
                 if data.is_empty() {
                     break;
                 }
@@ -126,14 +131,23 @@ fn closed<T>(_: mpsc::error::SendError<T>) -> GateError {
     GateError::Unavailable("the log reader went away".into())
 }
 
-/// A lazily opened file read with `pread` on the blocking pool.
-struct Reader {
+/// A log in a file this process can open (opened lazily: a missing file
+/// reads as empty), read with `pread` on the blocking pool.
+pub struct FileLogReader {
     path: PathBuf,
     file: Option<Arc<File>>,
 }
 
-impl Reader {
-    async fn read_at(&mut self, offset: u64) -> Result<Vec<u8>> {
+impl FileLogReader {
+    /// A reader of `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, file: None }
+    }
+}
+
+#[tonic::async_trait]
+impl LogReader for FileLogReader {
+    async fn read_at(&mut self, offset: u64, max: usize) -> Result<Vec<u8>> {
         if self.file.is_none() {
             match File::open(&self.path) {
                 Ok(file) => self.file = Some(Arc::new(file)),
@@ -146,7 +160,7 @@ impl Reader {
         let file = self.file.clone().expect("opened above");
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0; LOG_CHUNK_BYTES];
+            let mut buf = vec![0; max];
             let mut filled = 0;
             while filled < buf.len() {
                 match file.read_at(&mut buf[filled..], offset + filled as u64) {
@@ -173,7 +187,7 @@ mod tests {
 
     fn request(path: PathBuf, offset: u64, follow: bool) -> LogRead {
         LogRead {
-            path,
+            reader: Box::new(FileLogReader::new(path)),
             stream: LogStream::Stdout,
             offset,
             follow,

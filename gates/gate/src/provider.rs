@@ -8,22 +8,19 @@ use std::pin::Pin;
 
 use futures::Stream;
 use gantry_proto::v1::{
-    Capabilities, FileChunk, Flavor, GateJob, GateJobState, LogChunk, LogStream, Partition,
-    StageInResponse,
+    Capabilities, FileChunk, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
 };
 use globset::GlobSet;
 
 use crate::error::{GateError, Result};
 use crate::hub::JobHub;
 use crate::ids::{AttemptId, PartitionId};
+use crate::logs::LogReader;
 use crate::spec::JobSpec;
 
 /// A stream of file pieces, for staging in or out. Files come one after
 /// another; the first chunk of each names it (relative path, mode).
 pub type FileChunks = Pin<Box<dyn Stream<Item = Result<FileChunk>> + Send>>;
-
-/// A stream of log pieces produced by a provider itself.
-pub type LogChunks = Pin<Box<dyn Stream<Item = Result<LogChunk>> + Send>>;
 
 /// What a gate says about itself in `Describe` (the harness adds the name).
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +43,9 @@ pub enum LogSource {
     /// harness streams it from the offset and, when following, keeps reading
     /// as it grows until [`Provider::get_job`] reports the attempt ended.
     File(PathBuf),
-    /// The provider streams the log itself (e.g. from a remote host). It must
-    /// honour the offset and, when following, end with a chunk with `eof` set.
-    Chunks(LogChunks),
+    /// A log the provider reads some other way (e.g. from a remote host); the
+    /// harness reads and follows it as it does a file.
+    Reader(Box<dyn LogReader>),
 }
 
 /// True for the states an attempt never leaves.

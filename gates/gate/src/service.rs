@@ -15,7 +15,7 @@ use crate::auth::authorize_core;
 use crate::error::{GateError, Result};
 use crate::hub::WatchStream;
 use crate::ids::{AttemptId, PartitionId};
-use crate::logs::{LogRead, read_log_file};
+use crate::logs::{FileLogReader, LogRead, LogReader, read_log_file};
 use crate::paths::{glob_set, safe_relative_path};
 use crate::provider::{FileChunks, LogSource, Provider, is_final};
 use crate::spec::JobSpec;
@@ -231,34 +231,29 @@ impl<P: Provider> Gate for GateService<P> {
                 .into());
             }
         };
-        let out: Self::ReadLogsStream = match self.provider.log_source(&attempt, stream).await? {
-            LogSource::File(path) => {
-                let provider = self.provider.clone();
-                let ended = move || {
-                    let provider = provider.clone();
-                    let attempt = attempt.clone();
-                    async move {
-                        match provider.get_job(&attempt).await {
-                            Ok(job) => Ok(is_final(job.state())),
-                            Err(GateError::NotFound { .. }) => Ok(true),
-                            Err(err) => Err(err),
-                        }
-                    }
-                };
-                let read = LogRead {
-                    path,
-                    stream,
-                    offset: req.offset,
-                    follow: req.follow,
-                };
-                Box::pin(read_log_file(read, ended, self.stop.clone()))
-            }
-            LogSource::Chunks(chunks) => Box::pin(chunks.map(|chunk| {
-                chunk
-                    .map(|chunk| GateReadLogsResponse { chunk: Some(chunk) })
-                    .map_err(Status::from)
-            })),
+        let reader: Box<dyn LogReader> = match self.provider.log_source(&attempt, stream).await? {
+            LogSource::File(path) => Box::new(FileLogReader::new(path)),
+            LogSource::Reader(reader) => reader,
         };
+        let provider = self.provider.clone();
+        let ended = move || {
+            let provider = provider.clone();
+            let attempt = attempt.clone();
+            async move {
+                match provider.get_job(&attempt).await {
+                    Ok(job) => Ok(is_final(job.state())),
+                    Err(GateError::NotFound { .. }) => Ok(true),
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        let read = LogRead {
+            reader,
+            stream,
+            offset: req.offset,
+            follow: req.follow,
+        };
+        let out: Self::ReadLogsStream = Box::pin(read_log_file(read, ended, self.stop.clone()));
         Ok(Response::new(out))
     }
 

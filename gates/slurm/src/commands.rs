@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use gantry_gate::{GateError, Result};
+use gantry_gate::{GateError, Host, Result};
 use serde_json::Value;
 
-use crate::runner::Runner;
 use crate::states::Observed;
 
 /// One Slurm partition as `sinfo` shows it, summed over its nodes.
@@ -63,8 +62,8 @@ impl SlurmPartition {
 const SINFO_FORMAT: &str = "%P|%a|%l|%n|%c|%m|%G|%T";
 
 /// The cluster's partitions.
-pub async fn partitions(runner: &Runner) -> Result<Vec<SlurmPartition>> {
-    let out = runner
+pub async fn partitions(host: &dyn Host) -> Result<Vec<SlurmPartition>> {
+    let out = host
         .run("sinfo", &args(&["-h", "-N", "-o", SINFO_FORMAT]), None)
         .await?;
     Ok(parse_sinfo(&out))
@@ -166,8 +165,8 @@ pub fn parse_gpus(gres: &str) -> u32 {
 }
 
 /// Submit a batch script; Slurm's job id.
-pub async fn sbatch(runner: &Runner, options: &[String], script: &str) -> Result<u64> {
-    let out = runner
+pub async fn sbatch(host: &dyn Host, options: &[String], script: &str) -> Result<u64> {
+    let out = host
         .run(
             "sbatch",
             &[&["--parsable".to_string()], options].concat(),
@@ -202,12 +201,12 @@ fn refusal(e: GateError) -> GateError {
 
 /// What `squeue` knows about `ids` (also jobs that ended within Slurm's
 /// MinJobAge), by job id.
-pub async fn squeue(runner: &Runner, ids: &[u64]) -> Result<BTreeMap<u64, Observed>> {
+pub async fn squeue(host: &dyn Host, ids: &[u64]) -> Result<BTreeMap<u64, Observed>> {
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
-    let out = runner
+    let out = host
         .run(
             "squeue",
             &args(&["--json", "--states=all", "--jobs", &list.join(",")]),
@@ -227,8 +226,8 @@ pub async fn squeue(runner: &Runner, ids: &[u64]) -> Result<BTreeMap<u64, Observ
 
 /// The id of every job `squeue` lists (also recently ended ones), by its
 /// `--comment`.
-pub async fn jobs_by_comment(runner: &Runner) -> Result<BTreeMap<String, u64>> {
-    let out = runner
+pub async fn jobs_by_comment(host: &dyn Host) -> Result<BTreeMap<String, u64>> {
+    let out = host
         .run("squeue", &args(&["--json", "--states=all"]), None)
         .await?;
     Ok(squeue_jobs(&out)?
@@ -317,8 +316,8 @@ fn exit_of(v: &Value) -> (Option<i32>, Option<i32>) {
 
 /// What `scontrol show job` says of a job squeue no longer lists; `None`
 /// when Slurm has forgotten it.
-pub async fn scontrol_job(runner: &Runner, id: u64) -> Result<Option<Observed>> {
-    match runner
+pub async fn scontrol_job(host: &dyn Host, id: u64) -> Result<Option<Observed>> {
+    match host
         .run(
             "scontrol",
             &args(&["show", "job", "-o", &id.to_string()]),
@@ -366,9 +365,8 @@ pub fn parse_scontrol(out: &str) -> Option<Observed> {
 }
 
 /// Cancel a job (fine when it already ended).
-pub async fn scancel(runner: &Runner, id: u64) -> Result<()> {
-    runner
-        .run("scancel", &[id.to_string()], None)
+pub async fn scancel(host: &dyn Host, id: u64) -> Result<()> {
+    host.run("scancel", &[id.to_string()], None)
         .await
         .map(|_| ())
 }

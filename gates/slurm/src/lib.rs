@@ -1,6 +1,7 @@
 //! A Gantry gate that runs jobs on a Slurm cluster through Slurm's own
 //! commands (`sinfo`, `sbatch --parsable`, `squeue --json`, `scontrol show
-//! job`, `scancel`), run on the gate's host.
+//! job`, `scancel`), run on the gate's host or on a login node over SSH
+//! (one multiplexed connection for the commands and, over SFTP, the files).
 //!
 //! Each Slurm partition is a flavor; a Gantry partition of it is a share of
 //! that partition, READY at once (Slurm queues what does not fit). Each
@@ -13,9 +14,7 @@
 mod commands;
 mod provider;
 mod records;
-mod runner;
 mod script;
 mod states;
 
 pub use provider::{SlurmConfig, SlurmProvider};
-pub use runner::Runner;

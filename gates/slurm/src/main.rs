@@ -6,22 +6,40 @@ use std::time::Duration;
 
 use clap::Parser;
 use gantry_gate::GateArgs;
-use gantry_gate_slurm::{Runner, SlurmConfig, SlurmProvider};
+use gantry_gate::{Host, LocalHost, SshHost, SshTarget};
+use gantry_gate_slurm::{SlurmConfig, SlurmProvider};
 
 /// Serve the Gantry gate API for a Slurm cluster: each job is a batch job
-/// submitted with sbatch from this host, watched with squeue.
+/// submitted with sbatch, watched with squeue — on this host, or with --ssh
+/// on a login node over one multiplexed SSH connection.
 #[derive(Debug, Parser)]
 #[command(name = "gantry-gate-slurm", version)]
 struct Cli {
     #[command(flatten)]
     gate: GateArgs,
-    /// Where partitions and attempts (working directories, logs) live; must
-    /// be on a file system the compute nodes share.
-    #[arg(long, env = "GANTRY_GATE_WORK_DIR", default_value = "./gantry-slurm")]
+    /// Where partitions and attempts (working directories, logs) live, on
+    /// the host that runs Slurm's commands (with --ssh: the login node; a
+    /// relative path is then relative to the login directory); must be on a
+    /// file system the compute nodes share.
+    #[arg(long, env = "GANTRY_GATE_WORK_DIR", default_value = "gantry-slurm")]
     work_dir: PathBuf,
     /// The slurm.conf Slurm's commands should read [default: Slurm's own default].
     #[arg(long, env = "SLURM_CONF")]
     slurm_conf: Option<PathBuf>,
+    /// Run Slurm's commands and keep the work directory on this login node,
+    /// reached with the system's ssh (`[user@]host[:port]` or a Host of the
+    /// ssh config): key authentication only (BatchMode), the host key must
+    /// already be in known_hosts, one master connection for everything.
+    #[arg(long, env = "GANTRY_GATE_SSH", value_name = "DESTINATION")]
+    ssh: Option<String>,
+    /// The ssh_config file to use with --ssh [default: ~/.ssh/config].
+    #[arg(
+        long,
+        env = "GANTRY_GATE_SSH_CONFIG",
+        requires = "ssh",
+        value_name = "FILE"
+    )]
+    ssh_config: Option<PathBuf>,
     /// Seconds between asking Slurm for the jobs' states.
     #[arg(long, env = "GANTRY_GATE_POLL", default_value_t = 2.0)]
     poll: f64,
@@ -39,15 +57,25 @@ async fn main() -> anyhow::Result<()> {
     if cli.poll.is_nan() || cli.poll <= 0.0 {
         anyhow::bail!("--poll: must be more than 0 seconds");
     }
-    let mut runner = Runner::default();
-    if let Some(conf) = &cli.slurm_conf {
-        runner
-            .env
-            .push(("SLURM_CONF".into(), conf.to_string_lossy().into_owned()));
-    }
+    let env: Vec<(String, String)> = cli
+        .slurm_conf
+        .iter()
+        .map(|conf| ("SLURM_CONF".into(), conf.to_string_lossy().into_owned()))
+        .collect();
+    let host: Arc<dyn Host> = match cli.ssh {
+        None => Arc::new(LocalHost { env }),
+        Some(destination) => Arc::new(
+            SshHost::connect(SshTarget {
+                destination,
+                config_file: cli.ssh_config,
+                env,
+            })
+            .await?,
+        ),
+    };
     let config = SlurmConfig {
+        host,
         work_dir: cli.work_dir,
-        runner,
         poll: Duration::from_secs_f64(cli.poll),
         queue_factor: cli.queue_factor,
     };

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gantry_gate::{
-    AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, attempt_found, is_final, log_file_name, remove_dir,
-    stage_in_dir, stage_out_dir,
+    AttemptId, Description, FileChunks, GateError, GlobSet, Host, JobHub, JobSpec, LogSource,
+    PartitionId, Provider, Result, attempt_found, is_final, log_file_name,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, PartitionState,
@@ -18,19 +17,21 @@ use tokio::sync::Notify;
 
 use crate::commands::{self, SlurmPartition};
 use crate::records::{AttemptRecord, PartitionRecord, read_all, write_json};
-use crate::runner::Runner;
 use crate::script;
 mod poll;
 mod submit;
 
 /// How the gate reaches its cluster and where it keeps attempts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SlurmConfig {
-    /// Partitions and attempts; must be on a file system the compute nodes
-    /// share (jobs run in `attempts/<id>/work` and write their logs there).
+    /// Where Slurm's commands run and the work directory is: this machine
+    /// or a login node over SSH.
+    pub host: Arc<dyn Host>,
+    /// Partitions and attempts, on `host`; must be on a file system the
+    /// compute nodes share (jobs run in `attempts/<id>/work` and write their
+    /// logs there). A relative path is relative to the host's starting
+    /// directory (the login directory over SSH).
     pub work_dir: PathBuf,
-    /// Runs Slurm's commands.
-    pub runner: Runner,
     /// How often the gate asks Slurm for its jobs' states.
     pub poll: Duration,
     /// How many times a partition's capacity gantryd may hand the gate
@@ -85,9 +86,14 @@ impl Inner {
         {
             return Ok(parts.clone());
         }
-        let parts = commands::partitions(&self.config.runner).await?;
+        let parts = commands::partitions(self.host()).await?;
         *cached = Some((Instant::now(), parts.clone()));
         Ok(parts)
+    }
+
+    /// Where commands run and files are.
+    fn host(&self) -> &dyn Host {
+        self.config.host.as_ref()
     }
 
     async fn slurm_partition(&self, name: &str) -> Result<Option<SlurmPartition>> {
@@ -134,23 +140,22 @@ impl SlurmProvider {
     /// previous gate left (finding by their comment the Slurm jobs it had
     /// not written down yet), and start polling Slurm.
     pub async fn open(config: SlurmConfig) -> Result<Self> {
-        let io = |what: &str, p: &std::path::Path| GateError::io(format!("{what} {}", p.display()));
-        std::fs::create_dir_all(&config.work_dir).map_err(io("create", &config.work_dir))?;
-        let work_dir = config
-            .work_dir
-            .canonicalize()
-            .map_err(io("resolve", &config.work_dir))?;
+        let host = config.host.as_ref();
+        host.create_dir_all(&config.work_dir).await?;
+        let work_dir = host.canonicalize(&config.work_dir).await?;
         let attempts_dir = work_dir.join("attempts");
         let partitions_dir = work_dir.join("partitions");
         for d in [&attempts_dir, &partitions_dir] {
-            std::fs::create_dir_all(d).map_err(io("create", d))?;
+            host.create_dir_all(d).await?;
         }
         let mut state = State::default();
-        for (_, p) in read_all::<PartitionRecord>(&partitions_dir, None) {
+        for (_, p) in read_all::<PartitionRecord>(host, &partitions_dir, None).await? {
             state.partitions.insert(p.partition_id.clone(), p);
         }
         let mut unsubmitted = Vec::new();
-        for (path, record) in read_all::<AttemptRecord>(&attempts_dir, Some("attempt.json")) {
+        for (path, record) in
+            read_all::<AttemptRecord>(host, &attempts_dir, Some("attempt.json")).await?
+        {
             let dir = path.parent().expect("in a directory").to_path_buf();
             if record.slurm_job_id == 0 {
                 unsubmitted.push((dir, record));
@@ -186,12 +191,12 @@ impl SlurmProvider {
         if unsubmitted.is_empty() {
             return Ok(());
         }
-        let by_comment = commands::jobs_by_comment(&self.inner.config.runner).await?;
+        let by_comment = commands::jobs_by_comment(self.inner.host()).await?;
         for (dir, mut record) in unsubmitted {
             match by_comment.get(&script::comment(&record.attempt_id)) {
                 Some(&id) => {
                     record.slurm_job_id = id;
-                    write_json(&dir.join("attempt.json"), &record)?;
+                    write_json(self.inner.host(), &dir.join("attempt.json"), &record).await?;
                     tracing::info!(attempt = %record.attempt_id, slurm_job = id, "found the Slurm job of an attempt");
                     self.inner
                         .state()
@@ -200,7 +205,7 @@ impl SlurmProvider {
                 }
                 None => {
                     tracing::info!(attempt = %record.attempt_id, "forgetting an attempt Slurm never took");
-                    let _ = std::fs::remove_dir_all(&dir);
+                    self.inner.host().remove_dir_all(&dir).await?;
                 }
             }
         }
@@ -302,9 +307,11 @@ impl Provider for SlurmProvider {
                     flavor: flavor.to_string(),
                 };
                 write_json(
+                    self.inner.host(),
                     &self.inner.partitions_dir.join(format!("{id}.json")),
                     &record,
-                )?;
+                )
+                .await?;
                 self.inner
                     .state()
                     .partitions
@@ -347,9 +354,12 @@ impl Provider for SlurmProvider {
             (record, jobs)
         };
         for job in jobs {
-            commands::scancel(&self.inner.config.runner, job).await?;
+            commands::scancel(self.inner.host(), job).await?;
         }
-        let _ = std::fs::remove_file(self.inner.partitions_dir.join(format!("{id}.json")));
+        self.inner
+            .host()
+            .remove_file(&self.inner.partitions_dir.join(format!("{id}.json")))
+            .await?;
         let mut p = self.inner.to_partition(&record, None);
         p.state = PartitionState::Deleted as i32;
         p.message = "deleted".into();
@@ -428,7 +438,7 @@ impl Provider for SlurmProvider {
             }
         };
         if let Some(id) = cancel {
-            commands::scancel(&self.inner.config.runner, id).await?;
+            commands::scancel(self.inner.host(), id).await?;
         }
         self.inner.hub.publish(job.clone());
         self.inner.wake.notify_one();
@@ -453,7 +463,7 @@ impl Provider for SlurmProvider {
             (a.job.clone(), a.record.slurm_job_id)
         };
         if !is_final(job.state()) && id != 0 {
-            commands::scancel(&self.inner.config.runner, id).await?;
+            commands::scancel(self.inner.host(), id).await?;
             self.inner.wake.notify_one();
         }
         Ok(job)
@@ -469,7 +479,7 @@ impl Provider for SlurmProvider {
             }
             state.attempts.remove(attempt.as_str());
         }
-        remove_dir(self.dir(attempt)).await
+        self.inner.host().remove_dir_all(&self.dir(attempt)).await
     }
 
     async fn list_jobs(&self) -> Result<Vec<GateJob>> {
@@ -485,7 +495,7 @@ impl Provider for SlurmProvider {
     async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
         let state = self.inner.state();
         let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
-        Ok(LogSource::File(a.dir.join(log_file_name(stream))))
+        Ok(self.inner.host().log(a.dir.join(log_file_name(stream))))
     }
 
     async fn stage_in(
@@ -503,7 +513,8 @@ impl Provider for SlurmProvider {
                 return Err(GateError::stage_in_started(attempt));
             }
         }
-        stage_in_dir(&self.dir(attempt).join("work"), files).await
+        let work = self.dir(attempt).join("work");
+        self.inner.host().stage_in(&work, files).await
     }
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
@@ -512,6 +523,6 @@ impl Provider for SlurmProvider {
         if !is_final(a.job.state()) {
             return Err(GateError::stage_out_running(attempt));
         }
-        Ok(stage_out_dir(a.dir.join("work"), globs))
+        Ok(self.inner.host().stage_out(a.dir.join("work"), globs))
     }
 }

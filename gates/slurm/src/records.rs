@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gantry_gate::{GateError, Result};
+use gantry_gate::{GateError, Host, Result};
 use serde::{Deserialize, Serialize};
 
 /// A Gantry partition: a share of one Slurm partition.
@@ -30,34 +30,35 @@ pub struct AttemptRecord {
     pub slurm_job_id: u64,
 }
 
-/// Write `value` as JSON to `path` atomically (temp file + rename).
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+/// Write `value` as JSON to `path` on `host` atomically (temp file + rename).
+pub async fn write_json<T: Serialize>(host: &dyn Host, path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).map_err(|e| GateError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(GateError::io(format!("write {}", path.display())))
+    host.write(path, &bytes, 0o644).await
 }
 
-/// Every `T` in the JSON files `dir/*.json` (or `dir/*/name` when `name` is given).
-pub fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path, name: Option<&str>) -> Vec<(PathBuf, T)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+/// Every `T` in the JSON files `dir/*.json` (or `dir/*/name` when `name` is
+/// given) on `host`; unreadable ones are logged and left out.
+pub async fn read_all<T: for<'de> Deserialize<'de>>(
+    host: &dyn Host,
+    dir: &Path,
+    name: Option<&str>,
+) -> Result<Vec<(PathBuf, T)>> {
     let mut found = Vec::new();
-    for entry in entries.flatten() {
+    for entry in host.list(dir).await? {
         let path = match name {
-            Some(name) => entry.path().join(name),
-            None if entry.path().extension().is_some_and(|e| e == "json") => entry.path(),
+            Some(name) => dir.join(&entry).join(name),
+            None if entry.ends_with(".json") => dir.join(&entry),
             None => continue,
         };
-        match std::fs::read(&path).map(|b| serde_json::from_slice::<T>(&b)) {
-            Ok(Ok(value)) => found.push((path, value)),
-            Ok(Err(e)) => {
+        let Some(bytes) = host.read(&path).await? else {
+            continue;
+        };
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => found.push((path, value)),
+            Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable record")
             }
-            Err(_) => {}
         }
     }
-    found
+    Ok(found)
 }

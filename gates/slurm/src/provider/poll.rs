@@ -27,30 +27,45 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut seen = commands::squeue(&self.config.runner, &ids).await?;
+        let mut seen = commands::squeue(self.host(), &ids).await?;
         for id in &ids {
             if !seen.contains_key(id)
-                && let Some(o) = commands::scontrol_job(&self.config.runner, *id).await?
+                && let Some(o) = commands::scontrol_job(self.host(), *id).await?
             {
                 seen.insert(*id, o);
             }
         }
-        let mut state = self.state();
-        for a in state.attempts.values_mut() {
-            let id = a.record.slurm_job_id;
-            if id == 0 || is_final(a.job.state()) || !ids.contains(&id) {
-                continue;
-            }
-            let changed = match seen.get(&id) {
-                Some(o) => apply(a, o),
-                None => {
-                    // Slurm has forgotten it (past MinJobAge, no accounting).
-                    a.job.set_state(GateJobState::Failed);
-                    a.job.reason = format!("lost: Slurm no longer knows job {id}");
-                    true
+        let mut ended = Vec::new();
+        {
+            let mut state = self.state();
+            for a in state.attempts.values_mut() {
+                let id = a.record.slurm_job_id;
+                if id == 0 || is_final(a.job.state()) || !ids.contains(&id) {
+                    continue;
                 }
-            };
-            if changed {
+                let changed = match seen.get(&id) {
+                    Some(o) => apply(a, o),
+                    None => {
+                        // Slurm has forgotten it (past MinJobAge, no accounting).
+                        a.job.set_state(GateJobState::Failed);
+                        a.job.reason = format!("lost: Slurm no longer knows job {id}");
+                        true
+                    }
+                };
+                if changed && is_final(a.job.state()) {
+                    ended.push((a.record.attempt_id.clone(), a.dir.clone()));
+                } else if changed {
+                    self.hub.publish(a.job.clone());
+                }
+            }
+        }
+        // An ended job is published with the sizes of its logs.
+        for (attempt, dir) in ended {
+            let stdout = self.host().size(&dir.join("stdout")).await;
+            let stderr = self.host().size(&dir.join("stderr")).await;
+            let mut state = self.state();
+            if let Some(a) = state.attempts.get_mut(&attempt) {
+                (a.job.stdout_bytes, a.job.stderr_bytes) = (stdout, stderr);
                 self.hub.publish(a.job.clone());
             }
         }
@@ -76,8 +91,6 @@ fn apply(a: &mut Attempt, o: &Observed) -> bool {
         } else {
             now_ms()
         };
-        let size = |n: &str| std::fs::metadata(a.dir.join(n)).ok().map(|m| m.len());
-        (a.job.stdout_bytes, a.job.stderr_bytes) = (size("stdout"), size("stderr"));
     }
     true
 }

@@ -63,17 +63,12 @@ impl SlurmProvider {
         slurm_partition: &str,
         spec: &JobSpec,
     ) -> Result<u64> {
+        let host = self.inner.host();
         let dir = self.dir(attempt);
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work)
-            .map_err(GateError::io(format!("create {}", work.display())))?;
+        host.create_dir_all(&dir.join("work")).await?;
         if let Command::Script(text) = &spec.command {
-            let path = dir.join("script");
-            std::fs::write(&path, text)
-                .map_err(GateError::io(format!("write {}", path.display())))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(GateError::io(format!("chmod {}", path.display())))?;
+            host.write(&dir.join("script"), text.as_bytes(), 0o755)
+                .await?;
         }
         let mut record = AttemptRecord {
             attempt_id: attempt.to_string(),
@@ -82,19 +77,20 @@ impl SlurmProvider {
             slurm_job_id: 0,
         };
         // Written before sbatch: a gate that dies in between finds the job by its comment.
-        write_json(&dir.join("attempt.json"), &record)?;
+        write_json(host, &dir.join("attempt.json"), &record).await?;
         let text = script::batch_script(&dir, attempt, partition.as_str(), spec);
-        std::fs::write(dir.join("job.sh"), &text).map_err(GateError::io("write job.sh"))?;
+        host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
+            .await?;
         let options = script::sbatch_options(&dir, attempt, slurm_partition, spec);
-        let id = match commands::sbatch(&self.inner.config.runner, &options, &text).await {
+        let id = match commands::sbatch(host, &options, &text).await {
             Ok(id) => id,
             Err(e) => {
-                let _ = std::fs::remove_file(dir.join("attempt.json"));
+                let _ = host.remove_file(&dir.join("attempt.json")).await;
                 return Err(e);
             }
         };
         record.slurm_job_id = id;
-        write_json(&dir.join("attempt.json"), &record)?;
+        write_json(host, &dir.join("attempt.json"), &record).await?;
         Ok(id)
     }
 }
