@@ -163,6 +163,25 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     let logins = over_ssh.then(|| ssh_logins(&ssh_config()));
     let (cluster, conf) = cluster(over_ssh).await;
     let who = submit(&cluster, &["--", "id", "-un"]);
+    let slow = submit(
+        &cluster,
+        &["--", "sh", "-c", "echo first; sleep 2; echo second"],
+    );
+    let input = cluster.dir().join("input.txt");
+    std::fs::write(&input, "staged in\n").unwrap();
+    let staged = submit(
+        &cluster,
+        &[
+            "--input",
+            &format!("{}:in/data.txt", input.display()),
+            "--output",
+            "out/*",
+            "--",
+            "sh",
+            "-c",
+            "mkdir out && tr a-z A-Z < in/data.txt > out/upper.txt",
+        ],
+    );
     let ok = submit(
         &cluster,
         &[
@@ -207,6 +226,28 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     assert_eq!(
         std::fs::read_to_string(outputs.join("result.txt")).unwrap(),
         "42\n"
+    );
+
+    // A log followed while the job runs ends when the job does.
+    let slow = submit(
+        &cluster,
+        &["--", "sh", "-c", "echo first; sleep 2; echo second"],
+    );
+    until_state(&cluster, &slow, "RUNNING").await;
+    let (code, out, err) = run(cluster.cli("alice").args(["logs", "-f", &slow]));
+    assert_eq!((code, out.as_str()), (0, "first\nsecond\n"), "{err}");
+
+    // Files staged in before the job and out after it, in subdirectories.
+    let (code, _, err) = run(cluster.cli("alice").args(["wait", &staged]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) =
+        run(cluster
+            .cli("alice")
+            .args(["outputs", &staged, "--dest", outputs.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(outputs.join("out/upper.txt")).unwrap(),
+        "STAGED IN\n"
     );
 
     // Slurm's own records agree.
