@@ -163,10 +163,6 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     let logins = over_ssh.then(|| ssh_logins(&ssh_config()));
     let (cluster, conf) = cluster(over_ssh).await;
     let who = submit(&cluster, &["--", "id", "-un"]);
-    let slow = submit(
-        &cluster,
-        &["--", "sh", "-c", "echo first; sleep 2; echo second"],
-    );
     let input = cluster.dir().join("input.txt");
     std::fs::write(&input, "staged in\n").unwrap();
     let staged = submit(
