@@ -498,8 +498,87 @@ async fn a_lost_ssh_connection_is_made_again_and_jobs_end_true() {
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &later]));
     assert_eq!(code, 0);
     assert!(
-        cluster.gate.log_tail().contains("SSH connection lost"),
+        cluster.gate.log_tail().contains("SSH connection or SFTP session lost"),
         "{}",
         cluster.gate.log_tail()
     );
+}
+
+/// A cluster of its own that keeps finished jobs only 2 s; stopped when dropped.
+struct ForgetfulSlurm {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl ForgetfulSlurm {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-slurm-")
+            .tempdir()
+            .unwrap();
+        let out = std::process::Command::new(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm"),
+        )
+        .arg("start")
+        .arg(dir.path())
+        .env("SLURM_MIN_JOB_AGE", "2")
+        .output()
+        .expect("run scripts/slurm");
+        assert!(
+            out.status.success(),
+            "scripts/slurm start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Self { dir, conf }
+    }
+}
+
+impl Drop for ForgetfulSlurm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm"),
+        )
+        .arg("stop")
+        .arg(self.dir.path())
+        .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_slurmctld_let_go_while_the_gate_was_down_ends_true() {
+    let _serial = SERIAL.lock().await;
+    let slurm = ForgetfulSlurm::start();
+    let mut cluster = Cluster::start(Options {
+        slurm_conf: Some(slurm.conf.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = submit(&cluster, &["--", "sh", "-c", "sleep 2; echo bye; exit 7"]);
+    until_state(&cluster, &id, "RUNNING").await;
+    let slurm_id = slurm_job_of(&cluster, &id);
+    cluster.gate.kill9();
+    // slurmctld lets the job go once it is 2 s old, at its next purge (once a minute).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let out = std::process::Command::new("scontrol")
+            .args(["show", "job", "-o", &slurm_id])
+            .env("SLURM_CONF", &slurm.conf)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slurmctld still holds job {slurm_id}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cluster.gate.restart().await.unwrap();
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
+    assert_eq!(code, 7, "the exit code from Slurm's completion log");
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &id]));
+    assert_eq!(out, "bye\n");
 }

@@ -344,15 +344,7 @@ pub fn parse_scontrol(out: &str) -> Option<Observed> {
     if state.is_empty() {
         return None;
     }
-    let (code, sig) = field("ExitCode")
-        .split_once(':')
-        .map(|(c, s)| {
-            (
-                c.parse::<i32>().ok(),
-                s.parse::<i32>().ok().filter(|s| *s != 0),
-            )
-        })
-        .unwrap_or((None, None));
+    let (code, sig) = exit_code(&field("ExitCode"));
     Some(Observed {
         state,
         reason: field("Reason"),
@@ -362,6 +354,104 @@ pub fn parse_scontrol(out: &str) -> Option<Observed> {
         start_time: 0,
         end_time: 0,
     })
+}
+
+/// Where Slurm keeps the record of a job once slurmctld has let it go
+/// (after MinJobAge), from `scontrol show config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRecords {
+    /// The accounting database (slurmdbd): `sacct`.
+    Accounting,
+    /// The job completion log (`JobCompType=jobcomp/filetxt`): `sacct -c`.
+    CompletionLog,
+    /// Nowhere: a forgotten job's end cannot be known.
+    None,
+}
+
+/// Where this cluster keeps the records of finished jobs.
+pub async fn job_records(host: &dyn Host) -> Result<JobRecords> {
+    let out = host
+        .run("scontrol", &args(&["show", "config"]), None)
+        .await?;
+    Ok(parse_job_records(&out))
+}
+
+/// Read `scontrol show config` for [`JobRecords`].
+pub fn parse_job_records(out: &str) -> JobRecords {
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let accounting = value("AccountingStorageType");
+    if !accounting.is_empty() && accounting != "accounting_storage/none" {
+        JobRecords::Accounting
+    } else if value("JobCompType") == "jobcomp/filetxt" {
+        JobRecords::CompletionLog
+    } else {
+        JobRecords::None
+    }
+}
+
+/// The fields asked of `sacct`, in this order.
+const SACCT_FIELDS: &str = "JobID,State,ExitCode,Start,End,Timelimit,Reason";
+
+/// What Slurm's records (`from`) say of a job slurmctld has let go; `None`
+/// when they do not have it. `sacct --parsable2` rather than `--json`: the
+/// same parser serves the accounting database and the completion log, and
+/// the columns do not change shape from one Slurm release to the next.
+pub async fn sacct_job(host: &dyn Host, from: JobRecords, id: u64) -> Result<Option<Observed>> {
+    let log = match from {
+        JobRecords::None => return Ok(None),
+        JobRecords::Accounting => None,
+        JobRecords::CompletionLog => Some("-c"),
+    };
+    let id_text = id.to_string();
+    let mut list = vec!["SLURM_TIME_FORMAT=%s", "sacct"];
+    list.extend(log);
+    list.extend(["-X", "-P", "-n", "-j", &id_text, "-o", SACCT_FIELDS]);
+    let out = host.run("env", &args(&list), None).await?;
+    Ok(parse_sacct(&out, id))
+}
+
+/// The last line for job `id` in `sacct -P -n -o SACCT_FIELDS` output with
+/// times as Unix seconds (a cluster whose ids started over may list it twice).
+pub fn parse_sacct(out: &str, id: u64) -> Option<Observed> {
+    let line = out.lines().rev().find(|l| {
+        l.split('|')
+            .next()
+            .is_some_and(|j| j.trim() == id.to_string())
+    })?;
+    let f: Vec<&str> = line.split('|').map(str::trim).collect();
+    let field = |i: usize| f.get(i).copied().unwrap_or("");
+    // `CANCELLED by 1001`
+    let state = field(1).split_whitespace().next()?.to_string();
+    let (code, sig) = exit_code(field(2));
+    let seconds = |t: &str| t.parse::<i64>().unwrap_or(0);
+    Some(Observed {
+        state,
+        reason: field(6).to_string(),
+        exit_code: sig.map(|s| 128 + s).or(code),
+        signal: sig,
+        time_limit_minutes: parse_limit(field(5)) / 60,
+        start_time: seconds(field(3)),
+        end_time: seconds(field(4)),
+    })
+}
+
+/// `code:signal` (as scontrol and sacct print ExitCode).
+fn exit_code(text: &str) -> (Option<i32>, Option<i32>) {
+    text.split_once(':')
+        .map(|(c, s)| {
+            (
+                c.parse::<i32>().ok(),
+                s.parse::<i32>().ok().filter(|s| *s != 0),
+            )
+        })
+        .unwrap_or((None, None))
 }
 
 /// Cancel a job (fine when it already ended).
@@ -374,6 +464,37 @@ pub async fn scancel(host: &dyn Host, id: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_where_finished_jobs_are_kept() {
+        let none = "AccountingStorageType   = accounting_storage/none\nJobCompType             = jobcomp/none\n";
+        assert_eq!(parse_job_records(none), JobRecords::None);
+        let log = "AccountingStorageType   = accounting_storage/none\nJobCompType             = jobcomp/filetxt\n";
+        assert_eq!(parse_job_records(log), JobRecords::CompletionLog);
+        let db = "AccountingStorageType   = accounting_storage/slurmdbd\nJobCompType             = jobcomp/filetxt\n";
+        assert_eq!(parse_job_records(db), JobRecords::Accounting);
+    }
+
+    #[test]
+    fn reads_sacct_lines_of_the_job() {
+        let out = "117|COMPLETED|0:0|1700000000|1700000001|UNLIMITED|None\n\
+                   1170|FAILED|1:0|1|2|00:01:00|\n\
+                   117|FAILED|3:0|1764000000|1764000005|00:02:00|NonZeroExitCode\n";
+        let o = parse_sacct(out, 117).unwrap();
+        assert_eq!(o.state, "FAILED");
+        assert_eq!((o.exit_code, o.signal), (Some(3), None));
+        assert_eq!((o.start_time, o.end_time), (1764000000, 1764000005));
+        assert_eq!(o.time_limit_minutes, 2);
+        assert_eq!(o.reason, "NonZeroExitCode");
+        let cancelled = parse_sacct("9|CANCELLED by 1001|0:15|5|6|UNLIMITED|\n", 9).unwrap();
+        assert_eq!(cancelled.state, "CANCELLED");
+        assert_eq!(
+            (cancelled.exit_code, cancelled.signal),
+            (Some(143), Some(15))
+        );
+        assert!(parse_sacct("", 9).is_none());
+        assert!(parse_sacct("10|COMPLETED|0:0|1|2|UNLIMITED|\n", 9).is_none());
+    }
 
     #[test]
     fn reads_partitions_and_node_states() {

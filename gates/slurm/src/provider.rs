@@ -15,7 +15,7 @@ use gantry_proto::v1::{
 };
 use tokio::sync::Notify;
 
-use crate::commands::{self, SlurmPartition};
+use crate::commands::{self, JobRecords, SlurmPartition};
 use crate::records::{AttemptRecord, PartitionRecord, read_all, write_json};
 use crate::script;
 mod poll;
@@ -57,6 +57,8 @@ struct Inner {
     cluster: tokio::sync::Mutex<Option<(Instant, Vec<SlurmPartition>)>>,
     /// Wakes the poller early (after a submit or a cancel).
     wake: Arc<Notify>,
+    /// Where the cluster keeps finished jobs, asked once when first needed.
+    job_records: tokio::sync::OnceCell<JobRecords>,
 }
 
 #[derive(Default)]
@@ -89,6 +91,14 @@ impl Inner {
         let parts = commands::partitions(self.host()).await?;
         *cached = Some((Instant::now(), parts.clone()));
         Ok(parts)
+    }
+
+    /// Where the cluster keeps the records of finished jobs.
+    async fn job_records(&self) -> Result<JobRecords> {
+        self.job_records
+            .get_or_try_init(|| commands::job_records(self.host()))
+            .await
+            .copied()
     }
 
     /// Where commands run and files are.
@@ -173,6 +183,7 @@ impl SlurmProvider {
             state: Mutex::new(state),
             cluster: tokio::sync::Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            job_records: tokio::sync::OnceCell::new(),
         });
         let provider = Self { inner };
         provider.adopt(unsubmitted).await?;

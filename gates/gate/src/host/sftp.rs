@@ -67,8 +67,9 @@ fn is_dir(m: &MetaData) -> bool {
     m.file_type().is_some_and(|t| t.is_dir())
 }
 
-/// The entries of `dir` (not `.` and `..`) with what `lstat` says of them,
-/// in name order.
+/// The entries of `dir` (not `.` and `..`, nor names that are not UTF-8,
+/// as the local walk skips them) with what `lstat` says of them, in name
+/// order.
 pub(super) async fn list(
     sftp: &Sftp,
     dir: &Path,
@@ -78,9 +79,12 @@ pub(super) async fn list(
     let mut found = Vec::new();
     while let Some(entry) = entries.next().await {
         let entry = entry?;
-        let name = entry.filename().to_string_lossy().into_owned();
+        let Some(name) = entry.filename().to_str() else {
+            tracing::warn!(dir = %dir.display(), name = %entry.filename().display(), "skipping a file whose name is not UTF-8");
+            continue;
+        };
         if name != "." && name != ".." {
-            found.push((name, entry.metadata()));
+            found.push((name.to_string(), entry.metadata()));
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -278,14 +282,16 @@ async fn send_file(
         .await
         .doing(|| format!("open {}", path.display()))?;
     let mut first = true;
+    let mut offset = 0;
     loop {
-        let data = read_up_to(&mut file, FILE_CHUNK_BYTES)
+        let data = read_up_to(&mut file, offset, FILE_CHUNK_BYTES)
             .await
             .doing(|| format!("read {}", path.display()))?;
         if data.is_empty() && !first {
             break;
         }
         let full = data.len() == FILE_CHUNK_BYTES;
+        offset += data.len() as u64;
         let chunk = FileChunk {
             path: if first {
                 rel.to_string()
@@ -309,10 +315,20 @@ async fn send_file(
     Ok(true)
 }
 
-/// Up to `max` bytes from the file's offset on: fewer only at its end.
-async fn read_up_to(file: &mut File, max: usize) -> std::result::Result<Vec<u8>, SftpError> {
+/// Up to `max` bytes from `offset` on: fewer only at the file's end (as it
+/// is now). Leaves the file's offset after what was read.
+async fn read_up_to(
+    file: &mut File,
+    offset: u64,
+    max: usize,
+) -> std::result::Result<Vec<u8>, SftpError> {
     let mut data = Vec::new();
     while data.len() < max {
+        // `File::read` moves the offset by what it asked for, not by what
+        // it got: a short read (a log still being written) would skip bytes.
+        file.seek(SeekFrom::Start(offset + data.len() as u64))
+            .await
+            .map_err(SftpError::from)?;
         let want = u32::try_from(max - data.len()).unwrap_or(u32::MAX);
         match file.read(want, BytesMut::new()).await? {
             Some(piece) if !piece.is_empty() => data.extend_from_slice(&piece),
@@ -342,6 +358,18 @@ impl LogFile {
 #[tonic::async_trait]
 impl LogReader for LogFile {
     async fn read_at(&mut self, offset: u64, max: usize) -> Result<Vec<u8>> {
+        match self.try_read_at(offset, max).await {
+            // Once more, on a new connection if that one was lost.
+            Err(_) if self.open.is_none() => self.try_read_at(offset, max).await,
+            result => result,
+        }
+    }
+}
+
+impl LogFile {
+    /// Read at `offset`, opening the file first if need be; on an error the
+    /// file is closed (and the connection forgotten if it is dead).
+    async fn try_read_at(&mut self, offset: u64, max: usize) -> Result<Vec<u8>> {
         if self.open.is_none() {
             let connection = self.host.connection().await?;
             match connection.sftp.open(&self.path).await {
@@ -354,13 +382,7 @@ impl LogReader for LogFile {
             }
         }
         let (connection, file) = self.open.as_mut().expect("opened above");
-        let read = async {
-            file.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(SftpError::from)?;
-            read_up_to(file, max).await
-        };
-        match read.await {
+        match read_up_to(file, offset, max).await {
             Ok(data) => Ok(data),
             Err(e) => {
                 let connection = connection.clone();

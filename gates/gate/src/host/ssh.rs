@@ -26,8 +26,10 @@ const MASTER_IDLE_SECONDS: usize = 60;
 /// Commands run at once over the connection: sshd allows 10 sessions per
 /// connection by default (MaxSessions), and SFTP holds one.
 const MAX_COMMANDS: usize = 8;
-/// How long connecting may take.
+/// How long ssh may take to connect (TCP).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting, logging in and starting SFTP may take in all.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where an [`SshHost`] is and how to log in.
 #[derive(Debug, Clone)]
@@ -85,6 +87,22 @@ impl SshHost {
         if let Some(c) = current.as_ref() {
             return Ok(c.clone());
         }
+        // Bounded as a whole: ssh's ConnectTimeout covers only the TCP
+        // connect, and every caller waits on this lock meanwhile.
+        let connection = tokio::time::timeout(SETUP_TIMEOUT, self.open())
+            .await
+            .map_err(|_| {
+                GateError::Unavailable(format!(
+                    "cannot reach {} over SSH: no session within {SETUP_TIMEOUT:?}",
+                    self.destination()
+                ))
+            })??;
+        *current = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// A new master connection with an SFTP session on it.
+    async fn open(&self) -> Result<Arc<Connection>> {
         let target = &self.inner.target;
         let unreachable = |e: &dyn std::fmt::Display| {
             GateError::Unavailable(format!("cannot reach {} over SSH: {e}", target.destination))
@@ -110,10 +128,14 @@ impl SshHost {
         let sftp = Sftp::from_clonable_session(session.clone(), SftpOptions::default())
             .await
             .map_err(|e| unreachable(&format!("starting SFTP: {}", with_sources(&e))))?;
+        if !sftp.support_posix_rename() {
+            // Records are replaced by renaming over them.
+            return Err(unreachable(
+                &"its SFTP server lacks the posix-rename@openssh.com extension (OpenSSH's has it)",
+            ));
+        }
         tracing::info!(destination = %target.destination, "connected over SSH");
-        let connection = Arc::new(Connection { session, sftp });
-        *current = Some(connection.clone());
-        Ok(connection)
+        Ok(Arc::new(Connection { session, sftp }))
     }
 
     /// After an error on `connection`: forget it if it is dead, so the next
@@ -122,9 +144,15 @@ impl SshHost {
         if connection.session.check().await.is_ok() {
             return;
         }
+        self.forget(connection).await;
+    }
+
+    /// Forget `connection` (if it is still the current one): the next call
+    /// connects again.
+    async fn forget(&self, connection: &Arc<Connection>) {
         let mut current = self.inner.connection.lock().await;
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
-            tracing::warn!(destination = %self.destination(), "SSH connection lost; reconnecting on next use");
+            tracing::warn!(destination = %self.destination(), "SSH connection or SFTP session lost; reconnecting on next use");
             *current = None;
         }
     }
@@ -144,7 +172,9 @@ impl SshHost {
                 self.destination()
             ))),
             _ => {
-                self.check(connection).await;
+                // The SFTP session broke (its server may have died while
+                // the connection lives on): start both again.
+                self.forget(connection).await;
                 Some(GateError::Unavailable(format!(
                     "{what} on {}: {error}",
                     self.destination()
@@ -215,7 +245,10 @@ impl Host for SshHost {
             child.wait_with_output().await
         };
         let out = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
-            Err(_) => return Err(timed_out(&shown)),
+            Err(_) => {
+                self.check(&connection).await;
+                return Err(timed_out(&shown));
+            }
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
                 self.check(&connection).await;

@@ -1,6 +1,8 @@
 //! Following the attempts' Slurm jobs: asking squeue (and scontrol for
 //! jobs it no longer lists) and publishing what changed.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,59 +15,73 @@ use crate::commands;
 use crate::states::{self, Observed};
 
 impl Inner {
-    /// Ask Slurm for the state of every unfinished attempt and publish what changed.
+    /// Ask Slurm for the state of every unfinished attempt and publish what
+    /// changed. The sizes of an ended job's logs are read first, so it is
+    /// seen ended only with them.
     pub(super) async fn poll(&self) -> Result<()> {
-        let ids: Vec<u64> = {
+        let dirs: HashMap<u64, PathBuf> = {
             let state = self.state();
             state
                 .attempts
                 .values()
                 .filter(|a| a.record.slurm_job_id != 0 && !is_final(a.job.state()))
-                .map(|a| a.record.slurm_job_id)
+                .map(|a| (a.record.slurm_job_id, a.dir.clone()))
                 .collect()
         };
-        if ids.is_empty() {
+        if dirs.is_empty() {
             return Ok(());
         }
+        let ids: Vec<u64> = dirs.keys().copied().collect();
         let mut seen = commands::squeue(self.host(), &ids).await?;
         for id in &ids {
-            if !seen.contains_key(id)
-                && let Some(o) = commands::scontrol_job(self.host(), *id).await?
-            {
+            if seen.contains_key(id) {
+                continue;
+            }
+            // Gone from squeue: slurmctld may still hold it (scontrol), or
+            // only Slurm's records of finished jobs (sacct).
+            let found = match commands::scontrol_job(self.host(), *id).await? {
+                Some(o) => Some(o),
+                None => {
+                    let records = self.job_records().await?;
+                    commands::sacct_job(self.host(), records, *id).await?
+                }
+            };
+            if let Some(o) = found {
                 seen.insert(*id, o);
             }
         }
-        let mut ended = Vec::new();
-        {
-            let mut state = self.state();
-            for a in state.attempts.values_mut() {
-                let id = a.record.slurm_job_id;
-                if id == 0 || is_final(a.job.state()) || !ids.contains(&id) {
-                    continue;
-                }
-                let changed = match seen.get(&id) {
-                    Some(o) => apply(a, o),
-                    None => {
-                        // Slurm has forgotten it (past MinJobAge, no accounting).
-                        a.job.set_state(GateJobState::Failed);
-                        a.job.reason = format!("lost: Slurm no longer knows job {id}");
-                        true
-                    }
-                };
-                if changed && is_final(a.job.state()) {
-                    ended.push((a.record.attempt_id.clone(), a.dir.clone()));
-                } else if changed {
-                    self.hub.publish(a.job.clone());
-                }
+        let mut sizes = HashMap::new();
+        for (id, dir) in &dirs {
+            if seen.get(id).is_none_or(|o| is_final(states::map(o).0)) {
+                let stdout = self.host().size(&dir.join("stdout")).await;
+                let stderr = self.host().size(&dir.join("stderr")).await;
+                sizes.insert(*id, (stdout, stderr));
             }
         }
-        // An ended job is published with the sizes of its logs.
-        for (attempt, dir) in ended {
-            let stdout = self.host().size(&dir.join("stdout")).await;
-            let stderr = self.host().size(&dir.join("stderr")).await;
-            let mut state = self.state();
-            if let Some(a) = state.attempts.get_mut(&attempt) {
+        let mut state = self.state();
+        for a in state.attempts.values_mut() {
+            let id = a.record.slurm_job_id;
+            if id == 0 || is_final(a.job.state()) || !dirs.contains_key(&id) {
+                continue;
+            }
+            let changed = match seen.get(&id) {
+                Some(o) => apply(a, o),
+                None => {
+                    // Slurm has let it go (past MinJobAge) and keeps no
+                    // record of finished jobs (no accounting, no completion log).
+                    a.job.set_state(GateJobState::Failed);
+                    a.job.reason = format!(
+                        "lost: Slurm no longer knows job {id} and keeps no record of finished jobs"
+                    );
+                    true
+                }
+            };
+            if is_final(a.job.state())
+                && let Some(&(stdout, stderr)) = sizes.get(&id)
+            {
                 (a.job.stdout_bytes, a.job.stderr_bytes) = (stdout, stderr);
+            }
+            if changed {
                 self.hub.publish(a.job.clone());
             }
         }

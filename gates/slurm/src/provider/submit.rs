@@ -56,6 +56,12 @@ impl SlurmProvider {
     }
 
     /// Write the attempt's files and hand it to sbatch; its Slurm job id.
+    ///
+    /// When sbatch fails in a way that leaves it unknown whether Slurm took
+    /// the job (the connection to the login node broke, a timeout), the job
+    /// is looked for by its comment; if even that cannot be done, the
+    /// attempt's record stays (with no Slurm id) and the next try looks
+    /// first, so a job is never submitted twice.
     pub(super) async fn submit(
         &self,
         attempt: &AttemptId,
@@ -65,6 +71,10 @@ impl SlurmProvider {
     ) -> Result<u64> {
         let host = self.inner.host();
         let dir = self.dir(attempt);
+        let record_path = dir.join("attempt.json");
+        if let Some(id) = self.earlier_try(attempt, &record_path).await? {
+            return Ok(id);
+        }
         host.create_dir_all(&dir.join("work")).await?;
         if let Command::Script(text) = &spec.command {
             host.write(&dir.join("script"), text.as_bytes(), 0o755)
@@ -77,20 +87,70 @@ impl SlurmProvider {
             slurm_job_id: 0,
         };
         // Written before sbatch: a gate that dies in between finds the job by its comment.
-        write_json(host, &dir.join("attempt.json"), &record).await?;
+        write_json(host, &record_path, &record).await?;
         let text = script::batch_script(&dir, attempt, partition.as_str(), spec);
         host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
             .await?;
         let options = script::sbatch_options(&dir, attempt, slurm_partition, spec);
         let id = match commands::sbatch(host, &options, &text).await {
             Ok(id) => id,
-            Err(e) => {
-                let _ = host.remove_file(&dir.join("attempt.json")).await;
+            Err(e @ GateError::InvalidArgument { .. }) => {
+                let _ = host.remove_file(&record_path).await;
                 return Err(e);
             }
+            Err(e) => match self.find_by_comment(attempt).await {
+                Ok(Some(id)) => {
+                    tracing::warn!(%attempt, slurm_job = id, error = %e, "sbatch failed, but Slurm has the job");
+                    id
+                }
+                Ok(None) => {
+                    let _ = host.remove_file(&record_path).await;
+                    return Err(e);
+                }
+                // Unknown: the record stays for the next try to look first.
+                Err(_) => return Err(e),
+            },
         };
         record.slurm_job_id = id;
-        write_json(host, &dir.join("attempt.json"), &record).await?;
+        if let Err(e) = write_json(host, &record_path, &record).await {
+            // Slurm has the job; a restarted gate finds it by its comment.
+            tracing::warn!(%attempt, slurm_job = id, error = %e, "cannot record the Slurm job id");
+        }
         Ok(id)
+    }
+
+    /// The Slurm job of an earlier try of `attempt` whose outcome was not
+    /// known (its record, with no Slurm id, is still there); `None` when
+    /// there was none or Slurm never took it.
+    async fn earlier_try(
+        &self,
+        attempt: &AttemptId,
+        record_path: &std::path::Path,
+    ) -> Result<Option<u64>> {
+        let host = self.inner.host();
+        let Some(bytes) = host.read(record_path).await? else {
+            return Ok(None);
+        };
+        let record: AttemptRecord =
+            serde_json::from_slice(&bytes).map_err(|e| GateError::Internal(e.to_string()))?;
+        if record.slurm_job_id != 0 {
+            return Ok(Some(record.slurm_job_id));
+        }
+        let Some(id) = self.find_by_comment(attempt).await? else {
+            return Ok(None);
+        };
+        tracing::info!(%attempt, slurm_job = id, "found the Slurm job of an earlier try");
+        let record = AttemptRecord {
+            slurm_job_id: id,
+            ..record
+        };
+        write_json(host, record_path, &record).await?;
+        Ok(Some(id))
+    }
+
+    /// The Slurm job carrying `attempt`'s comment, if Slurm has one.
+    async fn find_by_comment(&self, attempt: &AttemptId) -> Result<Option<u64>> {
+        let jobs = commands::jobs_by_comment(self.inner.host()).await?;
+        Ok(jobs.get(&script::comment(attempt.as_str())).copied())
     }
 }
