@@ -498,7 +498,10 @@ async fn a_lost_ssh_connection_is_made_again_and_jobs_end_true() {
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &later]));
     assert_eq!(code, 0);
     assert!(
-        cluster.gate.log_tail().contains("SSH connection or SFTP session lost"),
+        cluster
+            .gate
+            .log_tail()
+            .contains("SSH connection or SFTP session lost"),
         "{}",
         cluster.gate.log_tail()
     );

@@ -14,7 +14,7 @@
 mod commands;
 mod provider;
 mod records;
-mod script;
+pub mod script;
 mod states;
 
 pub use provider::{SlurmConfig, SlurmProvider};

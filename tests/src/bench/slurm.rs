@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gantry_client::{JobSpec, JobState};
+use gantry_gate_slurm::script;
 
 use super::peers::{SlurmCluster, sbatch_on};
 use super::scenarios::{clients, figure, submit_many};
@@ -30,8 +31,7 @@ pub async fn slurm(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         return Ok(());
     };
     let straight = sbatch_on(args, &slurm, n);
-    let one_by_one = args.size(20, 5);
-    let straight_latency = sbatch_one_by_one(&slurm, one_by_one);
+    let one_by_one = args.size(30, 5);
     let cluster = Cluster::start(Options {
         slurm_conf: Some(slurm.conf.clone()),
         ..Default::default()
@@ -79,9 +79,17 @@ pub async fn slurm(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     } else {
         report.add(f);
     }
+    // One job at a time, taking turns so that all see the cluster in the
+    // same moods (Slurm's own time per job ranges over a second or more);
+    // medians. Straight sbatch twice: as a user types it (`--wrap true`),
+    // and with the very batch script and options the gate writes, which
+    // leaves Gantry's own work as the difference.
     let client = cluster.user("bench").await?;
-    let mut latencies = Vec::with_capacity(one_by_one);
-    for _ in 0..one_by_one {
+    let shape_dir = tempfile::Builder::new()
+        .prefix("gantry-bench-shape-")
+        .tempdir()?;
+    let (mut through_gantry, mut plain, mut same_shape) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..one_by_one {
         let start = Instant::now();
         let spec = JobSpec {
             argv: vec!["true".into()],
@@ -95,79 +103,132 @@ pub async fn slurm(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             job.id,
             ended.state()
         );
-        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        through_gantry.push(start.elapsed().as_secs_f64() * 1000.0);
+        plain.extend(sbatch_one(&slurm, None));
+        same_shape.extend(sbatch_one(&slurm, Some((shape_dir.path(), k))));
     }
-    let gantry_ms = mean(&latencies);
-    let mut f = figure(
-        "slurm",
-        &format!(
-            "one `true` job at a time, submit -> completed, mean of {one_by_one}, through Gantry"
+    let gantry_ms = median(&mut through_gantry);
+    let metric = format!("one `true` job at a time, submit -> completed, median of {one_by_one}");
+    let mut peers = [
+        (plain, "sbatch --wrap true, then squeue every 0.25 s"),
+        (
+            same_shape,
+            "sbatch of the gate's own script and options, then squeue every 0.25 s",
         ),
-        gantry_ms,
-        "ms",
-        "",
-    );
-    if let Some(straight_ms) = straight_latency.as_deref().map(mean) {
-        f.peer = Some("sbatch, then squeue every 0.25 s".into());
-        f.peer_value = Some(straight_ms);
+    ];
+    for (times, peer) in &mut peers {
+        let mut f = figure(
+            "slurm",
+            &format!("{metric}, through Gantry"),
+            gantry_ms,
+            "ms",
+            "",
+        );
+        if times.len() == one_by_one {
+            f.peer = Some(peer.to_string());
+            f.peer_value = Some(median(times));
+        }
         report.add(f);
+    }
+    let [(plain, _), (same_shape, _)] = &mut peers;
+    if plain.len() == one_by_one && same_shape.len() == one_by_one {
         report.add(figure(
             "slurm",
-            "time Gantry adds per job, one at a time (mean through Gantry minus sbatch's)",
-            gantry_ms - straight_ms,
+            "of which Slurm's time for the job Gantry asks for (its options minus --wrap true)",
+            median(same_shape) - median(plain),
             "ms",
             "",
         ));
-    } else {
-        report.add(f);
+        report.add(figure(
+            "slurm",
+            "time Gantry's own work adds per job (through Gantry minus the same job by sbatch)",
+            gantry_ms - median(same_shape),
+            "ms",
+            "",
+        ));
     }
     Ok(())
 }
 
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
-/// `n` trivial jobs one after another, each `sbatch` then `squeue` every
-/// 0.25 s (the gate's poll in this benchmark) until it completed; each
-/// one's milliseconds. `None` when a command fails.
-fn sbatch_one_by_one(slurm: &SlurmCluster, n: usize) -> Option<Vec<f64>> {
-    let run = |program: &str, args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new(program)
+/// One trivial job: `sbatch` (plain `--wrap true`, or with `shape`: the
+/// batch script and options the gate would write for attempt `k` in that
+/// directory), then `squeue` every 0.25 s (the gate's poll in this
+/// benchmark) until it completed; its milliseconds. `None` when a command
+/// fails or the job does not complete.
+fn sbatch_one(slurm: &SlurmCluster, shape: Option<(&std::path::Path, usize)>) -> Option<f64> {
+    let run = |program: &str, args: &[String], stdin: Option<&str>| -> Option<String> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(program)
             .args(args)
             .env("SLURM_CONF", &slurm.conf)
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut pipe = child.stdin.take()?;
+        pipe.write_all(stdin.unwrap_or("").as_bytes()).ok()?;
+        drop(pipe);
+        let out = child
+            .wait_with_output()
             .ok()
             .filter(|o| o.status.success())?;
         Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    let mut latencies = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let out = run(
-            "sbatch",
-            &[
-                "--parsable",
-                "--wrap",
-                "true",
-                "-o",
-                "/dev/null",
-                "-J",
-                "one-by-one",
-            ],
-        )?;
-        let id = out.split(';').next()?.to_string();
-        loop {
-            let state = run("squeue", &["-h", "-t", "all", "-j", &id, "-o", "%T"])?;
-            match state.as_str() {
-                "COMPLETED" => break,
-                "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "" => {
-                    std::thread::sleep(Duration::from_millis(250))
-                }
-                _ => return None,
-            }
+    let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (mut args, script) = match shape {
+        None => (
+            owned(&["--wrap", "true", "-o", "/dev/null", "-J", "one-by-one"]),
+            None,
+        ),
+        Some((dir, k)) => {
+            let attempt = gantry_gate::AttemptId::parse("attempt", &format!("shape-{k}")).ok()?;
+            let dir = dir.join(attempt.as_str());
+            std::fs::create_dir_all(dir.join("work")).ok()?;
+            let spec = gantry_gate::JobSpec {
+                job_id: k as u64,
+                name: String::new(),
+                command: gantry_gate::Command::Argv(vec!["true".into()]),
+                env: Default::default(),
+                resources: gantry_gate::Resources {
+                    cpus: 1,
+                    ..Default::default()
+                },
+                walltime: None,
+                owner: String::new(),
+            };
+            let script = script::batch_script(&dir, &attempt, "bench", &spec);
+            (
+                script::sbatch_options(&dir, &attempt, "debug", &spec),
+                Some(script),
+            )
         }
-        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+    };
+    args.insert(0, "--parsable".into());
+    let start = Instant::now();
+    let out = run("sbatch", &args, script.as_deref())?;
+    let id = out.split(';').next()?.to_string();
+    loop {
+        let state = run(
+            "squeue",
+            &owned(&["-h", "-t", "all", "-j", &id, "-o", "%T"]),
+            None,
+        )?;
+        match state.as_str() {
+            "COMPLETED" => return Some(start.elapsed().as_secs_f64() * 1000.0),
+            "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "" => {
+                std::thread::sleep(Duration::from_millis(250))
+            }
+            _ => return None,
+        }
     }
-    Some(latencies)
 }
