@@ -39,6 +39,11 @@ pub struct SlurmCluster {
 }
 
 impl SlurmCluster {
+    /// slurmctld's log (its lines carry millisecond timestamps).
+    pub fn ctld_log(&self) -> std::path::PathBuf {
+        self.dir.join("slurmctld.log")
+    }
+
     /// Start one; `None` when Slurm cannot run here.
     pub fn start(args: &Args, name: &str) -> Option<Self> {
         let script = args.repo.join("scripts/slurm");

@@ -3,9 +3,12 @@
 //! through Gantry (gantryd, gantry-sched, gantry-gate-slurm polling every
 //! 0.25 s); then the time Gantry adds per job, measured one job at a time
 //! (a burst of jobs measures mostly how Slurm's scheduler takes a burst):
-//! `sbatch` then `squeue` every 0.25 s until the job completed, against
-//! `gantry submit` then wait, on the same cluster.
+//! `sbatch` of the very job the gate writes, then `squeue` every 0.25 s
+//! until it completed, against `gantry submit` then wait, on the same
+//! cluster, each split by slurmctld's log into the submitter's two sides
+//! and Slurm's part.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -79,75 +82,173 @@ pub async fn slurm(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     } else {
         report.add(f);
     }
-    // One job at a time, taking turns so that all see the cluster in the
-    // same moods (Slurm's own time per job ranges over a second or more);
-    // medians. Straight sbatch twice: as a user types it (`--wrap true`),
-    // and with the very batch script and options the gate writes, which
-    // leaves Gantry's own work as the difference.
+    // One job at a time, through Gantry and by sbatch of the very job the
+    // gate writes, taking turns. Slurm's own time per job ranges over a
+    // second (its scheduler allocates on a one-second cycle), so totals
+    // compare poorly; slurmctld's log says to the millisecond when it took
+    // each job and when it saw it end, which splits each job into what the
+    // submitter's side took (submit -> slurmctld has it; slurmctld saw the
+    // end -> the submitter knows) and Slurm's part in between.
     let client = cluster.user("bench").await?;
     let shape_dir = tempfile::Builder::new()
         .prefix("gantry-bench-shape-")
         .tempdir()?;
-    let (mut through_gantry, mut plain, mut same_shape) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gantry_jobs, mut sbatch_jobs) = (Vec::new(), Vec::new());
     for k in 0..one_by_one {
-        let start = Instant::now();
+        let started = now_ms();
         let spec = JobSpec {
             argv: vec!["true".into()],
             ..Default::default()
         };
         let job = client.submit(spec).await?;
-        let ended = client.wait(job.id, |_| {}).await?;
+        let mut slurm_id = None;
+        let ended = client
+            .wait(job.id, |e| {
+                slurm_id = slurm_id.or_else(|| slurm_job_in(&e.message));
+            })
+            .await?;
+        let seen = now_ms();
         anyhow::ensure!(
             ended.state() == JobState::Completed,
             "job {} ended {:?}",
             job.id,
             ended.state()
         );
-        through_gantry.push(start.elapsed().as_secs_f64() * 1000.0);
-        plain.extend(sbatch_one(&slurm, None));
-        same_shape.extend(sbatch_one(&slurm, Some((shape_dir.path(), k))));
+        let id = slurm_id.ok_or_else(|| anyhow::anyhow!("job {}: no Slurm job id", job.id))?;
+        gantry_jobs.push((id, started, seen));
+        sbatch_jobs.extend(sbatch_one(&slurm, shape_dir.path(), k));
     }
-    let gantry_ms = median(&mut through_gantry);
-    let metric = format!("one `true` job at a time, submit -> completed, median of {one_by_one}");
-    let mut peers = [
-        (plain, "sbatch --wrap true, then squeue every 0.25 s"),
+    let ctld = ctld_times(&slurm.ctld_log())?;
+    let split = |jobs: &[(u64, i64, i64)]| -> Option<(f64, f64, f64)> {
+        let (mut total, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, started, seen) in jobs {
+            let (taken, done) = ctld.get(id)?;
+            total.push((seen - started) as f64);
+            before.push((taken - started) as f64);
+            after.push((seen - done) as f64);
+        }
+        Some((median(&mut total), median(&mut before), median(&mut after)))
+    };
+    let gantry = split(&gantry_jobs)
+        .ok_or_else(|| anyhow::anyhow!("a Gantry job is missing from slurmctld's log"))?;
+    let sbatch = (sbatch_jobs.len() == one_by_one)
+        .then(|| split(&sbatch_jobs))
+        .flatten();
+    let peer = "sbatch of the gate's own script and options, squeue every 0.25 s";
+    let rows = [
+        ("submit -> completed", gantry.0, sbatch.map(|s| s.0)),
         (
-            same_shape,
-            "sbatch of the gate's own script and options, then squeue every 0.25 s",
+            "submit -> slurmctld has the job",
+            gantry.1,
+            sbatch.map(|s| s.1),
+        ),
+        (
+            "slurmctld saw the end -> the submitter knows",
+            gantry.2,
+            sbatch.map(|s| s.2),
         ),
     ];
-    for (times, peer) in &mut peers {
+    for (what, value, peer_value) in rows {
         let mut f = figure(
             "slurm",
-            &format!("{metric}, through Gantry"),
-            gantry_ms,
+            &format!("one `true` job at a time, {what}, median of {one_by_one}, through Gantry"),
+            value,
             "ms",
             "",
         );
-        if times.len() == one_by_one {
-            f.peer = Some(peer.to_string());
-            f.peer_value = Some(median(times));
+        if peer_value.is_some() {
+            f.peer = Some(peer.into());
+            f.peer_value = peer_value;
         }
         report.add(f);
     }
-    let [(plain, _), (same_shape, _)] = &mut peers;
-    if plain.len() == one_by_one && same_shape.len() == one_by_one {
+    if let Some(s) = sbatch {
         report.add(figure(
             "slurm",
-            "of which Slurm's time for the job Gantry asks for (its options minus --wrap true)",
-            median(same_shape) - median(plain),
-            "ms",
-            "",
-        ));
-        report.add(figure(
-            "slurm",
-            "time Gantry's own work adds per job (through Gantry minus the same job by sbatch)",
-            gantry_ms - median(same_shape),
+            "time Gantry adds per job: its two sides minus sbatch's (medians)",
+            (gantry.1 - s.1) + (gantry.2 - s.2),
             "ms",
             "",
         ));
     }
     Ok(())
+}
+
+/// The Slurm job id in a RUNNING event's message ("running on slurm (ID)").
+fn slurm_job_in(message: &str) -> Option<u64> {
+    message.rsplit_once('(')?.1.strip_suffix(')')?.parse().ok()
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// From slurmctld's log: when it took each job and when it saw it end
+/// (Unix ms), by job id.
+fn ctld_times(log: &std::path::Path) -> anyhow::Result<HashMap<u64, (i64, i64)>> {
+    let text = std::fs::read_to_string(log)?;
+    let offset = local_offset_ms()?;
+    let (mut taken, mut done) = (HashMap::new(), HashMap::new());
+    for line in text.lines() {
+        let Some((stamp, rest)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) else {
+            continue;
+        };
+        let id = |after: &str| -> Option<u64> {
+            rest.strip_prefix(after)?
+                .split_whitespace()
+                .next()?
+                .strip_prefix("JobId=")?
+                .parse()
+                .ok()
+        };
+        let Some(at) = local_ms(stamp).map(|t| t - offset) else {
+            continue;
+        };
+        if let Some(id) = id("_slurm_rpc_submit_batch_job:") {
+            taken.insert(id, at);
+        } else if rest.ends_with(" done")
+            && let Some(id) = id("_job_complete:")
+        {
+            done.insert(id, at);
+        }
+    }
+    Ok(taken
+        .into_iter()
+        .filter_map(|(id, t)| Some((id, (t, *done.get(&id)?))))
+        .collect())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm` (slurmctld's log time, local) as milliseconds
+/// since 1970-01-01 in local time.
+fn local_ms(stamp: &str) -> Option<i64> {
+    let (date, time) = stamp.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = time.split_once('.')?;
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((((days * 24 + h) * 60 + min) * 60 + s) * 1000 + ms.parse::<i64>().ok()?)
+}
+
+/// This machine's offset from UTC in milliseconds (`date +%z`).
+fn local_offset_ms() -> anyhow::Result<i64> {
+    let out = std::process::Command::new("date").arg("+%z").output()?;
+    let z = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sign = if z.starts_with('-') { -1 } else { 1 };
+    let digits = z.trim_start_matches(['+', '-']);
+    anyhow::ensure!(digits.len() == 4, "date +%z printed {z:?}");
+    let (h, m): (i64, i64) = (digits[..2].parse()?, digits[2..].parse()?);
+    Ok(sign * (h * 60 + m) * 60_000)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -159,13 +260,13 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// One trivial job: `sbatch` (plain `--wrap true`, or with `shape`: the
-/// batch script and options the gate would write for attempt `k` in that
-/// directory), then `squeue` every 0.25 s (the gate's poll in this
-/// benchmark) until it completed; its milliseconds. `None` when a command
-/// fails or the job does not complete.
-fn sbatch_one(slurm: &SlurmCluster, shape: Option<(&std::path::Path, usize)>) -> Option<f64> {
-    let run = |program: &str, args: &[String], stdin: Option<&str>| -> Option<String> {
+/// One trivial job by `sbatch` of the batch script and options the gate
+/// would write for attempt `k` in `dir`, then `squeue` every 0.25 s (the
+/// gate's poll in this benchmark) until it completed: its Slurm job id,
+/// and the Unix ms before sbatch ran and when its end was seen. `None` when
+/// a command fails or the job does not complete.
+fn sbatch_one(slurm: &SlurmCluster, dir: &std::path::Path, k: usize) -> Option<(u64, i64, i64)> {
+    let run = |program: &str, args: &[String], stdin: &str| -> Option<String> {
         use std::io::Write;
         let mut child = std::process::Command::new(program)
             .args(args)
@@ -176,7 +277,7 @@ fn sbatch_one(slurm: &SlurmCluster, shape: Option<(&std::path::Path, usize)>) ->
             .spawn()
             .ok()?;
         let mut pipe = child.stdin.take()?;
-        pipe.write_all(stdin.unwrap_or("").as_bytes()).ok()?;
+        pipe.write_all(stdin.as_bytes()).ok()?;
         drop(pipe);
         let out = child
             .wait_with_output()
@@ -184,51 +285,54 @@ fn sbatch_one(slurm: &SlurmCluster, shape: Option<(&std::path::Path, usize)>) ->
             .filter(|o| o.status.success())?;
         Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (mut args, script) = match shape {
-        None => (
-            owned(&["--wrap", "true", "-o", "/dev/null", "-J", "one-by-one"]),
-            None,
-        ),
-        Some((dir, k)) => {
-            let attempt = gantry_gate::AttemptId::parse("attempt", &format!("shape-{k}")).ok()?;
-            let dir = dir.join(attempt.as_str());
-            std::fs::create_dir_all(dir.join("work")).ok()?;
-            let spec = gantry_gate::JobSpec {
-                job_id: k as u64,
-                name: String::new(),
-                command: gantry_gate::Command::Argv(vec!["true".into()]),
-                env: Default::default(),
-                resources: gantry_gate::Resources {
-                    cpus: 1,
-                    ..Default::default()
-                },
-                walltime: None,
-                owner: String::new(),
-            };
-            let script = script::batch_script(&dir, &attempt, "bench", &spec);
-            (
-                script::sbatch_options(&dir, &attempt, "debug", &spec),
-                Some(script),
-            )
-        }
+    let attempt = gantry_gate::AttemptId::parse("attempt", &format!("shape-{k}")).ok()?;
+    let dir = dir.join(attempt.as_str());
+    std::fs::create_dir_all(dir.join("work")).ok()?;
+    let spec = gantry_gate::JobSpec {
+        job_id: k as u64,
+        name: String::new(),
+        command: gantry_gate::Command::Argv(vec!["true".into()]),
+        env: Default::default(),
+        resources: gantry_gate::Resources {
+            cpus: 1,
+            ..Default::default()
+        },
+        walltime: None,
+        owner: String::new(),
     };
+    let text = script::batch_script(&dir, &attempt, "bench", &spec);
+    let mut args = script::sbatch_options(&dir, &attempt, "debug", &spec);
     args.insert(0, "--parsable".into());
-    let start = Instant::now();
-    let out = run("sbatch", &args, script.as_deref())?;
+    let started = now_ms();
+    let out = run("sbatch", &args, &text)?;
     let id = out.split(';').next()?.to_string();
+    let query: Vec<String> = ["-h", "-t", "all", "-j", &id, "-o", "%T"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     loop {
-        let state = run(
-            "squeue",
-            &owned(&["-h", "-t", "all", "-j", &id, "-o", "%T"]),
-            None,
-        )?;
+        let state = run("squeue", &query, "")?;
         match state.as_str() {
-            "COMPLETED" => return Some(start.elapsed().as_secs_f64() * 1000.0),
+            "COMPLETED" => return Some((id.parse().ok()?, started, now_ms())),
             "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "" => {
                 std::thread::sleep(Duration::from_millis(250))
             }
             _ => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_slurmctld_times_and_messages() {
+        assert_eq!(local_ms("1970-01-01T00:00:00.000"), Some(0));
+        assert_eq!(local_ms("2026-11-24T03:02:27.206"), Some(1_795_489_347_206));
+        assert_eq!(local_ms("2000-02-29T12:00:00.005"), Some(951_825_600_005));
+        assert_eq!(local_ms("garbage"), None);
+        assert_eq!(slurm_job_in("running on slurm (146)"), Some(146));
+        assert_eq!(slurm_job_in("queued"), None);
     }
 }
