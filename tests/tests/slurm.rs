@@ -15,23 +15,30 @@ use std::time::Duration;
 
 use gantry_e2e::{Cluster, Options, run};
 
-/// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
-/// this test starts (or finds up) in /tmp/gantry-test-slurm.
-fn slurm_conf() -> PathBuf {
-    if let Some(conf) = std::env::var_os("GANTRY_TEST_SLURM_CONF") {
-        return conf.into();
-    }
+/// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
+fn start_script(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts/slurm"))
-        .args(["start", "/tmp/gantry-test-slurm"])
+    let out = std::process::Command::new(repo.join("scripts").join(name))
+        .arg("start")
+        .args(args)
+        .envs(env.iter().copied())
         .output()
-        .expect("run scripts/slurm");
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/slurm start failed: {}",
+        "scripts/{name} start failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
+/// this test starts (or finds up) in /tmp/gantry-test-slurm.
+fn slurm_conf() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_SLURM_CONF") {
+        Some(conf) => conf.into(),
+        None => start_script("slurm", &["/tmp/gantry-test-slurm".as_ref()], &[]),
+    }
 }
 
 /// The user `scripts/sshd` lets in: the SSH tests' jobs run as it.
@@ -40,20 +47,14 @@ const LOGIN_USER: &str = "gantry-login";
 /// The test sshd's ssh_config: `GANTRY_TEST_SSH_CONFIG`, or an sshd this
 /// test starts (or finds up) in /tmp/gantry-test-ssh.
 fn ssh_config() -> PathBuf {
-    if let Some(conf) = std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
-        return conf.into();
+    match std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
+        Some(conf) => conf.into(),
+        None => start_script(
+            "sshd",
+            &["/tmp/gantry-test-ssh".as_ref(), LOGIN_USER.as_ref()],
+            &[],
+        ),
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts/sshd"))
-        .args(["start", "/tmp/gantry-test-ssh", LOGIN_USER])
-        .output()
-        .expect("run scripts/sshd");
-    assert!(
-        out.status.success(),
-        "scripts/sshd start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// How many logins the test sshd has accepted so far.
@@ -519,20 +520,11 @@ impl ForgetfulSlurm {
             .prefix("gantry-slurm-")
             .tempdir()
             .unwrap();
-        let out = std::process::Command::new(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm"),
-        )
-        .arg("start")
-        .arg(dir.path())
-        .env("SLURM_MIN_JOB_AGE", "2")
-        .output()
-        .expect("run scripts/slurm");
-        assert!(
-            out.status.success(),
-            "scripts/slurm start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let conf = start_script(
+            "slurm",
+            &[dir.path().as_os_str()],
+            &[("SLURM_MIN_JOB_AGE", "2")],
         );
-        let conf = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         Self { dir, conf }
     }
 }

@@ -104,15 +104,7 @@ fn send_file(path: &Path, rel: &str, tx: &Tx) -> Result<bool> {
             return Ok(true);
         }
         let full = data.len() == FILE_CHUNK_BYTES;
-        let chunk = FileChunk {
-            path: if first {
-                rel.to_string()
-            } else {
-                String::new()
-            },
-            mode: if first { mode } else { 0 },
-            data,
-        };
+        let chunk = file_chunk(rel, mode, first, data);
         if tx.blocking_send(Ok(chunk)).is_err() {
             return Ok(false);
         }
@@ -120,6 +112,20 @@ fn send_file(path: &Path, rel: &str, tx: &Tx) -> Result<bool> {
         if !full {
             return Ok(true);
         }
+    }
+}
+
+/// One piece of file `rel`: the first names it and gives its mode, later
+/// ones carry only data.
+pub(crate) fn file_chunk(rel: &str, mode: u32, first: bool, data: Vec<u8>) -> FileChunk {
+    FileChunk {
+        path: if first {
+            rel.to_string()
+        } else {
+            String::new()
+        },
+        mode: if first { mode } else { 0 },
+        data,
     }
 }
 

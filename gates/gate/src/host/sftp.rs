@@ -23,7 +23,7 @@ use crate::error::{GateError, Result};
 use crate::logs::LogReader;
 use crate::paths::safe_relative_path;
 use crate::provider::FileChunks;
-use crate::staging::{DEFAULT_FILE_MODE, FILE_CHUNK_BYTES};
+use crate::staging::{DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, file_chunk};
 
 /// Chunks buffered by a StageOut reader before back-pressure.
 const STAGE_OUT_BUFFER: usize = 4;
@@ -292,15 +292,7 @@ async fn send_file(
         }
         let full = data.len() == FILE_CHUNK_BYTES;
         offset += data.len() as u64;
-        let chunk = FileChunk {
-            path: if first {
-                rel.to_string()
-            } else {
-                String::new()
-            },
-            mode: if first { mode } else { 0 },
-            data,
-        };
+        let chunk = file_chunk(rel, mode, first, data);
         if tx.send(Ok(chunk)).await.is_err() {
             return Ok(false);
         }
