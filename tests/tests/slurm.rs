@@ -66,6 +66,33 @@ fn ssh_logins(config: &std::path::Path) -> usize {
         .count()
 }
 
+/// A file jobs wait for (`while [ ! -e PATH ]`), in a directory every user
+/// can look into (jobs over SSH run as the login user).
+struct GoFile {
+    dir: tempfile::TempDir,
+}
+
+fn go_file() -> GoFile {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("gantry-go-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    GoFile { dir }
+}
+
+impl GoFile {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("go")
+    }
+
+    /// Let the waiting jobs go on.
+    fn open(&self) {
+        std::fs::write(self.path(), "").unwrap();
+    }
+}
+
 /// Held by each test: under `cargo test` the tests of this file share a
 /// process, and they must not share the Slurm cluster at the same time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -225,14 +252,26 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
         "42\n"
     );
 
-    // A log followed while the job runs ends when the job does.
-    let slow = submit(
-        &cluster,
-        &["--", "sh", "-c", "echo first; sleep 2; echo second"],
+    // A log followed while the job runs gets what is written later and
+    // ends when the job does (the job waits for the test's word).
+    let go = go_file();
+    let script = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.2; done; echo second",
+        go.path().display()
     );
+    let slow = submit(&cluster, &["--", "sh", "-c", &script]);
     until_state(&cluster, &slow, "RUNNING").await;
-    let (code, out, err) = run(cluster.cli("alice").args(["logs", "-f", &slow]));
-    assert_eq!((code, out.as_str()), (0, "first\nsecond\n"), "{err}");
+    let follower = cluster
+        .cli("alice")
+        .args(["logs", "-f", &slow])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    go.open();
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nsecond\n");
 
     // Files staged in before the job and out after it, in subdirectories.
     let (code, _, err) = run(cluster.cli("alice").args(["wait", &staged]));
@@ -270,7 +309,12 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
         );
         assert!(field(&record, "UserId").starts_with(LOGIN_USER), "{record}");
         let config = ssh_config();
-        assert_eq!(ssh_logins(&config) - before, 1, "SSH logins by the gate");
+        assert_eq!(
+            ssh_logins(&config) - before,
+            1,
+            "SSH logins by the gate; its log:\n{}",
+            cluster.gate.log_tail()
+        );
     }
 }
 
@@ -413,16 +457,27 @@ async fn a_killed_gate_finds_its_slurm_jobs_again_and_submits_nothing_twice_over
 async fn killed_gate(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
     let (mut cluster, conf) = cluster(over_ssh).await;
-    let ids: Vec<String> = (0..3)
-        .map(|k| submit(&cluster, &["--", "sh", "-c", &format!("sleep 3; exit {k}")]))
+    // The jobs run until the test says, so they are surely running when
+    // the gate dies, however slow the machine. Two: the node has two CPUs.
+    let go = go_file();
+    let ids: Vec<String> = (0..2)
+        .map(|k| {
+            let script = format!(
+                "while [ ! -e {} ]; do sleep 0.2; done; exit {}",
+                go.path().display(),
+                k + 3
+            );
+            submit(&cluster, &["--", "sh", "-c", &script])
+        })
         .collect();
     for id in &ids {
         until_state(&cluster, id, "RUNNING").await;
     }
     cluster.gate.restart().await.unwrap(); // SIGKILL, then start again
+    go.open();
     for (k, id) in ids.iter().enumerate() {
         let (code, _, _) = run(cluster.cli("alice").args(["wait", id]));
-        assert_eq!(code, k as i32, "job {id}");
+        assert_eq!(code, k as i32 + 3, "job {id}");
     }
     // One Slurm job per Gantry job.
     let names = slurm(&conf, "squeue", &["-h", "-t", "all", "-o", "%k"]);
