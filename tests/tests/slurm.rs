@@ -563,14 +563,15 @@ async fn a_lost_ssh_connection_is_made_again_and_jobs_end_true() {
     );
 }
 
-/// A cluster of its own that keeps finished jobs only 2 s; stopped when dropped.
+/// A cluster of its own that keeps finished jobs only 2 s, with an
+/// accounting database or only its job completion log; stopped when dropped.
 struct ForgetfulSlurm {
     dir: tempfile::TempDir,
     conf: PathBuf,
 }
 
 impl ForgetfulSlurm {
-    fn start() -> Self {
+    fn start(accounting: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("gantry-slurm-")
             .tempdir()
@@ -578,7 +579,10 @@ impl ForgetfulSlurm {
         let conf = start_script(
             "slurm",
             &[dir.path().as_os_str()],
-            &[("SLURM_MIN_JOB_AGE", "2")],
+            &[
+                ("SLURM_MIN_JOB_AGE", "2"),
+                ("SLURM_ACCOUNTING", if accounting { "1" } else { "0" }),
+            ],
         );
         Self { dir, conf }
     }
@@ -597,19 +601,37 @@ impl Drop for ForgetfulSlurm {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_slurmctld_let_go_while_the_gate_was_down_ends_true() {
+    forgotten_job(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_slurmctld_let_go_ends_true_from_the_accounting_database() {
+    forgotten_job(true).await;
+}
+
+/// The gate is down while its job ends and slurmctld lets the job go; the
+/// restarted gate learns its end from sacct: the accounting database, or
+/// without one the job completion log.
+async fn forgotten_job(accounting: bool) {
     let _serial = SERIAL.lock().await;
-    let slurm = ForgetfulSlurm::start();
+    let slurm = ForgetfulSlurm::start(accounting);
     let mut cluster = Cluster::start(Options {
         slurm_conf: Some(slurm.conf.clone()),
         ..Default::default()
     })
     .await
     .unwrap();
-    let id = submit(&cluster, &["--", "sh", "-c", "sleep 2; echo bye; exit 7"]);
+    let go = go_file();
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.2; done; echo bye; exit 7",
+        go.path().display()
+    );
+    let id = submit(&cluster, &["--", "sh", "-c", &script]);
     until_state(&cluster, &id, "RUNNING").await;
     let slurm_id = slurm_job_of(&cluster, &id);
     cluster.gate.kill9();
-    // slurmctld lets the job go once it is 2 s old, at its next purge (once a minute).
+    go.open();
+    // slurmctld lets the job go once it is 2 s old, at its next purge.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
     loop {
         let out = std::process::Command::new("scontrol")
@@ -626,9 +648,13 @@ async fn a_job_slurmctld_let_go_while_the_gate_was_down_ends_true() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if accounting {
+        // Only the database can answer now.
+        std::fs::remove_file(slurm.dir.path().join("jobcomp.txt")).unwrap();
+    }
     cluster.gate.restart().await.unwrap();
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
-    assert_eq!(code, 7, "the exit code from Slurm's completion log");
+    assert_eq!(code, 7, "the exit code from Slurm's records");
     let (_, out, _) = run(cluster.cli("alice").args(["logs", &id]));
     assert_eq!(out, "bye\n");
 }
