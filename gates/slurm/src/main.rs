@@ -27,8 +27,8 @@ struct Cli {
     #[arg(long, env = "SLURM_CONF")]
     slurm_conf: Option<PathBuf>,
     /// Run Slurm's commands and keep the work directory on this login node,
-    /// reached with the system's ssh (`[user@]host[:port]` or a Host of the
-    /// ssh config): key authentication only (BatchMode), the host key must
+    /// reached with the system's ssh (`[user@]host`, `ssh://[user@]host[:port]`
+    /// or a Host of the ssh config): key authentication only (BatchMode), the host key must
     /// already be in known_hosts, one master connection for everything.
     #[arg(long, env = "GANTRY_GATE_SSH", value_name = "DESTINATION")]
     ssh: Option<String>,

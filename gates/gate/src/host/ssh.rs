@@ -34,7 +34,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where an [`SshHost`] is and how to log in.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
-    /// `[user@]host[:port]`, or a `Host` of the ssh config.
+    /// `[user@]host`, `ssh://[user@]host[:port]`, or a `Host` of the ssh config.
     pub destination: String,
     /// The ssh_config to read instead of `~/.ssh/config` (keys,
     /// `UserKnownHostsFile`, `ProxyJump`, ...).
