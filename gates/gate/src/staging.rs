@@ -115,6 +115,29 @@ fn send_file(path: &Path, rel: &str, tx: &Tx) -> Result<bool> {
     }
 }
 
+/// INVALID_ARGUMENT: staged file `rel` would pass through something that is
+/// not a directory.
+pub(crate) fn through_non_directory(rel: &Path) -> GateError {
+    GateError::invalid(
+        "chunk.path",
+        format!(
+            "`{}` passes through a file or link, not a directory",
+            rel.display()
+        ),
+    )
+}
+
+/// INVALID_ARGUMENT: staged file `rel` is a symbolic link already.
+pub(crate) fn is_a_link(rel: &Path) -> GateError {
+    GateError::invalid(
+        "chunk.path",
+        format!(
+            "`{}` is a symbolic link; staging never follows links",
+            rel.display()
+        ),
+    )
+}
+
 /// One piece of file `rel`: the first names it and gives its mode, later
 /// ones carry only data.
 pub(crate) fn file_chunk(rel: &str, mode: u32, first: bool, data: Vec<u8>) -> FileChunk {
@@ -183,15 +206,7 @@ impl DirWriter {
             at.push(part);
             match fs::symlink_metadata(&at) {
                 Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(GateError::invalid(
-                        "chunk.path",
-                        format!(
-                            "`{}` passes through a file or link, not a directory",
-                            rel.display()
-                        ),
-                    ));
-                }
+                Ok(_) => return Err(through_non_directory(rel)),
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     fs::create_dir(&at)
                         .map_err(GateError::io(format!("create {}", at.display())))?;
@@ -208,13 +223,7 @@ impl DirWriter {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => GateError::invalid(
-                    "chunk.path",
-                    format!(
-                        "`{}` is a symbolic link; staging never follows links",
-                        rel.display()
-                    ),
-                ),
+                Some(libc::ELOOP) => is_a_link(rel),
                 _ => GateError::io(format!("create {}", path.display()))(e),
             })?;
         file.set_permissions(Permissions::from_mode(mode))

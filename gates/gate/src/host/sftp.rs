@@ -23,7 +23,9 @@ use crate::error::{GateError, Result};
 use crate::logs::LogReader;
 use crate::paths::safe_relative_path;
 use crate::provider::FileChunks;
-use crate::staging::{DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, file_chunk};
+use crate::staging::{
+    DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, file_chunk, is_a_link, through_non_directory,
+};
 
 /// Chunks buffered by a StageOut reader before back-pressure.
 const STAGE_OUT_BUFFER: usize = 4;
@@ -163,16 +165,7 @@ async fn create(
         at.push(part);
         match fs.symlink_metadata(&at).await {
             Ok(m) if is_dir(&m) => {}
-            Ok(_) => {
-                return Err(GateError::invalid(
-                    "chunk.path",
-                    format!(
-                        "`{}` passes through a file or link, not a directory",
-                        rel.display()
-                    ),
-                )
-                .into());
-            }
+            Ok(_) => return Err(through_non_directory(rel).into()),
             Err(e) if not_found(&e) => {
                 fs.create_dir(&at)
                     .await
@@ -185,14 +178,7 @@ async fn create(
     if let Ok(m) = fs.symlink_metadata(&path).await
         && m.file_type().is_some_and(|t| t.is_symlink())
     {
-        return Err(GateError::invalid(
-            "chunk.path",
-            format!(
-                "`{}` is a symbolic link; staging never follows links",
-                rel.display()
-            ),
-        )
-        .into());
+        return Err(is_a_link(rel).into());
     }
     let mut file = sftp
         .options()
