@@ -61,7 +61,8 @@ impl SshHost {
     }
 }
 
-fn not_found(e: &SftpError) -> bool {
+/// Whether `e` says the file does not exist.
+pub(super) fn not_found(e: &SftpError) -> bool {
     matches!(e, SftpError::SftpError(SftpErrorKind::NoSuchFile, _))
 }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use gantry_proto::v1::StageInResponse;
 use globset::GlobSet;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
-use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::metadata::Permissions;
 use openssh_sftp_client::{Sftp, SftpOptions};
 use tokio::io::AsyncWriteExt;
@@ -157,43 +156,34 @@ impl SshHost {
         }
     }
 
-    /// UNAVAILABLE for an error of an SFTP call on `connection` (checking
-    /// the connection first), or `None` when the file does not exist.
-    pub(super) async fn sftp_error(
-        &self,
-        connection: &Arc<Connection>,
-        what: String,
-        error: openssh_sftp_client::Error,
-    ) -> Option<GateError> {
-        match &error {
-            openssh_sftp_client::Error::SftpError(SftpErrorKind::NoSuchFile, _) => None,
-            openssh_sftp_client::Error::SftpError(..) => Some(GateError::Unavailable(format!(
-                "{what} on {}: {error}",
-                self.destination()
-            ))),
-            _ => {
-                // The SFTP session broke (its server may have died while
-                // the connection lives on): start both again.
-                self.forget(connection).await;
-                Some(GateError::Unavailable(format!(
-                    "{what} on {}: {error}",
-                    self.destination()
-                )))
-            }
-        }
-    }
-
-    /// Like [`Self::sftp_error`], with a missing file an error too.
+    /// UNAVAILABLE for a failed SFTP call on `connection`; a broken
+    /// session (its server may have died while the connection lives on) is
+    /// forgotten, so the next call starts both again.
     pub(super) async fn sftp_failed(
         &self,
         connection: &Arc<Connection>,
         what: String,
         error: openssh_sftp_client::Error,
     ) -> GateError {
-        let shown = format!("{what} on {}: {error}", self.destination());
-        self.sftp_error(connection, what, error)
-            .await
-            .unwrap_or(GateError::Unavailable(shown))
+        if !matches!(error, openssh_sftp_client::Error::SftpError(..)) {
+            self.forget(connection).await;
+        }
+        GateError::Unavailable(format!("{what} on {}: {error}", self.destination()))
+    }
+
+    /// `result` of an SFTP call, a missing file taken as `missing`.
+    async fn missing_ok<T>(
+        &self,
+        connection: &Arc<Connection>,
+        what: impl FnOnce() -> String,
+        result: std::result::Result<T, openssh_sftp_client::Error>,
+        missing: T,
+    ) -> Result<T> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) if sftp::not_found(&e) => Ok(missing),
+            Err(e) => Err(self.sftp_failed(connection, what(), e).await),
+        }
     }
 }
 
@@ -281,13 +271,10 @@ impl Host for SshHost {
                         self.destination()
                     )));
                 }
+                Err(e) if sftp::not_found(&e) => {}
                 Err(e) => {
-                    if let Some(e) = self
-                        .sftp_error(&connection, format!("stat {}", at.display()), e)
-                        .await
-                    {
-                        return Err(e);
-                    }
+                    let what = format!("stat {}", at.display());
+                    return Err(self.sftp_failed(&connection, what, e).await);
                 }
             }
             if let Err(e) = fs.create_dir(&at).await {
@@ -344,30 +331,19 @@ impl Host for SshHost {
 
     async fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         let connection = self.connection().await?;
-        match connection.sftp.fs().read(path).await {
-            Ok(bytes) => Ok(Some(bytes.to_vec())),
-            Err(e) => match self
-                .sftp_error(&connection, format!("read {}", path.display()), e)
-                .await
-            {
-                None => Ok(None),
-                Some(e) => Err(e),
-            },
-        }
+        let read = connection.sftp.fs().read(path).await;
+        let what = || format!("read {}", path.display());
+        self.missing_ok(&connection, what, read.map(|b| Some(b.to_vec())), None)
+            .await
     }
 
     async fn list(&self, dir: &Path) -> Result<Vec<String>> {
         let connection = self.connection().await?;
-        match sftp::list(&connection.sftp, dir).await {
-            Ok(entries) => Ok(entries.into_iter().map(|(name, _)| name).collect()),
-            Err(e) => match self
-                .sftp_error(&connection, format!("list {}", dir.display()), e)
-                .await
-            {
-                None => Ok(Vec::new()),
-                Some(e) => Err(e),
-            },
-        }
+        let names = sftp::list(&connection.sftp, dir)
+            .await
+            .map(|entries| entries.into_iter().map(|(name, _)| name).collect());
+        let what = || format!("list {}", dir.display());
+        self.missing_ok(&connection, what, names, Vec::new()).await
     }
 
     async fn size(&self, path: &Path) -> Option<u64> {
@@ -377,16 +353,9 @@ impl Host for SshHost {
 
     async fn remove_file(&self, path: &Path) -> Result<()> {
         let connection = self.connection().await?;
-        match connection.sftp.fs().remove_file(path).await {
-            Ok(()) => Ok(()),
-            Err(e) => match self
-                .sftp_error(&connection, format!("remove {}", path.display()), e)
-                .await
-            {
-                None => Ok(()),
-                Some(e) => Err(e),
-            },
-        }
+        let removed = connection.sftp.fs().remove_file(path).await;
+        let what = || format!("remove {}", path.display());
+        self.missing_ok(&connection, what, removed, ()).await
     }
 
     async fn remove_dir_all(&self, dir: &Path) -> Result<()> {
