@@ -1,6 +1,6 @@
 //! [`SlurmProvider`]: the gate operations on a Slurm cluster.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -65,6 +65,11 @@ struct Inner {
 struct State {
     partitions: BTreeMap<String, PartitionRecord>,
     attempts: HashMap<String, Attempt>,
+    /// Attempts whose sbatch failed without saying whether Slurm took the
+    /// job (their record, with no Slurm id, is still on disk): a next try
+    /// looks for the job by its comment first. A restarted gate finds
+    /// them all in `open`.
+    unsure: HashSet<String>,
 }
 
 struct Attempt {
@@ -489,6 +494,7 @@ impl Provider for SlurmProvider {
                 return Err(GateError::release_running(attempt));
             }
             state.attempts.remove(attempt.as_str());
+            state.unsure.remove(attempt.as_str());
         }
         self.inner.host().remove_dir_all(&self.dir(attempt)).await
     }

@@ -60,8 +60,8 @@ impl SlurmProvider {
     /// When sbatch fails in a way that leaves it unknown whether Slurm took
     /// the job (the connection to the login node broke, a timeout), the job
     /// is looked for by its comment; if even that cannot be done, the
-    /// attempt's record stays (with no Slurm id) and the next try looks
-    /// first, so a job is never submitted twice.
+    /// attempt's record stays (with no Slurm id), the attempt is noted as
+    /// unsure and the next try looks first, so a job is never submitted twice.
     pub(super) async fn submit(
         &self,
         attempt: &AttemptId,
@@ -72,8 +72,20 @@ impl SlurmProvider {
         let host = self.inner.host();
         let dir = self.dir(attempt);
         let record_path = dir.join("attempt.json");
-        if let Some(id) = self.earlier_try(attempt, &record_path).await? {
-            return Ok(id);
+        if self.inner.state().unsure.contains(attempt.as_str()) {
+            let found = self.find_by_comment(attempt).await?;
+            self.inner.state().unsure.remove(attempt.as_str());
+            if let Some(id) = found {
+                tracing::info!(%attempt, slurm_job = id, "found the Slurm job of an earlier try");
+                let record = AttemptRecord {
+                    attempt_id: attempt.to_string(),
+                    partition_id: partition.to_string(),
+                    job_id: spec.job_id,
+                    slurm_job_id: id,
+                };
+                write_json(host, &record_path, &record).await?;
+                return Ok(id);
+            }
         }
         host.create_dir_all(&dir.join("work")).await?;
         if let Command::Script(text) = &spec.command {
@@ -107,8 +119,11 @@ impl SlurmProvider {
                     let _ = host.remove_file(&record_path).await;
                     return Err(e);
                 }
-                // Unknown: the record stays for the next try to look first.
-                Err(_) => return Err(e),
+                // Unknown: the record stays, and the next try looks first.
+                Err(_) => {
+                    self.inner.state().unsure.insert(attempt.to_string());
+                    return Err(e);
+                }
             },
         };
         record.slurm_job_id = id;
@@ -117,35 +132,6 @@ impl SlurmProvider {
             tracing::warn!(%attempt, slurm_job = id, error = %e, "cannot record the Slurm job id");
         }
         Ok(id)
-    }
-
-    /// The Slurm job of an earlier try of `attempt` whose outcome was not
-    /// known (its record, with no Slurm id, is still there); `None` when
-    /// there was none or Slurm never took it.
-    async fn earlier_try(
-        &self,
-        attempt: &AttemptId,
-        record_path: &std::path::Path,
-    ) -> Result<Option<u64>> {
-        let host = self.inner.host();
-        let Some(bytes) = host.read(record_path).await? else {
-            return Ok(None);
-        };
-        let record: AttemptRecord =
-            serde_json::from_slice(&bytes).map_err(|e| GateError::Internal(e.to_string()))?;
-        if record.slurm_job_id != 0 {
-            return Ok(Some(record.slurm_job_id));
-        }
-        let Some(id) = self.find_by_comment(attempt).await? else {
-            return Ok(None);
-        };
-        tracing::info!(%attempt, slurm_job = id, "found the Slurm job of an earlier try");
-        let record = AttemptRecord {
-            slurm_job_id: id,
-            ..record
-        };
-        write_json(host, record_path, &record).await?;
-        Ok(Some(id))
     }
 
     /// The Slurm job carrying `attempt`'s comment, if Slurm has one.
