@@ -41,6 +41,27 @@ pub fn bin_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
+/// Poll `probe` every 100 ms until it gives a value; after `within`, fail
+/// naming `what` and showing the last thing the probe saw (its `Err`).
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let seen = match probe().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; last seen:\n{seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The host of the ssh_config `scripts/sshd` writes.
 pub const SSH_HOST: &str = "gantry-test-login";
 

@@ -3,22 +3,8 @@
 use std::time::Duration;
 
 use gantry_client::{JobSpec, JobState};
-use gantry_e2e::{Cluster, Options};
+use gantry_e2e::{Cluster, Options, eventually};
 use gantry_proto::v1::ResourceRequest;
-
-async fn eventually<T>(mut probe: impl AsyncFnMut() -> Option<T>, what: &str) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gate_must_prove_its_name_and_a_down_gate_only_makes_its_site_unhealthy() {
@@ -41,14 +27,16 @@ async fn a_gate_must_prove_its_name_and_a_down_gate_only_makes_its_site_unhealth
     // Stop the local gate: its site turns unhealthy, gantryd keeps serving.
     cluster.gate.kill9();
     eventually(
+        Duration::from_secs(30),
+        "site local to turn unhealthy",
         async || {
-            let sites = alice.sites().await.ok()?;
+            let sites = alice.sites().await.map_err(|e| e.to_string())?;
             sites
                 .iter()
                 .any(|s| s.name == "local" && !s.healthy)
                 .then_some(())
+                .ok_or_else(|| format!("{sites:?}"))
         },
-        "site local to turn unhealthy",
     )
     .await;
     let job = alice
@@ -84,13 +72,12 @@ async fn a_job_no_site_can_hold_says_why() {
         ..Default::default()
     };
     let job = alice.submit(spec).await.unwrap();
-    let reason = eventually(
-        async || {
-            let job = alice.get(job.id).await.ok()?;
-            (!job.reason.is_empty()).then_some(job.reason)
-        },
-        "a pending reason",
-    )
+    let reason = eventually(Duration::from_secs(30), "a pending reason", async || {
+        let job = alice.get(job.id).await.map_err(|e| e.to_string())?;
+        (!job.reason.is_empty())
+            .then_some(job.reason.clone())
+            .ok_or_else(|| format!("{job:?}"))
+    })
     .await;
     assert_eq!(reason, "no site offers 512 GiB of memory");
     assert_eq!(alice.get(job.id).await.unwrap().state(), JobState::Queued);

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gantry_e2e::{Cluster, Options, run};
+use gantry_e2e::{Cluster, Options, eventually, run};
 
 /// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
 fn start_script(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
@@ -159,21 +159,32 @@ fn field(scontrol: &str, key: &str) -> String {
 
 /// Poll `gantry show ID --json` until its state is `state`.
 async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, out, _) = run(cluster.cli("alice").args(["show", id, "--json"]));
-        if out
-            .replace(' ', "")
-            .contains(&format!("\"state\":\"{state}\""))
-        {
-            return out;
+    let what = format!("job {id} to reach {state}");
+    let wanted = format!("\"state\":\"{state}\"");
+    eventually(Duration::from_secs(60), &what, async || {
+        let out = show(cluster, id);
+        if out.replace(' ', "").contains(&wanted) {
+            Ok(out)
+        } else {
+            Err(out)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} never reached {state}:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    })
+    .await
+}
+
+/// `gantry show ID --json` if it contains `text`, else `Err` with it.
+fn show_until(cluster: &Cluster, id: &str, text: &str) -> Result<String, String> {
+    let out = show(cluster, id);
+    if out.contains(text) {
+        Ok(out)
+    } else {
+        Err(out)
     }
+}
+
+/// `gantry show ID --json`.
+fn show(cluster: &Cluster, id: &str) -> String {
+    run(cluster.cli("alice").args(["show", id, "--json"])).1
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,20 +349,21 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
     let (code, _, err) = run(cluster.cli("alice").args(["cancel", &long]));
     assert_eq!(code, 0, "{err}");
     until_state(&cluster, &long, "CANCELLED").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let record = loop {
-        // gantryd records the cancel at once and tells the gate after;
-        // Slurm says RUNNING until scancel reaches it, COMPLETING while
-        // slurmd cleans up.
-        let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_long]);
-        let state = field(&record, "JobState");
-        if !["RUNNING", "COMPLETING"].contains(&state.as_str())
-            || tokio::time::Instant::now() > deadline
-        {
-            break record;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // gantryd records the cancel at once and tells the gate after; Slurm
+    // says RUNNING until scancel reaches it, COMPLETING while slurmd cleans up.
+    let record = eventually(
+        Duration::from_secs(30),
+        "Slurm to end the job",
+        async || {
+            let record = slurm(&conf, "scontrol", &["show", "job", "-o", &slurm_long]);
+            let state = field(&record, "JobState");
+            match state.as_str() {
+                "RUNNING" | "COMPLETING" => Err(record),
+                _ => Ok(record),
+            }
+        },
+    )
+    .await;
     assert_eq!(field(&record, "JobState"), "CANCELLED", "{record}");
 
     // On a drained node a job waits, and says so; resumed, it runs.
@@ -366,31 +378,24 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
         ],
     );
     let waits = submit(&cluster, &["--", "true"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let reason = loop {
-        let (_, out, _) = run(cluster.cli("alice").args(["show", &waits, "--json"]));
-        if out.contains("Slurm: PENDING") {
-            break out;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Slurm reason shown:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let reason = eventually(Duration::from_secs(30), "a Slurm reason", async || {
+        show_until(&cluster, &waits, "Slurm: PENDING")
+    })
+    .await;
     // The site says so too (gantryd asks the gate every few seconds).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, sites, _) = run(cluster.cli("alice").args(["sites"]));
-        if sites.contains("1 drained") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drained node is not shown:\n{sites}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the drained node in `gantry sites`",
+        async || {
+            let (_, sites, _) = run(cluster.cli("alice").args(["sites"]));
+            if sites.contains("1 drained") {
+                Ok(())
+            } else {
+                Err(sites)
+            }
+        },
+    )
+    .await;
     slurm(
         &conf,
         "scontrol",
@@ -402,18 +407,12 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
 
     // More than any node has: refused, saying what is too big.
     let big = submit(&cluster, &["--cpus", "4096", "--", "true"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, out, _) = run(cluster.cli("alice").args(["show", &big, "--json"]));
-        if out.contains("CPU") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no reason for a too-big job:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "a reason for a too-big job",
+        async || show_until(&cluster, &big, "CPU"),
+    )
+    .await;
     run(cluster.cli("alice").args(["cancel", &big]));
 }
 
@@ -632,22 +631,20 @@ async fn forgotten_job(accounting: bool) {
     cluster.gate.kill9();
     go.open();
     // slurmctld lets the job go once it is 2 s old, at its next purge.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
-    loop {
+    let what = format!("slurmctld to let job {slurm_id} go");
+    eventually(Duration::from_secs(150), &what, async || {
         let out = std::process::Command::new("scontrol")
             .args(["show", "job", "-o", &slurm_id])
             .env("SLURM_CONF", &slurm.conf)
             .output()
             .unwrap();
-        if !out.status.success() {
-            break;
+        if out.status.success() {
+            Err(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Ok(())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "slurmctld still holds job {slurm_id}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
     if accounting {
         // Only the database can answer now.
         std::fs::remove_file(slurm.dir.path().join("jobcomp.txt")).unwrap();
