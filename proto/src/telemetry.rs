@@ -3,13 +3,18 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Install the global tracing subscriber, writing to stderr.
+/// Install the global tracing subscriber, writing to stderr. An event that
+/// cannot be written (stderr on a full disk) is dropped.
 pub fn init(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log on a full disk must not take the process down: the default
+        // reports a failed write with `eprintln!`, which panics when stderr
+        // cannot be written (and the event's buffer then grows for ever).
+        .log_internal_errors(false);
     if std::env::var("GANTRY_LOG_FORMAT").as_deref() == Ok("json") {
         let _ = builder.json().try_init();
     } else {

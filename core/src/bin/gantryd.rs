@@ -1,5 +1,6 @@
 //! `gantryd`: the Gantry daemon.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -49,7 +50,8 @@ async fn main() {
     }
     .await;
     if let Err(e) = result {
-        eprintln!("gantryd: error: {e:#}");
+        // Not eprintln!: it panics when stderr is on a full disk.
+        let _ = writeln!(std::io::stderr(), "gantryd: error: {e:#}");
         std::process::exit(1);
     }
 }

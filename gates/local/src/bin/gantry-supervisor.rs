@@ -3,6 +3,7 @@
 //! `ready` on stdout once it accepts connections, exits once no gate is
 //! connected and no job runs.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
     match gantry_gate_local::supervisor::run(&cli.dir, std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("gantry-supervisor: {msg}");
+            // Not eprintln!: it panics when the log's disk is full.
+            let _ = writeln!(std::io::stderr(), "gantry-supervisor: {msg}");
             ExitCode::FAILURE
         }
     }

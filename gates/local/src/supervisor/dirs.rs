@@ -127,7 +127,7 @@ impl Dirs {
                 if let Err(e) = std::fs::remove_dir_all(&dir)
                     && e.kind() != io::ErrorKind::NotFound
                 {
-                    eprintln!("gantry-supervisor: cannot remove {}: {e}", dir.display());
+                    note!("gantry-supervisor: cannot remove {}: {e}", dir.display());
                 }
             });
         }

@@ -1,9 +1,13 @@
 //! `work-dir/supervisor.journal`: what the supervisor knows, appended one
 //! JSON line per change, so a supervisor started after another died knows
-//! every attempt's end (or that it was lost). The lines of one turn of the
-//! main loop go out in one write, before the gate hears of what they say;
-//! they are not fsynced (a machine crash ends the jobs too, and gantryd
-//! starts again what its gate no longer lists).
+//! every attempt's end (or that it was lost). A start is written before the
+//! job starts and again, with its pid, before the gate hears of it; a start
+//! that cannot be written (a full or failing disk) is refused. The other
+//! lines of one turn of the main loop (ends, forgets) go out in one write;
+//! should that fail, the gate still hears of the ends (gantryd records them)
+//! and a later supervisor would report those jobs lost instead. Lines are not
+//! fsynced: a machine crash ends the jobs too, and gantryd starts again what
+//! its gate no longer lists.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -43,6 +47,8 @@ pub struct Journal {
     lines: usize,
     /// Lines appended but not written yet (see [`Journal::write`]).
     unwritten: Vec<u8>,
+    /// The last write failed and may have left half a line.
+    torn: bool,
 }
 
 impl Journal {
@@ -62,7 +68,7 @@ impl Journal {
                 lines += 1;
                 match serde_json::from_slice::<Entry>(&bytes) {
                     Ok(entry) => fold(&mut known, entry),
-                    Err(e) => eprintln!("gantry-supervisor: skipping a journal line: {e}"),
+                    Err(e) => note!("gantry-supervisor: skipping a journal line: {e}"),
                 }
             }
         }
@@ -72,8 +78,14 @@ impl Journal {
             file,
             lines,
             unwritten: Vec::new(),
+            torn: false,
         };
         Ok((journal, known))
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Append `entry` (written by the next [`Journal::write`]).
@@ -82,17 +94,19 @@ impl Journal {
         self.unwritten.extend_from_slice(&line(entry));
     }
 
-    /// Write what was appended, in one write.
+    /// Write what was appended, in one write. What a failed write did not
+    /// write is dropped; the next write first ends the torn line, so the
+    /// lines after it read whole.
     pub fn write(&mut self) -> io::Result<()> {
         if self.unwritten.is_empty() {
             return Ok(());
         }
+        if self.torn {
+            self.unwritten.insert(0, b'\n');
+        }
         let result = self.file.write_all(&self.unwritten);
         self.unwritten.clear();
-        if result.is_err() {
-            // A torn write must not glue the next line onto its half.
-            let _ = self.file.write_all(b"\n");
-        }
+        self.torn = result.is_err();
         result
     }
 
@@ -118,6 +132,7 @@ impl Journal {
         std::fs::rename(&tmp, &self.path)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.lines = lines;
+        self.torn = false;
         Ok(())
     }
 }

@@ -17,6 +17,16 @@
 //! reaches the gate, and the next start reaches the supervisor, without a
 //! hand-off between threads.
 
+/// Write one line to the supervisor's log (its stderr, `supervisor.log`),
+/// dropping it when that cannot be written: `eprintln!` would panic on a
+/// full disk and take every running job's supervisor with it.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod client;
 mod dirs;
 mod journal;
@@ -262,7 +272,7 @@ impl Supervisor {
             let mut client = match Client::new(stream) {
                 Ok(client) => client,
                 Err(e) => {
-                    eprintln!("gantry-supervisor: cannot take a connection: {e}");
+                    note!("gantry-supervisor: cannot take a connection: {e}");
                     continue;
                 }
             };
@@ -302,7 +312,7 @@ impl Supervisor {
         for text in lines {
             match serde_json::from_str::<Command>(&text) {
                 Ok(command) => self.command(command),
-                Err(e) => eprintln!("gantry-supervisor: ignoring a bad command ({e}): {text}"),
+                Err(e) => note!("gantry-supervisor: ignoring a bad command ({e}): {text}"),
             }
         }
     }
@@ -318,7 +328,7 @@ impl Supervisor {
             }
             Command::Forget { attempt } => {
                 if self.jobs.get(&attempt).is_some_and(Tracked::running) {
-                    eprintln!("gantry-supervisor: not forgetting {attempt}: it runs");
+                    note!("gantry-supervisor: not forgetting {attempt}: it runs");
                     return;
                 }
                 if self.jobs.remove(&attempt).is_some() {
@@ -330,7 +340,7 @@ impl Supervisor {
                 if self.journal.wants_compaction(self.jobs.len()) {
                     let known = self.jobs.values().map(|t| &t.known);
                     if let Err(e) = self.journal.compact(known) {
-                        eprintln!("gantry-supervisor: cannot compact the journal: {e}");
+                        note!("gantry-supervisor: cannot compact the journal: {e}");
                     }
                 }
             }
@@ -405,6 +415,27 @@ impl Supervisor {
             exit: None,
             after: None,
         };
+        // Recorded before it starts, so that a supervisor started after this
+        // one died knows of it; a start that cannot be recorded (a full or
+        // failing disk) is refused rather than run where no one would find it.
+        self.record(Entry::Known(known.clone()));
+        if let Err(e) = self.journal.write() {
+            let reason = format!(
+                "not started: the local gate cannot record it in {}: {e}",
+                self.journal.path().display()
+            );
+            note!("gantry-supervisor: {attempt}: {reason}");
+            self.send(&Event::Exited {
+                attempt,
+                exit: Exit {
+                    exit_code: None,
+                    signal: None,
+                    reason,
+                    end_ms: now_ms(),
+                },
+            });
+            return;
+        }
         let grace = Duration::from_secs(start.grace_seconds);
         self.jobs.insert(
             attempt.clone(),
@@ -421,6 +452,19 @@ impl Supervisor {
                 self.by_pid.insert(pid, attempt.clone());
                 let known = job.known.clone();
                 self.record(Entry::Known(known));
+                if let Err(e) = self.journal.write() {
+                    // Its pid is not on record: stop it now; its end (with
+                    // this reason) is reported when it is reaped.
+                    let reason = format!(
+                        "stopped at its start: the local gate cannot record it in {}: {e}",
+                        self.journal.path().display()
+                    );
+                    note!("gantry-supervisor: {attempt}: {reason}");
+                    let job = self.jobs.get_mut(&attempt).expect("inserted above");
+                    job.stop_reason = reason;
+                    sys::kill_group(pid, libc::SIGKILL);
+                    return;
+                }
                 self.send(&Event::Started {
                     attempt,
                     pid,
@@ -456,7 +500,7 @@ impl Supervisor {
         if pinned {
             match sys::cpu_set(&start.cpus).and_then(|set| sys::set_affinity(&set)) {
                 Ok(()) => {}
-                Err(e) => eprintln!(
+                Err(e) => note!(
                     "gantry-supervisor: cannot pin to cpus {:?}: {e}",
                     start.cpus
                 ),
@@ -583,7 +627,7 @@ impl Supervisor {
     /// does not hold.
     fn flush(&mut self) {
         if let Err(e) = self.journal.write() {
-            eprintln!("gantry-supervisor: cannot append to the journal: {e}");
+            note!("gantry-supervisor: cannot append to the journal: {e}");
         }
         if let Some(client) = &mut self.client
             && client.flush().is_err()
