@@ -43,6 +43,10 @@ pub enum CoreError {
     /// The database failed; retrying later may succeed.
     #[error("the database is unavailable: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database refuses writes (a full disk, a failed sync, a lost
+    /// server) until the writer has recovered; nothing was acknowledged.
+    #[error("{0}")]
+    Store(crate::store::Fault),
     /// gantryd is shutting down or a component it needs is down.
     #[error("{0}")]
     Unavailable(String),
@@ -65,13 +69,18 @@ impl From<CoreError> for Status {
             CoreError::Forbidden(_) => Code::PermissionDenied,
             CoreError::Unauthenticated(_) => Code::Unauthenticated,
             CoreError::Precondition(_) => Code::FailedPrecondition,
-            CoreError::Database(_) | CoreError::Unavailable(_) => Code::Unavailable,
+            CoreError::Store(fault) if fault.kind == crate::store::FaultKind::Full => {
+                Code::ResourceExhausted
+            }
+            CoreError::Database(_) | CoreError::Unavailable(_) | CoreError::Store(_) => {
+                Code::Unavailable
+            }
             CoreError::Io(_) | CoreError::Transition(_) => {
                 tracing::error!(error = %err, "internal error");
                 return Status::internal("internal error; see gantryd's log");
             }
         };
-        if code == Code::Unavailable {
+        if matches!(code, Code::Unavailable | Code::ResourceExhausted) {
             tracing::warn!(error = %err, "unavailable");
         }
         Status::new(code, err.to_string())

@@ -13,7 +13,7 @@ use crate::api::GantryService;
 use crate::config::Config;
 use crate::files::Files;
 use crate::links::{self, Ctx, MAX_MESSAGE, Sites};
-use crate::store::Store;
+use crate::store::{Store, StoreHealth};
 
 /// Run gantryd until SIGTERM/SIGINT. Writes the bound address to `ready_file` once serving.
 pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -54,6 +54,9 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         .connect_lazy();
     links::scheduler::spawn(channel, ctx.clone());
 
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(ctx.store.health(), health));
+
     let bound = gantry_proto::serve::bind(&config.listen).await?;
     let service = GantryServer::new(GantryService::new(ctx))
         .max_decoding_message_size(16 << 20)
@@ -61,6 +64,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let server = Server::builder()
         .tls_config(tls.server_config()?)?
         .tcp_nodelay(true)
+        .add_service(health_service)
         .add_service(service);
     if let Some(path) = &ready_file {
         gantry_proto::serve::write_ready_file(path, bound.addr)?;
@@ -74,4 +78,29 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     }
     tracing::info!("gantryd stopped");
     Ok(())
+}
+
+/// Keep the gRPC health service (`grpc.health.v1`) in step with the store:
+/// gantryd and its client API are NOT_SERVING while the database refuses
+/// writes, SERVING otherwise.
+async fn report_health(
+    mut store: tokio::sync::watch::Receiver<StoreHealth>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let status = match &*store.borrow_and_update() {
+            StoreHealth::Serving => tonic_health::ServingStatus::Serving,
+            StoreHealth::Faulted(_) => tonic_health::ServingStatus::NotServing,
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(
+                <GantryServer<GantryService> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        if store.changed().await.is_err() {
+            return;
+        }
+    }
 }

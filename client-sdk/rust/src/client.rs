@@ -2,9 +2,9 @@
 
 use gantry_proto::v1::gantry_client::GantryClient;
 use gantry_proto::v1::{
-    CancelJobRequest, GetJobRequest, HoldJobRequest, Job, JobSpec, ListJobsRequest,
-    ListJobsResponse, ListSitesRequest, ReleaseJobRequest, Site, SubmitJobRequest,
-    SubmitJobResponse,
+    CancelJobRequest, CoreStatus, GetJobRequest, HoldJobRequest, Job, JobSpec, ListJobsRequest,
+    ListJobsResponse, ListSitesRequest, ListSitesResponse, ReleaseJobRequest, Site,
+    SubmitJobRequest, SubmitJobResponse,
 };
 use tonic::transport::Channel;
 
@@ -153,7 +153,22 @@ impl Client {
 
     /// The sites jobs can run on, healthy or not.
     pub async fn sites(&self) -> Result<Vec<Site>> {
-        let response = self.raw().list_sites(ListSitesRequest {}).await?;
-        Ok(response.into_inner().sites)
+        Ok(self.overview().await?.sites)
+    }
+
+    /// The sites and gantryd's own status (whether it accepts changes now,
+    /// and why not) in one call. From a gantryd too old to say, the status
+    /// reads as accepting.
+    pub async fn overview(&self) -> Result<ListSitesResponse> {
+        let mut response = self
+            .raw()
+            .list_sites(ListSitesRequest {})
+            .await?
+            .into_inner();
+        response.core.get_or_insert(CoreStatus {
+            accepting_changes: true,
+            message: String::new(),
+        });
+        Ok(response)
     }
 }

@@ -33,8 +33,10 @@ pub enum Error {
         source: tonic::transport::Error,
     },
     /// gantryd (or the transport under a call) answered with a gRPC error.
+    /// Not a `source`: its message is already the whole story, and a
+    /// chain printed with `{:#}` would say it twice.
     #[error("{}", status_message(.0))]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -51,6 +53,12 @@ pub enum Error {
     /// An output file's path would land outside the destination directory.
     #[error("refusing to write output `{0}`: only relative paths without `..` are allowed")]
     UnsafePath(String),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Error::Status(status)
+    }
 }
 
 /// Result of SDK calls.
@@ -141,6 +149,18 @@ mod tests {
         assert!(Error::Status(tonic::Status::unavailable("restarting")).is_retryable());
         assert!(!Error::Status(tonic::Status::internal("boom")).is_retryable());
         assert!(!Error::Status(tonic::Status::invalid_argument("x")).is_retryable());
+    }
+
+    #[test]
+    fn a_status_is_said_once_in_an_error_chain() {
+        let error = Error::from(tonic::Status::resource_exhausted(
+            "the database disk is full: /var/lib/gantry",
+        ));
+        assert_eq!(
+            error.to_string(),
+            "the database disk is full: /var/lib/gantry"
+        );
+        assert!(std::error::Error::source(&error).is_none());
     }
 
     #[test]

@@ -32,9 +32,9 @@ pub use files::{UPLOAD_CHUNK, safe_relative};
 pub use gantry_proto::tls::TlsFiles;
 pub use gantry_proto::v1::gantry_client::GantryClient;
 pub use gantry_proto::v1::{
-    ArraySummary, Capacity, Flavor, InputFile, Job, JobEvent, JobSpec, JobState, ListJobsRequest,
-    ListJobsResponse, LogChunk, LogStream, ResourceRequest, Site, SubmitJobRequest,
-    SubmitJobResponse,
+    ArraySummary, Capacity, CoreStatus, Flavor, InputFile, Job, JobEvent, JobSpec, JobState,
+    ListJobsRequest, ListJobsResponse, ListSitesResponse, LogChunk, LogStream, ResourceRequest,
+    Site, SubmitJobRequest, SubmitJobResponse,
 };
 pub use job_ref::JobRef;
 pub use tonic::transport::Channel;

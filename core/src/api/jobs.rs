@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{GantryService, ResponseStream, Visible};
 use crate::error::{CoreError, FieldError};
 use crate::job::ValidSpec;
-use crate::store::{JobFilter, NewJob, Op, Outcome};
+use crate::store::{JobFilter, NewJob, Op, Outcome, StoreHealth};
 
 fn job_of(outcome: Outcome) -> Result<(Job, bool), Status> {
     match outcome {
@@ -321,6 +321,19 @@ impl Gantry for GantryService {
                 active_jobs: active.len() as u32,
             });
         }
-        Ok(Response::new(ListSitesResponse { sites }))
+        let core = match &*self.ctx.store.health().borrow() {
+            StoreHealth::Serving => CoreStatus {
+                accepting_changes: true,
+                message: String::new(),
+            },
+            StoreHealth::Faulted(fault) => CoreStatus {
+                accepting_changes: false,
+                message: fault.message.clone(),
+            },
+        };
+        Ok(Response::new(ListSitesResponse {
+            sites,
+            core: Some(core),
+        }))
     }
 }

@@ -6,6 +6,7 @@
 //! committed state.
 
 mod arrays;
+mod fault;
 mod gate_report;
 mod ops;
 mod reads;
@@ -21,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
-use tokio::sync::{broadcast, mpsc};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::{broadcast, mpsc, watch};
 
+pub use fault::{Fault, FaultKind, StoreHealth};
 pub use ops::{GateVerdict, NewJob, Op, Outcome, PlanOps};
 pub use reads::{JobFilter, SchedSnapshot};
 pub use rows::{ArrayRow, ArrayView, JOB_COLUMNS, JobRow, PartitionRow, event_from_row, now_ms};
@@ -79,6 +81,9 @@ impl Backend {
 pub struct Connector {
     backend: Backend,
     options: AnyConnectOptions,
+    /// Where the data is, for people: SQLite's directory, or PostgreSQL's
+    /// `host:port/database`.
+    location: String,
 }
 
 impl Connector {
@@ -96,7 +101,38 @@ impl Connector {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| CoreError::Unavailable(format!("bad database_url {url:?}: {e}")))?
             .disable_statement_logging();
-        Ok(Self { backend, options })
+        let location = location_of(backend, &options);
+        Ok(Self {
+            backend,
+            options,
+            location,
+        })
+    }
+
+    /// Where the data is, for messages to people.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// On a fresh connection after a fault: make what is on disk whole and
+    /// prove that a write commits. SQLite moves the whole WAL into the
+    /// database file and syncs it (so pages whose earlier sync failed are
+    /// written and synced again from what the WAL holds); both databases
+    /// then commit one probe row.
+    pub async fn recover(&self, conn: &mut AnyConnection) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::query(
+            self.backend
+                .sql("UPDATE store_probe SET written_ms = ? WHERE id = 1"),
+        )
+        .bind(rows::now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One new connection, set up for the writer.
@@ -112,6 +148,28 @@ impl Connector {
     }
 }
 
+/// Where the database at `url` keeps its data, for people: the directory of
+/// a SQLite file, or a PostgreSQL server's `host:port/database` (never its
+/// password).
+fn location_of(backend: Backend, options: &AnyConnectOptions) -> String {
+    let url = &options.database_url;
+    match backend {
+        Backend::Sqlite => {
+            let path = format!("{}{}", url.host_str().unwrap_or(""), url.path());
+            Path::new(&path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(path.clone(), |p| p.display().to_string())
+        }
+        Backend::Postgres => format!(
+            "{}:{}{}",
+            url.host_str().unwrap_or("localhost"),
+            url.port().unwrap_or(5432),
+            url.path()
+        ),
+    }
+}
+
 /// Handle to the database: cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -119,6 +177,7 @@ pub struct Store {
     read: AnyPool,
     writer: mpsc::Sender<writer::Request>,
     commits: broadcast::Sender<Arc<Commit>>,
+    health: watch::Receiver<StoreHealth>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -152,12 +211,14 @@ impl Store {
             .await?;
         let (commits, _) = broadcast::channel(4096);
         let backend = connector.backend;
-        let writer = writer::start(connector, conn, commits.clone()).await?;
+        let (health_tx, health) = watch::channel(StoreHealth::Serving);
+        let writer = writer::start(connector, conn, commits.clone(), health_tx).await?;
         Ok(Self {
             backend,
             read,
             writer,
             commits,
+            health,
         })
     }
 
@@ -184,15 +245,16 @@ impl Store {
     }
 
     /// Apply an op on behalf of gantryd itself (a gate report, a plan, a
-    /// staging result): while the database is unavailable, wait and try
-    /// again (100 ms doubling to 2 s) rather than drop what a gate or the
-    /// scheduler said. Other errors are returned.
+    /// staging result): while the database is unavailable or refuses
+    /// writes (a full disk), wait and try again (100 ms doubling to 2 s)
+    /// rather than drop what a gate or the scheduler said. Other errors are
+    /// returned.
     pub async fn apply_durably(&self, op: Op) -> Result<Outcome> {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.apply(op.clone()).await {
-                Err(CoreError::Unavailable(why)) => {
-                    tracing::debug!(%why, "database unavailable; retrying an internal write");
+                Err(err @ (CoreError::Unavailable(_) | CoreError::Store(_))) => {
+                    tracing::debug!(why = %err, "database unavailable; retrying an internal write");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
@@ -205,6 +267,11 @@ impl Store {
     /// must re-read what it needs from the database.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Commit>> {
         self.commits.subscribe()
+    }
+
+    /// Whether the store accepts changes; changes whenever that does.
+    pub fn health(&self) -> watch::Receiver<StoreHealth> {
+        self.health.clone()
     }
 
     /// The read pool.

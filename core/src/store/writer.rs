@@ -3,11 +3,15 @@
 //! spoil the others), commits once, answers every caller, then announces the
 //! commit. This is group commit: many submits share one fsync.
 //!
-//! When the database goes away (a PostgreSQL restart, a lost connection) the
-//! batch in flight is answered UNAVAILABLE — its commit may or may not have
-//! happened, which is why clients retry with their request id — and every
-//! later batch is answered the same until a new connection succeeds; the
-//! writer then reloads its state from what was committed.
+//! A failed write is not a slow write (DESIGN §8). When any statement or the
+//! commit fails — a full disk, a failed fsync, a lost PostgreSQL server — the
+//! batch is answered with the fault (its commit may or may not have
+//! happened, which is why clients retry with their request id), the
+//! connection is dropped and never used again, and every later change is
+//! refused at once with the same fault. Once a second, a fresh connection
+//! recovers from what is on disk (SQLite replays its WAL and checkpoints it
+//! into the database file with a sync), writes and commits a probe row and
+//! reloads the writer's state; only then are changes accepted again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use sqlx::{AnyConnection, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::fault::{Fault, FaultKind, HealthSender, StoreHealth};
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
 use super::tx::{Tx, WriterState};
@@ -83,82 +88,136 @@ async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
     Ok(state)
 }
 
+/// How long a faulted writer waits between attempts to recover.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Start the writer task on `conn`; `connector` makes a new connection
-/// when this one is lost.
+/// after a fault. `health` is kept up to date.
 pub async fn start(
     connector: Connector,
     mut conn: AnyConnection,
     commits: broadcast::Sender<Arc<Commit>>,
+    health: HealthSender,
 ) -> Result<mpsc::Sender<Request>> {
     let state = load_state(&mut conn).await?;
     let (tx, rx) = mpsc::channel(8192);
-    tokio::spawn(run(connector, Some((conn, state)), rx, commits));
+    let writer = Writer {
+        connector,
+        commits,
+        health,
+    };
+    tokio::spawn(writer.run(Some((conn, state)), rx));
     Ok(tx)
 }
 
-/// Answer every request of `batch` with UNAVAILABLE.
-fn refuse(batch: &mut Vec<Request>, why: &str) {
+/// Answer every request of `batch` with `fault`.
+fn refuse(batch: &mut Vec<Request>, fault: &Fault) {
     for req in batch.drain(..) {
-        let _ = req
-            .reply
-            .send(Err(CoreError::Unavailable(format!("{why}; retry"))));
+        let _ = req.reply.send(Err(CoreError::Store(fault.clone())));
     }
 }
 
-async fn run(
+/// The fault an error of the write path stands for.
+fn fault_of(err: &CoreError, location: &str) -> Fault {
+    match err {
+        CoreError::Database(e) => Fault::of(e, location),
+        CoreError::Store(fault) => fault.clone(),
+        other => Fault {
+            kind: FaultKind::Unreachable,
+            message: format!("the database failed: {location} ({other}); retry"),
+        },
+    }
+}
+
+/// The writer task's fixed parts.
+struct Writer {
     connector: Connector,
-    mut live: Option<(AnyConnection, WriterState)>,
-    mut rx: mpsc::Receiver<Request>,
     commits: broadcast::Sender<Arc<Commit>>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (conn, state) = match &mut live {
-            Some(live) => live,
-            None => match reconnect(&connector).await {
-                Ok(fresh) => {
-                    tracing::info!("the database is reachable again");
-                    live.insert(fresh)
+    health: HealthSender,
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut live: Option<(AnyConnection, WriterState)>,
+        mut rx: mpsc::Receiver<Request>,
+    ) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut fault: Option<Fault> = None;
+        // When a faulted writer next tries to recover (kept across batches,
+        // so that steady refusals do not put it off).
+        let mut next_probe = tokio::time::Instant::now();
+        loop {
+            let Some((conn, state)) = &mut live else {
+                let current = fault
+                    .clone()
+                    .expect("a writer without a connection has a fault");
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        refuse(&mut batch, &current);
+                    }
+                    () = tokio::time::sleep_until(next_probe) => match self.recover().await {
+                        Ok(fresh) => {
+                            tracing::info!(was = %current, "the database accepts writes again; serving");
+                            live = Some(fresh);
+                            fault = None;
+                            self.health.send_replace(StoreHealth::Serving);
+                        }
+                        Err(err) => {
+                            next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                            let now = fault_of(&err, self.connector.location());
+                            if now != current {
+                                tracing::error!(fault = %now, "the database still refuses writes");
+                                self.health.send_replace(StoreHealth::Faulted(now.clone()));
+                                fault = Some(now);
+                            }
+                        }
+                    },
+                }
+                continue;
+            };
+            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+            match apply_batch(conn, state, &mut batch).await {
+                Ok((answers, commit)) => {
+                    for (req, answer) in batch.drain(..).zip(answers) {
+                        let _ = req.reply.send(answer);
+                    }
+                    if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
+                        let _ = self.commits.send(Arc::new(commit));
+                    }
                 }
                 Err(err) => {
-                    refuse(&mut batch, &format!("the database is unreachable ({err})"));
-                    continue;
-                }
-            },
-        };
-        match apply_batch(conn, state, &mut batch).await {
-            Ok((answers, commit)) => {
-                for (req, answer) in batch.drain(..).zip(answers) {
-                    let _ = req.reply.send(answer);
-                }
-                if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
-                    let _ = commits.send(Arc::new(commit));
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, ops = batch.len(), "commit failed; the batch is refused");
-                refuse(
-                    &mut batch,
-                    &format!("the database refused the write ({err})"),
-                );
-                // What was committed is the truth: reload it, or reconnect first.
-                match load_state(conn).await {
-                    Ok(fresh) => *state = fresh,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the database; reconnecting at the next write");
-                        live = None;
-                    }
+                    // Never trust this connection again: what it holds in
+                    // memory may not be what is on disk.
+                    let now = fault_of(&err, self.connector.location());
+                    tracing::error!(
+                        fault = %now,
+                        ops = batch.len(),
+                        "a database write failed; refusing every change until it can write again"
+                    );
+                    refuse(&mut batch, &now);
+                    live = None;
+                    next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                    self.health.send_replace(StoreHealth::Faulted(now.clone()));
+                    fault = Some(now);
                 }
             }
         }
     }
-}
 
-/// A new connection and the state committed so far.
-async fn reconnect(connector: &Connector) -> Result<(AnyConnection, WriterState)> {
-    let mut conn = connector.connect().await?;
-    let state = load_state(&mut conn).await?;
-    Ok((conn, state))
+    /// A fresh connection that has recovered from what is on disk, proved it
+    /// can write and sync, and read the state committed so far.
+    async fn recover(&self) -> Result<(AnyConnection, WriterState)> {
+        let mut conn = self.connector.connect().await?;
+        self.connector.recover(&mut conn).await?;
+        let state = load_state(&mut conn).await?;
+        Ok((conn, state))
+    }
 }
 
 fn dedup_last<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {

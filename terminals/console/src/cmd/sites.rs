@@ -9,13 +9,28 @@ use crate::output;
 /// Arguments of `gantry sites`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  gantry sites\n  gantry sites --json | jq '.[] | select(.healthy)'"
+    after_help = "Examples:\n  gantry sites\n  gantry sites --json | jq '.[] | select(.healthy)'\n\n\
+                  While gantryd itself accepts no changes (its database disk is full or\n\
+                  failing), a first line says so and why (on stderr with --json)."
 )]
 pub struct SitesArgs {}
 
-/// Run `gantry sites`.
+/// Run `gantry sites`. While gantryd refuses changes (its database cannot
+/// write), a line saying so and why comes first (on stderr with `--json`).
 pub async fn run(ctx: &Ctx, _args: SitesArgs) -> anyhow::Result<i32> {
-    let sites = ctx.connect().await?.sites().await?;
+    let overview = ctx.connect().await?.overview().await?;
+    let sites = overview.sites;
+    if let Some(core) = overview.core.filter(|c| !c.accepting_changes) {
+        let line = format!(
+            "gantryd: NOT ACCEPTING CHANGES (submit, cancel, hold, release): {}",
+            core.message
+        );
+        if ctx.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
     if ctx.json {
         let views: Vec<_> = sites.iter().map(output::SiteView::from).collect();
         output::print_json(&views)?;
