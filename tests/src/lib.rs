@@ -4,6 +4,7 @@
 //! executable (`target/<profile>/`); build them first (`scripts/test` does).
 
 mod database;
+pub mod faults;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,11 @@ pub struct Options {
     /// (written by `scripts/sshd`), its work directory in the login user's
     /// home.
     pub ssh_config: Option<PathBuf>,
+    /// gantryd's state directory (its SQLite database, logs and outputs);
+    /// `None`: `core/` in the cluster's directory.
+    pub core_state_dir: Option<PathBuf>,
+    /// A command gantryd runs under (see [`Process::start_wrapped`]).
+    pub core_wrapper: Vec<String>,
 }
 
 impl Default for Options {
@@ -97,6 +103,8 @@ impl Default for Options {
             database_url: None,
             slurm_conf: None,
             ssh_config: None,
+            core_state_dir: None,
+            core_wrapper: Vec::new(),
         }
     }
 }
@@ -244,7 +252,10 @@ impl Cluster {
                  [scheduler]\naddress = \"https://127.0.0.1:{}\"\n\
                  [[gates]]\nname = {site:?}\naddress = \"https://127.0.0.1:{}\"\n\
                  [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n",
-                dir.path().join("core"),
+                options
+                    .core_state_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("core")),
                 admins.join(", "),
                 core_tls.ca,
                 core_tls.cert,
@@ -269,7 +280,8 @@ impl Cluster {
             text.insert_str(0, &format!("database_url = {url:?}\n"));
         }
         std::fs::write(&config, text)?;
-        let core = Process::start(
+        let core = Process::start_wrapped(
+            &options.core_wrapper,
             "gantryd",
             dir.path(),
             &["--config", &config.display().to_string()],

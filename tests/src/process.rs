@@ -16,6 +16,9 @@ pub struct Process {
     /// The address it listens on.
     pub addr: SocketAddr,
     args: Vec<String>,
+    /// A command the binary runs under (e.g. `strace -f -e inject=…`), or
+    /// empty; change it to restart the binary under another one (or none).
+    pub wrapper: Vec<String>,
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -25,10 +28,22 @@ pub struct Process {
 impl Process {
     /// Start `name` with `args` plus `--ready-file`, and wait for readiness.
     pub async fn start(name: &str, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_wrapped(&[], name, dir, args).await
+    }
+
+    /// Start `name` as the last argument of `wrapper` (a program that runs
+    /// it as its child, such as strace); signals go to `name` itself.
+    pub async fn start_wrapped(
+        wrapper: &[String],
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut p = Process {
             name: name.to_string(),
             addr: "127.0.0.1:0".parse()?,
             args: args.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.to_vec(),
             dir: dir.to_path_buf(),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -54,7 +69,16 @@ impl Process {
                 args[i + 1] = self.addr.to_string();
             }
         }
-        let child = Command::new(super::bin_dir().join(&self.name))
+        let binary = super::bin_dir().join(&self.name);
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(&binary),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&binary);
+                c
+            }
+        };
+        let child = command
             .args(&args)
             .arg("--ready-file")
             .arg(&ready)
@@ -113,15 +137,38 @@ impl Process {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Its pid.
+    /// Its pid (under a wrapper: the binary's, not the wrapper's).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        let child = self.child.as_ref()?.id();
+        if self.wrapper.is_empty() {
+            return Some(child);
+        }
+        // The wrapper's child: the binary itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+                .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                return pid.parse().ok();
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
-    /// SIGKILL it and reap it.
+    /// Send `signal` to the binary (not to its wrapper).
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// SIGKILL it and reap it (and its wrapper, which ends with it).
     pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
     }
@@ -135,17 +182,19 @@ impl Process {
 
     /// SIGTERM it, SIGKILL it after 2 s, reap it.
     pub fn stop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        self.signal(Signal::SIGTERM);
         if let Some(mut child) = self.child.take() {
-            let pid = Pid::from_raw(child.id() as i32);
-            let _ = kill(pid, Signal::SIGTERM);
             for _ in 0..100 {
                 if matches!(child.try_wait(), Ok(Some(_))) {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = child.wait();
+            self.child = Some(child);
+            self.kill9();
         }
     }
 

@@ -1,0 +1,293 @@
+//! A full or failing disk never turns an acknowledged change into a lost
+//! one: gantryd refuses changes while its database cannot write, says why
+//! (the refusal, `ListSites`, the gRPC health service), serves again by
+//! itself once the fault clears, and after SIGKILL + restart every job it
+//! acknowledged is there. Real faults: a tmpfs filled to the last byte, and
+//! syscalls failed by strace. Run as root (as CI does).
+
+use std::time::Duration;
+
+use gantry_client::{Client, JobSpec, SubmitJobRequest};
+use gantry_e2e::faults::{Tmpfs, strace_inject};
+use gantry_e2e::{Cluster, Options, eventually};
+use gantry_proto::Principal;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// One held job, submitted once (no SDK retry): its id, or the refusal.
+async fn submit_held(client: &Client) -> Result<u64, (Code, String)> {
+    let request = SubmitJobRequest {
+        spec: Some(JobSpec {
+            argv: vec!["true".into()],
+            hold: true,
+            ..Default::default()
+        }),
+        client_request_id: uuid::Uuid::now_v7().to_string(),
+        on_behalf_of: String::new(),
+    };
+    match client.submit_request(request).await {
+        Ok(response) => Ok(response.job.expect("a job").id),
+        Err(e) => Err((e.code().unwrap_or(Code::Unknown), e.to_string())),
+    }
+}
+
+/// Every id in `acked` is a job gantryd knows.
+async fn assert_all_present(cluster: &Cluster, acked: &[u64]) {
+    let alice = cluster.user("alice").await.expect("connect");
+    for id in acked {
+        if let Err(e) = alice.get(*id).await {
+            panic!(
+                "acknowledged job {id} is lost ({e}); {} acknowledged in all\n{}",
+                acked.len(),
+                cluster.core.log_tail()
+            );
+        }
+    }
+}
+
+/// gantryd's health service's answer for its client API.
+async fn health(cluster: &Cluster) -> ServingStatus {
+    let config = cluster.config_for(&Principal::User("alice".into()));
+    let channel = config
+        .tls
+        .endpoint(&config.address)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "gantry.v1.Gantry".into(),
+        })
+        .await
+        .expect("health check");
+    answer.into_inner().status()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(&scratch.path().join("state"), 8).unwrap();
+    let mut cluster = Cluster::start(Options {
+        core_state_dir: Some(fs.path().join("core")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        acked.push(submit_held(&alice).await.expect("the disk has room"));
+    }
+    assert_eq!(health(&cluster).await, ServingStatus::Serving);
+
+    fs.fill().unwrap();
+    // Submits go on until the database meets the full disk (its WAL may
+    // still have room); from then on each is refused, saying why and where.
+    let mut refused = 0;
+    for _ in 0..5000 {
+        match submit_held(&alice).await {
+            Ok(id) => acked.push(id),
+            Err((code, message)) => {
+                assert_eq!(code, Code::ResourceExhausted, "{message}");
+                assert!(
+                    message.contains("the database disk is full")
+                        && message.contains(&fs.path().display().to_string()),
+                    "{message}"
+                );
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 5, "the database never met the full disk");
+    // Every change is refused, not only submits.
+    let cancel = alice.cancel(acked[0], "test").await.unwrap_err();
+    assert_eq!(cancel.code(), Some(Code::ResourceExhausted), "{cancel}");
+    let core = alice.overview().await.unwrap().core.unwrap();
+    assert!(!core.accepting_changes);
+    assert!(core.message.contains("disk is full"), "{}", core.message);
+    assert_eq!(health(&cluster).await, ServingStatus::NotServing);
+    let sites = cluster.cli("alice").arg("sites").output().unwrap();
+    let text = String::from_utf8_lossy(&sites.stdout);
+    assert!(
+        text.starts_with("gantryd: NOT ACCEPTING CHANGES") && text.contains("disk is full"),
+        "{text}"
+    );
+
+    // Space returns: gantryd accepts changes again by itself.
+    fs.free().unwrap();
+    let id = eventually(
+        Duration::from_secs(30),
+        "submits accepted again",
+        async || {
+            submit_held(&alice)
+                .await
+                .map_err(|(code, message)| format!("{code:?}: {message}"))
+        },
+    )
+    .await;
+    acked.push(id);
+    let core = alice.overview().await.unwrap().core.unwrap();
+    assert!(core.accepting_changes, "{}", core.message);
+    assert_eq!(health(&cluster).await, ServingStatus::Serving);
+    cluster.core.restart().await.unwrap();
+    assert_all_present(&cluster, &acked).await;
+
+    // Full again, then SIGKILL: a gantryd started on the full disk still
+    // has everything, refuses changes, and serves again once space returns.
+    fs.fill().unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let mut refused = false;
+    for _ in 0..5000 {
+        match submit_held(&alice).await {
+            Ok(id) => acked.push(id),
+            Err((code, message)) => {
+                assert_eq!(code, Code::ResourceExhausted, "{message}");
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the database never met the full disk again");
+    cluster.core.restart().await.unwrap();
+    assert_all_present(&cluster, &acked).await;
+    let alice = cluster.user("alice").await.unwrap();
+    let again = submit_held(&alice).await;
+    assert!(
+        matches!(again, Err((Code::ResourceExhausted, _))),
+        "a submit on the still full disk: {again:?}"
+    );
+    fs.free().unwrap();
+    let id = eventually(
+        Duration::from_secs(30),
+        "submits accepted again",
+        async || {
+            submit_held(&alice)
+                .await
+                .map_err(|(code, message)| format!("{code:?}: {message}"))
+        },
+    )
+    .await;
+    acked.push(id);
+    for _ in 0..20 {
+        acked.push(submit_held(&alice).await.expect("space is back"));
+    }
+    cluster.core.restart().await.unwrap();
+    assert_all_present(&cluster, &acked).await;
+}
+
+/// Run gantryd with `syscalls` failing as `inject` says and submit held
+/// jobs one after another (`total` tries; after a refusal the next try
+/// waits 200 ms, and `max_refused` refusals end it), then SIGKILL it and restart it
+/// without the fault: every acknowledged job must be there. Returns the
+/// acknowledged ids, how many were refused, and where the first refusal was.
+async fn submits_under_injected_fault(
+    syscalls: &str,
+    inject: &str,
+    refusal: Code,
+    total: usize,
+    max_refused: usize,
+) -> (Vec<u64>, usize, Option<usize>, String) {
+    let mut cluster = Cluster::start(Options {
+        core_wrapper: strace_inject(syscalls, inject),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let (mut acked, mut refused, mut first) = (Vec::new(), 0, None);
+    for i in 0..total {
+        match submit_held(&alice).await {
+            Ok(id) => acked.push(id),
+            Err((code, message)) => {
+                assert_eq!(code, refusal, "{message}");
+                assert!(message.contains("the database"), "{message}");
+                refused += 1;
+                first.get_or_insert(i);
+                if refused == max_refused {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let log = cluster.core.log_tail();
+    cluster.core.wrapper.clear();
+    cluster.core.restart().await.unwrap();
+    assert_all_present(&cluster, &acked).await;
+    (acked, refused, first, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fsync_failing_loses_no_acknowledged_job() {
+    let (acked, refused, _, log) = submits_under_injected_fault(
+        "fsync,fdatasync",
+        "error=EIO:when=40+",
+        Code::Unavailable,
+        150,
+        10,
+    )
+    .await;
+    assert!(
+        refused > 0,
+        "no fsync failed: {} acknowledged\n{log}",
+        acked.len()
+    );
+}
+
+// strace counts `when=` per thread and sqlx runs each SQLite connection on
+// a thread of its own, so "the 40th fsync" fails once per connection: each
+// fresh connection the writer recovers on meets one failure of its own. What
+// counts is that gantryd serves again after each.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failed_fsync_is_refused_and_then_gantryd_serves_again() {
+    let (acked, refused, first, log) = submits_under_injected_fault(
+        "fsync,fdatasync",
+        "error=EIO:when=40",
+        Code::Unavailable,
+        150,
+        50,
+    )
+    .await;
+    serves_again_after_each_failure(&acked, refused, first, &log);
+}
+
+/// After the first refusal, most tries were acknowledged again.
+fn serves_again_after_each_failure(acked: &[u64], refused: usize, first: Option<usize>, log: &str) {
+    let first = first.unwrap_or_else(|| panic!("the injected failure was never met\n{log}"));
+    let after = acked.len() - first.min(acked.len());
+    assert!(
+        after >= 40 && refused < after,
+        "{after} acknowledged and {refused} refused after the first failure\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_failing_with_enospc_are_refused_as_a_full_disk() {
+    let (acked, refused, _, log) = submits_under_injected_fault(
+        "pwrite64",
+        "error=ENOSPC:when=200+",
+        Code::ResourceExhausted,
+        100,
+        10,
+    )
+    .await;
+    assert!(
+        refused > 0,
+        "no write failed: {} acknowledged\n{log}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_failing_with_eio_is_refused_and_then_gantryd_serves_again() {
+    let (acked, refused, first, log) =
+        submits_under_injected_fault("pwrite64", "error=EIO:when=200", Code::Unavailable, 150, 50)
+            .await;
+    serves_again_after_each_failure(&acked, refused, first, &log);
+}
