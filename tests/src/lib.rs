@@ -92,6 +92,9 @@ pub struct Options {
     pub core_state_dir: Option<PathBuf>,
     /// A command gantryd runs under (see [`Process::start_wrapped`]).
     pub core_wrapper: Vec<String>,
+    /// The local gate's work directory; `None`: `local/` in the cluster's
+    /// directory.
+    pub gate_work_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -105,6 +108,7 @@ impl Default for Options {
             ssh_config: None,
             core_state_dir: None,
             core_wrapper: Vec::new(),
+            gate_work_dir: None,
         }
     }
 }
@@ -114,6 +118,8 @@ impl Default for Options {
 pub struct Cluster {
     dir: tempfile::TempDir,
     pki: Pki,
+    /// The gate's work directory (on this machine; over SSH see `remote`).
+    work_dir: PathBuf,
     /// The gate's site name: `local` or `slurm`.
     pub site: String,
     /// The core.
@@ -146,7 +152,7 @@ impl Drop for Cluster {
                 ])
                 .status();
         }
-        let lock = self.dir.path().join("local/supervisor.lock");
+        let lock = self.work_dir.join("supervisor.lock");
         if let Some(pid) = std::fs::read_to_string(lock)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
@@ -200,7 +206,12 @@ impl Cluster {
             &["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg],
         )
         .await?;
-        let work = dir.path().join(site).display().to_string();
+        let work = options
+            .gate_work_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join(site))
+            .display()
+            .to_string();
         let common = [
             "--name",
             site,
@@ -288,6 +299,7 @@ impl Cluster {
         )
         .await?;
         let cluster = Self {
+            work_dir: PathBuf::from(&work),
             dir,
             pki,
             site: site.to_string(),
