@@ -398,3 +398,65 @@ async fn a_full_local_gate_work_dir_refuses_starts_and_runs_nothing_twice() {
         assert!(ran <= limit, "job {id} ran {ran} times: {}", job.reason);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_ending_while_the_state_disk_is_full_keeps_its_log_and_completes_once_space_returns()
+{
+    use futures::StreamExt;
+    use gantry_client::{JobState, LogStream};
+    let scratch = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(&scratch.path().join("state"), 8).unwrap();
+    let cluster = Cluster::start(Options {
+        core_state_dir: Some(fs.path().join("core")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    // 2 MiB of stdout, written once the test says go.
+    let go = scratch.path().join("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.05; done; head -c 2097152 /dev/zero | tr '\\0' x",
+        go = go.display()
+    );
+    let id = alice
+        .submit(JobSpec {
+            argv: vec!["/bin/sh".into(), "-c".into(), script],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    eventually(Duration::from_secs(30), "the job running", async || {
+        let job = alice.get(id).await.map_err(|e| e.to_string())?;
+        (job.state() == JobState::Running)
+            .then_some(())
+            .ok_or(format!("{:?}", job.state()))
+    })
+    .await;
+    fs.fill().unwrap();
+    std::fs::write(&go, "").unwrap();
+    // Its log cannot come home: the job waits, never FAILED for gantryd's disk.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let job = alice.get(id).await.unwrap();
+    assert!(
+        !matches!(job.state(), JobState::Failed | JobState::Completed),
+        "{:?}: {}",
+        job.state(),
+        job.reason
+    );
+    fs.free().unwrap();
+    let job = ended(&alice, id).await;
+    assert_eq!(job.state(), JobState::Completed, "{}", job.reason);
+    let mut log = std::pin::pin!(
+        alice
+            .read_logs(id, LogStream::Stdout, 0, false)
+            .await
+            .unwrap()
+    );
+    let mut bytes = 0;
+    while let Some(chunk) = log.next().await {
+        bytes += chunk.unwrap().data.len();
+    }
+    assert_eq!(bytes, 2 << 20);
+}

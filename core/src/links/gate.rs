@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, broadcast, oneshot};
 use tonic::Code;
 
 use super::Ctx;
-use super::gate_files;
+use super::gate_files::{self, StagingError};
 use crate::job::state;
 use crate::store::{Commit, GateVerdict, JobRow, Op, Outcome, PartitionRow};
 
@@ -231,11 +231,20 @@ impl GateLink {
             }
             GateVerdict::StageOut(row) => {
                 let mut client = self.client();
-                let (outputs, error) =
+                let mut delay = Duration::from_millis(500);
+                let (outputs, error) = loop {
                     match gate_files::stage_out(&self.ctx, &mut client, &row).await {
-                        Ok(outputs) => (outputs, None),
-                        Err(e) => (Vec::new(), Some(e)),
-                    };
+                        Ok(outputs) => break (outputs, None),
+                        Err(StagingError::Gate(e)) => break (Vec::new(), Some(e)),
+                        // gantryd's disk is full or failing: the gate keeps the
+                        // files, the job stays STAGING_OUT until they fit.
+                        Err(StagingError::Local(e)) => {
+                            tracing::error!(job = row.id, error = %e, "cannot bring a job's logs and outputs home; trying again");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                };
                 let op = Op::FinishStaging {
                     job_id: row.id,
                     attempt_id: attempt.clone(),

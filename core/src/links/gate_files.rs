@@ -60,55 +60,68 @@ pub async fn stage_in(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<()
         .map_err(|s| s.message().to_string())
 }
 
-/// Copy the attempt's stdout and stderr into gantryd.
-pub async fn copy_logs(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(), String> {
+/// Why logs or outputs could not be brought home.
+#[derive(Debug)]
+pub enum StagingError {
+    /// gantryd's own disk refused them (full, failing): the gate still has
+    /// them, so the copy is tried again later and the job waits.
+    Local(String),
+    /// The gate failed or sent something wrong: the job ends with this reason.
+    Gate(String),
+}
+
+impl std::fmt::Display for StagingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(e) | Self::Gate(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A failure of gantryd's disk at `path`.
+fn local(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StagingError {
+    move |e| StagingError::Local(format!("cannot store {}: {e}", path.display()))
+}
+
+fn gate(status: tonic::Status) -> StagingError {
+    StagingError::Gate(status.message().to_string())
+}
+
+/// Copy the attempt's stdout and stderr into gantryd, synced: once the job
+/// ends and the gate forgets the attempt, these are the only copies.
+pub async fn copy_logs(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(), StagingError> {
     for stream in [LogStream::Stdout, LogStream::Stderr] {
         let path = ctx.files.log(job.id, stream);
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| e.to_string())?;
+            tokio::fs::create_dir_all(dir).await.map_err(local(dir))?;
         }
         let tmp = path.with_extension("partial");
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(local(&tmp))?;
         let request = GateReadLogsRequest {
             attempt_id: job.attempt_id.clone(),
             stream: stream as i32,
             offset: 0,
             follow: false,
         };
-        let mut chunks = client
-            .read_logs(request)
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
-        while let Some(msg) = chunks
-            .message()
-            .await
-            .map_err(|s| s.message().to_string())?
-        {
+        let mut chunks = client.read_logs(request).await.map_err(gate)?.into_inner();
+        while let Some(msg) = chunks.message().await.map_err(gate)? {
             if let Some(chunk) = msg.chunk {
-                file.write_all(&chunk.data)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                file.write_all(&chunk.data).await.map_err(local(&tmp))?;
             }
         }
-        file.flush().await.map_err(|e| e.to_string())?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| e.to_string())?;
+        file.sync_all().await.map_err(local(&tmp))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(local(&path))?;
     }
     Ok(())
 }
 
-/// Copy logs and the files matching the job's output globs; returns the stored paths.
+/// Copy logs and the files matching the job's output globs, synced; returns
+/// the stored paths.
 pub async fn stage_out(
     ctx: &Ctx,
     client: &mut Client,
     job: &JobRow,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, StagingError> {
     copy_logs(ctx, client, job).await?;
     if job.spec.outputs.is_empty() {
         return Ok(Vec::new());
@@ -118,46 +131,40 @@ pub async fn stage_out(
         attempt_id: job.attempt_id.clone(),
         globs: job.spec.outputs.clone(),
     };
-    let mut chunks = client
-        .stage_out(request)
-        .await
-        .map_err(|s| s.message().to_string())?
-        .into_inner();
+    let mut chunks = client.stage_out(request).await.map_err(gate)?.into_inner();
     let mut stored = Vec::new();
-    let mut file: Option<tokio::fs::File> = None;
-    while let Some(msg) = chunks
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
+    let mut file: Option<(tokio::fs::File, std::path::PathBuf)> = None;
+    while let Some(msg) = chunks.message().await.map_err(gate)? {
         let Some(chunk) = msg.chunk else { continue };
         if !chunk.path.is_empty() {
             if !is_safe_relative(&chunk.path) {
-                return Err(format!("the gate sent an unsafe path {:?}", chunk.path));
+                return Err(StagingError::Gate(format!(
+                    "the gate sent an unsafe path {:?}",
+                    chunk.path
+                )));
             }
             let path = root.join(&chunk.path);
             if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                tokio::fs::create_dir_all(dir).await.map_err(local(dir))?;
             }
-            if let Some(mut f) = file.take() {
-                f.flush().await.map_err(|e| e.to_string())?;
+            if let Some((f, done)) = file.take() {
+                f.sync_all().await.map_err(local(&done))?;
             }
-            file = Some(
-                tokio::fs::File::create(&path)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            let f = tokio::fs::File::create(&path).await.map_err(local(&path))?;
+            file = Some((f, path));
             stored.push(chunk.path.clone());
         }
         match file.as_mut() {
-            Some(f) => f.write_all(&chunk.data).await.map_err(|e| e.to_string())?,
-            None => return Err("the gate sent data before a file name".into()),
+            Some((f, path)) => f.write_all(&chunk.data).await.map_err(local(path))?,
+            None => {
+                return Err(StagingError::Gate(
+                    "the gate sent data before a file name".into(),
+                ));
+            }
         }
     }
-    if let Some(mut f) = file.take() {
-        f.flush().await.map_err(|e| e.to_string())?;
+    if let Some((f, done)) = file.take() {
+        f.sync_all().await.map_err(local(&done))?;
     }
     Ok(stored)
 }
