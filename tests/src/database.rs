@@ -73,8 +73,32 @@ impl Postgres {
     /// Start a new server in a fresh directory under /tmp on `port`.
     pub fn start(port: u16) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("gantry-pg-{}", uuid::Uuid::now_v7().simple()));
+        Self::start_in(&dir, port)
+    }
+
+    /// Start a new server with its files in `dir` (which the postgres user
+    /// must reach, e.g. a tmpfs under /tmp) on `port`.
+    pub fn start_in(dir: &Path, port: u16) -> anyhow::Result<Self> {
         let admin_url = run_script(&["start", &dir.display().to_string(), &port.to_string()])?;
-        Ok(Self { dir, admin_url })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            admin_url,
+        })
+    }
+
+    /// Whether the server answers now.
+    pub fn is_up(&self) -> bool {
+        Command::new("psql")
+            .args([&self.admin_url, "-qtAc", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// The end of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Stop the server (fast shutdown: connections are cut).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gantry_client::{Client, JobSpec, SubmitJobRequest};
 use gantry_e2e::faults::{Tmpfs, strace_inject};
-use gantry_e2e::{Cluster, Options, eventually};
+use gantry_e2e::{Cluster, Options, Postgres, create_database, eventually};
 use gantry_proto::Principal;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -459,4 +459,75 @@ async fn a_job_ending_while_the_state_disk_is_full_keeps_its_log_and_completes_o
         bytes += chunk.unwrap().data.len();
     }
     assert_eq!(bytes, 2 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_postgresql_disk_costs_availability_never_an_acknowledged_job() {
+    let mount = std::env::temp_dir().join(format!("gantry-pgfs-{}", uuid::Uuid::now_v7().simple()));
+    let fs = Tmpfs::mount(&mount, 128).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let pg = Postgres::start_in(&fs.path().join("pg"), port).expect("start PostgreSQL");
+    let url = create_database(&pg.admin_url, "gantry_full").unwrap();
+    let mut cluster = Cluster::start(Options {
+        database_url: Some(url),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        acked.push(submit_held(&alice).await.expect("the disk has room"));
+    }
+
+    fs.fill().unwrap();
+    let (mut refused, mut full) = (0, false);
+    for _ in 0..20000 {
+        match submit_held(&alice).await {
+            Ok(id) => acked.push(id),
+            Err((code, message)) => {
+                // A full disk, or the server restarting after a PANIC.
+                assert!(
+                    (code == Code::ResourceExhausted && message.contains("disk is full"))
+                        || code == Code::Unavailable,
+                    "{code:?}: {message}"
+                );
+                full |= code == Code::ResourceExhausted;
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(refused, 5, "PostgreSQL never met the full disk");
+    assert!(full, "no refusal said the disk is full");
+
+    // Space returns. A server that PANICked on its full disk and could not
+    // come back is started again, as its operator would.
+    fs.free().unwrap();
+    if !pg.is_up() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !pg.is_up() {
+            pg.restart()
+                .unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
+        }
+    }
+    let id = eventually(
+        Duration::from_secs(60),
+        "submits accepted again",
+        async || {
+            submit_held(&alice)
+                .await
+                .map_err(|(code, message)| format!("{code:?}: {message}"))
+        },
+    )
+    .await;
+    acked.push(id);
+    cluster.core.restart().await.unwrap();
+    assert_all_present(&cluster, &acked).await;
 }

@@ -6,6 +6,8 @@
 //! has written and synced a probe row (see `writer.rs`).
 
 use sqlx::error::DatabaseError;
+
+use super::Backend;
 use tokio::sync::watch;
 
 /// Why the store does not accept changes.
@@ -40,11 +42,12 @@ const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 
 impl Fault {
-    /// Classify a database error met while writing to the database at
-    /// `location` (a directory for SQLite, `host:port/db` for PostgreSQL).
-    pub fn of(err: &sqlx::Error, location: &str) -> Self {
+    /// Classify a database error met while writing to the `backend`
+    /// database at `location` (a directory for SQLite, `host:port/db` for
+    /// PostgreSQL).
+    pub fn of(err: &sqlx::Error, backend: Backend, location: &str) -> Self {
         let kind = match err {
-            sqlx::Error::Database(db) => kind_of(db.as_ref()),
+            sqlx::Error::Database(db) => kind_of(db.as_ref(), backend),
             _ => FaultKind::Unreachable,
         };
         let message = match kind {
@@ -65,22 +68,22 @@ impl Fault {
     }
 }
 
-fn kind_of(db: &dyn DatabaseError) -> FaultKind {
+fn kind_of(db: &dyn DatabaseError, backend: Backend) -> FaultKind {
     let code = db.code().unwrap_or_default();
-    // SQLite's extended codes are numbers whose low byte is the primary code.
-    if let Ok(extended) = code.parse::<i64>() {
-        return match extended & 0xff {
+    match backend {
+        // SQLite's extended codes are numbers whose low byte is the primary code.
+        Backend::Sqlite => match code.parse::<i64>().unwrap_or(0) & 0xff {
             SQLITE_FULL => FaultKind::Full,
             SQLITE_IOERR | SQLITE_CANTOPEN => FaultKind::Io,
             _ => FaultKind::Unreachable,
-        };
-    }
-    // PostgreSQL's SQLSTATE: class 53 is insufficient resources (53100 disk
-    // full), class 58 a system error (58030 I/O error).
-    match code.as_ref() {
-        "53100" => FaultKind::Full,
-        c if c.starts_with("58") => FaultKind::Io,
-        _ => FaultKind::Unreachable,
+        },
+        // PostgreSQL's SQLSTATE: 53100 is disk full, class 58 a system
+        // error (58030 an I/O error).
+        Backend::Postgres => match code.as_ref() {
+            "53100" => FaultKind::Full,
+            c if c.starts_with("58") => FaultKind::Io,
+            _ => FaultKind::Unreachable,
+        },
     }
 }
 
@@ -104,7 +107,7 @@ mod tests {
     #[test]
     fn io_errors_that_are_not_database_answers_mean_unreachable() {
         let err = sqlx::Error::Io(std::io::Error::other("connection reset"));
-        let fault = Fault::of(&err, "db:5432/gantry");
+        let fault = Fault::of(&err, Backend::Postgres, "db:5432/gantry");
         assert_eq!(fault.kind, FaultKind::Unreachable);
         assert!(
             fault.message.contains("db:5432/gantry"),

@@ -109,6 +109,11 @@ impl Connector {
         })
     }
 
+    /// Which database this connects to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Where the data is, for messages to people.
     pub fn location(&self) -> &str {
         &self.location

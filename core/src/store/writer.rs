@@ -118,9 +118,10 @@ fn refuse(batch: &mut Vec<Request>, fault: &Fault) {
 }
 
 /// The fault an error of the write path stands for.
-fn fault_of(err: &CoreError, location: &str) -> Fault {
+fn fault_of(err: &CoreError, connector: &Connector) -> Fault {
+    let location = connector.location();
     match err {
-        CoreError::Database(e) => Fault::of(e, location),
+        CoreError::Database(e) => Fault::of(e, connector.backend(), location),
         CoreError::Store(fault) => fault.clone(),
         other => Fault {
             kind: FaultKind::Unreachable,
@@ -168,7 +169,7 @@ impl Writer {
                         }
                         Err(err) => {
                             next_probe = tokio::time::Instant::now() + PROBE_EVERY;
-                            let now = fault_of(&err, self.connector.location());
+                            let now = fault_of(&err, &self.connector);
                             if now != current {
                                 tracing::error!(fault = %now, "the database still refuses writes");
                                 self.health.send_replace(StoreHealth::Faulted(now.clone()));
@@ -194,7 +195,7 @@ impl Writer {
                 Err(err) => {
                     // Never trust this connection again: what it holds in
                     // memory may not be what is on disk.
-                    let now = fault_of(&err, self.connector.location());
+                    let now = fault_of(&err, &self.connector);
                     tracing::error!(
                         fault = %now,
                         ops = batch.len(),
