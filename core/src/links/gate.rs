@@ -33,6 +33,10 @@ pub struct GateLink {
     /// were dispatched (the scheduler's order), because a gate that queues
     /// starts them in the order they come.
     start_order: Mutex<oneshot::Receiver<()>>,
+    /// Attempts being dispatched now: a second dispatch of one (a reconcile
+    /// racing a commit) is dropped, so one attempt never has two StartJob
+    /// calls in flight.
+    dispatching: Mutex<HashSet<String>>,
 }
 
 /// An attempt's place in the order of StartJob calls.
@@ -51,6 +55,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
         start_order: Mutex::new(oneshot::channel().1),
+        dispatching: Mutex::new(HashSet::new()),
     });
     tokio::spawn(link.run());
 }
@@ -185,11 +190,26 @@ impl GateLink {
     /// Start an attempt on its own task; its StartJob waits for the turn of
     /// the attempt dispatched before it (staging in runs meanwhile).
     async fn spawn_dispatch(self: &Arc<Self>, job: JobRow) {
+        let attempt = job.attempt_id.clone();
+        if !self
+            .dispatching
+            .lock()
+            .expect("not poisoned")
+            .insert(attempt.clone())
+        {
+            return;
+        }
         let (done, next) = oneshot::channel();
         let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
         let link = self.clone();
-        self.spawn_with_permit(async move { link.dispatch(job, StartTurn { after, done }).await })
-            .await;
+        self.spawn_with_permit(async move {
+            link.clone().dispatch(job, StartTurn { after, done }).await;
+            link.dispatching
+                .lock()
+                .expect("not poisoned")
+                .remove(&attempt);
+        })
+        .await;
     }
 
     async fn spawn_report(self: &Arc<Self>, job: GateJob) {
@@ -560,6 +580,19 @@ impl GateLink {
         };
         let StartTurn { after, done } = turn;
         let _ = after.await;
+        // What was read to dispatch it may be stale (a reconcile's listing,
+        // an earlier commit): an attempt that has moved on since may have
+        // run, ended and been released, and a StartJob now would run it
+        // again on a gate that no longer knows it.
+        if let Ok(Some(now)) = store.job(job.id).await
+            && (now.attempt_id != job.attempt_id
+                || !matches!(
+                    now.state,
+                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                ))
+        {
+            return;
+        }
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {
             match client.start_job(request.clone()).await {
