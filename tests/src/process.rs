@@ -2,6 +2,7 @@
 //! SIGKILL and restart on the same address, stopped when dropped.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub struct Process {
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Whether the running child is a wrapper; then it leads a process
+    /// group of its own with the binary, and signals go to the group.
+    wrapped: bool,
     restarts: u32,
 }
 
@@ -44,6 +48,7 @@ impl Process {
             addr: "127.0.0.1:0".parse()?,
             args: args.iter().map(|a| a.to_string()).collect(),
             wrapper: wrapper.to_vec(),
+            wrapped: false,
             dir: dir.to_path_buf(),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -74,10 +79,13 @@ impl Process {
             None => Command::new(&binary),
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(&binary);
+                // One group for the wrapper and the binary: a signal reaches
+                // both (strace 6.1 would otherwise leave its tracee running).
+                c.args(rest).arg(&binary).process_group(0);
                 c
             }
         };
+        self.wrapped = !self.wrapper.is_empty();
         let child = command
             .args(&args)
             .arg("--ready-file")
@@ -140,10 +148,9 @@ impl Process {
     /// Its pid (under a wrapper: the binary's, not the wrapper's).
     pub fn pid(&self) -> Option<u32> {
         let child = self.child.as_ref()?.id();
-        if self.wrapper.is_empty() {
+        if !self.wrapped {
             return Some(child);
         }
-        // The wrapper's child: the binary itself.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let children = std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
@@ -158,10 +165,15 @@ impl Process {
         }
     }
 
-    /// Send `signal` to the binary (not to its wrapper).
+    /// Send `signal` to the binary (with its wrapper, the whole group).
     fn signal(&self, signal: Signal) {
-        if let Some(pid) = self.pid() {
-            let _ = kill(Pid::from_raw(pid as i32), signal);
+        if let Some(child) = &self.child {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = if self.wrapped {
+                nix::sys::signal::killpg(pid, signal)
+            } else {
+                kill(pid, signal)
+            };
         }
     }
 

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{GantryService, ResponseStream, Visible};
 use crate::error::{CoreError, FieldError};
 use crate::job::ValidSpec;
+use crate::job::spec::no_nul;
 use crate::store::{JobFilter, NewJob, Op, Outcome, StoreHealth};
 
 fn job_of(outcome: Outcome) -> Result<(Job, bool), Status> {
@@ -74,6 +75,7 @@ impl Gantry for GantryService {
             ))
             .into());
         }
+        no_nul("client_request_id", &req.client_request_id).map_err(CoreError::from)?;
         let submitted_by = match &caller.principal {
             p if caller.user.as_deref() == Some(owner.as_str())
                 && matches!(p, gantry_proto::Principal::User(_)) =>
@@ -228,6 +230,7 @@ impl Gantry for GantryService {
     ) -> Result<Response<CancelJobResponse>, Status> {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
+        no_nul("reason", &req.reason).map_err(CoreError::from)?;
         self.visible(&caller, req.job_id).await?;
         let op = Op::Cancel {
             job_id: req.job_id,

@@ -127,6 +127,10 @@ impl ValidSpec {
         if spec.name.len() > 128 {
             return Err(field("name", "at most 128 characters"));
         }
+        no_nul("name", &spec.name)?;
+        for (key, value) in &spec.env {
+            no_nul(&format!("env[{key}]"), value)?;
+        }
         let req = spec.resources.take().unwrap_or_default();
         let (resources, walltime) = parse_resources(&req)?;
         spec.resources = Some(ResourceRequest {
@@ -178,6 +182,7 @@ impl ValidSpec {
                     "values are at most 256 bytes",
                 ));
             }
+            no_nul(&format!("labels[{key}]"), value)?;
         }
         let mut seen = HashSet::new();
         for (i, input) in spec.inputs.iter_mut().enumerate() {
@@ -228,6 +233,14 @@ impl ValidSpec {
             array,
         })
     }
+}
+
+/// Text that is stored must not hold NUL bytes (PostgreSQL refuses them).
+pub fn no_nul(name: &str, value: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return Err(field(name, "may not contain NUL bytes"));
+    }
+    Ok(())
 }
 
 fn parse_resources(req: &ResourceRequest) -> Result<(Resources, u64), FieldError> {

@@ -78,9 +78,24 @@ impl std::fmt::Display for StagingError {
     }
 }
 
-/// A failure of gantryd's disk at `path`.
+/// A failure to store at `path`: one of gantryd's disk (full, over quota,
+/// failing, read-only) is tried again later; any other ends the job.
 fn local(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StagingError {
-    move |e| StagingError::Local(format!("cannot store {}: {e}", path.display()))
+    move |e| {
+        let message = format!("cannot store {}: {e}", path.display());
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EIO | libc::EROFS) => {
+                StagingError::Local(message)
+            }
+            _ => StagingError::Gate(message),
+        }
+    }
+}
+
+/// Sync a directory, so the names just made in it survive a crash.
+async fn sync_dir(dir: &std::path::Path) -> Result<(), StagingError> {
+    let d = tokio::fs::File::open(dir).await.map_err(local(dir))?;
+    d.sync_all().await.map_err(local(dir))
 }
 
 fn gate(status: tonic::Status) -> StagingError {
@@ -111,6 +126,9 @@ pub async fn copy_logs(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(
         }
         file.sync_all().await.map_err(local(&tmp))?;
         tokio::fs::rename(&tmp, &path).await.map_err(local(&path))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).await?;
+        }
     }
     Ok(())
 }
@@ -151,6 +169,9 @@ pub async fn stage_out(
                 f.sync_all().await.map_err(local(&done))?;
             }
             let f = tokio::fs::File::create(&path).await.map_err(local(&path))?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir).await?;
+            }
             file = Some((f, path));
             stored.push(chunk.path.clone());
         }

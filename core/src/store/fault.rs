@@ -68,6 +68,20 @@ impl Fault {
     }
 }
 
+/// Whether `err` is the database refusing one statement's data or form
+/// (PostgreSQL classes 22, 23, 42; SQLite TOOBIG, CONSTRAINT, MISMATCH),
+/// not a fault of its disk or server.
+pub fn is_statement_error(err: &sqlx::Error, backend: Backend) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match backend {
+        Backend::Sqlite => matches!(code.parse::<i64>().unwrap_or(0) & 0xff, 18..=20),
+        Backend::Postgres => ["22", "23", "42"].iter().any(|c| code.starts_with(c)),
+    }
+}
+
 fn kind_of(db: &dyn DatabaseError, backend: Backend) -> FaultKind {
     let code = db.code().unwrap_or_default();
     match backend {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use sqlx::{AnyConnection, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::fault::{Fault, FaultKind, HealthSender, StoreHealth};
+use super::fault::{Fault, FaultKind, HealthSender, StoreHealth, is_statement_error};
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
 use super::tx::{Tx, WriterState};
@@ -88,6 +88,9 @@ async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
     Ok(state)
 }
 
+/// How long one attempt to recover may take (changes wait meanwhile).
+const RECOVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a faulted writer waits between attempts to recover.
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -154,12 +157,7 @@ impl Writer {
                     .clone()
                     .expect("a writer without a connection has a fault");
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, MAX_BATCH) => {
-                        if n == 0 {
-                            return;
-                        }
-                        refuse(&mut batch, &current);
-                    }
+                    biased;
                     () = tokio::time::sleep_until(next_probe) => match self.recover().await {
                         Ok(fresh) => {
                             tracing::info!(was = %current, "the database accepts writes again; serving");
@@ -177,6 +175,12 @@ impl Writer {
                             }
                         }
                     },
+                    n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        refuse(&mut batch, &current);
+                    }
                 }
                 continue;
             };
@@ -191,6 +195,21 @@ impl Writer {
                     if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
                         let _ = self.commits.send(Arc::new(commit));
                     }
+                }
+                Err(CoreError::Database(err))
+                    if is_statement_error(&err, self.connector.backend()) =>
+                {
+                    // The data, not the disk: a bug, or input that slipped
+                    // past validation. Refuse this batch, start afresh at once.
+                    tracing::error!(error = %err, ops = batch.len(), "the database refused a statement; the batch is refused");
+                    let once = Fault {
+                        kind: FaultKind::Unreachable,
+                        message: format!("the database refused a statement ({err}); retry"),
+                    };
+                    refuse(&mut batch, &once);
+                    live = None;
+                    next_probe = tokio::time::Instant::now();
+                    fault = Some(once);
                 }
                 Err(err) => {
                     // Never trust this connection again: what it holds in
@@ -213,11 +232,22 @@ impl Writer {
 
     /// A fresh connection that has recovered from what is on disk, proved it
     /// can write and sync, and read the state committed so far.
+    /// Bounded by [`RECOVER_WITHIN`], so changes are refused again soon.
     async fn recover(&self) -> Result<(AnyConnection, WriterState)> {
-        let mut conn = self.connector.connect().await?;
-        self.connector.recover(&mut conn).await?;
-        let state = load_state(&mut conn).await?;
-        Ok((conn, state))
+        let attempt = async {
+            let mut conn = self.connector.connect().await?;
+            self.connector.recover(&mut conn).await?;
+            let state = load_state(&mut conn).await?;
+            Ok((conn, state))
+        };
+        tokio::time::timeout(RECOVER_WITHIN, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CoreError::Unavailable(format!(
+                    "recovering took over {} s",
+                    RECOVER_WITHIN.as_secs()
+                )))
+            })
     }
 }
 

@@ -382,7 +382,8 @@ impl Supervisor {
                     attempt: k.attempt,
                     exit,
                 });
-            } else if k.pid != 0 {
+            } else if k.pid != 0 && job.stop_reason.is_empty() {
+                // (A job being stopped at its start was never reported started.)
                 self.send(&Event::Started {
                     attempt: k.attempt,
                     pid: k.pid,
