@@ -33,6 +33,44 @@ async fn submit_held(client: &Client) -> Result<u64, (Code, String)> {
     }
 }
 
+/// Submit held jobs until `refusals` are refused (at most `tries`), 100 ms
+/// apart after a refusal; the acknowledged ids go to `acked`. The refusals.
+async fn submit_until_refused(
+    client: &Client,
+    acked: &mut Vec<u64>,
+    refusals: usize,
+    tries: usize,
+) -> Vec<(Code, String)> {
+    let mut refused = Vec::new();
+    for _ in 0..tries {
+        match submit_held(client).await {
+            Ok(id) => acked.push(id),
+            Err(refusal) => {
+                refused.push(refusal);
+                if refused.len() == refusals {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    refused
+}
+
+/// Wait until a submit is acknowledged again; its id.
+async fn accepted_again(client: &Client) -> u64 {
+    eventually(
+        Duration::from_secs(60),
+        "submits accepted again",
+        async || {
+            submit_held(client)
+                .await
+                .map_err(|(code, message)| format!("{code:?}: {message}"))
+        },
+    )
+    .await
+}
+
 /// Every id in `acked` is a job gantryd knows.
 async fn assert_all_present(cluster: &Cluster, acked: &[u64]) {
     let alice = cluster.user("alice").await.expect("connect");
@@ -86,25 +124,16 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
     fs.fill().unwrap();
     // Submits go on until the database meets the full disk (its WAL may
     // still have room); from then on each is refused, saying why and where.
-    let mut refused = 0;
-    for _ in 0..5000 {
-        match submit_held(&alice).await {
-            Ok(id) => acked.push(id),
-            Err((code, message)) => {
-                assert_eq!(code, Code::ResourceExhausted, "{message}");
-                assert!(
-                    message.contains("the database disk is full")
-                        && message.contains(&fs.path().display().to_string()),
-                    "{message}"
-                );
-                refused += 1;
-                if refused == 5 {
-                    break;
-                }
-            }
-        }
+    let refused = submit_until_refused(&alice, &mut acked, 5, 5000).await;
+    assert_eq!(refused.len(), 5, "the database never met the full disk");
+    for (code, message) in refused {
+        assert_eq!(code, Code::ResourceExhausted, "{message}");
+        assert!(
+            message.contains("the database disk is full")
+                && message.contains(&fs.path().display().to_string()),
+            "{message}"
+        );
     }
-    assert_eq!(refused, 5, "the database never met the full disk");
     // Every change is refused, not only submits.
     let cancel = alice.cancel(acked[0], "test").await.unwrap_err();
     assert_eq!(cancel.code(), Some(Code::ResourceExhausted), "{cancel}");
@@ -121,17 +150,7 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
 
     // Space returns: gantryd accepts changes again by itself.
     fs.free().unwrap();
-    let id = eventually(
-        Duration::from_secs(30),
-        "submits accepted again",
-        async || {
-            submit_held(&alice)
-                .await
-                .map_err(|(code, message)| format!("{code:?}: {message}"))
-        },
-    )
-    .await;
-    acked.push(id);
+    acked.push(accepted_again(&alice).await);
     let core = alice.overview().await.unwrap().core.unwrap();
     assert!(core.accepting_changes, "{}", core.message);
     assert_eq!(health(&cluster).await, ServingStatus::Serving);
@@ -142,18 +161,11 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
     // has everything, refuses changes, and serves again once space returns.
     fs.fill().unwrap();
     let alice = cluster.user("alice").await.unwrap();
-    let mut refused = false;
-    for _ in 0..5000 {
-        match submit_held(&alice).await {
-            Ok(id) => acked.push(id),
-            Err((code, message)) => {
-                assert_eq!(code, Code::ResourceExhausted, "{message}");
-                refused = true;
-                break;
-            }
-        }
-    }
-    assert!(refused, "the database never met the full disk again");
+    let refused = submit_until_refused(&alice, &mut acked, 1, 5000).await;
+    assert!(
+        matches!(refused.as_slice(), [(Code::ResourceExhausted, _)]),
+        "the database never met the full disk again: {refused:?}"
+    );
     cluster.core.restart().await.unwrap();
     assert_all_present(&cluster, &acked).await;
     let alice = cluster.user("alice").await.unwrap();
@@ -163,17 +175,7 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
         "a submit on the still full disk: {again:?}"
     );
     fs.free().unwrap();
-    let id = eventually(
-        Duration::from_secs(30),
-        "submits accepted again",
-        async || {
-            submit_held(&alice)
-                .await
-                .map_err(|(code, message)| format!("{code:?}: {message}"))
-        },
-    )
-    .await;
-    acked.push(id);
+    acked.push(accepted_again(&alice).await);
     for _ in 0..20 {
         acked.push(submit_held(&alice).await.expect("space is back"));
     }
@@ -496,28 +498,20 @@ async fn a_full_postgresql_disk_costs_availability_never_an_acknowledged_job() {
     }
 
     fs.fill().unwrap();
-    let (mut refused, mut full) = (0, false);
-    for _ in 0..20000 {
-        match submit_held(&alice).await {
-            Ok(id) => acked.push(id),
-            Err((code, message)) => {
-                // A full disk, or the server restarting after a PANIC.
-                assert!(
-                    (code == Code::ResourceExhausted && message.contains("disk is full"))
-                        || code == Code::Unavailable,
-                    "{code:?}: {message}"
-                );
-                full |= code == Code::ResourceExhausted;
-                refused += 1;
-                if refused == 5 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let refused = submit_until_refused(&alice, &mut acked, 5, 20000).await;
+    assert_eq!(refused.len(), 5, "PostgreSQL never met the full disk");
+    for (code, message) in &refused {
+        // A full disk, or the server restarting after a PANIC.
+        assert!(
+            (*code == Code::ResourceExhausted && message.contains("disk is full"))
+                || *code == Code::Unavailable,
+            "{code:?}: {message}"
+        );
     }
-    assert_eq!(refused, 5, "PostgreSQL never met the full disk");
-    assert!(full, "no refusal said the disk is full");
+    assert!(
+        refused.iter().any(|(c, _)| *c == Code::ResourceExhausted),
+        "no refusal said the disk is full: {refused:?}"
+    );
 
     // Space returns. A server that PANICked on its full disk and could not
     // come back is started again, as its operator would.
@@ -529,17 +523,7 @@ async fn a_full_postgresql_disk_costs_availability_never_an_acknowledged_job() {
                 .unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
         }
     }
-    let id = eventually(
-        Duration::from_secs(60),
-        "submits accepted again",
-        async || {
-            submit_held(&alice)
-                .await
-                .map_err(|(code, message)| format!("{code:?}: {message}"))
-        },
-    )
-    .await;
-    acked.push(id);
+    acked.push(accepted_again(&alice).await);
     cluster.core.restart().await.unwrap();
     assert_all_present(&cluster, &acked).await;
 }

@@ -33,10 +33,11 @@ pub struct GateLink {
     /// were dispatched (the scheduler's order), because a gate that queues
     /// starts them in the order they come.
     start_order: Mutex<oneshot::Receiver<()>>,
-    /// Attempts being dispatched now: a second dispatch of one (a reconcile
-    /// racing a commit) is dropped, so one attempt never has two StartJob
-    /// calls in flight.
-    dispatching: Mutex<HashSet<String>>,
+    /// Attempts being dispatched now, and whether another dispatch was asked
+    /// for meanwhile (a reconcile racing a commit, a partition turning
+    /// READY): that one runs after, on a fresh read, so one attempt never
+    /// has two StartJob calls in flight and no request to start is lost.
+    dispatching: Mutex<HashMap<String, bool>>,
 }
 
 /// An attempt's place in the order of StartJob calls.
@@ -55,7 +56,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
         start_order: Mutex::new(oneshot::channel().1),
-        dispatching: Mutex::new(HashSet::new()),
+        dispatching: Mutex::new(HashMap::new()),
     });
     tokio::spawn(link.run());
 }
@@ -191,25 +192,55 @@ impl GateLink {
     /// the attempt dispatched before it (staging in runs meanwhile).
     async fn spawn_dispatch(self: &Arc<Self>, job: JobRow) {
         let attempt = job.attempt_id.clone();
-        if !self
-            .dispatching
-            .lock()
-            .expect("not poisoned")
-            .insert(attempt.clone())
         {
-            return;
+            let mut dispatching = self.dispatching.lock().expect("not poisoned");
+            if let Some(again) = dispatching.get_mut(&attempt) {
+                // In flight: it runs once more when done, on a fresh read.
+                *again = true;
+                return;
+            }
+            dispatching.insert(attempt.clone(), false);
         }
-        let (done, next) = oneshot::channel();
-        let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
+        let turn = self.next_turn();
         let link = self.clone();
         self.spawn_with_permit(async move {
-            link.clone().dispatch(job, StartTurn { after, done }).await;
-            link.dispatching
-                .lock()
-                .expect("not poisoned")
-                .remove(&attempt);
+            let (mut job, mut turn) = (job, turn);
+            loop {
+                link.clone().dispatch(job, turn).await;
+                let again = {
+                    let mut dispatching = link.dispatching.lock().expect("not poisoned");
+                    let again = dispatching.get(&attempt).copied().unwrap_or(false);
+                    if again {
+                        dispatching.insert(attempt.clone(), false);
+                    } else {
+                        dispatching.remove(&attempt);
+                    }
+                    again
+                };
+                if !again {
+                    return;
+                }
+                match link.ctx.store.job_by_attempt(&attempt).await {
+                    Ok(Some(now)) => job = now,
+                    _ => {
+                        link.dispatching
+                            .lock()
+                            .expect("not poisoned")
+                            .remove(&attempt);
+                        return;
+                    }
+                }
+                turn = link.next_turn();
+            }
         })
         .await;
+    }
+
+    /// The next place in the order of StartJob calls.
+    fn next_turn(&self) -> StartTurn {
+        let (done, next) = oneshot::channel();
+        let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
+        StartTurn { after, done }
     }
 
     async fn spawn_report(self: &Arc<Self>, job: GateJob) {
@@ -580,21 +611,23 @@ impl GateLink {
         };
         let StartTurn { after, done } = turn;
         let _ = after.await;
-        // What was read to dispatch it may be stale (a reconcile's listing,
-        // an earlier commit): an attempt that has moved on since may have
-        // run, ended and been released, and a StartJob now would run it
-        // again on a gate that no longer knows it.
-        if let Ok(Some(now)) = store.job(job.id).await
-            && (now.attempt_id != job.attempt_id
-                || !matches!(
-                    now.state,
-                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
-                ))
-        {
-            return;
-        }
+
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {
+            // What was read to dispatch it may be stale (a reconcile's
+            // listing, an earlier commit, a try whose answer was lost): an
+            // attempt that has moved on may have run, ended and been
+            // released, and a StartJob now would run it again on a gate
+            // that no longer knows it.
+            if let Ok(Some(now)) = store.job(job.id).await
+                && (now.attempt_id != job.attempt_id
+                    || !matches!(
+                        now.state,
+                        JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                    ))
+            {
+                return;
+            }
             match client.start_job(request.clone()).await {
                 Ok(resp) => {
                     drop(done);
