@@ -33,11 +33,32 @@ pub struct GateLink {
     /// were dispatched (the scheduler's order), because a gate that queues
     /// starts them in the order they come.
     start_order: Mutex<oneshot::Receiver<()>>,
-    /// Attempts being dispatched now, and whether another dispatch was asked
-    /// for meanwhile (a reconcile racing a commit, a partition turning
-    /// READY): that one runs after, on a fresh read, so one attempt never
-    /// has two StartJob calls in flight and no request to start is lost.
-    dispatching: Mutex<HashMap<String, bool>>,
+    /// One lock per attempt being started: a second dispatch of an attempt
+    /// (a reconcile racing the commit that scheduled it) checks the job only
+    /// once the first has started it and recorded what the gate said, so it
+    /// never sends a StartJob that reaches the gate after the attempt ran,
+    /// ended and was released.
+    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held by the one dispatch of an attempt that may start it now.
+struct Starting {
+    link: Arc<GateLink>,
+    attempt: String,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        let mut starting = self.link.starting.lock().expect("not poisoned");
+        // Only the map and this guard hold it: nobody waits, forget it.
+        if starting
+            .get(&self.attempt)
+            .is_some_and(|l| Arc::strong_count(l) == 2)
+        {
+            starting.remove(&self.attempt);
+        }
+    }
 }
 
 /// An attempt's place in the order of StartJob calls.
@@ -56,7 +77,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
         start_order: Mutex::new(oneshot::channel().1),
-        dispatching: Mutex::new(HashMap::new()),
+        starting: Mutex::new(HashMap::new()),
     });
     tokio::spawn(link.run());
 }
@@ -191,56 +212,11 @@ impl GateLink {
     /// Start an attempt on its own task; its StartJob waits for the turn of
     /// the attempt dispatched before it (staging in runs meanwhile).
     async fn spawn_dispatch(self: &Arc<Self>, job: JobRow) {
-        let attempt = job.attempt_id.clone();
-        {
-            let mut dispatching = self.dispatching.lock().expect("not poisoned");
-            if let Some(again) = dispatching.get_mut(&attempt) {
-                // In flight: it runs once more when done, on a fresh read.
-                *again = true;
-                return;
-            }
-            dispatching.insert(attempt.clone(), false);
-        }
-        let turn = self.next_turn();
-        let link = self.clone();
-        self.spawn_with_permit(async move {
-            let (mut job, mut turn) = (job, turn);
-            loop {
-                link.clone().dispatch(job, turn).await;
-                let again = {
-                    let mut dispatching = link.dispatching.lock().expect("not poisoned");
-                    let again = dispatching.get(&attempt).copied().unwrap_or(false);
-                    if again {
-                        dispatching.insert(attempt.clone(), false);
-                    } else {
-                        dispatching.remove(&attempt);
-                    }
-                    again
-                };
-                if !again {
-                    return;
-                }
-                match link.ctx.store.job_by_attempt(&attempt).await {
-                    Ok(Some(now)) => job = now,
-                    _ => {
-                        link.dispatching
-                            .lock()
-                            .expect("not poisoned")
-                            .remove(&attempt);
-                        return;
-                    }
-                }
-                turn = link.next_turn();
-            }
-        })
-        .await;
-    }
-
-    /// The next place in the order of StartJob calls.
-    fn next_turn(&self) -> StartTurn {
         let (done, next) = oneshot::channel();
         let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
-        StartTurn { after, done }
+        let link = self.clone();
+        self.spawn_with_permit(async move { link.dispatch(job, StartTurn { after, done }).await })
+            .await;
     }
 
     async fn spawn_report(self: &Arc<Self>, job: GateJob) {
@@ -611,6 +587,18 @@ impl GateLink {
         };
         let StartTurn { after, done } = turn;
         let _ = after.await;
+        let lock = self
+            .starting
+            .lock()
+            .expect("not poisoned")
+            .entry(job.attempt_id.clone())
+            .or_default()
+            .clone();
+        let _starting = Starting {
+            link: self.clone(),
+            attempt: job.attempt_id.clone(),
+            _guard: lock.lock_owned().await,
+        };
 
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {
