@@ -546,13 +546,7 @@ impl Schedule {
 /// a restarted gantryd. After the last restart every acknowledged job is
 /// there and ends COMPLETED having run exactly once, and no job ran twice.
 /// Seeds: `GANTRY_FAULT_SEEDS` (comma-separated), else 1, 2 and 3.
-///
-/// Ignored for now: it still finds one attempt run twice in roughly one run
-/// of four (the supervisor journal shows the attempt started again 9 ms after
-/// it was released); narrowed but not closed, see issue 20's note. Run it
-/// with `cargo nextest run -p gantry-e2e --test disk_faults --run-ignored only`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known open bug: an attempt can still run twice after gantryd restarts (issue 20)"]
 async fn random_interleavings_of_submits_kills_and_faults_lose_nothing_and_run_nothing_twice() {
     let seeds: Vec<u64> = std::env::var("GANTRY_FAULT_SEEDS")
         .map(|s| {

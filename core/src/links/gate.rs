@@ -33,32 +33,6 @@ pub struct GateLink {
     /// were dispatched (the scheduler's order), because a gate that queues
     /// starts them in the order they come.
     start_order: Mutex<oneshot::Receiver<()>>,
-    /// One lock per attempt being started: a second dispatch of an attempt
-    /// (a reconcile racing the commit that scheduled it) checks the job only
-    /// once the first has started it and recorded what the gate said, so it
-    /// never sends a StartJob that reaches the gate after the attempt ran,
-    /// ended and was released.
-    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Held by the one dispatch of an attempt that may start it now.
-struct Starting {
-    link: Arc<GateLink>,
-    attempt: String,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        let mut starting = self.link.starting.lock().expect("not poisoned");
-        // Only the map and this guard hold it: nobody waits, forget it.
-        if starting
-            .get(&self.attempt)
-            .is_some_and(|l| Arc::strong_count(l) == 2)
-        {
-            starting.remove(&self.attempt);
-        }
-    }
 }
 
 /// An attempt's place in the order of StartJob calls.
@@ -77,7 +51,6 @@ pub fn spawn(name: String, ctx: Ctx) {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
         start_order: Mutex::new(oneshot::channel().1),
-        starting: Mutex::new(HashMap::new()),
     });
     tokio::spawn(link.run());
 }
@@ -587,18 +560,6 @@ impl GateLink {
         };
         let StartTurn { after, done } = turn;
         let _ = after.await;
-        let lock = self
-            .starting
-            .lock()
-            .expect("not poisoned")
-            .entry(job.attempt_id.clone())
-            .or_default()
-            .clone();
-        let _starting = Starting {
-            link: self.clone(),
-            attempt: job.attempt_id.clone(),
-            _guard: lock.lock_owned().await,
-        };
 
         let mut delay = Duration::from_millis(100);
         for _ in 0..5 {

@@ -17,6 +17,7 @@ mod ids;
 mod logs;
 mod paths;
 mod provider;
+mod released;
 mod server;
 mod service;
 mod spec;
@@ -34,6 +35,7 @@ pub use logs::{
 };
 pub use paths::{glob_set, safe_relative_path};
 pub use provider::{Description, FileChunks, LogSource, Provider, is_final};
+pub use released::RELEASED_KEPT;
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};
 pub use spec::{Command, JobSpec, Resources};

@@ -18,6 +18,7 @@ use crate::ids::{AttemptId, PartitionId};
 use crate::logs::{FileLogReader, LogRead, LogReader, read_log_file};
 use crate::paths::{glob_set, safe_relative_path};
 use crate::provider::{FileChunks, LogSource, Provider, is_final};
+use crate::released::Released;
 use crate::spec::JobSpec;
 use crate::staging::FILE_CHUNK_BYTES;
 
@@ -30,6 +31,7 @@ pub struct GateService<P> {
     name: String,
     installation: String,
     stop: watch::Receiver<bool>,
+    released: Released,
 }
 
 impl<P: Provider> GateService<P> {
@@ -41,6 +43,7 @@ impl<P: Provider> GateService<P> {
             name: name.into(),
             installation: installation.into(),
             stop,
+            released: Released::default(),
         }
     }
 
@@ -164,6 +167,11 @@ impl<P: Provider> Gate for GateService<P> {
         let attempt = attempt_id(&req.attempt_id)?;
         let partition = partition_id(&req.partition_id)?;
         let spec = JobSpec::from_task(req.task)?;
+        if self.released.contains(&attempt) {
+            return Err(Status::failed_precondition(format!(
+                "attempt {attempt} was released; a released attempt is never started again"
+            )));
+        }
         let job = self.provider.start_job(&attempt, &partition, spec).await?;
         Ok(Response::new(StartJobResponse { job: Some(job) }))
     }
@@ -194,6 +202,9 @@ impl<P: Provider> Gate for GateService<P> {
     ) -> Result<Response<GateReleaseJobResponse>, Status> {
         self.authorize(&request)?;
         let attempt = attempt_id(&request.get_ref().attempt_id)?;
+        // Remembered before the provider forgets it, so a StartJob that
+        // comes after finds it released rather than gone.
+        self.released.insert(&attempt);
         self.provider.release_job(&attempt).await?;
         Ok(Response::new(GateReleaseJobResponse {}))
     }
