@@ -562,13 +562,13 @@ impl GateLink {
         let _ = after.await;
 
         let mut delay = Duration::from_millis(100);
-        for _ in 0..5 {
-            // What was read to dispatch it may be stale (a reconcile's
-            // listing, an earlier commit, a try whose answer was lost): an
-            // attempt that has moved on may have run, ended and been
-            // released, and a StartJob now would run it again on a gate
-            // that no longer knows it.
-            if let Ok(Some(now)) = store.job(job.id).await
+        for try_number in 0..5 {
+            // A try whose answer was lost may have started it: before trying
+            // again, make sure it has not moved on meanwhile (run, ended,
+            // been released). The gate refuses a released attempt too; this
+            // spares it the call and covers a gate restarted meanwhile.
+            if try_number > 0
+                && let Ok(Some(now)) = store.job(job.id).await
                 && (now.attempt_id != job.attempt_id
                     || !matches!(
                         now.state,
