@@ -32,6 +32,14 @@ pub fn run(cmd: &mut std::process::Command) -> (i32, String, String) {
     )
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Where the binaries are: `GANTRY_BIN_DIR`, else the test executable's profile folder.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GANTRY_BIN_DIR") {

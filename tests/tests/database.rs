@@ -5,15 +5,8 @@
 use std::time::Duration;
 
 use gantry_client::{JobSpec, JobState};
-use gantry_e2e::{Cluster, Options, Postgres, create_database};
+use gantry_e2e::{Cluster, Options, Postgres, create_database, free_port};
 use gantry_proto::v1::{ListJobsRequest, SubmitJobRequest};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn short_job() -> JobSpec {
     JobSpec {
