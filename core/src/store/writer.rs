@@ -109,7 +109,7 @@ pub async fn start(
         commits,
         health,
     };
-    tokio::spawn(writer.run(Some((conn, state)), rx));
+    tokio::spawn(writer.run(Writing::Live(conn, state), rx));
     Ok(tx)
 }
 
@@ -133,6 +133,15 @@ fn fault_of(err: &CoreError, connector: &Connector) -> Fault {
     }
 }
 
+/// Whether the writer may write, and on what.
+enum Writing {
+    /// A connection trusted so far, and the state committed through it.
+    Live(AnyConnection, WriterState),
+    /// A write failed: every change is refused with this until a fresh
+    /// connection recovers.
+    Faulted(Fault),
+}
+
 /// The writer task's fixed parts.
 struct Writer {
     connector: Connector,
@@ -141,48 +150,43 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(
-        self,
-        mut live: Option<(AnyConnection, WriterState)>,
-        mut rx: mpsc::Receiver<Request>,
-    ) {
+    async fn run(self, mut writing: Writing, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut fault: Option<Fault> = None;
         // When a faulted writer next tries to recover (kept across batches,
         // so that steady refusals do not put it off).
         let mut next_probe = tokio::time::Instant::now();
         loop {
-            let Some((conn, state)) = &mut live else {
-                let current = fault
-                    .clone()
-                    .expect("a writer without a connection has a fault");
-                tokio::select! {
-                    biased;
-                    () = tokio::time::sleep_until(next_probe) => match self.recover().await {
-                        Ok(fresh) => {
-                            tracing::info!(was = %current, "the database accepts writes again; serving");
-                            live = Some(fresh);
-                            fault = None;
-                            self.health.send_replace(StoreHealth::Serving);
-                        }
-                        Err(err) => {
-                            next_probe = tokio::time::Instant::now() + PROBE_EVERY;
-                            let now = fault_of(&err, &self.connector);
-                            if now != current {
-                                tracing::error!(fault = %now, "the database still refuses writes");
-                                self.health.send_replace(StoreHealth::Faulted(now.clone()));
-                                fault = Some(now);
+            let (conn, state) = match &mut writing {
+                Writing::Live(conn, state) => (conn, state),
+                Writing::Faulted(current) => {
+                    let current = current.clone();
+                    tokio::select! {
+                        biased;
+                        () = tokio::time::sleep_until(next_probe) => match self.recover().await {
+                            Ok((conn, state)) => {
+                                tracing::info!(was = %current, "the database accepts writes again; serving");
+                                writing = Writing::Live(conn, state);
+                                self.health.send_replace(StoreHealth::Serving);
                             }
+                            Err(err) => {
+                                next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                                let now = fault_of(&err, &self.connector);
+                                if now != current {
+                                    tracing::error!(fault = %now, "the database still refuses writes");
+                                    self.health.send_replace(StoreHealth::Faulted(now.clone()));
+                                    writing = Writing::Faulted(now);
+                                }
+                            }
+                        },
+                        n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                            if n == 0 {
+                                return;
+                            }
+                            refuse(&mut batch, &current);
                         }
-                    },
-                    n = rx.recv_many(&mut batch, MAX_BATCH) => {
-                        if n == 0 {
-                            return;
-                        }
-                        refuse(&mut batch, &current);
                     }
+                    continue;
                 }
-                continue;
             };
             if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
@@ -207,9 +211,8 @@ impl Writer {
                         message: format!("the database refused a statement ({err}); retry"),
                     };
                     refuse(&mut batch, &once);
-                    live = None;
+                    writing = Writing::Faulted(once);
                     next_probe = tokio::time::Instant::now();
-                    fault = Some(once);
                 }
                 Err(err) => {
                     // Never trust this connection again: what it holds in
@@ -221,10 +224,9 @@ impl Writer {
                         "a database write failed; refusing every change until it can write again"
                     );
                     refuse(&mut batch, &now);
-                    live = None;
-                    next_probe = tokio::time::Instant::now() + PROBE_EVERY;
                     self.health.send_replace(StoreHealth::Faulted(now.clone()));
-                    fault = Some(now);
+                    writing = Writing::Faulted(now);
+                    next_probe = tokio::time::Instant::now() + PROBE_EVERY;
                 }
             }
         }
