@@ -173,12 +173,7 @@ fn end_lost(mut k: Known) -> Known {
         if k.pid != 0 && k.start_ticks != 0 && sys::start_ticks(k.pid) == k.start_ticks {
             sys::kill_group(k.pid, libc::SIGKILL);
         }
-        k.exit = Some(Exit {
-            exit_code: None,
-            signal: None,
-            reason: LOST_REASON.into(),
-            end_ms: now_ms(),
-        });
+        k.exit = Some(ended_now(LOST_REASON));
     }
     k
 }
@@ -192,6 +187,16 @@ fn tracked(known: Known, grace: Duration, walltime_seconds: u64) -> Tracked {
         stop_reason: String::new(),
         kill_at: None,
         started_after: None,
+    }
+}
+
+/// An end now with no exit code (the job never ran, or was lost), and why.
+fn ended_now(reason: impl Into<String>) -> Exit {
+    Exit {
+        exit_code: None,
+        signal: None,
+        reason: reason.into(),
+        end_ms: now_ms(),
     }
 }
 
@@ -397,12 +402,7 @@ impl Supervisor {
             // Nothing new starts while every job is being stopped.
             self.send(&Event::Exited {
                 attempt: start.attempt,
-                exit: Exit {
-                    exit_code: None,
-                    signal: None,
-                    reason: "its supervisor was stopped".into(),
-                    end_ms: now_ms(),
-                },
+                exit: ended_now("its supervisor was stopped"),
             });
             return;
         }
@@ -428,12 +428,7 @@ impl Supervisor {
             note!("gantry-supervisor: {attempt}: {reason}");
             self.send(&Event::Exited {
                 attempt,
-                exit: Exit {
-                    exit_code: None,
-                    signal: None,
-                    reason,
-                    end_ms: now_ms(),
-                },
+                exit: ended_now(reason),
             });
             return;
         }
@@ -473,9 +468,8 @@ impl Supervisor {
                     after: start.after.clone(),
                 });
             }
+            // Its line was written before the spawn; only the end follows.
             Err((code, reason)) => {
-                let known = self.jobs[&attempt].known.clone();
-                self.record(Entry::Known(known));
                 self.ended(
                     &attempt,
                     Exit {
@@ -577,12 +571,7 @@ impl Supervisor {
     fn drop_successor(&mut self, attempt: &str, reason: &str) {
         if let Some(after) = self.successor_of(attempt) {
             self.successors.remove(&after);
-            let exit = Exit {
-                exit_code: None,
-                signal: None,
-                reason: reason.into(),
-                end_ms: now_ms(),
-            };
+            let exit = ended_now(reason);
             self.send(&Event::Exited {
                 attempt: attempt.to_string(),
                 exit,
