@@ -29,6 +29,14 @@ pub async fn submit_held(client: &Client) -> Result<u64, (Code, String)> {
     }
 }
 
+/// Submit `n` held jobs that must all be acknowledged (`why`: why they
+/// must); their ids go to `acked`.
+pub async fn submit_accepted(client: &Client, n: usize, why: &str, acked: &mut Vec<u64>) {
+    for _ in 0..n {
+        acked.push(submit_held(client).await.expect(why));
+    }
+}
+
 /// Submit held jobs until `refusals` are refused (at most `tries`), 100 ms
 /// apart after a refusal; the acknowledged ids go to `acked`. The refusals.
 pub async fn submit_until_refused(

@@ -6,7 +6,7 @@ use gantry_e2e::faults::Tmpfs;
 use gantry_e2e::{Cluster, Options, Postgres, create_database, free_port};
 use tonic::Code;
 
-use crate::common::{accepted_again, assert_all_present, submit_held, submit_until_refused};
+use crate::common::{accepted_again, assert_all_present, submit_accepted, submit_until_refused};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_postgresql_disk_costs_availability_never_an_acknowledged_job() {
@@ -22,9 +22,7 @@ async fn a_full_postgresql_disk_costs_availability_never_an_acknowledged_job() {
     .unwrap();
     let alice = cluster.user("alice").await.unwrap();
     let mut acked = Vec::new();
-    for _ in 0..20 {
-        acked.push(submit_held(&alice).await.expect("the disk has room"));
-    }
+    submit_accepted(&alice, 20, "the disk has room", &mut acked).await;
 
     fs.fill().unwrap();
     let refused = submit_until_refused(&alice, &mut acked, 5, 20000).await;

@@ -10,7 +10,8 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::common::{
-    accepted_again, assert_all_present, ended, health, submit_held, submit_until_refused,
+    accepted_again, assert_all_present, ended, health, submit_accepted, submit_held,
+    submit_until_refused,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,9 +26,7 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
     .unwrap();
     let alice = cluster.user("alice").await.unwrap();
     let mut acked = Vec::new();
-    for _ in 0..20 {
-        acked.push(submit_held(&alice).await.expect("the disk has room"));
-    }
+    submit_accepted(&alice, 20, "the disk has room", &mut acked).await;
     assert_eq!(health(&cluster).await, ServingStatus::Serving);
 
     fs.fill().unwrap();
@@ -85,9 +84,7 @@ async fn a_full_database_disk_refuses_changes_then_serves_again_and_loses_nothin
     );
     fs.free().unwrap();
     acked.push(accepted_again(&alice).await);
-    for _ in 0..20 {
-        acked.push(submit_held(&alice).await.expect("space is back"));
-    }
+    submit_accepted(&alice, 20, "space is back", &mut acked).await;
     cluster.core.restart().await.unwrap();
     assert_all_present(&cluster, &acked).await;
 }
