@@ -38,6 +38,9 @@ pub trait Host: Send + Sync + 'static {
 
     /// Replace `path` with `bytes` (readable by nobody else until whole:
     /// written beside it, then renamed over it), with permissions `mode`.
+    /// Durable when it returns: the file and its directory are synced (over
+    /// SFTP the file only, when the server offers `fsync@openssh.com` as
+    /// OpenSSH's does: SFTP has no way to sync a directory).
     async fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<()>;
 
     /// The contents of `path`; `None` when it does not exist.

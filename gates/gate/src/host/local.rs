@@ -65,13 +65,10 @@ impl Host for LocalHost {
 
     async fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let tmp = beside(path);
-        let result = async {
-            tokio::fs::write(&tmp, bytes).await?;
-            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).await?;
-            tokio::fs::rename(&tmp, path).await
-        };
-        result
+        let (owned, bytes) = (path.to_path_buf(), bytes.to_vec());
+        tokio::task::spawn_blocking(move || write_durably(&owned, &tmp, &bytes, mode))
             .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             .map_err(GateError::io(format!("write {}", path.display())))
     }
 
@@ -128,6 +125,20 @@ impl Host for LocalHost {
     fn log(&self, path: PathBuf) -> LogSource {
         LogSource::File(path)
     }
+}
+
+/// Write `bytes` to `tmp`, sync it, rename it over `path` and sync the
+/// directory. (Blocking std calls: tokio's `File` reports a failed write
+/// only to a later flush, which is easy to miss on a full disk.)
+fn write_durably(path: &Path, tmp: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(tmp)?;
+    file.write_all(bytes)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// `path` with `.tmp` added: where a file is written before it replaces `path`.

@@ -318,6 +318,9 @@ impl Host for SshHost {
             file.write_all(bytes).await?;
             file.set_permissions(Permissions::from((mode & 0o7777) as u16))
                 .await?;
+            if connection.sftp.support_fsync() {
+                file.sync_all().await?;
+            }
             file.close().await?;
             connection.sftp.fs().rename(&tmp, path).await
         };
