@@ -13,7 +13,8 @@ use tokio::sync::{Semaphore, broadcast, oneshot};
 use tonic::Code;
 
 use super::Ctx;
-use super::gate_files::{self, StagingError};
+use super::gate_files;
+use super::in_flight::InFlight;
 use crate::job::state;
 use crate::store::{Commit, GateVerdict, JobRow, Op, Outcome, PartitionRow};
 
@@ -33,6 +34,8 @@ pub struct GateLink {
     /// were dispatched (the scheduler's order), because a gate that queues
     /// starts them in the order they come.
     start_order: Mutex<oneshot::Receiver<()>>,
+    /// Attempts whose logs and outputs are being brought home now.
+    bringing_home: InFlight,
 }
 
 /// An attempt's place in the order of StartJob calls.
@@ -51,6 +54,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         partitions: Mutex::new(HashMap::new()),
         start_order: Mutex::new(oneshot::channel().1),
+        bringing_home: InFlight::default(),
     });
     tokio::spawn(link.run());
 }
@@ -225,26 +229,19 @@ impl GateLink {
             }
             GateVerdict::Release => self.release(attempt).await,
             GateVerdict::SaveLogsAndRelease(row) => {
+                let Some(_claim) = self.bringing_home.claim(&attempt) else {
+                    return;
+                };
                 // Best effort: keep the logs of a job that ended otherwise (cancelled).
                 let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
                 self.release(attempt).await;
             }
             GateVerdict::StageOut(row) => {
-                let mut client = self.client();
-                let mut delay = Duration::from_millis(500);
-                let (outputs, error) = loop {
-                    match gate_files::stage_out(&self.ctx, &mut client, &row).await {
-                        Ok(outputs) => break (outputs, None),
-                        Err(StagingError::Gate(e)) => break (Vec::new(), Some(e)),
-                        // gantryd's disk is full or failing: the gate keeps the
-                        // files, the job stays STAGING_OUT until they fit.
-                        Err(StagingError::Local(e)) => {
-                            tracing::error!(job = row.id, error = %e, "cannot bring a job's logs and outputs home; trying again");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(30));
-                        }
-                    }
+                let Some(_claim) = self.bringing_home.claim(&attempt) else {
+                    return;
                 };
+                let (outputs, error) =
+                    gate_files::bring_home(&self.ctx, &mut self.client(), &row).await;
                 let op = Op::FinishStaging {
                     job_id: row.id,
                     attempt_id: attempt.clone(),

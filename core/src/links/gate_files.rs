@@ -1,5 +1,7 @@
 //! Moving bytes between gantryd and a gate: inputs in, logs and outputs back.
 
+use std::time::Duration;
+
 use gantry_proto::v1::{
     self, FileChunk, GateReadLogsRequest, LogStream, StageInRequest, StageOutRequest,
 };
@@ -131,6 +133,29 @@ pub async fn copy_logs(ctx: &Ctx, client: &mut Client, job: &JobRow) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Bring `job`'s logs and outputs home ([`stage_out`]): the stored outputs,
+/// or why the gate's side failed. While gantryd's own disk is full or
+/// failing the gate keeps the files and this tries again (0.5 s doubling to
+/// 30 s); the job stays STAGING_OUT until they fit.
+pub async fn bring_home(
+    ctx: &Ctx,
+    client: &mut Client,
+    job: &JobRow,
+) -> (Vec<String>, Option<String>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match stage_out(ctx, client, job).await {
+            Ok(outputs) => return (outputs, None),
+            Err(StagingError::Gate(e)) => return (Vec::new(), Some(e)),
+            Err(StagingError::Local(e)) => {
+                tracing::error!(job = job.id, error = %e, "cannot bring a job's logs and outputs home; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// Copy logs and the files matching the job's output globs, synced; returns

@@ -4,6 +4,7 @@
 
 pub mod gate;
 mod gate_files;
+mod in_flight;
 pub mod scheduler;
 pub mod sites;
 
