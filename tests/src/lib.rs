@@ -6,6 +6,7 @@
 mod database;
 pub mod faults;
 mod process;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -13,49 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gantry_e2e::services::{LOGIN_USER, slurm_conf, ssh_config, start_script};
 use gantry_e2e::{Cluster, Options, eventually, run};
-
-/// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
-fn start_script(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts").join(name))
-        .arg("start")
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/{name} start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
-/// this test starts (or finds up) in /tmp/gantry-test-slurm.
-fn slurm_conf() -> PathBuf {
-    match std::env::var_os("GANTRY_TEST_SLURM_CONF") {
-        Some(conf) => conf.into(),
-        None => start_script("slurm", &["/tmp/gantry-test-slurm".as_ref()], &[]),
-    }
-}
-
-/// The user `scripts/sshd` lets in: the SSH tests' jobs run as it.
-const LOGIN_USER: &str = "gantry-login";
-
-/// The test sshd's ssh_config: `GANTRY_TEST_SSH_CONFIG`, or an sshd this
-/// test starts (or finds up) in /tmp/gantry-test-ssh.
-fn ssh_config() -> PathBuf {
-    match std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
-        Some(conf) => conf.into(),
-        None => start_script(
-            "sshd",
-            &["/tmp/gantry-test-ssh".as_ref(), LOGIN_USER.as_ref()],
-            &[],
-        ),
-    }
-}
 
 /// How many logins the test sshd has accepted so far.
 fn ssh_logins(config: &std::path::Path) -> usize {

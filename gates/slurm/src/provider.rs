@@ -21,6 +21,8 @@ use crate::script;
 mod poll;
 mod submit;
 
+use submit::Submission;
+
 /// How the gate reaches its cluster and where it keeps attempts.
 #[derive(Clone)]
 pub struct SlurmConfig {
@@ -441,15 +443,26 @@ impl Provider for SlurmProvider {
                     state.attempts.remove(attempt.as_str());
                     return Err(e);
                 }
-                Ok(id) => {
+                Ok(submitted) => {
                     let a = state
                         .attempts
                         .get_mut(attempt.as_str())
                         .expect("claimed above");
-                    a.record.slurm_job_id = id;
-                    a.job.native_id = id.to_string();
-                    a.job.reason = "Slurm: PENDING".into();
-                    (a.job.clone(), a.cancel.then_some(id))
+                    match submitted {
+                        Submission::Taken(id) => {
+                            a.record.slurm_job_id = id;
+                            a.job.native_id = id.to_string();
+                            a.job.reason = "Slurm: PENDING".into();
+                        }
+                        Submission::Unrecorded(reason) => {
+                            tracing::error!(%attempt, %reason, "refusing a start");
+                            a.job.set_state(GateJobState::Failed);
+                            a.job.reason = reason;
+                            a.job.end_time_ms = poll::now_ms();
+                        }
+                    }
+                    let id = a.record.slurm_job_id;
+                    (a.job.clone(), (a.cancel && id != 0).then_some(id))
                 }
             }
         };

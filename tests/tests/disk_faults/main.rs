@@ -10,4 +10,5 @@ mod injected;
 mod local_gate;
 mod postgres;
 mod schedule;
+mod slurm_gate;
 mod state_disk;

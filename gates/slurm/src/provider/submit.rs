@@ -8,6 +8,14 @@ use crate::commands::{self, SlurmPartition};
 use crate::records::{AttemptRecord, write_json};
 use crate::{script, states};
 
+/// What became of a submission that did not fail.
+pub(super) enum Submission {
+    /// Slurm took it: its Slurm job id.
+    Taken(u64),
+    /// Its files could not be written, so it was not handed to Slurm: why.
+    Unrecorded(String),
+}
+
 impl SlurmProvider {
     /// Refuse what no node of `slurm` could ever run.
     pub(super) fn check_fits(slurm: &SlurmPartition, spec: &JobSpec) -> Result<()> {
@@ -55,7 +63,7 @@ impl SlurmProvider {
         Ok(())
     }
 
-    /// Write the attempt's files and hand it to sbatch; its Slurm job id.
+    /// Write the attempt's files and hand it to sbatch.
     ///
     /// When sbatch fails in a way that leaves it unknown whether Slurm took
     /// the job (the connection to the login node broke, a timeout), the job
@@ -68,7 +76,7 @@ impl SlurmProvider {
         partition: &PartitionId,
         slurm_partition: &str,
         spec: &JobSpec,
-    ) -> Result<u64> {
+    ) -> Result<Submission> {
         let host = self.inner.host();
         let dir = self.dir(attempt);
         let record_path = dir.join("attempt.json");
@@ -84,13 +92,8 @@ impl SlurmProvider {
                     slurm_job_id: id,
                 };
                 write_json(host, &record_path, &record).await?;
-                return Ok(id);
+                return Ok(Submission::Taken(id));
             }
-        }
-        host.create_dir_all(&dir.join("work")).await?;
-        if let Command::Script(text) = &spec.command {
-            host.write(&dir.join("script"), text.as_bytes(), 0o755)
-                .await?;
         }
         let mut record = AttemptRecord {
             attempt_id: attempt.to_string(),
@@ -98,11 +101,30 @@ impl SlurmProvider {
             job_id: spec.job_id,
             slurm_job_id: 0,
         };
-        // Written before sbatch: a gate that dies in between finds the job by its comment.
-        write_json(host, &record_path, &record).await?;
         let text = script::batch_script(&dir, attempt, partition.as_str(), spec);
-        host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
-            .await?;
+        // Written before sbatch: a gate that dies in between finds the job by
+        // its comment. What cannot be written (a full or failing disk) is
+        // never handed to Slurm.
+        let written = async {
+            host.create_dir_all(&dir.join("work")).await?;
+            if let Command::Script(text) = &spec.command {
+                host.write(&dir.join("script"), text.as_bytes(), 0o755)
+                    .await?;
+            }
+            write_json(host, &record_path, &record).await?;
+            host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
+                .await
+        };
+        match written.await {
+            Ok(()) => {}
+            Err(GateError::Io { context, source }) => {
+                let _ = host.remove_dir_all(&dir).await;
+                return Ok(Submission::Unrecorded(format!(
+                    "not started: the Slurm gate cannot record it ({context}): {source}"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
         let options = script::sbatch_options(&dir, attempt, slurm_partition, spec);
         let id = match commands::sbatch(host, &options, &text).await {
             Ok(id) => id,
@@ -131,7 +153,7 @@ impl SlurmProvider {
             // Slurm has the job; a restarted gate finds it by its comment.
             tracing::warn!(%attempt, slurm_job = id, error = %e, "cannot record the Slurm job id");
         }
-        Ok(id)
+        Ok(Submission::Taken(id))
     }
 
     /// The Slurm job carrying `attempt`'s comment, if Slurm has one.

@@ -1,0 +1,48 @@
+//! The shared test services the project's scripts start: the throwaway
+//! Slurm cluster (`scripts/slurm`) and the sshd standing in for its login
+//! node (`scripts/sshd`). `scripts/test` starts them once and passes their
+//! configs in the environment; a test run alone starts (or finds) its own.
+
+use std::path::PathBuf;
+
+/// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
+pub fn start_script(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(repo.join("scripts").join(name))
+        .arg("start")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{name} start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
+/// this test starts (or finds up) in /tmp/gantry-test-slurm.
+pub fn slurm_conf() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_SLURM_CONF") {
+        Some(conf) => conf.into(),
+        None => start_script("slurm", &["/tmp/gantry-test-slurm".as_ref()], &[]),
+    }
+}
+
+/// The user `scripts/sshd` lets in: the SSH tests' jobs run as it.
+pub const LOGIN_USER: &str = "gantry-login";
+
+/// The test sshd's ssh_config: `GANTRY_TEST_SSH_CONFIG`, or an sshd this
+/// test starts (or finds up) in /tmp/gantry-test-ssh.
+pub fn ssh_config() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
+        Some(conf) => conf.into(),
+        None => start_script(
+            "sshd",
+            &["/tmp/gantry-test-ssh".as_ref(), LOGIN_USER.as_ref()],
+            &[],
+        ),
+    }
+}
