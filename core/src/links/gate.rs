@@ -15,6 +15,7 @@ use tonic::Code;
 use super::Ctx;
 use super::gate_files;
 use super::in_flight::InFlight;
+use super::known_partitions::KnownPartitions;
 use crate::job::state;
 use crate::store::{Commit, GateVerdict, JobRow, Op, Outcome, PartitionRow};
 
@@ -27,8 +28,9 @@ pub struct GateLink {
     ctx: Ctx,
     permits: Arc<Semaphore>,
     /// This site's partitions as last committed, so that starting an
-    /// attempt needs no read (kept from commits; emptied on reconcile).
-    partitions: Mutex<HashMap<String, PartitionRow>>,
+    /// attempt needs no read (kept from commits; emptied on reconcile), and
+    /// the attempts waiting for one being created.
+    partitions: KnownPartitions,
     /// Answered when the last dispatched attempt's StartJob was answered:
     /// StartJob calls go out one after the other, in the order attempts
     /// were dispatched (the scheduler's order), because a gate that queues
@@ -52,7 +54,7 @@ pub fn spawn(name: String, ctx: Ctx) {
         name,
         ctx,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        partitions: Mutex::new(HashMap::new()),
+        partitions: KnownPartitions::default(),
         start_order: Mutex::new(oneshot::channel().1),
         bringing_home: InFlight::default(),
     });
@@ -187,13 +189,36 @@ impl GateLink {
     }
 
     /// Start an attempt on its own task; its StartJob waits for the turn of
-    /// the attempt dispatched before it (staging in runs meanwhile).
-    async fn spawn_dispatch(self: &Arc<Self>, job: JobRow) {
+    /// the attempt dispatched before it (staging in runs meanwhile). An
+    /// attempt whose partition is being created waits for it instead (see
+    /// [`KnownPartitions`]). `stale`: `job` may be out of date (read a while
+    /// ago), so it is read again before it is started.
+    async fn spawn_dispatch(self: &Arc<Self>, job: JobRow, stale: bool) {
+        let link = self.clone();
+        if self.partitions.wait_if_creating(&job.partition_id, &job) {
+            self.spawn_with_permit(async move { link.wait_for_partition(&job).await })
+                .await;
+            return;
+        }
         let (done, next) = oneshot::channel();
         let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
-        let link = self.clone();
-        self.spawn_with_permit(async move { link.dispatch(job, StartTurn { after, done }).await })
+        let turn = StartTurn { after, done };
+        self.spawn_with_permit(async move { link.dispatch(job, turn, stale).await })
             .await;
+    }
+
+    /// Say that `job` waits for its partition.
+    async fn wait_for_partition(&self, job: &JobRow) {
+        if job.state == JobState::Scheduled {
+            let op = Op::Advance {
+                job_id: job.id,
+                attempt_id: job.attempt_id.clone(),
+                to: JobState::Provisioning,
+                actor: "gantryd".into(),
+                message: "waiting for its partition".into(),
+            };
+            let _ = self.ctx.store.apply_durably(op).await;
+        }
     }
 
     async fn spawn_report(self: &Arc<Self>, job: GateJob) {
@@ -266,11 +291,10 @@ impl GateLink {
     }
 
     async fn on_commit(self: &Arc<Self>, commit: &Commit) {
-        {
-            let mut known = self.partitions.lock().expect("not poisoned");
-            for p in commit.partitions.iter().filter(|p| p.site == self.name) {
-                known.insert(p.id.clone(), p.clone());
-            }
+        let ours = commit.partitions.iter().filter(|p| p.site == self.name);
+        // Before this commit's own attempts: those that waited come first.
+        for job in self.partitions.update(ours) {
+            self.spawn_dispatch(job, true).await;
         }
         let jobs: HashMap<u64, &JobRow> = commit
             .jobs
@@ -298,7 +322,7 @@ impl GateLink {
             let link = self.clone();
             let job = job.clone();
             if to == JobState::Scheduled {
-                self.spawn_dispatch(job).await;
+                self.spawn_dispatch(job, false).await;
             } else {
                 let attempt_id = job.attempt_id.clone();
                 self.spawn_with_permit(async move {
@@ -318,7 +342,7 @@ impl GateLink {
         listed: HashSet<String>,
         session_seq: u64,
     ) -> Result<(), String> {
-        self.partitions.lock().expect("not poisoned").clear();
+        self.partitions.clear();
         let store = &self.ctx.store;
         let jobs = store
             .active_jobs(&self.name)
@@ -330,7 +354,7 @@ impl GateLink {
             }
             match job.state {
                 JobState::Scheduled | JobState::Provisioning | JobState::StagingIn => {
-                    self.spawn_dispatch(job).await;
+                    self.spawn_dispatch(job, false).await;
                 }
                 _ if job.last_seq <= session_seq => {
                     let reason = format!(
@@ -425,20 +449,8 @@ impl GateLink {
                 })
                 .await
                 .map(|r| r.into_inner().partition),
-            PartitionState::Ready => {
-                for job in self
-                    .ctx
-                    .store
-                    .jobs_on_partition(&p.id)
-                    .await
-                    .unwrap_or_default()
-                {
-                    if matches!(job.state, JobState::Scheduled | JobState::Provisioning) {
-                        self.spawn_dispatch(job).await;
-                    }
-                }
-                return false;
-            }
+            // The attempts that waited for it were started when its READY
+            // commit was seen (`KnownPartitions::update`).
             _ => return false,
         };
         let resources = |c: v1::Capacity| crate::job::Resources {
@@ -490,8 +502,23 @@ impl GateLink {
     }
 
     /// Start an attempt on the gate (idempotent: safe to repeat).
-    async fn dispatch(self: Arc<Self>, job: JobRow, turn: StartTurn) {
+    async fn dispatch(self: Arc<Self>, job: JobRow, turn: StartTurn, stale: bool) {
         let store = &self.ctx.store;
+        let attempt_id = job.attempt_id.clone();
+        let startable = move |now: &JobRow| {
+            now.attempt_id == attempt_id
+                && matches!(
+                    now.state,
+                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                )
+        };
+        let job = match stale {
+            false => job,
+            true => match store.job(job.id).await {
+                Ok(Some(now)) if startable(&now) => now,
+                _ => return,
+            },
+        };
         let advance = |to: JobState, message: &str| Op::Advance {
             job_id: job.id,
             attempt_id: job.attempt_id.clone(),
@@ -499,38 +526,32 @@ impl GateLink {
             actor: "gantryd".into(),
             message: message.to_string(),
         };
-        let known = self
-            .partitions
-            .lock()
-            .expect("not poisoned")
-            .get(&job.partition_id)
-            .cloned();
-        let partition = match known {
+        let partition = match self.partitions.get(&job.partition_id) {
             Some(p) => p,
             None => match store.partition(&job.partition_id).await {
                 Ok(Some(p)) => {
-                    self.partitions
-                        .lock()
-                        .expect("not poisoned")
-                        .entry(p.id.clone())
-                        .or_insert_with(|| p.clone());
+                    self.partitions.remember(&p);
                     p
                 }
                 Ok(None) => return,
                 Err(e) => return tracing::warn!(error = %e, "cannot read partition"),
             },
         };
-        match partition.state {
-            PartitionState::Ready => {}
-            PartitionState::Creating => {
-                if job.state == JobState::Scheduled {
-                    let _ = store
-                        .apply_durably(advance(JobState::Provisioning, "waiting for its partition"))
-                        .await;
-                }
-                return;
-            }
-            _ => return,
+        // Read from the store, it may still be being created: the attempt
+        // then waits for it, unless its READY commit was seen meanwhile.
+        if partition.state == PartitionState::Creating
+            && self.partitions.wait_if_creating(&job.partition_id, &job)
+        {
+            return self.wait_for_partition(&job).await;
+        }
+        let ready = |p: &PartitionRow| p.state == PartitionState::Ready;
+        if !ready(&partition)
+            && !self
+                .partitions
+                .get(&job.partition_id)
+                .is_some_and(|p| ready(&p))
+        {
+            return;
         }
         let mut client = self.client();
         if !job.spec.inputs.is_empty() {
@@ -564,13 +585,9 @@ impl GateLink {
             // again, make sure it has not moved on meanwhile (run, ended,
             // been released). The gate refuses a released attempt too; this
             // spares it the call and covers a gate restarted meanwhile.
-            if try_number > 0
+            if (try_number > 0 || stale)
                 && let Ok(Some(now)) = store.job(job.id).await
-                && (now.attempt_id != job.attempt_id
-                    || !matches!(
-                        now.state,
-                        JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
-                    ))
+                && !startable(&now)
             {
                 return;
             }

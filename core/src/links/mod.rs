@@ -5,6 +5,7 @@
 pub mod gate;
 mod gate_files;
 mod in_flight;
+mod known_partitions;
 pub mod scheduler;
 pub mod sites;
 

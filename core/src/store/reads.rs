@@ -219,12 +219,6 @@ impl Store {
             .await
     }
 
-    /// Active jobs on one partition.
-    pub async fn jobs_on_partition(&self, partition_id: &str) -> Result<Vec<JobRow>> {
-        self.jobs_where("state BETWEEN 2 AND 6 AND partition_id = ?", partition_id)
-            .await
-    }
-
     /// The job whose current attempt is `attempt_id`.
     pub async fn job_by_attempt(&self, attempt_id: &str) -> Result<Option<JobRow>> {
         Ok(self
