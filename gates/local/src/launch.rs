@@ -8,6 +8,10 @@ use crate::host::Host;
 use crate::layout::{AttemptDir, AttemptMeta};
 use crate::protocol::{Script, Start};
 
+/// The environment variable that carries a job's attempt id; the supervisor
+/// also finds by it the processes of an attempt whose pid it did not record.
+pub const ATTEMPT_ENV: &str = "GANTRY_ATTEMPT_ID";
+
 /// The [`Start`] command of an attempt: its program (a script task runs
 /// through its `#!` line or `/bin/sh`), its environment with the `GANTRY_*`
 /// variables, its CPUs and walltime.
@@ -39,7 +43,7 @@ pub fn start_command(
     };
     let mut env = spec.env.clone();
     env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
-    env.insert("GANTRY_ATTEMPT_ID".into(), attempt.to_string());
+    env.insert(ATTEMPT_ENV.into(), attempt.to_string());
     env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
     if host.gpus > 0 {
         let gpus: Vec<String> = alloc.gpus.iter().map(|g| g.to_string()).collect();

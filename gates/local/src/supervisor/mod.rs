@@ -30,6 +30,7 @@ macro_rules! note {
 mod client;
 mod dirs;
 mod journal;
+mod lost;
 mod sys;
 
 use std::collections::HashMap;
@@ -44,8 +45,9 @@ use std::time::{Duration, Instant};
 use client::Client;
 use dirs::Dirs;
 use journal::{Entry, Journal};
+use lost::end_lost;
 
-use crate::protocol::{Command, Event, Exit, Known, LOST_REASON, PROTOCOL, Start, line};
+use crate::protocol::{Command, Event, Exit, Known, PROTOCOL, Start, line};
 
 /// The socket's file name in the work directory.
 pub const SOCKET: &str = "supervisor.sock";
@@ -162,20 +164,6 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
     let served = supervisor.serve(&listener, &signals);
     let _ = std::fs::remove_file(&socket);
     served.map_err(err("poll".into()))
-}
-
-/// An attempt from the journal that was starting or running under a
-/// supervisor that is gone: its job is ended (killed if it somehow still
-/// runs) and reported lost.
-fn end_lost(mut k: Known) -> Known {
-    if k.exit.is_none() {
-        // Killed only when it is that very process (a reused pid is not).
-        if k.pid != 0 && k.start_ticks != 0 && sys::start_ticks(k.pid) == k.start_ticks {
-            sys::kill_group(k.pid, libc::SIGKILL);
-        }
-        k.exit = Some(ended_now(LOST_REASON));
-    }
-    k
 }
 
 fn tracked(known: Known, grace: Duration, walltime_seconds: u64) -> Tracked {

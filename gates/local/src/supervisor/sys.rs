@@ -1,5 +1,6 @@
 //! The few system calls std does not wrap: signalfd and poll, reaping
-//! without losing a process group, CPU affinity, process start times.
+//! without losing a process group, CPU affinity, process start times, and
+//! finding processes by their environment.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -84,6 +85,14 @@ pub fn kill_group(pgid: u32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
         libc::kill(-(pgid as libc::pid_t), sig);
+    }
+}
+
+/// Send `sig` to the process `pid`. A gone process is not an error.
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
     }
 }
 
@@ -202,9 +211,40 @@ pub fn start_ticks(pid: u32) -> u64 {
     fields.nth(18).and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
+/// The processes started with the environment entry `entry` (`NAME=value`,
+/// as `/proc/<pid>/environ` holds it; only those this process may read).
+pub fn started_with_env(entry: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted = entry.as_bytes();
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == wanted))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_process_by_its_environment() {
+        let entry = format!("GANTRY_TEST_ENTRY={}", std::process::id());
+        let (name, value) = entry.split_once('=').unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(name, value)
+            .spawn()
+            .unwrap();
+        let found = started_with_env(&entry);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, vec![child.id()]);
+        assert!(started_with_env(&format!("{entry}0")).is_empty());
+    }
 
     #[test]
     fn reads_own_start_time() {
