@@ -210,13 +210,7 @@ impl GateLink {
     /// Say that `job` waits for its partition.
     async fn wait_for_partition(&self, job: &JobRow) {
         if job.state == JobState::Scheduled {
-            let op = Op::Advance {
-                job_id: job.id,
-                attempt_id: job.attempt_id.clone(),
-                to: JobState::Provisioning,
-                actor: "gantryd".into(),
-                message: "waiting for its partition".into(),
-            };
+            let op = advance(job, JobState::Provisioning, "waiting for its partition");
             let _ = self.ctx.store.apply_durably(op).await;
         }
     }
@@ -519,13 +513,6 @@ impl GateLink {
                 _ => return,
             },
         };
-        let advance = |to: JobState, message: &str| Op::Advance {
-            job_id: job.id,
-            attempt_id: job.attempt_id.clone(),
-            to,
-            actor: "gantryd".into(),
-            message: message.to_string(),
-        };
         let partition = match self.partitions.get(&job.partition_id) {
             Some(p) => p,
             None => match store.partition(&job.partition_id).await {
@@ -557,7 +544,7 @@ impl GateLink {
         if !job.spec.inputs.is_empty() {
             if job.state != JobState::StagingIn {
                 let _ = store
-                    .apply_durably(advance(JobState::StagingIn, "copying inputs"))
+                    .apply_durably(advance(&job, JobState::StagingIn, "copying inputs"))
                     .await;
             }
             if let Err(e) = gate_files::stage_in(&self.ctx, &mut client, &job).await {
@@ -637,6 +624,17 @@ impl GateLink {
             }
         }
         tracing::warn!(site = %self.name, job = job.id, "start failed repeatedly; the next reconcile retries");
+    }
+}
+
+/// gantryd moving `job`'s current attempt on to `to`, saying why.
+fn advance(job: &JobRow, to: JobState, message: &str) -> Op {
+    Op::Advance {
+        job_id: job.id,
+        attempt_id: job.attempt_id.clone(),
+        to,
+        actor: "gantryd".into(),
+        message: message.to_string(),
     }
 }
 
