@@ -15,13 +15,18 @@ pub(super) fn end_lost(mut k: Known) -> Known {
         }
         // Its start was recorded but not its pid (the supervisor died in
         // between): whatever began is found by the attempt id in its
-        // environment, so nothing of it runs on unseen.
+        // environment, so nothing of it runs on unseen. The scan is made
+        // twice: a process in the middle of an exec cannot be read.
         if k.pid == 0 {
-            for pid in
-                sys::started_with_env(&format!("{}={}", crate::launch::ATTEMPT_ENV, k.attempt))
-            {
-                sys::kill_group(pid, libc::SIGKILL);
-                sys::kill(pid, libc::SIGKILL);
+            let entry = format!("{}={}", crate::launch::ATTEMPT_ENV, k.attempt);
+            for pass in 0..2 {
+                if pass > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                for pid in sys::started_with_env(&entry) {
+                    sys::kill_group(pid, libc::SIGKILL);
+                    sys::kill(pid, libc::SIGKILL);
+                }
             }
         }
         k.exit = Some(ended_now(LOST_REASON));
@@ -49,12 +54,23 @@ mod tests {
     #[test]
     fn a_start_recorded_without_its_pid_is_found_by_its_attempt_id_and_killed() {
         let attempt = format!("lost-test-{}", std::process::id());
-        let mut job = std::process::Command::new("sleep")
-            .arg("30")
+        // It says "ready" once it runs (before its exec its environ in
+        // /proc is still this test's) and then waits on its stdin.
+        let mut job = std::process::Command::new("sh")
+            .args(["-c", "echo ready; read line"])
             .env(crate::launch::ATTEMPT_ENV, &attempt)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .process_group(0)
             .spawn()
             .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(job.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready, "ready\n");
         let ended = end_lost(known(&attempt, 0, 0));
         assert_eq!(ended.exit.map(|e| e.reason), Some(LOST_REASON.to_string()));
         let status = job.wait().unwrap();

@@ -234,11 +234,22 @@ mod tests {
     fn finds_a_process_by_its_environment() {
         let entry = format!("GANTRY_TEST_ENTRY={}", std::process::id());
         let (name, value) = entry.split_once('=').unwrap();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
+        // The shell says "ready" once it runs (before its exec the child's
+        // /proc environ is still the parent's) and then waits on its stdin.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo ready; read line"])
             .env(name, value)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready, "ready\n");
         let found = started_with_env(&entry);
         child.kill().unwrap();
         child.wait().unwrap();
