@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod pki;
 pub mod serve;
+pub mod signal;
 pub mod telemetry;
 pub mod tls;
 

@@ -242,3 +242,198 @@ async fn a_job_with_nothing_to_bring_back_skips_staging_out() {
     assert_eq!(logs(&alice, quiet.id, LogStream::Stdout).await, "");
     assert_eq!(logs(&alice, chatty.id, LogStream::Stdout).await, "hi\n");
 }
+
+/// Poll `id` until `done` holds (60 s at most); the job as it then is.
+async fn until(
+    client: &Client,
+    id: u64,
+    done: impl Fn(&gantry_client::Job) -> bool,
+) -> gantry_client::Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = client.get(id).await.unwrap();
+        if done(&job) {
+            return job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {job:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_get_sigterm_then_sigkill_and_a_warning_signal_before_their_walltime() {
+    let cluster = Cluster::start(Options {
+        cpus: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let dir = cluster.dir();
+    // Saves a checkpoint on SIGTERM and exits 0; notes SIGUSR1; says when
+    // its traps are set.
+    let trapping = |name: &str| {
+        let f = |what: &str| dir.join(format!("{name}.{what}")).display().to_string();
+        sh(&format!(
+            "trap 'echo saved > {}; exit 0' TERM; trap 'echo warned > {}' USR1; \
+             touch {}; while :; do sleep 0.1; done",
+            f("checkpoint"),
+            f("warned"),
+            f("ready")
+        ))
+    };
+    let ready = |name: &str| dir.join(format!("{name}.ready"));
+    let cancelled = alice.submit(trapping("cancelled")).await.unwrap();
+    let mut timed = trapping("timed");
+    timed.resources = Some(ResourceRequest {
+        walltime: "3s".into(),
+        ..Default::default()
+    });
+    timed.signal = "USR1@2".into();
+    let timed = alice.submit(timed).await.unwrap();
+    assert_eq!(timed.spec.as_ref().unwrap().signal, "USR1@2");
+    let stubborn = alice
+        .submit(sh(&format!(
+            "trap '' TERM; touch {}; while :; do sleep 0.1; done",
+            ready("stubborn").display()
+        )))
+        .await
+        .unwrap();
+
+    for name in ["cancelled", "stubborn"] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !ready(name).exists() {
+            assert!(tokio::time::Instant::now() < deadline, "{name} never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    alice.cancel(cancelled.id, "").await.unwrap();
+    alice.cancel(stubborn.id, "").await.unwrap();
+
+    // Cancel: SIGTERM, the job saves and exits 0, and its exit code and
+    // end time are recorded although gantryd had ended it already.
+    let c = until(&alice, cancelled.id, |j| j.exit_code.is_some()).await;
+    assert_eq!(c.state(), JobState::Cancelled);
+    assert_eq!(c.exit_code, Some(0), "{c:?}");
+    assert!(
+        c.end_time_ms >= c.start_time_ms && c.start_time_ms > 0,
+        "{c:?}"
+    );
+    let saved = std::fs::read_to_string(dir.join("cancelled.checkpoint")).unwrap();
+    assert_eq!(saved, "saved\n");
+    assert!(!dir.join("cancelled.warned").exists());
+
+    // A job that ignores SIGTERM is killed once the grace (3 s) is over.
+    let s = until(&alice, stubborn.id, |j| j.exit_code.is_some()).await;
+    assert_eq!(s.exit_code, Some(128 + 9), "{s:?}");
+    assert!(s.end_time_ms - s.start_time_ms >= 3_000, "{s:?}");
+
+    // Walltime: the warning signal a second in, SIGTERM at 3 s; the job
+    // saved and exited 0 but ran out of time.
+    let t = wait(&alice, timed.id).await;
+    assert_eq!(t.state(), JobState::Failed, "{t:?}");
+    assert_eq!(t.reason, "walltime exceeded");
+    assert_eq!(t.exit_code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("timed.warned")).unwrap(),
+        "warned\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("timed.checkpoint")).unwrap(),
+        "saved\n"
+    );
+    let ran = t.end_time_ms - t.start_time_ms;
+    assert!((3_000..10_000).contains(&ran), "ran {ran} ms: {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warning_signal_needs_a_walltime_and_a_real_signal() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let mut spec = sh("true");
+    spec.signal = "USR1@30".into();
+    let e = alice.submit(spec.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("walltime"), "{e}");
+    spec.resources = Some(ResourceRequest {
+        walltime: "1m".into(),
+        ..Default::default()
+    });
+    spec.signal = "NOSUCH".into();
+    let e = alice.submit(spec).await.unwrap_err();
+    assert!(e.to_string().contains("\"NOSUCH\" is not a signal"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_starts_from_a_login_environment_not_the_gates() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let job = alice
+        .submit(JobSpec {
+            argv: vec!["env".into()],
+            env: [("MY_VAR".to_string(), "a b".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(wait(&alice, job.id).await.state(), JobState::Completed);
+    let out = logs(&alice, job.id, LogStream::Stdout).await;
+    let mut names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "GANTRY_ATTEMPT_ID",
+            "GANTRY_JOB_ID",
+            "GANTRY_PARTITION_ID",
+            "HOME",
+            "LOGNAME",
+            "MY_VAR",
+            "PATH",
+            "SHELL",
+            "USER"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("\nMY_VAR=a b\n") || out.starts_with("MY_VAR=a b\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_reads_an_input_as_its_stdin() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let path = cluster.dir().join("lines.txt");
+    std::fs::write(&path, "b\na\n").unwrap();
+    let input = alice.upload_input(&path).await.unwrap();
+    let mut spec = JobSpec {
+        argv: vec!["sort".into()],
+        inputs: vec![InputFile {
+            path: "in/lines.txt".into(),
+            ..input
+        }],
+        stdin: "in/lines.txt".into(),
+        ..Default::default()
+    };
+    let job = alice.submit(spec.clone()).await.unwrap();
+    assert_eq!(wait(&alice, job.id).await.state(), JobState::Completed);
+    assert_eq!(logs(&alice, job.id, LogStream::Stdout).await, "a\nb\n");
+    // A stdin the job does not have fails it, saying which.
+    spec.stdin = "in/missing.txt".into();
+    let job = alice.submit(spec.clone()).await.unwrap();
+    let done = wait(&alice, job.id).await;
+    assert_eq!(done.state(), JobState::Failed);
+    assert!(
+        done.reason
+            .contains("cannot open its stdin `in/missing.txt`"),
+        "{done:?}"
+    );
+    spec.stdin = "../x".into();
+    let e = alice.submit(spec).await.unwrap_err();
+    assert!(e.to_string().contains("stdin"), "{e}");
+}

@@ -301,9 +301,16 @@ async fn cancel_drained_node_and_too_big_jobs_say_why_over_ssh() {
 async fn cancel_drain_and_too_big(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
     let (cluster, conf) = cluster(over_ssh).await;
-    // A running job cancelled through gantry is CANCELLED in Slurm too.
-    let long = submit(&cluster, &["--", "sleep", "300"]);
+    // A running job cancelled through gantry is CANCELLED in Slurm too; it
+    // gets SIGTERM first, and what it does then is kept (its log, its exit).
+    let trapping = "trap 'echo saved; exit 0' TERM; echo ready; while :; do sleep 1; done";
+    let long = submit(&cluster, &["--", "sh", "-c", trapping]);
     until_state(&cluster, &long, "RUNNING").await;
+    eventually(Duration::from_secs(30), "the job's traps", async || {
+        let (_, out, _) = run(cluster.cli("alice").args(["logs", &long]));
+        if out == "ready\n" { Ok(()) } else { Err(out) }
+    })
+    .await;
     let slurm_long = slurm_job_of(&cluster, &long);
     let (code, _, err) = run(cluster.cli("alice").args(["cancel", &long]));
     assert_eq!(code, 0, "{err}");
@@ -324,6 +331,15 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
     )
     .await;
     assert_eq!(field(&record, "JobState"), "CANCELLED", "{record}");
+    let out = eventually(
+        Duration::from_secs(30),
+        "the cancelled job's exit code",
+        async || show_until(&cluster, &long, "\"exit_code\": 0"),
+    )
+    .await;
+    assert!(out.contains("\"state\": \"CANCELLED\""), "{out}");
+    let (_, log, _) = run(cluster.cli("alice").args(["logs", &long]));
+    assert_eq!(log, "ready\nsaved\n");
 
     // On a drained node a job waits, and says so; resumed, it runs.
     slurm(
@@ -388,8 +404,23 @@ async fn a_job_over_its_time_limit_times_out_over_ssh() {
 async fn time_limit(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
     let (cluster, conf) = cluster(over_ssh).await;
-    // Slurm's limits are whole minutes: this takes a little over one.
-    let id = submit(&cluster, &["--walltime", "1m", "--", "sleep", "600"]);
+    // Slurm's limits are whole minutes: this takes a little over one. The
+    // job is warned (Slurm sends it up to a minute early) and gets SIGTERM.
+    let trapping =
+        "trap 'echo warned' USR1; trap 'echo saved; exit 0' TERM; while :; do sleep 1; done";
+    let id = submit(
+        &cluster,
+        &[
+            "--walltime",
+            "1m",
+            "--signal",
+            "USR1@20",
+            "--",
+            "sh",
+            "-c",
+            trapping,
+        ],
+    );
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
     assert_ne!(code, 0);
     let out = until_state(&cluster, &id, "FAILED").await;
@@ -400,6 +431,8 @@ async fn time_limit(over_ssh: bool) {
         &["show", "job", "-o", &slurm_job_of(&cluster, &id)],
     );
     assert_eq!(field(&record, "JobState"), "TIMEOUT", "{record}");
+    let (_, log, _) = run(cluster.cli("alice").args(["logs", &id]));
+    assert_eq!(log, "warned\nsaved\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]

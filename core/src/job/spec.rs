@@ -211,6 +211,10 @@ impl ValidSpec {
         for (i, glob) in spec.outputs.iter().enumerate() {
             check_relative_path(&format!("outputs[{i}]"), glob)?;
         }
+        spec.stdin = spec.stdin.trim().to_string();
+        if !spec.stdin.is_empty() {
+            check_relative_path("stdin", &spec.stdin)?;
+        }
         if spec.after.len() > MAX_AFTER {
             return Err(field("after", format!("at most {MAX_AFTER} dependencies")));
         }
@@ -219,6 +223,19 @@ impl ValidSpec {
         }
         spec.after.sort_unstable();
         spec.after.dedup();
+        if !spec.signal.trim().is_empty() {
+            let (name, seconds) = gantry_proto::signal::parse_warning(&spec.signal)
+                .map_err(|m| field("signal", m))?;
+            if walltime == 0 {
+                return Err(field(
+                    "signal",
+                    "a warning signal is sent that long before the walltime, and this job has none; give one (e.g. --walltime 1h)",
+                ));
+            }
+            spec.signal = format!("{name}@{seconds}");
+        } else {
+            spec.signal.clear();
+        }
         spec.array = spec.array.trim().to_string();
         let array = if spec.array.is_empty() {
             None
@@ -334,5 +351,20 @@ mod tests {
         let mut s = spec(&["true"]);
         s.outputs = vec!["../etc/passwd".into()];
         assert_eq!(err(s).field, "outputs[0]");
+    }
+
+    #[test]
+    fn a_warning_signal_is_normalized_and_needs_a_walltime() {
+        let mut s = spec(&["true"]);
+        s.signal = "sigusr1@30".into();
+        assert!(err(s.clone()).to_string().contains("walltime"));
+        s.resources = Some(ResourceRequest {
+            walltime: "5m".into(),
+            ..Default::default()
+        });
+        let v = ValidSpec::parse(s.clone(), |_| true).unwrap();
+        assert_eq!(v.spec.signal, "USR1@30");
+        s.signal = "USR1@-1".into();
+        assert_eq!(err(s).field, "signal");
     }
 }

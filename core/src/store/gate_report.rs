@@ -24,7 +24,24 @@ impl Tx<'_> {
             return Ok(Outcome::Gate(unwanted));
         };
         if job.site == site && job.state == JobState::Cancelled && gate_ended {
-            // Cancelled here first; the gate has now stopped it: keep its logs.
+            // Cancelled here first; the gate has now stopped it. A process
+            // that ran leaves its exit code and end time on record (once:
+            // a repeated report changes nothing); then its logs are kept.
+            if let Some(code) = g.exit_code
+                && job.start_ms > 0
+                && g.end_time_ms > 0
+                && job.exit_code.is_none()
+            {
+                job.exit_code = Some(code);
+                job.end_ms = g.end_time_ms.max(job.start_ms);
+                let message = format!("its process ended: {}", exit_text(code));
+                self.record(
+                    &mut job,
+                    JobState::Cancelled,
+                    &format!("gate/{site}"),
+                    &message,
+                );
+            }
             return Ok(Outcome::Gate(GateVerdict::SaveLogsAndRelease(Box::new(
                 job,
             ))));
@@ -85,6 +102,11 @@ impl Tx<'_> {
                 if g.start_time_ms > 0 && job.start_ms == 0 {
                     job.start_ms = g.start_time_ms;
                 }
+                // The process's end as the gate saw it, not when gantryd
+                // heard of it (or when its files were copied).
+                if g.end_time_ms > 0 {
+                    job.end_ms = g.end_time_ms.max(job.start_ms);
+                }
                 // Logs and outputs are brought back before the job ends,
                 // unless the gate says there is nothing to bring.
                 let nothing_to_bring = job.spec.outputs.is_empty()
@@ -113,6 +135,9 @@ impl Tx<'_> {
             }
             GateJobState::Cancelled => {
                 job.exit_code = g.exit_code;
+                if g.end_time_ms > 0 && job.start_ms > 0 {
+                    job.end_ms = g.end_time_ms.max(job.start_ms);
+                }
                 let message = if g.reason.is_empty() {
                     format!("cancelled on site {site}")
                 } else {
@@ -126,6 +151,14 @@ impl Tx<'_> {
             }
             GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
         }
+    }
+}
+
+/// "exit code 0", or "killed by SIGTERM (exit code 143)" for 128+N.
+fn exit_text(code: i32) -> String {
+    match code.checked_sub(128).and_then(gantry_proto::signal::name) {
+        Some(name) => format!("killed by SIG{name} (exit code {code})"),
+        None => format!("exit code {code}"),
     }
 }
 

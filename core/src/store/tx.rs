@@ -338,10 +338,13 @@ impl<'a> Tx<'a> {
         if to == JobState::Running && job.start_ms == 0 {
             job.start_ms = now;
         }
-        if is_end(to) {
+        // A gate's report may have set the process's end already.
+        if is_end(to) && job.end_ms == 0 {
             job.end_ms = now;
         }
         if to == JobState::Queued {
+            job.start_ms = 0;
+            job.end_ms = 0;
             job.site.clear();
             job.partition_id.clear();
             job.attempt_id.clear();

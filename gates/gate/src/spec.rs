@@ -32,6 +32,17 @@ pub struct Resources {
     pub gpus: u32,
 }
 
+/// A signal sent a while before the walltime ends (`sbatch --signal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Its name without "SIG" ("USR1"), as Slurm's options take it.
+    pub name: String,
+    /// Its number (Linux).
+    pub number: i32,
+    /// How long before the walltime it is sent.
+    pub before: Duration,
+}
+
 /// A validated task: what one attempt runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
@@ -49,6 +60,10 @@ pub struct JobSpec {
     pub walltime: Option<Duration>,
     /// The job owner's user name (may be empty).
     pub owner: String,
+    /// A signal to send before the walltime ends; only with a walltime.
+    pub warning: Option<Warning>,
+    /// The job's stdin: a path relative to its working directory.
+    pub stdin: Option<String>,
 }
 
 fn no_nul(field: &str, value: &str) -> Result<()> {
@@ -126,15 +141,45 @@ impl JobSpec {
                 gpus: c.gpus,
             })
             .unwrap_or_default();
+        let walltime =
+            (task.walltime_seconds > 0).then(|| Duration::from_secs(task.walltime_seconds));
+        let warning = if task.warn_signal.is_empty() {
+            None
+        } else {
+            let number = gantry_proto::signal::number(&task.warn_signal).ok_or_else(|| {
+                GateError::invalid(
+                    "task.warn_signal",
+                    format!("{:?} is not a signal name such as USR1", task.warn_signal),
+                )
+            })?;
+            if task.warn_seconds == 0 || walltime.is_none() {
+                return Err(GateError::invalid(
+                    "task.warn_seconds",
+                    "a warning signal needs warn_seconds > 0 and a walltime",
+                ));
+            }
+            Some(Warning {
+                name: task.warn_signal,
+                number,
+                before: Duration::from_secs(task.warn_seconds.into()),
+            })
+        };
+        let stdin = if task.stdin.is_empty() {
+            None
+        } else {
+            crate::paths::safe_relative_path("task.stdin", &task.stdin)?;
+            Some(task.stdin)
+        };
         Ok(Self {
             job_id: task.job_id,
             name: task.name,
             command,
             env,
             resources,
-            walltime: (task.walltime_seconds > 0)
-                .then(|| Duration::from_secs(task.walltime_seconds)),
+            walltime,
             owner: task.owner,
+            warning,
+            stdin,
         })
     }
 }
@@ -171,6 +216,23 @@ mod tests {
         assert_eq!(spec.walltime, Some(Duration::from_secs(5)));
         assert_eq!(spec.resources.cpus, 2);
         assert_eq!(spec.env["A"], "1");
+        assert_eq!(spec.warning, None);
+    }
+
+    #[test]
+    fn a_warning_signal_needs_a_name_and_a_walltime() {
+        let mut t = task();
+        t.warn_signal = "USR1".into();
+        t.warn_seconds = 30;
+        assert!(JobSpec::from_task(Some(t.clone())).is_err());
+        t.walltime_seconds = 60;
+        let w = JobSpec::from_task(Some(t.clone()))
+            .unwrap()
+            .warning
+            .unwrap();
+        assert_eq!((w.name.as_str(), w.before.as_secs()), ("USR1", 30));
+        t.warn_signal = "SIGUSR1".into();
+        assert!(JobSpec::from_task(Some(t)).is_err());
     }
 
     #[test]

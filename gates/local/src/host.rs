@@ -1,5 +1,7 @@
-//! What this machine offers: its CPUs, memory and GPUs.
+//! What this machine offers: its CPUs, memory and GPUs, and the
+//! environment a login on it starts with.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The host's resources as the local gate sees them.
@@ -13,6 +15,9 @@ pub struct Host {
     pub gpus: u32,
     /// The host name, for people.
     pub hostname: String,
+    /// The environment a login of the gate's user starts with (HOME, USER,
+    /// LOGNAME, SHELL, PATH): jobs start from it, never from the gate's own.
+    pub login_env: BTreeMap<String, String>,
 }
 
 impl Host {
@@ -27,8 +32,29 @@ impl Host {
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
+            login_env: login_env(),
         }
     }
+}
+
+/// What `login` gives the user this process runs as (Debian's
+/// `/etc/login.defs` defaults for PATH).
+fn login_env() -> BTreeMap<String, String> {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid).ok().flatten();
+    let path = if uid.is_root() {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    } else {
+        "/usr/local/bin:/usr/bin:/bin"
+    };
+    let mut env = BTreeMap::from([("PATH".to_string(), path.to_string())]);
+    if let Some(user) = user {
+        env.insert("HOME".into(), user.dir.to_string_lossy().into_owned());
+        env.insert("USER".into(), user.name.clone());
+        env.insert("LOGNAME".into(), user.name);
+        env.insert("SHELL".into(), user.shell.to_string_lossy().into_owned());
+    }
+    env
 }
 
 fn cpu_ids() -> Vec<usize> {
@@ -102,5 +128,7 @@ mod tests {
         let host = Host::detect();
         assert!(!host.cpu_ids.is_empty());
         assert!(host.memory_bytes > 0);
+        assert!(host.login_env["PATH"].contains("/usr/bin"));
+        assert!(host.login_env.contains_key("HOME"), "{:?}", host.login_env);
     }
 }

@@ -6,15 +6,16 @@ use crate::alloc::Alloc;
 use crate::config::LocalConfig;
 use crate::host::Host;
 use crate::layout::{AttemptDir, AttemptMeta};
-use crate::protocol::{Script, Start};
+use crate::protocol::{Script, Start, WarnAt};
 
 /// The environment variable that carries a job's attempt id; the supervisor
 /// also finds by it the processes of an attempt whose pid it did not record.
 pub const ATTEMPT_ENV: &str = "GANTRY_ATTEMPT_ID";
 
 /// The [`Start`] command of an attempt: its program (a script task runs
-/// through its `#!` line or `/bin/sh`), its environment with the `GANTRY_*`
-/// variables, its CPUs and walltime.
+/// through its `#!` line or `/bin/sh`), its whole environment (a login's
+/// minimum, the job's own variables and the `GANTRY_*` ones), its CPUs,
+/// walltime and warning signal.
 pub fn start_command(
     config: &LocalConfig,
     host: &Host,
@@ -41,7 +42,8 @@ pub fn start_command(
             (argv, Some(script))
         }
     };
-    let mut env = spec.env.clone();
+    let mut env = host.login_env.clone();
+    env.extend(spec.env.clone());
     env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
     env.insert(ATTEMPT_ENV.into(), attempt.to_string());
     env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
@@ -62,6 +64,12 @@ pub fn start_command(
         cpus: cpus(alloc, host),
         walltime_seconds: spec.walltime.map_or(0, |w| w.as_secs()),
         grace_seconds: config.kill_grace.as_secs(),
+        env_complete: true,
+        stdin: spec.stdin.clone(),
+        warning: spec.warning.as_ref().map(|w| WarnAt {
+            signal: w.number,
+            seconds: w.before.as_secs(),
+        }),
         meta: serde_json::to_value(meta).expect("meta serializes"),
         after: None,
     }
@@ -89,6 +97,7 @@ mod tests {
             memory_bytes: 0,
             gpus: 0,
             hostname: "h".into(),
+            login_env: [("PATH".to_string(), "/bin".to_string())].into(),
         }
     }
 
@@ -114,6 +123,8 @@ mod tests {
             resources: Default::default(),
             walltime: None,
             owner: String::new(),
+            warning: None,
+            stdin: None,
         };
         let d = AttemptDir::new(std::path::Path::new("/w/attempts"), "a1");
         let config = LocalConfig::new("/w");
@@ -132,6 +143,8 @@ mod tests {
         assert_eq!(s.argv, ["/bin/sh", "/w/attempts/a1/script"]);
         assert!(!s.script.unwrap().executable);
         assert_eq!(s.env["GANTRY_JOB_ID"], "1");
+        assert_eq!(s.env["PATH"], "/bin");
+        assert!(s.env_complete);
         let s = start("#!/bin/bash\necho");
         assert_eq!(s.argv, ["/w/attempts/a1/script"]);
         assert!(s.script.unwrap().executable);

@@ -52,6 +52,13 @@ impl Link {
                  queued jobs wait for a free slot until it exits"
             );
         }
+        if connection.protocol < 3 {
+            tracing::warn!(
+                protocol = connection.protocol,
+                "an older gantry-supervisor runs for this work directory; until it exits \
+                 it sends no warning signals (--signal) and jobs get the gate's environment"
+            );
+        }
         self.successors
             .store(current, std::sync::atomic::Ordering::Relaxed);
     }

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 /// This protocol's version, in [`Event::Synced`]: a gate meeting an older
 /// supervisor (one that outlived an upgrade) uses only what that one knows.
-/// 1: the first; 2: successors ([`Start::after`]).
-pub const PROTOCOL: u32 = 2;
+/// 1: the first; 2: successors ([`Start::after`]); 3: warning signals
+/// ([`Start::warning`]), a job environment that is not the supervisor's
+/// ([`Start::env_complete`]) and stdin ([`Start::stdin`]).
+pub const PROTOCOL: u32 = 3;
 
 /// The reason of an attempt whose supervisor died while it ran.
 pub const LOST_REASON: &str = "lost: the job's supervisor died";
@@ -23,7 +25,7 @@ pub const LOST_REASON: &str = "lost: the job's supervisor died";
 pub enum Command {
     /// Start an attempt (a repeat of a known attempt is answered with its
     /// current state and starts nothing).
-    Start(Start),
+    Start(Box<Start>),
     /// Stop an attempt's job: SIGTERM to its process group, SIGKILL after
     /// its grace period. Its end arrives as [`Event::Exited`] with `reason`.
     Stop {
@@ -46,8 +48,15 @@ pub struct Start {
     pub attempt: String,
     /// The program and its arguments.
     pub argv: Vec<String>,
-    /// Variables added to the supervisor's environment.
+    /// The job's environment: the whole of it when `env_complete`, else
+    /// (protocol 1 and 2) added to the supervisor's own.
     pub env: BTreeMap<String, String>,
+    /// `env` is the whole environment (protocol 3).
+    #[serde(default)]
+    pub env_complete: bool,
+    /// Its stdin: a file relative to its `work/` (protocol 3); `None`: /dev/null.
+    #[serde(default)]
+    pub stdin: Option<String>,
     /// A script to write to the attempt's `script` file before starting.
     pub script: Option<Script>,
     /// Host CPU ids to pin the job to (empty: not pinned).
@@ -56,6 +65,10 @@ pub struct Start {
     pub walltime_seconds: u64,
     /// Seconds between SIGTERM and SIGKILL when it is stopped.
     pub grace_seconds: u64,
+    /// A signal (number) to send to its process group `seconds` before the
+    /// walltime (`sbatch --signal`); needs protocol 3.
+    #[serde(default)]
+    pub warning: Option<WarnAt>,
     /// What the gate wants back in snapshots (the supervisor does not read it).
     pub meta: serde_json::Value,
     /// Start it only once this (running) attempt has ended, on the CPUs it
@@ -66,6 +79,15 @@ pub struct Start {
     /// waits so, with another `after` (or none), replaces how it starts.
     #[serde(default)]
     pub after: Option<String>,
+}
+
+/// A signal sent before the walltime ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarnAt {
+    /// The signal's number.
+    pub signal: i32,
+    /// Seconds before the walltime (sent at once when the walltime is shorter).
+    pub seconds: u64,
 }
 
 /// A script task's text.
@@ -221,7 +243,7 @@ mod tests {
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), cmd);
         let text = String::from_utf8(line(&Event::Synced { protocol: PROTOCOL })).unwrap();
-        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":2}\n");
+        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":3}\n");
         let old: Event = serde_json::from_str("{\"ev\":\"synced\"}").unwrap();
         assert_eq!(old, Event::Synced { protocol: 1 });
     }

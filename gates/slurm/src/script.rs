@@ -87,6 +87,17 @@ pub fn sbatch_options(
         // Slurm counts in minutes; a limit is never shortened.
         o.push(format!("--time={}", w.as_secs().div_ceil(60).max(1)));
     }
+    if let Some(stdin) = &spec.stdin {
+        o.push(format!(
+            "--input={}",
+            dir.join("work").join(stdin).display()
+        ));
+    }
+    if let Some(w) = &spec.warning {
+        // B: the batch shell, which is the job (exec'd by the batch script);
+        // without it Slurm signals only job steps.
+        o.push(format!("--signal=B:{}@{}", w.name, w.before.as_secs()));
+    }
     o
 }
 
@@ -108,6 +119,8 @@ mod tests {
             },
             walltime: Some(Duration::from_secs(61)),
             owner: String::new(),
+            warning: None,
+            stdin: None,
         }
     }
 
@@ -151,5 +164,22 @@ mod tests {
         ] {
             assert!(o.iter().any(|x| x == want), "{want} in {o:?}");
         }
+        assert!(!o.iter().any(|x| x.starts_with("--signal")), "{o:?}");
+        let mut warned = spec(Command::Argv(vec!["true".into()]));
+        warned.warning = Some(gantry_gate::Warning {
+            name: "USR1".into(),
+            number: 10,
+            before: Duration::from_secs(30),
+        });
+        let o = sbatch_options(dir, &attempt, "debug", &warned);
+        assert!(o.iter().any(|x| x == "--signal=B:USR1@30"), "{o:?}");
+        assert!(!o.iter().any(|x| x.starts_with("--input")), "{o:?}");
+        warned.stdin = Some("data/in.txt".into());
+        let o = sbatch_options(dir, &attempt, "debug", &warned);
+        assert!(
+            o.iter()
+                .any(|x| x == "--input=/w/attempts/a1/work/data/in.txt"),
+            "{o:?}"
+        );
     }
 }

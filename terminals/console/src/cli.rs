@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Submit a job: a command after `--`, or a script file
-    Submit(cmd::submit::SubmitArgs),
+    Submit(Box<cmd::submit::SubmitArgs>),
     /// List your jobs, newest first
     Ls(cmd::ls::LsArgs),
     /// Show every field of a job and its history of events

@@ -148,6 +148,12 @@ pub struct SpecView {
     pub after: Vec<u64>,
     /// Submitted held.
     pub hold: bool,
+    /// The warning signal before the walltime ("USR1@60").
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signal: String,
+    /// The file it reads as stdin, relative to its working directory.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stdin: String,
 }
 
 /// Requested resources as JSON.
@@ -281,6 +287,8 @@ impl From<&JobSpec> for SpecView {
             priority: s.priority,
             after: s.after.clone(),
             hold: s.hold,
+            signal: s.signal.clone(),
+            stdin: s.stdin.clone(),
         }
     }
 }
@@ -390,6 +398,26 @@ pub fn time_and_age(ms: i64, now: i64) -> String {
         humantime::format_rfc3339_seconds(time),
         short_duration(now - ms)
     )
+}
+
+/// "exit code 0", "143 (SIGTERM)" for 128+N, or "-" without one.
+pub fn exit_text(code: Option<i32>) -> String {
+    match code {
+        None => "-".into(),
+        Some(c) => match c.checked_sub(128).and_then(gantry_proto::signal::name) {
+            Some(name) => format!("{c} (SIG{name})"),
+            None => c.to_string(),
+        },
+    }
+}
+
+/// How long a job's process ran (`took 1m05s`), or "-" when it did not.
+pub fn run_time(job: &Job) -> String {
+    if job.start_time_ms > 0 && job.end_time_ms >= job.start_time_ms {
+        short_duration(job.end_time_ms - job.start_time_ms)
+    } else {
+        "-".into()
+    }
 }
 
 /// The AGE/DURATION cell: how long an ended job took, or how long ago an

@@ -299,6 +299,8 @@ fn sbatch_one(slurm: &SlurmCluster, dir: &std::path::Path, k: usize) -> Option<(
         },
         walltime: None,
         owner: String::new(),
+        warning: None,
+        stdin: None,
     };
     let text = script::batch_script(&dir, &attempt, "bench", &spec);
     let mut args = script::sbatch_options(&dir, &attempt, "debug", &spec);

@@ -178,7 +178,7 @@ impl Inner {
             alloc,
         );
         start.after = after.cloned();
-        self.link.send(&Command::Start(start))?;
+        self.link.send(&Command::Start(Box::new(start)))?;
         a.sent = true;
         Ok(())
     }

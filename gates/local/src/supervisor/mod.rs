@@ -6,9 +6,9 @@
 //! connection replaces the old), starts each job directly as its own child
 //! (`posix_spawn`: one exec per job), in its own process group with cwd
 //! `attempts/<id>/work` and its output in `attempts/<id>/{stdout,stderr}`,
-//! enforces walltimes, stops jobs on request (SIGTERM, SIGKILL after the
-//! grace period) and records every change in `supervisor.journal` before
-//! the gate hears of it. It exits once no gate is connected and no job runs;
+//! enforces walltimes (with a warning signal first when asked), stops jobs
+//! on request (SIGTERM, SIGKILL after the grace period) and records every
+//! change in `supervisor.journal` before the gate hears of it. It exits once no gate is connected and no job runs;
 //! the next one, started by the next gate, reads the journal. A job that
 //! was running when a supervisor died is ended and reported lost.
 //!
@@ -47,7 +47,7 @@ use dirs::Dirs;
 use journal::{Entry, Journal};
 use lost::end_lost;
 
-use crate::protocol::{Command, Event, Exit, Known, PROTOCOL, Start, line};
+use crate::protocol::{Command, Event, Exit, Known, PROTOCOL, Start, WarnAt, line};
 
 /// The socket's file name in the work directory.
 pub const SOCKET: &str = "supervisor.sock";
@@ -66,6 +66,8 @@ const TICK: Duration = Duration::from_secs(1);
 struct Tracked {
     known: Known,
     walltime_at: Option<Instant>,
+    /// When to send the warning signal (`sbatch --signal`), and which.
+    warn_at: Option<(Instant, i32)>,
     grace: Duration,
     /// Why it is being stopped; empty while it is not.
     stop_reason: String,
@@ -151,7 +153,7 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
         dirs,
         jobs: known
             .into_iter()
-            .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO, 0)))
+            .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO, 0, None)))
             .collect(),
         by_pid: HashMap::new(),
         successors: HashMap::new(),
@@ -166,11 +168,24 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
     served.map_err(err("poll".into()))
 }
 
-fn tracked(known: Known, grace: Duration, walltime_seconds: u64) -> Tracked {
+fn tracked(
+    known: Known,
+    grace: Duration,
+    walltime_seconds: u64,
+    warning: Option<WarnAt>,
+) -> Tracked {
+    let walltime_at =
+        (walltime_seconds > 0).then(|| Instant::now() + Duration::from_secs(walltime_seconds));
+    let warn_at = walltime_at.zip(warning).map(|(end, w)| {
+        let at = end
+            .checked_sub(Duration::from_secs(w.seconds))
+            .unwrap_or_else(Instant::now);
+        (at, w.signal)
+    });
     Tracked {
         known,
-        walltime_at: (walltime_seconds > 0)
-            .then(|| Instant::now() + Duration::from_secs(walltime_seconds)),
+        walltime_at,
+        warn_at,
         grace,
         stop_reason: String::new(),
         kill_at: None,
@@ -312,7 +327,7 @@ impl Supervisor {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Start(start) => self.start(start),
+            Command::Start(start) => self.start(*start),
             Command::Stop { attempt, reason } => {
                 self.drop_successor(&attempt, &reason);
                 if let Some(job) = self.jobs.get_mut(&attempt) {
@@ -423,7 +438,7 @@ impl Supervisor {
         let grace = Duration::from_secs(start.grace_seconds);
         self.jobs.insert(
             attempt.clone(),
-            tracked(known, grace, start.walltime_seconds),
+            tracked(known, grace, start.walltime_seconds, start.warning),
         );
         match self.spawn(&start) {
             Ok(pid) => {
@@ -479,6 +494,12 @@ impl Supervisor {
             .dirs
             .prepare(&start.attempt, start.script.as_ref())
             .map_err(|e| (126, format!("cannot prepare its directory: {e}")))?;
+        let stdin = match &start.stdin {
+            None => Stdio::null(),
+            Some(path) => std::fs::File::open(prepared.work.join(path))
+                .map(Stdio::from)
+                .map_err(|e| (1, format!("cannot open its stdin `{path}`: {e}")))?,
+        };
         let pinned = !start.cpus.is_empty();
         if pinned {
             match sys::cpu_set(&start.cpus).and_then(|set| sys::set_affinity(&set)) {
@@ -489,11 +510,15 @@ impl Supervisor {
                 ),
             }
         }
-        let spawned = std::process::Command::new(&program)
+        let mut command = std::process::Command::new(&program);
+        if start.env_complete {
+            command.env_clear();
+        }
+        let spawned = command
             .args(start.argv.iter().skip(1))
             .envs(&start.env)
             .current_dir(&prepared.work)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(prepared.stdout)
             .stderr(prepared.stderr)
             .process_group(0)
@@ -575,6 +600,12 @@ impl Supervisor {
                 sys::kill_group(job.known.pid, libc::SIGKILL);
                 job.kill_at = None;
             }
+            if let Some((at, signal)) = job.warn_at
+                && now >= at
+            {
+                sys::kill_group(job.known.pid, signal);
+                job.warn_at = None;
+            }
             if job.walltime_at.is_some_and(|at| now >= at) {
                 job.walltime_at = None;
                 job.stop("walltime exceeded");
@@ -586,7 +617,7 @@ impl Supervisor {
         self.jobs
             .values()
             .filter(|j| j.running())
-            .flat_map(|j| [j.walltime_at, j.kill_at])
+            .flat_map(|j| [j.walltime_at, j.kill_at, j.warn_at.map(|(at, _)| at)])
             .flatten()
             .min()
     }

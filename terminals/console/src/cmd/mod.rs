@@ -49,7 +49,7 @@ impl Ctx {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Ctx { json: cli.json };
     match cli.command {
-        Command::Submit(args) => submit::run(&ctx, args).await,
+        Command::Submit(args) => submit::run(&ctx, *args).await,
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Show(args) => show::run(&ctx, args).await,
         Command::Cancel(args) => cancel::run(&ctx, args).await,

@@ -96,13 +96,14 @@ fn print_job(job: &Job) {
             format!("{}{}", view.state, if view.held { " (held)" } else { "" }),
         ),
         ("reason", or_dash(&view.reason)),
-        ("exit code", output::exit_cell(view.exit_code)),
+        ("exit code", output::exit_text(view.exit_code)),
         ("site", or_dash(&view.site)),
         ("partition", or_dash(&view.partition_id)),
         ("attempt", or_dash(&view.attempt_id)),
         ("submitted", output::time_and_age(view.submit_time_ms, now)),
         ("started", output::time_and_age(view.start_time_ms, now)),
         ("ended", output::time_and_age(view.end_time_ms, now)),
+        ("ran for", output::run_time(job)),
     ]);
     if spec.script.is_empty() {
         rows.push(("command", join_words(&spec.argv)));
@@ -121,6 +122,8 @@ fn print_job(job: &Job) {
                 or_dash(&r.walltime)
             ),
         ),
+        ("signal", or_dash(&spec.signal)),
+        ("stdin", or_dash(&spec.stdin)),
         ("requested site", or_dash(&spec.site)),
         ("priority", spec.priority.to_string()),
         (

@@ -32,6 +32,11 @@ pub struct JobFlags {
     /// Longest run time, e.g. 90s, 1h30m, 01:30:00, 2-00:00:00 [default: the site's limit]
     #[arg(long, value_name = "DURATION")]
     pub walltime: Option<String>,
+    /// Send this signal that many seconds before the walltime ends, as
+    /// sbatch --signal: USR1@120, SIGINT, 10@30 [default lead: 60 s]. Cancel
+    /// and walltime send SIGTERM first, then SIGKILL after the site's grace
+    #[arg(long, value_name = "SIG[@SECONDS]")]
+    pub signal: Option<String>,
     /// The site (gate) to run on [default: any, the scheduler chooses]
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
@@ -39,6 +44,10 @@ pub struct JobFlags {
     /// another relative path (repeatable)
     #[arg(long = "input", value_name = "PATH[:DEST]", value_parser = parse::input)]
     pub inputs: Vec<InputArg>,
+    /// Upload a local file and give it to the job as its standard input
+    /// (placed in the working directory under its file name) [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
     /// Copy files matching this glob (relative to the working directory, e.g.
     /// 'out/*.csv') back after the job ends; fetch them with `gantry outputs` (repeatable)
     #[arg(long = "output", value_name = "GLOB")]
@@ -49,6 +58,12 @@ pub struct JobFlags {
     /// Set an environment variable in the job (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse::key_value)]
     pub env: Vec<(String, String)>,
+    /// Variables of this shell to give the job, as sbatch --export: ALL,
+    /// NONE, or NAME[=VALUE][,...] (ALL,NAME=VALUE adds to all). The job
+    /// always starts from the site's login environment; --env wins
+    /// [default: NONE; sbatch's is ALL]
+    #[arg(long, value_name = "ALL|NONE|NAMES")]
+    pub export: Option<String>,
     /// Start only after these jobs COMPLETED (repeatable, or comma-separated)
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub after: Vec<u64>,
@@ -80,11 +95,14 @@ impl JobFlags {
             gpus: self.gpus.or(directives.gpus),
             nodes: self.nodes.or(directives.nodes),
             walltime: self.walltime.or(directives.walltime),
+            signal: self.signal.or(directives.signal),
             site: self.site.or(directives.site),
             inputs: join(directives.inputs, self.inputs),
+            stdin: self.stdin.or(directives.stdin),
             outputs: join(directives.outputs, self.outputs),
             labels: join(directives.labels, self.labels),
             env: join(directives.env, self.env),
+            export: self.export.or(directives.export),
             after: join(directives.after, self.after),
             priority: self.priority.or(directives.priority),
             hold: self.hold || directives.hold,
@@ -120,8 +138,43 @@ impl JobFlags {
             after: self.after.clone(),
             hold: self.hold,
             array: self.array.clone().unwrap_or_default(),
+            signal: self.signal.clone().unwrap_or_default(),
+            // Set by `run` once the file is uploaded.
+            stdin: String::new(),
         }
     }
+}
+
+/// The variables `--export` takes from `shell` (the submitting
+/// environment): ALL (but Gantry's own `GANTRY_*` settings and names a job
+/// cannot carry), NONE, or names, each with an optional value.
+pub fn exported(
+    export: &str,
+    shell: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<HashMap<String, String>> {
+    let shell: HashMap<String, String> = shell.collect();
+    let mut env = HashMap::new();
+    for item in export.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            _ if item == "NONE" => {}
+            _ if item == "ALL" => env.extend(
+                shell
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("GANTRY_") && parse::is_env_name(k))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            ),
+            Some((name, value)) => {
+                env.insert(name.to_string(), value.to_string());
+            }
+            None => match shell.get(item) {
+                Some(value) => {
+                    env.insert(item.to_string(), value.clone());
+                }
+                None => bail!("--export {item}: {item} is not set in this shell"),
+            },
+        }
+    }
+    Ok(env)
 }
 
 /// What a job runs.
@@ -198,6 +251,11 @@ impl SubmitArgs {
 pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     let (flags, program) = args.resolve()?;
     let mut spec = flags.spec(program);
+    if let Some(export) = &flags.export {
+        for (name, value) in exported(export, std::env::vars())? {
+            spec.env.entry(name).or_insert(value);
+        }
+    }
     let client: Client = ctx.connect().await?;
     for input in &flags.inputs {
         let mut file = client
@@ -208,6 +266,23 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
             file.path = dest.clone();
         }
         spec.inputs.push(file);
+    }
+    if let Some(local) = &flags.stdin {
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| format!("--stdin {}: not a file", local.display()))?;
+        if !spec.inputs.iter().any(|i| i.path == name) {
+            let file = client
+                .upload_input(local)
+                .await
+                .with_context(|| format!("cannot upload --stdin {}", local.display()))?;
+            spec.inputs.push(gantry_client::InputFile {
+                path: name.clone(),
+                ..file
+            });
+        }
+        spec.stdin = name;
     }
     let job = client.submit(spec).await?;
     if ctx.json {
@@ -240,6 +315,31 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<SubmitArgs, clap::Error> {
         Wrap::try_parse_from(std::iter::once("submit").chain(args.iter().copied())).map(|w| w.args)
+    }
+
+    #[test]
+    fn export_takes_all_none_or_names_from_the_shell() {
+        let shell = || {
+            [
+                ("A", "1"),
+                ("B", "2"),
+                ("GANTRY_ADDR", "x"),
+                ("BASH_FUNC_f%%", "()"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        };
+        let keys = |m: HashMap<String, String>| {
+            let mut k: Vec<String> = m.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(exported("ALL", shell()).unwrap()), ["A=1", "B=2"]);
+        assert!(exported("NONE", shell()).unwrap().is_empty());
+        assert_eq!(keys(exported("B,C=3", shell()).unwrap()), ["B=2", "C=3"]);
+        assert_eq!(keys(exported("ALL,A=9", shell()).unwrap()), ["A=9", "B=2"]);
+        let e = exported("NOPE", shell()).unwrap_err().to_string();
+        assert!(e.contains("NOPE is not set"), "{e}");
     }
 
     #[test]
