@@ -81,6 +81,20 @@ impl Tracked {
         self.known.pid != 0 && self.known.exit.is_none()
     }
 
+    /// Start its clocks: the walltime (and the warning before it) counts
+    /// from now, its start.
+    fn arm(&mut self, walltime_seconds: u64, warning: Option<WarnAt>) {
+        let now = Instant::now();
+        self.walltime_at =
+            (walltime_seconds > 0).then(|| now + Duration::from_secs(walltime_seconds));
+        self.warn_at = self.walltime_at.zip(warning).map(|(end, w)| {
+            let at = end
+                .checked_sub(Duration::from_secs(w.seconds))
+                .unwrap_or(now);
+            (at, w.signal)
+        });
+    }
+
     fn stop(&mut self, reason: &str) {
         if self.running() && self.stop_reason.is_empty() {
             self.stop_reason = reason.to_string();
@@ -153,7 +167,7 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
         dirs,
         jobs: known
             .into_iter()
-            .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO, 0, None)))
+            .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO)))
             .collect(),
         by_pid: HashMap::new(),
         successors: HashMap::new(),
@@ -168,24 +182,11 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
     served.map_err(err("poll".into()))
 }
 
-fn tracked(
-    known: Known,
-    grace: Duration,
-    walltime_seconds: u64,
-    warning: Option<WarnAt>,
-) -> Tracked {
-    let walltime_at =
-        (walltime_seconds > 0).then(|| Instant::now() + Duration::from_secs(walltime_seconds));
-    let warn_at = walltime_at.zip(warning).map(|(end, w)| {
-        let at = end
-            .checked_sub(Duration::from_secs(w.seconds))
-            .unwrap_or_else(Instant::now);
-        (at, w.signal)
-    });
+fn tracked(known: Known, grace: Duration) -> Tracked {
     Tracked {
         known,
-        walltime_at,
-        warn_at,
+        walltime_at: None,
+        warn_at: None,
         grace,
         stop_reason: String::new(),
         kill_at: None,
@@ -436,15 +437,13 @@ impl Supervisor {
             return;
         }
         let grace = Duration::from_secs(start.grace_seconds);
-        self.jobs.insert(
-            attempt.clone(),
-            tracked(known, grace, start.walltime_seconds, start.warning),
-        );
+        self.jobs.insert(attempt.clone(), tracked(known, grace));
         match self.spawn(&start) {
             Ok(pid) => {
                 let start_ms = now_ms();
                 let start_ticks = sys::start_ticks(pid);
                 let job = self.jobs.get_mut(&attempt).expect("inserted above");
+                job.arm(start.walltime_seconds, start.warning);
                 (job.known.pid, job.known.start_ticks, job.known.start_ms) =
                     (pid, start_ticks, start_ms);
                 job.started_after = start.after.clone();
