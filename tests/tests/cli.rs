@@ -69,3 +69,81 @@ async fn script_directives_and_clear_errors() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("resources.walltime"), "{err}");
 }
+
+/// The JSON lines of `gantry watch ARGS --json` (it must end by itself).
+fn watch_json(cluster: &Cluster, args: &[&str]) -> Vec<serde_json::Value> {
+    let (code, out, err) = run(cluster.cli("alice").arg("watch").args(args).arg("--json"));
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_follows_a_job_to_its_end_resumes_and_starts_from_now() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let (code, out, err) =
+        run(cluster
+            .cli("alice")
+            .args(["submit", "--", "sh", "-c", "sleep 0.5"]));
+    assert_eq!(code, 0, "{err}");
+    let id = submitted_id(&out);
+    // Named jobs: their history, then each change, until they have ended.
+    let events = watch_json(&cluster, &[&id.to_string()]);
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["to_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"QUEUED"), "{events:?}");
+    assert_eq!(states.last(), Some(&"COMPLETED"), "{events:?}");
+    assert!(states.contains(&"RUNNING"), "{events:?}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Resumed after an event: exactly the ones after it.
+    let resumed = watch_json(
+        &cluster,
+        &["--since", &seqs[1].to_string(), &id.to_string()],
+    );
+    assert_eq!(resumed, events[2..], "resumed after seq {}", seqs[1]);
+
+    // Without ids: from now on, nothing of the past.
+    let mut watcher = cluster
+        .cli("alice")
+        .args(["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The watcher starts at some moment: submit until it has seen a job.
+    let mut submitted = Vec::new();
+    let first = loop {
+        let (code, out, err) = run(cluster.cli("alice").args(["submit", "--", "true"]));
+        assert_eq!(code, 0, "{err}");
+        submitted.push(submitted_id(&out));
+        if let Ok(line) = seen.recv_timeout(std::time::Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(submitted.len() < 100, "the watcher printed nothing");
+    };
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert!(
+        first["seq"].as_u64().unwrap() > *seqs.last().unwrap(),
+        "{first}"
+    );
+    let job = first["job_id"].as_u64().unwrap();
+    assert!(
+        submitted.contains(&job),
+        "{first} is not one of {submitted:?}"
+    );
+}

@@ -20,12 +20,39 @@ impl Client {
         job_ids: Vec<u64>,
         follow: bool,
     ) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
+        self.events(Some(after_seq), job_ids, follow)
+    }
+
+    /// Job events from now on (no history), in order; only those of
+    /// `job_ids` unless it is empty. The stream stays open and resumes as
+    /// [`Self::watch`] does.
+    pub fn watch_new(
+        &self,
+        job_ids: Vec<u64>,
+    ) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
+        self.events(None, job_ids, true)
+    }
+
+    /// The stream behind [`Self::watch`] (`Some(after_seq)`) and
+    /// [`Self::watch_new`] (`None`: from where gantryd says it starts).
+    fn events(
+        &self,
+        after_seq: Option<u64>,
+        job_ids: Vec<u64>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
         let mut client = self.raw();
         async_stream::stream! {
-            let mut last = after_seq;
+            let mut start = after_seq;
             let mut backoff = Backoff::new(RETRY_BUDGET);
             loop {
-                let request = WatchEventsRequest { after_seq: last, job_ids: job_ids.clone(), follow };
+                let request = WatchEventsRequest {
+                    after_seq: start.unwrap_or(0),
+                    job_ids: job_ids.clone(),
+                    follow,
+                    only_new: start.is_none(),
+                };
+                let mut last = start.unwrap_or(0);
                 let opened = client.watch_events(request).await;
                 let mut events = match opened {
                     Ok(response) => {
@@ -44,9 +71,15 @@ impl Client {
                 loop {
                     match events.message().await {
                         Ok(Some(batch)) => {
+                            if start.is_none() {
+                                // Where an only_new stream begins.
+                                last = batch.through_seq;
+                                start = Some(last);
+                            }
                             for event in batch.events {
                                 if event.seq > last {
                                     last = event.seq;
+                                    start = Some(last);
                                     yield Ok(event);
                                 }
                             }

@@ -28,6 +28,24 @@ impl GantryService {
             // Subscribe before the first read so nothing committed in between is missed.
             let mut commits = store.subscribe();
             let mut after = req.after_seq;
+            if req.only_new {
+                // Read after subscribing: what commits in between is in the
+                // broadcast, and only what is above `after` is sent.
+                after = match store.max_seq().await {
+                    Ok(seq) => seq,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let start = WatchEventsResponse {
+                    events: Vec::new(),
+                    through_seq: after,
+                };
+                if tx.send(Ok(start)).await.is_err() {
+                    return;
+                }
+            }
             'catch_up: loop {
                 loop {
                     let events = match store
@@ -43,7 +61,14 @@ impl GantryService {
                     let full = events.len() as u32 == PAGE;
                     if let Some(last) = events.last() {
                         after = last.seq;
-                        if tx.send(Ok(WatchEventsResponse { events })).await.is_err() {
+                        if tx
+                            .send(Ok(WatchEventsResponse {
+                                events,
+                                through_seq: 0,
+                            }))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -69,7 +94,13 @@ impl GantryService {
                                 .collect();
                             after = after.max(commit.seq);
                             if !events.is_empty()
-                                && tx.send(Ok(WatchEventsResponse { events })).await.is_err()
+                                && tx
+                                    .send(Ok(WatchEventsResponse {
+                                        events,
+                                        through_seq: 0,
+                                    }))
+                                    .await
+                                    .is_err()
                             {
                                 return;
                             }

@@ -49,6 +49,8 @@ pub enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Wait for a job to end and exit with its exit status
     Wait(cmd::wait::WaitArgs),
+    /// Follow job events as they happen (a line each, or JSON lines)
+    Watch(cmd::watch::WatchArgs),
     /// Download an ended job's output files
     Outputs(cmd::outputs::OutputsArgs),
     /// List the sites jobs can run on, with their health and flavors

@@ -12,6 +12,7 @@ pub mod show;
 pub mod sites;
 pub mod submit;
 pub mod wait;
+pub mod watch;
 
 use gantry_client::{Client, ClientConfig, JobRef};
 
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Release(args) => release::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
+        Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Outputs(args) => outputs::run(&ctx, args).await,
         Command::Sites(args) => sites::run(&ctx, args).await,
         Command::Pki(args) => pki::run(&ctx, args),
