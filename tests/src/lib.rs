@@ -104,6 +104,8 @@ pub struct Options {
     /// The local gate's work directory; `None`: `local/` in the cluster's
     /// directory.
     pub gate_work_dir: Option<PathBuf>,
+    /// The local gate's `--queue-factor`; `None`: its default.
+    pub queue_factor: Option<u32>,
 }
 
 impl Default for Options {
@@ -118,6 +120,7 @@ impl Default for Options {
             core_state_dir: None,
             core_wrapper: Vec::new(),
             gate_work_dir: None,
+            queue_factor: None,
         }
     }
 }
@@ -252,7 +255,11 @@ impl Cluster {
         let gate = match &options.slurm_conf {
             None => {
                 let cpus = options.cpus.to_string();
-                let args = [&common[..], &["--cpus", &cpus]].concat();
+                let mut args = [&common[..], &["--cpus", &cpus]].concat();
+                let factor = options.queue_factor.map(|f| f.to_string());
+                if let Some(factor) = &factor {
+                    args.extend(["--queue-factor", factor.as_str()]);
+                }
                 Process::start("gantry-gate-local", dir.path(), &args).await?
             }
             Some(conf) => {

@@ -7,6 +7,7 @@ mod peers;
 mod report;
 mod scenarios;
 mod sched_pass;
+mod schedule;
 mod slurm;
 
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub struct Args {
     /// Print one JSON object per figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only these scenarios (submit, array, e2e, latency, queue, logs, slurm); default all.
+    /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
@@ -72,6 +73,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.wants("queue") {
         scenarios::queue(&args, &mut report).await?;
         sched_pass::scheduler_pass(&args, &mut report).await?;
+    }
+    if args.wants("schedule") {
+        schedule::schedule(&args, &mut report).await?;
     }
     if args.wants("logs") {
         scenarios::logs(&args, &mut report).await?;

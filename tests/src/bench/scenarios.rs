@@ -35,7 +35,7 @@ pub(super) fn figure(scenario: &str, metric: &str, value: f64, unit: &str, targe
     }
 }
 
-fn with_peer(mut f: Figure, peer: &str, value: Option<f64>) -> Figure {
+pub(super) fn with_peer(mut f: Figure, peer: &str, value: Option<f64>) -> Figure {
     f.peer = Some(peer.into());
     f.peer_value = value;
     f
