@@ -24,7 +24,13 @@ pub(crate) struct Part {
     pub slot: Slot,
     pub site: SiteKey,
     pub capacity: Resources,
+    /// What is free to start jobs now: capacity less what is placed.
     pub free: Resources,
+    /// What its gate's queue still takes: capacity and queue less what is placed.
+    pub queue_room: Resources,
+    /// The shapes of the jobs placed on it: a job may wait in the gate's
+    /// queue only to take over the resources of one of them.
+    pub shapes: Vec<Resources>,
     pub ready: bool,
     /// Its flavor's walltime limit (0: none).
     pub max_walltime_seconds: u64,
@@ -39,6 +45,10 @@ pub(crate) struct Creatable {
     /// Partitions of it that exist or are planned.
     pub count: u32,
 }
+
+/// How well a job fits a partition; lower is better: starting now before
+/// waiting in its gate's queue, ready before creating, then the tightest fit.
+type FitScore = (bool, bool, u32, u32, u64);
 
 /// Where a job may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +95,22 @@ impl Candidates {
             if !healthy || live.deleting_since.is_some() {
                 continue;
             }
-            let free = p.free();
-            out.max_free = out.max_free.max(&free);
+            let queue_room = p.free();
+            out.max_free = out.max_free.max(&queue_room);
+            let mut shapes: Vec<Resources> = Vec::new();
+            for id in &p.jobs {
+                let need = view.jobs[id].resources();
+                if !shapes.contains(&need) {
+                    shapes.push(need);
+                }
+            }
             out.parts.push(Part {
                 slot,
                 site: live.site,
                 capacity: live.capacity,
-                free,
+                free: live.capacity.saturating_sub(&p.used),
+                queue_room,
+                shapes,
                 ready: live.phase == PartitionPhase::Ready,
                 max_walltime_seconds: flavor_walltime(view, live.site, &live.flavor),
                 hold: None,
@@ -131,20 +150,29 @@ impl Candidates {
     }
 
     /// Where `job` should go now (at `now_ms`), respecting reservations:
-    /// the best-fitting partition, else the cheapest flavor to create.
-    pub fn choose(&self, job: &Job, now_ms: i64) -> Choice {
+    /// the best-fitting partition where it starts now, else (when
+    /// `may_queue`: no job before it in this pass is left waiting) one whose
+    /// gate queues it to take over the resources of a job of its shape,
+    /// else the cheapest flavor to create.
+    pub fn choose(&self, job: &Job, now_ms: i64, may_queue: bool) -> Choice {
         let need = &job.resources();
         if self.creatable.is_empty() && !need.fits_in(&self.max_free) {
             return Choice::Blocked {
                 fits_but_held: false,
             };
         }
-        let mut best: Option<(usize, (bool, u32, u32, u64))> = None;
+        let mut best: Option<(usize, FitScore)> = None;
         let mut fits_but_held = false;
         for (i, part) in self.parts.iter().enumerate() {
-            if !Self::eligible(job, part.site, part.max_walltime_seconds)
-                || !need.fits_in(&part.free)
-            {
+            if !Self::eligible(job, part.site, part.max_walltime_seconds) {
+                continue;
+            }
+            let now = need.fits_in(&part.free);
+            let queued = !now
+                && may_queue
+                && need.fits_in(&part.queue_room)
+                && part.shapes.iter().any(|s| same_shape(need, s));
+            if !now && !queued {
                 continue;
             }
             if let Some(hold) = &part.hold
@@ -155,7 +183,7 @@ impl Candidates {
                 continue;
             }
             let left = part.free.saturating_sub(need);
-            let score = (!part.ready, left.gpus, left.cpus, left.memory_bytes);
+            let score = (queued, !part.ready, left.gpus, left.cpus, left.memory_bytes);
             if best.as_ref().is_none_or(|(_, b)| score < *b) {
                 best = Some((i, score));
             }
@@ -196,6 +224,10 @@ impl Candidates {
     pub fn take(&mut self, i: usize, job: &Job, now_ms: i64) {
         let part = &mut self.parts[i];
         part.free = part.free.saturating_sub(&job.resources().consumed());
+        part.queue_room = part.queue_room.saturating_sub(&job.resources().consumed());
+        if !part.shapes.contains(&job.resources()) {
+            part.shapes.push(job.resources());
+        }
         if let Some(hold) = &mut part.hold
             && !ends_before(job, now_ms, hold.until_ms)
         {
@@ -215,11 +247,23 @@ impl Candidates {
             site: c.site,
             capacity,
             free,
+            queue_room: free,
+            shapes: vec![job.resources()],
             ready: false,
             max_walltime_seconds: c.flavor.max_walltime_seconds,
             hold: None,
         });
     }
+}
+
+/// Whether a job needing `need` can take over what `placed` holds, as a
+/// gate hands a finished job's resources to a waiting one: the same CPUs,
+/// GPUs and nodes, no more memory.
+fn same_shape(need: &Resources, placed: &Resources) -> bool {
+    need.cpus == placed.cpus
+        && need.gpus == placed.gpus
+        && need.nodes == placed.nodes
+        && need.memory_bytes <= placed.memory_bytes
 }
 
 /// Whether `job`, started at `now_ms`, ends by its walltime by `until_ms`.

@@ -4,6 +4,9 @@
 //!
 //! A pass examines the queue in order and stops `backfill_depth` jobs after
 //! the first one that cannot start, so its cost does not grow with the queue.
+//! Jobs go into a gate's own queue only before that first one (see
+//! `Candidates::choose`): what a gate starts first come, first served is
+//! then the scheduler's order, and backfill never lands behind a waiting job.
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -87,7 +90,10 @@ pub fn pass(view: &mut View, now_ms: i64, config: &PolicyConfig) -> PassOutput {
             }
             let id = key.1;
             let job = view.jobs[&id].clone();
-            match cands.choose(&job, now_ms) {
+            // The gate's queue takes jobs only in this order, up to the
+            // first that is left waiting: what waits there starts first.
+            let may_queue = examined_after_block.is_none();
+            match cands.choose(&job, now_ms, may_queue) {
                 Choice::Existing(i) => {
                     let slot = cands.parts[i].slot;
                     cands.take(i, &job, now_ms);

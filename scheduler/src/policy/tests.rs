@@ -213,6 +213,33 @@ fn a_queueing_gate_is_given_capacity_plus_queue_in_priority_order() {
 }
 
 #[test]
+fn a_gates_queue_takes_only_the_next_jobs_of_a_running_shape() {
+    // 4 CPUs, the gate queues 16 more; two 1-CPU jobs run for an hour and
+    // two CPUs are free.
+    let mut fx = Fx::new(
+        vec![site("s", vec![flavor("f", 4, 0.0, 1)])],
+        vec![queueing_partition("p", "s", "f", 4, 16)],
+    );
+    fx.jobs(vec![
+        active(10, 1, HOUR, "p", T0),
+        active(11, 1, HOUR, "p", T0),
+        queued(1, 0, 1, HOUR),     // starts now
+        queued(2, 0, 1, HOUR),     // starts now
+        queued(3, 0, 1, HOUR),     // waits in the gate for a 1-CPU job's end
+        queued(4, 0, 4, HOUR),     // the whole partition: waits here, reserved
+        queued(5, 0, 1, HOUR / 2), // behind it: not into the gate's queue
+    ]);
+    let plan = fx.pass();
+    assert_eq!(started(&plan), vec![1, 2, 3]);
+    assert_eq!(reason(&plan, 4), Some(WAITING_FOR_RESOURCES));
+    assert!(reason(&plan, 5).is_some());
+    // The running jobs end: the wide one starts before anything behind it.
+    fx.jobs(vec![gone(10), gone(11), gone(1), gone(2), gone(3)]);
+    let plan = fx.pass();
+    assert_eq!(started(&plan), vec![4]);
+}
+
+#[test]
 fn backfill_starts_short_jobs_without_delaying_the_reserved_one() {
     let mut fx = one_partition(10);
     fx.jobs(vec![
