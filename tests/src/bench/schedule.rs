@@ -49,6 +49,8 @@ pub struct Run {
     pub start_ms: i64,
     /// Ended.
     pub end_ms: i64,
+    /// When the scheduler's side (gantryd) recorded the end.
+    pub heard_ms: i64,
 }
 
 /// SplitMix64: a generator defined by its few lines, so a seed names the
@@ -182,6 +184,7 @@ pub fn simulate(trace: &[TraceJob], policy: Policy) -> Vec<Run> {
                     submit_ms: job.at_ms,
                     start_ms: now,
                     end_ms: now + job.run_ms,
+                    heard_ms: now + job.run_ms,
                 });
                 started.push(i);
             } else if reserved.is_none() {
@@ -209,6 +212,8 @@ pub struct Outcome {
     pub utilisation: f64,
     /// Starts that break EASY's rule.
     pub violations: usize,
+    /// How late gantryd heard of ends: median and worst, ms.
+    pub end_lag_ms: (i64, i64),
 }
 
 /// Measure `runs` of `trace`.
@@ -238,6 +243,14 @@ pub fn outcome(trace: &[TraceJob], runs: &[Run]) -> Outcome {
         makespan_s: makespan_ms / 1000.0,
         utilisation: busy / (SITE_CPUS as f64 * makespan_ms),
         violations: violations(trace, runs),
+        end_lag_ms: {
+            let mut lags: Vec<i64> = runs.iter().map(|r| r.heard_ms - r.end_ms).collect();
+            lags.sort_unstable();
+            (
+                lags.get(lags.len() / 2).copied().unwrap_or(0),
+                lags.last().copied().unwrap_or(0),
+            )
+        },
     }
 }
 
@@ -330,6 +343,15 @@ async fn replay(trace: &[TraceJob], queue_factor: Option<u32>) -> anyhow::Result
     for id in &ids {
         jobs.insert(*id, client.get(*id).await?);
     }
+    // When gantryd recorded each end.
+    let mut heard = HashMap::new();
+    let mut history = Box::pin(client.watch(0, ids.clone(), false));
+    while let Some(event) = history.next().await {
+        let event = event?;
+        if event.to_state == JobState::Completed as i32 {
+            heard.insert(event.job_id, event.time_ms);
+        }
+    }
     let origin = jobs.values().map(|j| j.submit_time_ms).min().unwrap_or(0);
     Ok(ids
         .iter()
@@ -339,6 +361,7 @@ async fn replay(trace: &[TraceJob], queue_factor: Option<u32>) -> anyhow::Result
                 submit_ms: j.submit_time_ms - origin,
                 start_ms: j.start_time_ms - origin,
                 end_ms: j.end_time_ms - origin,
+                heard_ms: heard.get(id).copied().unwrap_or(j.end_time_ms) - origin,
             }
         })
         .collect())
@@ -405,6 +428,17 @@ pub async fn schedule(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             "EASY simulated",
             Some(100.0 * easy.utilisation),
         ));
+        report.add(with_peer(
+            figure(
+                "schedule",
+                &name("ends heard late, median"),
+                got.end_lag_ms.0 as f64,
+                "ms",
+                "",
+            ),
+            "worst",
+            Some(got.end_lag_ms.1 as f64),
+        ));
         report.add(figure(
             "schedule",
             &name("starts breaking EASY's rule"),
@@ -457,6 +491,7 @@ mod tests {
             submit_ms,
             start_ms,
             end_ms,
+            heard_ms: end_ms,
         };
         let bad = [run(0, 0, 10_000), run(1, 60_002, 70_002), run(2, 2, 60_002)];
         assert_eq!(violations(&t, &bad), 1);
