@@ -437,3 +437,59 @@ async fn a_job_reads_an_input_as_its_stdin() {
     let e = alice.submit(spec).await.unwrap_err();
     assert!(e.to_string().contains("stdin"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_not_in_the_jobs_path_fails_with_127_saying_so() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let job = alice
+        .submit(JobSpec {
+            argv: vec!["no-such-program-anywhere".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait(&alice, job.id).await;
+    assert_eq!(done.state(), JobState::Failed);
+    assert_eq!(done.exit_code, Some(127));
+    assert!(
+        done.reason
+            .starts_with("cannot start `no-such-program-anywhere`: not found in PATH /usr"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_runs_in_a_directory_of_its_choosing() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let dir = cluster.dir().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("in.txt"), "from the site\n").unwrap();
+    let mut spec = sh("pwd; cat; echo made > made.txt");
+    spec.chdir = dir.display().to_string();
+    spec.stdin = "in.txt".into();
+    let job = alice.submit(spec.clone()).await.unwrap();
+    assert_eq!(wait(&alice, job.id).await.state(), JobState::Completed);
+    assert_eq!(
+        logs(&alice, job.id, LogStream::Stdout).await,
+        format!("{}\nfrom the site\n", dir.display())
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("made.txt")).unwrap(),
+        "made\n"
+    );
+    // A directory the site does not have fails the job, saying so.
+    spec.chdir = dir.join("missing").display().to_string();
+    let done = wait(&alice, alice.submit(spec.clone()).await.unwrap().id).await;
+    assert_eq!(done.state(), JobState::Failed);
+    assert!(done.reason.contains("not a directory here"), "{done:?}");
+    // Refused at once: a relative directory, and staging with --chdir.
+    spec.chdir = "run".into();
+    let e = alice.submit(spec.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("absolute path"), "{e}");
+    spec.chdir = dir.display().to_string();
+    spec.outputs = vec!["made.txt".into()];
+    let e = alice.submit(spec).await.unwrap_err();
+    assert!(e.to_string().contains("give one or the other"), "{e}");
+}

@@ -189,6 +189,7 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     );
     let failing = submit(&cluster, &["--", "sh", "-c", "echo oops >&2; exit 3"]);
     let env = submit(&cluster, &["--env", "ASKED=yes", "--", "env"]);
+    let elsewhere = submit(&cluster, &["--chdir", "/tmp", "--", "pwd"]);
     let (code, _, err) = run(cluster.cli("alice").args(["wait", &ok]));
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &failing]));
@@ -209,6 +210,10 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
         !out.contains("CARGO_MANIFEST_DIR="),
         "the gate's environment leaked:\n{out}"
     );
+    let (code, _, _) = run(cluster.cli("alice").args(["wait", &elsewhere]));
+    assert_eq!(code, 0);
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &elsewhere]));
+    assert_eq!(out, "/tmp\n", "--chdir");
     let (_, out, _) = run(cluster.cli("alice").args(["logs", "--stderr", &failing]));
     assert_eq!(out, "oops\n");
     let outputs = cluster.dir().join("fetched");

@@ -211,6 +211,26 @@ impl ValidSpec {
         for (i, glob) in spec.outputs.iter().enumerate() {
             check_relative_path(&format!("outputs[{i}]"), glob)?;
         }
+        if !spec.chdir.is_empty() {
+            let bad = !spec.chdir.starts_with('/')
+                || spec.chdir.contains('\0')
+                || spec.chdir.len() > 4096;
+            if bad {
+                return Err(field(
+                    "chdir",
+                    format!(
+                        "{:?} is not an absolute path of the site (e.g. /home/alice/run)",
+                        spec.chdir
+                    ),
+                ));
+            }
+            if !spec.inputs.is_empty() || !spec.outputs.is_empty() {
+                return Err(field(
+                    "chdir",
+                    "inputs and outputs are staged in a directory Gantry makes for the job; with --chdir the job runs in a directory of the site: give one or the other",
+                ));
+            }
+        }
         spec.stdin = spec.stdin.trim().to_string();
         if !spec.stdin.is_empty() {
             check_relative_path("stdin", &spec.stdin)?;

@@ -654,5 +654,6 @@ fn task_of(job: &JobRow) -> Task {
         warn_signal: warn.0.to_string(),
         warn_seconds: warn.1.parse().unwrap_or(0),
         stdin: job.spec.stdin.clone(),
+        chdir: job.spec.chdir.clone(),
     }
 }

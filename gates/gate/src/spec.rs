@@ -64,6 +64,8 @@ pub struct JobSpec {
     pub warning: Option<Warning>,
     /// The job's stdin: a path relative to its working directory.
     pub stdin: Option<String>,
+    /// An absolute directory of the site to run in, instead of the attempt's.
+    pub chdir: Option<String>,
 }
 
 fn no_nul(field: &str, value: &str) -> Result<()> {
@@ -170,6 +172,16 @@ impl JobSpec {
             crate::paths::safe_relative_path("task.stdin", &task.stdin)?;
             Some(task.stdin)
         };
+        let chdir = if task.chdir.is_empty() {
+            None
+        } else if !task.chdir.starts_with('/') || task.chdir.contains('\0') {
+            return Err(GateError::invalid(
+                "task.chdir",
+                format!("{:?} is not an absolute path", task.chdir),
+            ));
+        } else {
+            Some(task.chdir)
+        };
         Ok(Self {
             job_id: task.job_id,
             name: task.name,
@@ -180,6 +192,7 @@ impl JobSpec {
             owner: task.owner,
             warning,
             stdin,
+            chdir,
         })
     }
 }

@@ -66,6 +66,7 @@ pub fn start_command(
         grace_seconds: config.kill_grace.as_secs(),
         env_complete: true,
         stdin: spec.stdin.clone(),
+        chdir: spec.chdir.clone(),
         warning: spec.warning.as_ref().map(|w| WarnAt {
             signal: w.number,
             seconds: w.before.as_secs(),
@@ -125,6 +126,7 @@ mod tests {
             owner: String::new(),
             warning: None,
             stdin: None,
+            chdir: None,
         };
         let d = AttemptDir::new(std::path::Path::new("/w/attempts"), "a1");
         let config = LocalConfig::new("/w");

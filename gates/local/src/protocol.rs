@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// supervisor (one that outlived an upgrade) uses only what that one knows.
 /// 1: the first; 2: successors ([`Start::after`]); 3: warning signals
 /// ([`Start::warning`]), a job environment that is not the supervisor's
-/// ([`Start::env_complete`]) and stdin ([`Start::stdin`]).
+/// ([`Start::env_complete`]), stdin ([`Start::stdin`]) and a working
+/// directory of the job's choosing ([`Start::chdir`]).
 pub const PROTOCOL: u32 = 3;
 
 /// The reason of an attempt whose supervisor died while it ran.
@@ -54,9 +55,13 @@ pub struct Start {
     /// `env` is the whole environment (protocol 3).
     #[serde(default)]
     pub env_complete: bool,
-    /// Its stdin: a file relative to its `work/` (protocol 3); `None`: /dev/null.
+    /// Its stdin: a file relative to its working directory (protocol 3);
+    /// `None`: /dev/null.
     #[serde(default)]
     pub stdin: Option<String>,
+    /// Its working directory when not the attempt's `work/` (protocol 3).
+    #[serde(default)]
+    pub chdir: Option<String>,
     /// A script to write to the attempt's `script` file before starting.
     pub script: Option<Script>,
     /// Host CPU ids to pin the job to (empty: not pinned).

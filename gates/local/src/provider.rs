@@ -216,6 +216,7 @@ impl Provider for LocalProvider {
                 staging: true,
                 log_follow: true,
                 elastic: false,
+                chdir: true,
             },
             flavors: vec![flavor],
             images: Vec::new(),

@@ -287,6 +287,7 @@ impl Provider for SlurmProvider {
                 staging: true,
                 log_follow: true,
                 elastic: false,
+                chdir: true,
             },
             flavors,
             images: Vec::new(),

@@ -18,7 +18,8 @@ pub fn quote(s: &str) -> String {
 
 /// The batch script: the task's environment, then the program (argv), or
 /// the task's own script (`script` in the attempt directory, run by its
-/// `#!` line or by sh). Slurm starts it in `work/` (`--chdir`).
+/// `#!` line or by sh). Slurm starts it in `work/` or the task's own
+/// directory (`--chdir`).
 pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &JobSpec) -> String {
     let mut s = String::from("#!/bin/sh\n");
     s.push_str(&format!(
@@ -67,7 +68,10 @@ pub fn sbatch_options(
         format!("--comment={}", comment(attempt.as_str())),
         format!("--partition={slurm_partition}"),
         format!("--cpus-per-task={}", spec.resources.cpus.max(1)),
-        format!("--chdir={}", path("work")),
+        format!(
+            "--chdir={}",
+            spec.chdir.clone().unwrap_or_else(|| path("work"))
+        ),
         format!("--output={}", path("stdout")),
         format!("--error={}", path("stderr")),
         "--nodes=1".into(),
@@ -88,10 +92,11 @@ pub fn sbatch_options(
         o.push(format!("--time={}", w.as_secs().div_ceil(60).max(1)));
     }
     if let Some(stdin) = &spec.stdin {
-        o.push(format!(
-            "--input={}",
-            dir.join("work").join(stdin).display()
-        ));
+        let cwd = spec
+            .chdir
+            .as_ref()
+            .map_or_else(|| dir.join("work"), |d| Path::new(d).to_path_buf());
+        o.push(format!("--input={}", cwd.join(stdin).display()));
     }
     if let Some(w) = &spec.warning {
         // B: the batch shell, which is the job (exec'd by the batch script);
@@ -121,6 +126,7 @@ mod tests {
             owner: String::new(),
             warning: None,
             stdin: None,
+            chdir: None,
         }
     }
 
@@ -179,6 +185,13 @@ mod tests {
         assert!(
             o.iter()
                 .any(|x| x == "--input=/w/attempts/a1/work/data/in.txt"),
+            "{o:?}"
+        );
+        warned.chdir = Some("/home/a/run".into());
+        let o = sbatch_options(dir, &attempt, "debug", &warned);
+        assert!(o.iter().any(|x| x == "--chdir=/home/a/run"), "{o:?}");
+        assert!(
+            o.iter().any(|x| x == "--input=/home/a/run/data/in.txt"),
             "{o:?}"
         );
     }

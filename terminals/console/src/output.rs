@@ -154,6 +154,9 @@ pub struct SpecView {
     /// The file it reads as stdin, relative to its working directory.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub stdin: String,
+    /// The site's directory it runs in, when it chose one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub chdir: String,
 }
 
 /// Requested resources as JSON.
@@ -289,6 +292,7 @@ impl From<&JobSpec> for SpecView {
             hold: s.hold,
             signal: s.signal.clone(),
             stdin: s.stdin.clone(),
+            chdir: s.chdir.clone(),
         }
     }
 }

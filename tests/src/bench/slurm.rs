@@ -301,6 +301,7 @@ fn sbatch_one(slurm: &SlurmCluster, dir: &std::path::Path, k: usize) -> Option<(
         owner: String::new(),
         warning: None,
         stdin: None,
+        chdir: None,
     };
     let text = script::batch_script(&dir, &attempt, "bench", &spec);
     let mut args = script::sbatch_options(&dir, &attempt, "debug", &spec);

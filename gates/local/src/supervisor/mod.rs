@@ -493,9 +493,14 @@ impl Supervisor {
             .dirs
             .prepare(&start.attempt, start.script.as_ref())
             .map_err(|e| (126, format!("cannot prepare its directory: {e}")))?;
+        let cwd = match &start.chdir {
+            None => prepared.work.clone(),
+            Some(dir) if Path::new(dir).is_dir() => PathBuf::from(dir),
+            Some(dir) => return Err((1, format!("cannot run in `{dir}`: not a directory here"))),
+        };
         let stdin = match &start.stdin {
             None => Stdio::null(),
-            Some(path) => std::fs::File::open(prepared.work.join(path))
+            Some(path) => std::fs::File::open(cwd.join(path))
                 .map(Stdio::from)
                 .map_err(|e| (1, format!("cannot open its stdin `{path}`: {e}")))?,
         };
@@ -509,14 +514,31 @@ impl Supervisor {
                 ),
             }
         }
-        let mut command = std::process::Command::new(&program);
+        // Looked up here in the job's own PATH: std would fork and exec
+        // instead of posix_spawn for a PATH that is not the supervisor's.
+        let path = start.env.get("PATH").map(String::as_str);
+        let resolved = match sys::find_program(&program, path) {
+            Some(found) => found,
+            None if start.env_complete => {
+                return Err((
+                    127,
+                    format!(
+                        "cannot start `{program}`: not found in PATH {}",
+                        path.unwrap_or("")
+                    ),
+                ));
+            }
+            None => program.clone().into(),
+        };
+        let mut command = std::process::Command::new(&resolved);
+        command.arg0(&program);
         if start.env_complete {
             command.env_clear();
         }
         let spawned = command
             .args(start.argv.iter().skip(1))
             .envs(&start.env)
-            .current_dir(&prepared.work)
+            .current_dir(&cwd)
             .stdin(stdin)
             .stdout(prepared.stdout)
             .stderr(prepared.stderr)

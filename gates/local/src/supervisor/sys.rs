@@ -226,6 +226,27 @@ pub fn started_with_env(entry: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Where `program` is: itself when it names a path (has a `/`), else the
+/// first executable file of that name in the directories of `path` (as
+/// execvp searches; `None` for `path`: the supervisor's own PATH).
+pub fn find_program(program: &str, path: Option<&str>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let own = std::env::var("PATH").unwrap_or_default();
+    let dirs = path.unwrap_or(&own);
+    dirs.split(':')
+        .map(|dir| std::path::Path::new(if dir.is_empty() { "." } else { dir }).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +276,17 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(found, vec![child.id()]);
         assert!(started_with_env(&format!("{entry}0")).is_empty());
+    }
+
+    #[test]
+    fn finds_programs_as_execvp_does() {
+        assert_eq!(
+            find_program("sh", Some("/nonexistent:/bin:/usr/bin")),
+            Some("/bin/sh".into())
+        );
+        assert_eq!(find_program("./x", Some("")), Some("./x".into()));
+        assert_eq!(find_program("no-such-program-here", Some("/bin")), None);
+        assert_eq!(find_program("", Some("/bin")), None);
     }
 
     #[test]

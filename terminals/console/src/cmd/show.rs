@@ -124,6 +124,7 @@ fn print_job(job: &Job) {
         ),
         ("signal", or_dash(&spec.signal)),
         ("stdin", or_dash(&spec.stdin)),
+        ("directory", or_dash(&spec.chdir)),
         ("requested site", or_dash(&spec.site)),
         ("priority", spec.priority.to_string()),
         (

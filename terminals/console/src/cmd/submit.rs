@@ -44,6 +44,12 @@ pub struct JobFlags {
     /// another relative path (repeatable)
     #[arg(long = "input", value_name = "PATH[:DEST]", value_parser = parse::input)]
     pub inputs: Vec<InputArg>,
+    /// Run the job in this directory of the site (on this machine or a
+    /// cluster sharing its file systems; relative: to this directory), as
+    /// sbatch --chdir; not with --input/--output [default: a directory
+    /// Gantry makes for the job]
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
     /// Upload a local file and give it to the job as its standard input
     /// (placed in the working directory under its file name) [default: none]
     #[arg(long, value_name = "FILE")]
@@ -99,6 +105,7 @@ impl JobFlags {
             site: self.site.or(directives.site),
             inputs: join(directives.inputs, self.inputs),
             stdin: self.stdin.or(directives.stdin),
+            chdir: self.chdir.or(directives.chdir),
             outputs: join(directives.outputs, self.outputs),
             labels: join(directives.labels, self.labels),
             env: join(directives.env, self.env),
@@ -141,6 +148,12 @@ impl JobFlags {
             signal: self.signal.clone().unwrap_or_default(),
             // Set by `run` once the file is uploaded.
             stdin: String::new(),
+            chdir: self
+                .chdir
+                .as_ref()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         }
     }
 }
