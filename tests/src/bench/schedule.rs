@@ -259,7 +259,12 @@ pub fn outcome(trace: &[TraceJob], runs: &[Run]) -> Outcome {
 /// `j` would end after `h`'s reservation and needs more than the CPUs
 /// spare then — judged from what ran at that moment, by walltimes.
 pub fn violations(trace: &[TraceJob], runs: &[Run]) -> usize {
-    let mut count = 0;
+    breaking_starts(trace, runs).len()
+}
+
+/// The starts [`violations`] counts: each job and the one it jumped.
+fn breaking_starts(trace: &[TraceJob], runs: &[Run]) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
     for (j, run) in runs.iter().enumerate() {
         let now = run.start_ms;
         // The first job (in submission order) still waiting then; one that
@@ -283,10 +288,29 @@ pub fn violations(trace: &[TraceJob], runs: &[Run]) -> usize {
         let (at, spare) = reservation(now, &running, free, trace[h].cpus);
         let ends_in_time = now + trace[j].walltime_s * 1000 <= at + SAME_MOMENT_MS;
         if !ends_in_time && trace[j].cpus > spare {
-            count += 1;
+            found.push((j, h));
         }
     }
-    count
+    found
+}
+
+/// Write the trace and a replay's runs as CSV to `path`, one job a line,
+/// with the job each start jumped against EASY's rule (for study:
+/// `GANTRY_BENCH_SCHEDULE_CSV=DIR scripts/bench --only schedule`).
+fn write_csv(path: &std::path::Path, trace: &[TraceJob], runs: &[Run]) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let jumped: HashMap<usize, usize> = breaking_starts(trace, runs).into_iter().collect();
+    let mut text =
+        String::from("job,cpus,run_ms,walltime_s,submit_ms,start_ms,end_ms,heard_ms,jumped\n");
+    for (i, (t, r)) in trace.iter().zip(runs).enumerate() {
+        let jumped = jumped.get(&i).map_or(String::new(), |h| h.to_string());
+        let _ = writeln!(
+            text,
+            "{i},{},{},{},{},{},{},{},{jumped}",
+            t.cpus, t.run_ms, t.walltime_s, r.submit_ms, r.start_ms, r.end_ms, r.heard_ms
+        );
+    }
+    std::fs::write(path, text)
 }
 
 /// Replay `trace` through a local gate of [`SITE_CPUS`] CPUs with
@@ -388,6 +412,10 @@ pub async fn schedule(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     ));
     for (label, factor) in [("gate queue 16x", None), ("gate queue 0", Some(0))] {
         let runs = replay(&trace, factor).await?;
+        if let Some(dir) = std::env::var_os("GANTRY_BENCH_SCHEDULE_CSV") {
+            let file = format!("schedule-{n}-{}.csv", label.replace(' ', "-"));
+            write_csv(&std::path::Path::new(&dir).join(file), &trace, &runs)?;
+        }
         let got = outcome(&trace, &runs);
         let name = |what: &str| format!("{what}, {n} jobs on {SITE_CPUS} CPUs, {label}");
         report.add(with_peer(
