@@ -480,3 +480,47 @@ async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();
 }
+
+async fn get(c: &mut GateClient<Channel>, id: &str) -> GateJob {
+    c.get_job(GateGetJobRequest {
+        attempt_id: id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .job
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_jobs_start_in_the_order_they_came_whichever_slot_frees_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
+    pki(&pki_dir);
+    let gate = start_gate_with(&pki_dir, &work, 2).await;
+    let mut c = client(&pki_dir, "core", gate.addr).await;
+    create_partition(&mut c).await;
+    start(&mut c, "long", task(&["sleep", "30"])).await;
+    start(&mut c, "short", task(&["sleep", "30"])).await;
+    let first = start(&mut c, "first", task(&["sleep", "30"])).await;
+    let second = start(&mut c, "second", task(&["sleep", "30"])).await;
+    assert_eq!(first.state(), GateJobState::Pending);
+    assert_eq!(second.state(), GateJobState::Pending);
+    // Whichever running job "first" was handed to, the slot that frees
+    // goes to "first", never to "second" ahead of it.
+    cancel(&mut c, "short").await;
+    wait_end(&mut c, "short").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while get(&mut c, "first").await.state() != GateJobState::Running {
+        assert_eq!(get(&mut c, "second").await.state(), GateJobState::Pending);
+        assert!(std::time::Instant::now() < deadline, "first never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&mut c, "second").await.state(), GateJobState::Pending);
+    for id in ["long", "first", "second"] {
+        cancel(&mut c, id).await;
+        wait_end(&mut c, id).await;
+    }
+    gate.stop.send(()).unwrap();
+    gate.server.await.unwrap();
+}

@@ -91,17 +91,21 @@ impl Inner {
         }
     }
 
-    /// Give the waiting attempts at the head of the queue, in order, a
-    /// running attempt of the same shape (CPUs, GPUs, enough memory) to
-    /// follow: the supervisor starts each the moment its leader ends, on
-    /// the leader's resources, without a round trip through the gate. The
-    /// first that finds no leader stops the walk (first come, first
-    /// started).
+    /// Give the waiting attempt at the head of the queue a running attempt
+    /// of the same shape (CPUs, GPUs, enough memory) to follow: the
+    /// supervisor starts it the moment its leader ends, on the leader's
+    /// resources, without a round trip through the gate. One at a time, so
+    /// waiting attempts start in the order they came (first come, first
+    /// started); the next is bound once this one has started or moved.
     fn chain(&self, state: &mut State) {
         if !self.link.successors() {
             return;
         }
-        while let Some(head) = state.pending.front() {
+        // One at a time: a second bound to another leader could start first
+        // (its leader ending first) and overtake the one before it.
+        while state.chained.is_empty()
+            && let Some(head) = state.pending.front()
+        {
             let want = head.spec.resources;
             let leader = state
                 .attempts
