@@ -293,6 +293,18 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
     }
 }
 
+/// Resumes the test cluster's node when dropped.
+struct Resumed<'a>(&'a PathBuf);
+
+impl Drop for Resumed<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("scontrol")
+            .args(["update", "nodename=localhost", "state=resume"])
+            .env("SLURM_CONF", self.0)
+            .output();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_drained_node_and_too_big_jobs_say_why() {
     cancel_drain_and_too_big(false).await;
@@ -346,7 +358,9 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
     let (_, log, _) = run(cluster.cli("alice").args(["logs", &long]));
     assert_eq!(log, "ready\nsaved\n");
 
-    // On a drained node a job waits, and says so; resumed, it runs.
+    // On a drained node a job waits, and says so; resumed, it runs. The
+    // node is resumed however this ends, or every later test would wait.
+    let _resume = Resumed(&conf);
     slurm(
         &conf,
         "scontrol",

@@ -29,7 +29,8 @@ pub struct SlurmPartition {
     pub gpus: u32,
     /// Nodes that can run jobs.
     pub nodes: u32,
-    /// The largest node: CPUs, memory bytes, GPUs (what one job can get).
+    /// The largest node, usable now or not: CPUs, memory bytes, GPUs (what
+    /// one job could ever get).
     pub largest: (u32, u64, u32),
     /// Node count by state, e.g. `idle: 1, drained: 1`.
     pub node_states: BTreeMap<String, u32>,
@@ -114,21 +115,22 @@ pub fn parse_sinfo(out: &str) -> Vec<SlurmPartition> {
         ]
         .iter()
         .any(|bad| state.starts_with(bad));
-        if !usable {
-            continue;
-        }
         let cpus: u32 = f[4].parse().unwrap_or(0);
         let mem = f[5].trim_end_matches('+').parse::<u64>().unwrap_or(0) * 1024 * 1024;
         let gpus = parse_gpus(f[6]);
-        p.nodes += 1;
-        p.cpus += cpus;
-        p.memory_bytes += mem;
-        p.gpus += gpus;
+        // What one job could ever get: a drained or down node comes back.
         p.largest = (
             p.largest.0.max(cpus),
             p.largest.1.max(mem),
             p.largest.2.max(gpus),
         );
+        if !usable {
+            continue;
+        }
+        p.nodes += 1;
+        p.cpus += cpus;
+        p.memory_bytes += mem;
+        p.gpus += gpus;
     }
     parts.into_values().collect()
 }
