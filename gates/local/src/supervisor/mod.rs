@@ -31,15 +31,14 @@ mod client;
 mod dirs;
 mod journal;
 mod lost;
+mod spawn;
 mod sys;
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use client::Client;
@@ -438,7 +437,7 @@ impl Supervisor {
         }
         let grace = Duration::from_secs(start.grace_seconds);
         self.jobs.insert(attempt.clone(), tracked(known, grace));
-        match self.spawn(&start) {
+        match spawn::spawn(&mut self.dirs, &self.unpinned, &start) {
             Ok(pid) => {
                 let start_ms = now_ms();
                 let start_ticks = sys::start_ticks(pid);
@@ -481,82 +480,6 @@ impl Supervisor {
                         end_ms: now_ms(),
                     },
                 );
-            }
-        }
-    }
-
-    /// Start the job; on failure the exit code (127: not found, 126: not
-    /// executable) and why.
-    fn spawn(&mut self, start: &Start) -> Result<u32, (i32, String)> {
-        let program = start.argv.first().cloned().unwrap_or_default();
-        let prepared = self
-            .dirs
-            .prepare(&start.attempt, start.script.as_ref())
-            .map_err(|e| (126, format!("cannot prepare its directory: {e}")))?;
-        let cwd = match &start.chdir {
-            None => prepared.work.clone(),
-            Some(dir) if Path::new(dir).is_dir() => PathBuf::from(dir),
-            Some(dir) => return Err((1, format!("cannot run in `{dir}`: not a directory here"))),
-        };
-        let stdin = match &start.stdin {
-            None => Stdio::null(),
-            Some(path) => std::fs::File::open(cwd.join(path))
-                .map(Stdio::from)
-                .map_err(|e| (1, format!("cannot open its stdin `{path}`: {e}")))?,
-        };
-        let pinned = !start.cpus.is_empty();
-        if pinned {
-            match sys::cpu_set(&start.cpus).and_then(|set| sys::set_affinity(&set)) {
-                Ok(()) => {}
-                Err(e) => note!(
-                    "gantry-supervisor: cannot pin to cpus {:?}: {e}",
-                    start.cpus
-                ),
-            }
-        }
-        // Looked up here in the job's own PATH: std would fork and exec
-        // instead of posix_spawn for a PATH that is not the supervisor's.
-        let path = start.env.get("PATH").map(String::as_str);
-        let resolved = match sys::find_program(&program, path) {
-            Some(found) => found,
-            None if start.env_complete => {
-                return Err((
-                    127,
-                    format!(
-                        "cannot start `{program}`: not found in PATH {}",
-                        path.unwrap_or("")
-                    ),
-                ));
-            }
-            None => program.clone().into(),
-        };
-        let mut command = std::process::Command::new(&resolved);
-        command.arg0(&program);
-        if start.env_complete {
-            command.env_clear();
-        }
-        let spawned = command
-            .args(start.argv.iter().skip(1))
-            .envs(&start.env)
-            .current_dir(&cwd)
-            .stdin(stdin)
-            .stdout(prepared.stdout)
-            .stderr(prepared.stderr)
-            .process_group(0)
-            .spawn();
-        if pinned {
-            let _ = sys::set_affinity(&self.unpinned);
-        }
-        match spawned {
-            // Dropping the handle neither waits nor kills; `reap` waits.
-            Ok(child) => Ok(child.id()),
-            Err(e) => {
-                let code = if e.kind() == ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                };
-                Err((code, format!("cannot start `{program}`: {e}")))
             }
         }
     }

@@ -13,138 +13,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gantry_e2e::services::{LOGIN_USER, slurm_conf, ssh_config, start_script};
+mod common;
+
+use common::*;
+use gantry_e2e::services::{LOGIN_USER, ssh_config, start_script};
 use gantry_e2e::{Cluster, Options, eventually, run};
-
-/// How many logins the test sshd has accepted so far.
-fn ssh_logins(config: &std::path::Path) -> usize {
-    let log = config.with_file_name("sshd.log");
-    std::fs::read_to_string(&log)
-        .unwrap_or_else(|e| panic!("read {}: {e}", log.display()))
-        .matches("Accepted publickey")
-        .count()
-}
-
-/// A file jobs wait for (`while [ ! -e PATH ]`), in a directory every user
-/// can look into (jobs over SSH run as the login user).
-struct GoFile {
-    dir: tempfile::TempDir,
-}
-
-fn go_file() -> GoFile {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("gantry-go-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    GoFile { dir }
-}
-
-impl GoFile {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("go")
-    }
-
-    /// Let the waiting jobs go on.
-    fn open(&self) {
-        std::fs::write(self.path(), "").unwrap();
-    }
-}
-
-/// Held by each test: under `cargo test` the tests of this file share a
-/// process, and they must not share the Slurm cluster at the same time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn cluster(over_ssh: bool) -> (Cluster, PathBuf) {
-    let conf = slurm_conf();
-    let cluster = Cluster::start(Options {
-        slurm_conf: Some(conf.clone()),
-        ssh_config: over_ssh.then(ssh_config),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    (cluster, conf)
-}
-
-/// A Slurm command against the test cluster; its stdout.
-fn slurm(conf: &PathBuf, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .env("SLURM_CONF", conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn submitted_id(stdout: &str) -> String {
-    stdout
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("no job id in {stdout:?}"))
-        .to_string()
-}
-
-/// `gantry submit ARGS`; the job id.
-fn submit(cluster: &Cluster, args: &[&str]) -> String {
-    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
-    assert_eq!(code, 0, "{err}");
-    submitted_id(&out)
-}
-
-/// The Slurm job id gantryd recorded ("running on slurm (ID)").
-fn slurm_job_of(cluster: &Cluster, id: &str) -> String {
-    let (_, out, _) = run(cluster.cli("alice").args(["show", id]));
-    out.split("running on slurm (")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("no Slurm job id in `gantry show`:\n{out}"))
-        .to_string()
-}
-
-fn field(scontrol: &str, key: &str) -> String {
-    scontrol
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or("")
-        .to_string()
-}
-
-/// Poll `gantry show ID --json` until its state is `state`.
-async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
-    let what = format!("job {id} to reach {state}");
-    let wanted = format!("\"state\":\"{state}\"");
-    eventually(Duration::from_secs(60), &what, async || {
-        let out = show(cluster, id);
-        if out.replace(' ', "").contains(&wanted) {
-            Ok(out)
-        } else {
-            Err(out)
-        }
-    })
-    .await
-}
-
-/// `gantry show ID --json` if it contains `text`, else `Err` with it.
-fn show_until(cluster: &Cluster, id: &str, text: &str) -> Result<String, String> {
-    let out = show(cluster, id);
-    if out.contains(text) {
-        Ok(out)
-    } else {
-        Err(out)
-    }
-}
-
-/// `gantry show ID --json`.
-fn show(cluster: &Cluster, id: &str) -> String {
-    run(cluster.cli("alice").args(["show", id, "--json"])).1
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_run_under_slurm_with_logs_outputs_and_exit_codes() {
@@ -290,18 +163,6 @@ async fn logs_outputs_and_exit_codes(over_ssh: bool) {
             "SSH logins by the gate; its log:\n{}",
             cluster.gate.log_tail()
         );
-    }
-}
-
-/// Resumes the test cluster's node when dropped.
-struct Resumed<'a>(&'a PathBuf);
-
-impl Drop for Resumed<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("scontrol")
-            .args(["update", "nodename=localhost", "state=resume"])
-            .env("SLURM_CONF", self.0)
-            .output();
     }
 }
 
