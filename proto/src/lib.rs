@@ -21,6 +21,14 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gantry_descriptor");
 }
 
+/// Whether `name` can name a job's environment variable (`JobSpec.env`):
+/// letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// The API version string this build speaks, as exchanged in `Describe`.
 pub const API_VERSION: &str = "gantry.v1";
 

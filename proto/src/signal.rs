@@ -41,6 +41,12 @@ pub fn name(number: i32) -> Option<String> {
         .map(|s| s.as_str().trim_start_matches("SIG").to_string())
 }
 
+/// The signal an exit code says killed a process, by the 128+N convention
+/// gates report with (143 → "TERM"); `None` below 129 or for no signal.
+pub fn killed_by(exit_code: i32) -> Option<String> {
+    exit_code.checked_sub(128).and_then(name)
+}
+
 /// `SIG[@SECONDS]` as `sbatch --signal` takes it: the canonical name and
 /// the seconds before the walltime (default 60).
 pub fn parse_warning(text: &str) -> Result<(String, u32), String> {
@@ -78,6 +84,8 @@ mod tests {
         assert_eq!(number("NOPE"), None);
         assert_eq!(name(15).as_deref(), Some("TERM"));
         assert_eq!(name(0), None);
+        assert_eq!(killed_by(143).as_deref(), Some("TERM"));
+        assert_eq!(killed_by(3), None);
         assert_eq!(parse_warning("USR1").unwrap(), ("USR1".into(), 60));
         assert_eq!(parse_warning("SIGINT@5").unwrap(), ("INT".into(), 5));
         assert!(parse_warning("USR1@0").unwrap_err().contains("\"0\""));

@@ -75,12 +75,6 @@ fn check_relative_path(name: &str, path: &str) -> Result<(), FieldError> {
     }
 }
 
-fn is_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 fn is_label_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 63
@@ -162,7 +156,7 @@ impl ValidSpec {
             ));
         }
         for key in spec.env.keys() {
-            if !is_env_name(key) {
+            if !gantry_proto::is_env_name(key) {
                 return Err(field(
                     &format!("env[{key}]"),
                     "variable names are letters, digits and _, not starting with a digit",

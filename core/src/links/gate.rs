@@ -640,8 +640,9 @@ fn advance(job: &JobRow, to: JobState, message: &str) -> Op {
 
 /// What the gate runs for `job`.
 fn task_of(job: &JobRow) -> Task {
-    // Stored normalized as "USR1@60" (see `ValidSpec`).
-    let warn = job.spec.signal.split_once('@').unwrap_or_default();
+    // Stored normalized ("USR1@60", see `ValidSpec`); empty: none.
+    let (warn_signal, warn_seconds) =
+        gantry_proto::signal::parse_warning(&job.spec.signal).unwrap_or_default();
     Task {
         job_id: job.id,
         name: job.spec.name.clone(),
@@ -651,8 +652,8 @@ fn task_of(job: &JobRow) -> Task {
         resources: Some(job.resources.into()),
         walltime_seconds: job.walltime,
         owner: job.owner.clone(),
-        warn_signal: warn.0.to_string(),
-        warn_seconds: warn.1.parse().unwrap_or(0),
+        warn_signal,
+        warn_seconds,
         stdin: job.spec.stdin.clone(),
         chdir: job.spec.chdir.clone(),
     }

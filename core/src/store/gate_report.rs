@@ -156,7 +156,7 @@ impl Tx<'_> {
 
 /// "exit code 0", or "killed by SIGTERM (exit code 143)" for 128+N.
 fn exit_text(code: i32) -> String {
-    match code.checked_sub(128).and_then(gantry_proto::signal::name) {
+    match gantry_proto::signal::killed_by(code) {
         Some(name) => format!("killed by SIG{name} (exit code {code})"),
         None => format!("exit code {code}"),
     }

@@ -408,7 +408,7 @@ pub fn time_and_age(ms: i64, now: i64) -> String {
 pub fn exit_text(code: Option<i32>) -> String {
     match code {
         None => "-".into(),
-        Some(c) => match c.checked_sub(128).and_then(gantry_proto::signal::name) {
+        Some(c) => match gantry_proto::signal::killed_by(c) {
             Some(name) => format!("{c} (SIG{name})"),
             None => c.to_string(),
         },

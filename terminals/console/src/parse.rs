@@ -15,14 +15,6 @@ pub fn key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Whether `name` can name a job's environment variable (letters, digits
-/// and `_`, not starting with a digit), as gantryd checks.
-pub fn is_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 /// A local file to upload and where it goes in the job's working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputArg {

@@ -173,7 +173,7 @@ pub fn exported(
             _ if item == "ALL" => env.extend(
                 shell
                     .iter()
-                    .filter(|(k, _)| !k.starts_with("GANTRY_") && parse::is_env_name(k))
+                    .filter(|(k, _)| !k.starts_with("GANTRY_") && gantry_proto::is_env_name(k))
                     .map(|(k, v)| (k.clone(), v.clone())),
             ),
             Some((name, value)) => {
