@@ -97,11 +97,14 @@ impl Candidates {
             }
             let queue_room = p.free();
             out.max_free = out.max_free.max(&queue_room);
+            // Read only where its gate queues: elsewhere nothing waits there.
             let mut shapes: Vec<Resources> = Vec::new();
-            for id in &p.jobs {
-                let need = view.jobs[id].resources();
-                if !shapes.contains(&need) {
-                    shapes.push(need);
+            if live.queue != Resources::default() {
+                for id in &p.jobs {
+                    let need = view.jobs[id].resources();
+                    if !shapes.contains(&need) {
+                        shapes.push(need);
+                    }
                 }
             }
             out.parts.push(Part {

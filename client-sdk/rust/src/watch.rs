@@ -43,16 +43,17 @@ impl Client {
     ) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
         let mut client = self.raw();
         async_stream::stream! {
-            let mut start = after_seq;
+            // The last sequence number delivered (or where an only_new
+            // stream began); `None` until gantryd has said where that is.
+            let mut last = after_seq;
             let mut backoff = Backoff::new(RETRY_BUDGET);
             loop {
                 let request = WatchEventsRequest {
-                    after_seq: start.unwrap_or(0),
+                    after_seq: last.unwrap_or(0),
                     job_ids: job_ids.clone(),
                     follow,
-                    only_new: start.is_none(),
+                    only_new: last.is_none(),
                 };
-                let mut last = start.unwrap_or(0);
                 let opened = client.watch_events(request).await;
                 let mut events = match opened {
                     Ok(response) => {
@@ -71,15 +72,11 @@ impl Client {
                 loop {
                     match events.message().await {
                         Ok(Some(batch)) => {
-                            if start.is_none() {
-                                // Where an only_new stream begins.
-                                last = batch.through_seq;
-                                start = Some(last);
-                            }
+                            let mut seen = *last.get_or_insert(batch.through_seq);
                             for event in batch.events {
-                                if event.seq > last {
-                                    last = event.seq;
-                                    start = Some(last);
+                                if event.seq > seen {
+                                    seen = event.seq;
+                                    last = Some(seen);
                                     yield Ok(event);
                                 }
                             }

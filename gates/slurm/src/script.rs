@@ -63,15 +63,17 @@ pub fn sbatch_options(
         spec.name.clone()
     };
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    // Where the job runs: the attempt's `work/`, or the task's own directory.
+    let cwd = spec
+        .chdir
+        .as_ref()
+        .map_or_else(|| dir.join("work"), |d| Path::new(d).to_path_buf());
     let mut o = vec![
         format!("--job-name={name}"),
         format!("--comment={}", comment(attempt.as_str())),
         format!("--partition={slurm_partition}"),
         format!("--cpus-per-task={}", spec.resources.cpus.max(1)),
-        format!(
-            "--chdir={}",
-            spec.chdir.clone().unwrap_or_else(|| path("work"))
-        ),
+        format!("--chdir={}", cwd.display()),
         format!("--output={}", path("stdout")),
         format!("--error={}", path("stderr")),
         "--nodes=1".into(),
@@ -92,10 +94,6 @@ pub fn sbatch_options(
         o.push(format!("--time={}", w.as_secs().div_ceil(60).max(1)));
     }
     if let Some(stdin) = &spec.stdin {
-        let cwd = spec
-            .chdir
-            .as_ref()
-            .map_or_else(|| dir.join("work"), |d| Path::new(d).to_path_buf());
         o.push(format!("--input={}", cwd.join(stdin).display()));
     }
     if let Some(w) = &spec.warning {

@@ -10,7 +10,7 @@ use clap::Args;
 use futures::{Stream, StreamExt};
 use gantry_client::{JobEvent, JobRef, is_end_state, state_name};
 
-use crate::cmd::{Ctx, job_id};
+use crate::cmd::Ctx;
 use crate::output::{self, EventView};
 
 /// Arguments of `gantry watch`.
@@ -39,8 +39,8 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<i32> {
     let client = ctx.connect().await?;
     let mut ids = Vec::with_capacity(args.ids.len());
     for reference in args.ids {
-        let id = job_id(&client, reference).await?;
-        let job = client.get(id).await?;
+        let job = client.resolve(reference).await?;
+        let id = job.id;
         if job.array.is_some() {
             bail!(
                 "job {id} is an array; watch its tasks ({id}_0, ...), or every job with `gantry watch`"
