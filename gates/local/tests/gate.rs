@@ -133,17 +133,21 @@ async fn states_until_end(
     }
 }
 
+/// The attempt as the gate says it is now.
+async fn get(c: &mut GateClient<Channel>, id: &str) -> GateJob {
+    c.get_job(GateGetJobRequest {
+        attempt_id: id.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .job
+    .unwrap()
+}
+
 async fn wait_end(c: &mut GateClient<Channel>, attempt: &str) -> GateJob {
     for _ in 0..400 {
-        let job = c
-            .get_job(GateGetJobRequest {
-                attempt_id: attempt.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
+        let job = get(c, attempt).await;
         if gantry_gate::is_final(job.state()) {
             return job;
         }
@@ -465,31 +469,12 @@ async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
     let next = wait_end(&mut c, "next").await;
     assert_eq!(next.state(), GateJobState::Succeeded);
     assert!(!marker.exists(), "a job cancelled while it waited ran");
-    let long = c
-        .get_job(GateGetJobRequest {
-            attempt_id: "long-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+    let long = get(&mut c, "long-1").await;
     assert_eq!(long.state(), GateJobState::Running);
     cancel(&mut c, "long-1").await;
     wait_end(&mut c, "long-1").await;
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();
-}
-
-async fn get(c: &mut GateClient<Channel>, id: &str) -> GateJob {
-    c.get_job(GateGetJobRequest {
-        attempt_id: id.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .job
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

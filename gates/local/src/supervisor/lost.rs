@@ -54,23 +54,11 @@ mod tests {
     #[test]
     fn a_start_recorded_without_its_pid_is_found_by_its_attempt_id_and_killed() {
         let attempt = format!("lost-test-{}", std::process::id());
-        // It says "ready" once it runs (before its exec its environ in
-        // /proc is still this test's) and then waits on its stdin.
-        let mut job = std::process::Command::new("sh")
-            .args(["-c", "echo ready; read line"])
-            .env(crate::launch::ATTEMPT_ENV, &attempt)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(job.stdout.take().unwrap()),
-            &mut ready,
-        )
-        .unwrap();
-        assert_eq!(ready, "ready\n");
+        let mut job = sys::running_with_env(
+            std::process::Command::new("sh")
+                .env(crate::launch::ATTEMPT_ENV, &attempt)
+                .process_group(0),
+        );
         let ended = end_lost(known(&attempt, 0, 0));
         assert_eq!(ended.exit.map(|e| e.reason), Some(LOST_REASON.to_string()));
         let status = job.wait().unwrap();

@@ -247,6 +247,28 @@ pub fn find_program(program: &str, path: Option<&str>) -> Option<std::path::Path
         })
 }
 
+/// Start `sh` (built by the caller with its environment and the like) so
+/// that it says "ready" once it runs and then waits on its stdin; return
+/// after it said so: before its exec a child's /proc environ is still its
+/// parent's.
+#[cfg(test)]
+pub(super) fn running_with_env(sh: &mut std::process::Command) -> std::process::Child {
+    let mut child = sh
+        .args(["-c", "echo ready; read line"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    child
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,22 +277,7 @@ mod tests {
     fn finds_a_process_by_its_environment() {
         let entry = format!("GANTRY_TEST_ENTRY={}", std::process::id());
         let (name, value) = entry.split_once('=').unwrap();
-        // The shell says "ready" once it runs (before its exec the child's
-        // /proc environ is still the parent's) and then waits on its stdin.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "echo ready; read line"])
-            .env(name, value)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut ready,
-        )
-        .unwrap();
-        assert_eq!(ready, "ready\n");
+        let mut child = running_with_env(std::process::Command::new("sh").env(name, value));
         let found = started_with_env(&entry);
         child.kill().unwrap();
         child.wait().unwrap();
