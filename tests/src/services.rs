@@ -31,18 +31,37 @@ pub fn slurm_conf() -> PathBuf {
     }
 }
 
+/// The slurm.conf of the test cluster of two nodes (cn01, cn02, a slurmd
+/// each, for jobs that span nodes): `GANTRY_TEST_SLURM_NODES_CONF`, or a
+/// cluster this test starts (or finds up) in /tmp/gantry-test-slurm-nodes.
+pub fn slurm_nodes_conf() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_SLURM_NODES_CONF") {
+        Some(conf) => conf.into(),
+        None => start_script(
+            "slurm",
+            &["/tmp/gantry-test-slurm-nodes".as_ref()],
+            &[("SLURM_NODES", "2")],
+        ),
+    }
+}
+
 /// The user `scripts/sshd` lets in: the SSH tests' jobs run as it.
 pub const LOGIN_USER: &str = "gantry-login";
 
 /// The test sshd's ssh_config: `GANTRY_TEST_SSH_CONFIG`, or an sshd this
 /// test starts (or finds up) in /tmp/gantry-test-ssh.
+/// Started (or checked, which is a login of its own) once per process, so
+/// that tests counting the logins of a gate count only the gate's.
 pub fn ssh_config() -> PathBuf {
-    match std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
-        Some(conf) => conf.into(),
-        None => start_script(
-            "sshd",
-            &["/tmp/gantry-test-ssh".as_ref(), LOGIN_USER.as_ref()],
-            &[],
-        ),
-    }
+    static CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| match std::env::var_os("GANTRY_TEST_SSH_CONFIG") {
+            Some(conf) => conf.into(),
+            None => start_script(
+                "sshd",
+                &["/tmp/gantry-test-ssh".as_ref(), LOGIN_USER.as_ref()],
+                &[],
+            ),
+        })
+        .clone()
 }

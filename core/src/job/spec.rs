@@ -14,7 +14,8 @@ pub const DEFAULT_MEMORY: u64 = 256 << 20;
 /// The most dependencies one job may name.
 pub const MAX_AFTER: usize = 1000;
 
-/// Resources in machine units.
+/// Resources in machine units: what a job takes in all (its request's per
+/// task and per node amounts multiplied out), or what a partition offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Resources {
     /// Logical CPUs (≥ 1).
@@ -44,7 +45,7 @@ impl From<Resources> for v1::Capacity {
 pub struct ValidSpec {
     /// The normalized spec.
     pub spec: JobSpec,
-    /// What it needs.
+    /// What it takes in all, over its tasks and nodes.
     pub resources: Resources,
     /// Walltime in seconds; 0 when none was asked.
     pub walltime: u64,
@@ -126,18 +127,8 @@ impl ValidSpec {
             no_nul(&format!("env[{key}]"), value)?;
         }
         let req = spec.resources.take().unwrap_or_default();
-        let (resources, walltime) = parse_resources(&req)?;
-        spec.resources = Some(ResourceRequest {
-            cpus: Some(resources.cpus),
-            memory: if req.memory.is_empty() {
-                "256MiB".to_string()
-            } else {
-                req.memory.clone()
-            },
-            gpus: resources.gpus,
-            nodes: Some(resources.nodes),
-            walltime: req.walltime.clone(),
-        });
+        let (normalized, resources, walltime) = parse_resources(&req)?;
+        spec.resources = Some(normalized);
         let site = match spec.site.trim() {
             "" | "any" => None,
             name if site_exists(name) => Some(name.to_string()),
@@ -274,7 +265,13 @@ pub fn no_nul(name: &str, value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn parse_resources(req: &ResourceRequest) -> Result<(Resources, u64), FieldError> {
+/// The most tasks one job may start.
+pub const MAX_TASKS: u32 = 1_000_000;
+
+/// The request with its defaults filled in (the normalized wire form), what
+/// the job takes in all (per task and per node amounts multiplied out), and
+/// its walltime in seconds.
+fn parse_resources(req: &ResourceRequest) -> Result<(ResourceRequest, Resources, u64), FieldError> {
     let cpus = req.cpus.unwrap_or(1);
     if cpus == 0 || cpus > 65_536 {
         return Err(field(
@@ -289,6 +286,32 @@ fn parse_resources(req: &ResourceRequest) -> Result<(Resources, u64), FieldError
             format!("{nodes} is not a node count; ask for at least 1"),
         ));
     }
+    let per_node = req.tasks_per_node;
+    let tasks = match req.tasks {
+        Some(tasks) => tasks,
+        None if per_node > 0 => nodes.saturating_mul(per_node),
+        None => nodes,
+    };
+    if tasks == 0 || tasks > MAX_TASKS {
+        return Err(field(
+            "resources.tasks",
+            format!("{tasks} is not a task count; ask for 1 to {MAX_TASKS}"),
+        ));
+    }
+    if tasks < nodes {
+        return Err(field(
+            "resources.tasks",
+            format!(
+                "{tasks} tasks cannot span {nodes} nodes; ask for at least one task per node (e.g. --ntasks {nodes})"
+            ),
+        ));
+    }
+    if per_node > 0 && u64::from(per_node) * u64::from(nodes) < u64::from(tasks) {
+        return Err(field(
+            "resources.tasks_per_node",
+            format!("{tasks} tasks do not fit on {nodes} nodes of at most {per_node} tasks each"),
+        ));
+    }
     let memory = if req.memory.is_empty() {
         DEFAULT_MEMORY
     } else {
@@ -299,15 +322,47 @@ fn parse_resources(req: &ResourceRequest) -> Result<(Resources, u64), FieldError
     } else {
         parse_walltime(&req.walltime).map_err(|m| field("resources.walltime", m))?
     };
-    Ok((
-        Resources {
-            cpus,
-            memory,
-            gpus: req.gpus,
-            nodes,
+    let total = Resources {
+        cpus: cpus.checked_mul(tasks).ok_or_else(|| {
+            field(
+                "resources.cpus",
+                format!("{cpus} CPUs for each of {tasks} tasks is more than any site has"),
+            )
+        })?,
+        memory: memory.checked_mul(u64::from(nodes)).ok_or_else(|| {
+            field(
+                "resources.memory",
+                format!(
+                    "{} on each of {nodes} nodes is more than any site has",
+                    req.memory
+                ),
+            )
+        })?,
+        gpus: req.gpus.checked_mul(nodes).ok_or_else(|| {
+            field(
+                "resources.gpus",
+                format!(
+                    "{} GPUs on each of {nodes} nodes is more than any site has",
+                    req.gpus
+                ),
+            )
+        })?,
+        nodes,
+    };
+    let normalized = ResourceRequest {
+        cpus: Some(cpus),
+        memory: if req.memory.is_empty() {
+            "256MiB".to_string()
+        } else {
+            req.memory.clone()
         },
-        walltime,
-    ))
+        gpus: req.gpus,
+        nodes: Some(nodes),
+        walltime: req.walltime.clone(),
+        tasks: Some(tasks),
+        tasks_per_node: per_node,
+    };
+    Ok((normalized, total, walltime))
 }
 
 #[cfg(test)]
@@ -323,6 +378,49 @@ mod tests {
 
     fn err(s: JobSpec) -> FieldError {
         ValidSpec::parse(s, |name| name == "local").unwrap_err()
+    }
+
+    #[test]
+    fn tasks_and_nodes_multiply_out() {
+        let with = |cpus, nodes, tasks, tasks_per_node| {
+            let mut s = spec(&["mpi"]);
+            s.resources = Some(ResourceRequest {
+                cpus: Some(cpus),
+                memory: "1GiB".into(),
+                gpus: 1,
+                nodes: Some(nodes),
+                tasks,
+                tasks_per_node,
+                ..Default::default()
+            });
+            ValidSpec::parse(s, |_| true)
+        };
+        let v = with(2, 2, None, 3).unwrap();
+        let r = v.spec.resources.unwrap();
+        assert_eq!((r.tasks, r.tasks_per_node), (Some(6), 3));
+        assert_eq!(
+            v.resources,
+            Resources {
+                cpus: 12,
+                memory: 2 << 30,
+                gpus: 2,
+                nodes: 2
+            }
+        );
+        assert_eq!(
+            with(1, 2, None, 0).unwrap().spec.resources.unwrap().tasks,
+            Some(2)
+        );
+        assert_eq!(with(1, 1, None, 0).unwrap().resources.cpus, 1);
+        assert_eq!(with(1, 2, Some(1), 0).unwrap_err().field, "resources.tasks");
+        assert_eq!(
+            with(1, 2, Some(5), 2).unwrap_err().field,
+            "resources.tasks_per_node"
+        );
+        assert_eq!(
+            with(65_536, 1, Some(1_000_000), 0).unwrap_err().field,
+            "resources.cpus"
+        );
     }
 
     #[test]

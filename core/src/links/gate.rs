@@ -656,5 +656,12 @@ fn task_of(job: &JobRow) -> Task {
         warn_seconds,
         stdin: job.spec.stdin.clone(),
         chdir: job.spec.chdir.clone(),
+        tasks: job
+            .spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.tasks)
+            .unwrap_or(1),
+        tasks_per_node: job.spec.resources.as_ref().map_or(0, |r| r.tasks_per_node),
     }
 }

@@ -32,6 +32,28 @@ pub struct Resources {
     pub gpus: u32,
 }
 
+/// How a job spreads over nodes and tasks (`sbatch --nodes`, `--ntasks`,
+/// `--ntasks-per-node`). Most jobs are one task on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Nodes the job spans, at least 1.
+    pub nodes: u32,
+    /// Tasks it starts, at least `nodes`.
+    pub tasks: u32,
+    /// At most this many tasks on a node; `None`: the site's choice.
+    pub tasks_per_node: Option<u32>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            nodes: 1,
+            tasks: 1,
+            tasks_per_node: None,
+        }
+    }
+}
+
 /// A signal sent a while before the walltime ends (`sbatch --signal`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -54,8 +76,10 @@ pub struct JobSpec {
     pub command: Command,
     /// Environment variables to set on top of the gate's own.
     pub env: BTreeMap<String, String>,
-    /// What the job may use.
+    /// What the job may use in all, over its nodes.
     pub resources: Resources,
+    /// Its nodes and tasks.
+    pub layout: Layout,
     /// Kill the job after this long; `None` means no limit.
     pub walltime: Option<Duration>,
     /// The job owner's user name (may be empty).
@@ -75,11 +99,68 @@ fn no_nul(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The task's layout, checked against its resources: at least a task per
+/// node, CPUs that divide by tasks, memory and GPUs that divide by nodes.
+fn layout_of(task: &Task, nodes: u32, r: &Resources) -> Result<Layout> {
+    let tasks = task.tasks.max(1);
+    let tasks_per_node = (task.tasks_per_node > 0).then_some(task.tasks_per_node);
+    if tasks < nodes {
+        return Err(GateError::invalid(
+            "task.tasks",
+            format!("{tasks} tasks cannot span {nodes} nodes"),
+        ));
+    }
+    if tasks_per_node.is_some_and(|n| u64::from(n) * u64::from(nodes) < u64::from(tasks)) {
+        return Err(GateError::invalid(
+            "task.tasks_per_node",
+            format!("{tasks} tasks do not fit on {nodes} nodes at that many per node"),
+        ));
+    }
+    let even = r.cpus.is_multiple_of(tasks)
+        && r.memory_bytes.is_multiple_of(u64::from(nodes))
+        && r.gpus.is_multiple_of(nodes);
+    if !even {
+        return Err(GateError::invalid(
+            "task.resources",
+            format!(
+                "a job's CPUs must divide by its {tasks} tasks, its memory and GPUs by its {nodes} nodes"
+            ),
+        ));
+    }
+    Ok(Layout {
+        nodes,
+        tasks,
+        tasks_per_node,
+    })
+}
+
 impl JobSpec {
+    /// CPUs for each task (`--cpus-per-task`).
+    pub fn cpus_per_task(&self) -> u32 {
+        self.resources.cpus / self.layout.tasks
+    }
+
+    /// Memory for each node, bytes (`--mem`).
+    pub fn memory_per_node(&self) -> u64 {
+        self.resources.memory_bytes / u64::from(self.layout.nodes)
+    }
+
+    /// GPUs for each node (`--gres=gpu:N`).
+    pub fn gpus_per_node(&self) -> u32 {
+        self.resources.gpus / self.layout.nodes
+    }
+
     /// Parse the `task` field of a request.
     pub fn from_task(task: Option<Task>) -> Result<Self> {
         let task = task
             .ok_or_else(|| GateError::invalid("task", "is required: give argv or script to run"))?;
+        let capacity = task.resources.unwrap_or_default();
+        let resources = Resources {
+            cpus: capacity.cpus,
+            memory_bytes: capacity.memory_bytes,
+            gpus: capacity.gpus,
+        };
+        let layout = layout_of(&task, capacity.nodes.max(1), &resources)?;
         let command = match (task.argv.is_empty(), task.script.is_empty()) {
             (false, true) => {
                 if task.argv.len() > MAX_ARGS {
@@ -135,14 +216,6 @@ impl JobSpec {
         }
         no_nul("task.name", &task.name)?;
         no_nul("task.owner", &task.owner)?;
-        let resources = task
-            .resources
-            .map(|c| Resources {
-                cpus: c.cpus,
-                memory_bytes: c.memory_bytes,
-                gpus: c.gpus,
-            })
-            .unwrap_or_default();
         let walltime =
             (task.walltime_seconds > 0).then(|| Duration::from_secs(task.walltime_seconds));
         let warning = if task.warn_signal.is_empty() {
@@ -188,6 +261,7 @@ impl JobSpec {
             command,
             env,
             resources,
+            layout,
             walltime,
             owner: task.owner,
             warning,
@@ -230,6 +304,52 @@ mod tests {
         assert_eq!(spec.resources.cpus, 2);
         assert_eq!(spec.env["A"], "1");
         assert_eq!(spec.warning, None);
+    }
+
+    #[test]
+    fn a_layout_spreads_resources_over_tasks_and_nodes() {
+        let mut t = task();
+        t.resources = Some(Capacity {
+            cpus: 8,
+            memory_bytes: 2 << 30,
+            gpus: 2,
+            nodes: 2,
+        });
+        t.tasks = 4;
+        t.tasks_per_node = 2;
+        let spec = JobSpec::from_task(Some(t.clone())).unwrap();
+        assert_eq!(
+            spec.layout,
+            Layout {
+                nodes: 2,
+                tasks: 4,
+                tasks_per_node: Some(2)
+            }
+        );
+        assert_eq!(
+            (
+                spec.cpus_per_task(),
+                spec.memory_per_node(),
+                spec.gpus_per_node()
+            ),
+            (2, 1 << 30, 1)
+        );
+        t.tasks = 1;
+        assert!(
+            JobSpec::from_task(Some(t.clone())).is_err(),
+            "fewer tasks than nodes"
+        );
+        t.tasks = 6;
+        assert!(
+            JobSpec::from_task(Some(t.clone())).is_err(),
+            "6 tasks, 2 per node on 2"
+        );
+        t.tasks_per_node = 0;
+        assert!(JobSpec::from_task(Some(t)).is_err(), "8 CPUs over 6 tasks");
+        assert_eq!(
+            JobSpec::from_task(Some(task())).unwrap().layout,
+            Layout::default()
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn start_command(
     env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
     env.insert(ATTEMPT_ENV.into(), attempt.to_string());
     env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
+    // One node, this one; its tasks are the job's to start (mpirun -np).
+    env.insert("GANTRY_NODELIST".into(), host.hostname.clone());
+    env.insert("GANTRY_NTASKS".into(), spec.layout.tasks.to_string());
     if host.gpus > 0 {
         let gpus: Vec<String> = alloc.gpus.iter().map(|g| g.to_string()).collect();
         env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.join(","));
@@ -122,6 +125,7 @@ mod tests {
             command: Command::Script(script.into()),
             env: Default::default(),
             resources: Default::default(),
+            layout: Default::default(),
             walltime: None,
             owner: String::new(),
             warning: None,
@@ -145,6 +149,13 @@ mod tests {
         assert_eq!(s.argv, ["/bin/sh", "/w/attempts/a1/script"]);
         assert!(!s.script.unwrap().executable);
         assert_eq!(s.env["GANTRY_JOB_ID"], "1");
+        assert_eq!(
+            (
+                s.env["GANTRY_NODELIST"].as_str(),
+                s.env["GANTRY_NTASKS"].as_str()
+            ),
+            ("h", "1")
+        );
         assert_eq!(s.env["PATH"], "/bin");
         assert!(s.env_complete);
         let s = start("#!/bin/bash\necho");

@@ -275,6 +275,15 @@ impl Provider for LocalProvider {
                 return Ok(existing.job.clone());
             }
             state.partitions.check_ready(partition.as_str())?;
+            if spec.layout.nodes > 1 {
+                return Err(GateError::invalid(
+                    "task.resources.nodes",
+                    format!(
+                        "asks for {} nodes; the local gate is one machine (use a Slurm site)",
+                        spec.layout.nodes
+                    ),
+                ));
+            }
             let refused = |no| match no {
                 NoFit::Never(m) => GateError::invalid("task.resources", m),
                 NoFit::NotNow(m) => GateError::ResourceExhausted(m),

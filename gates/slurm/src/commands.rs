@@ -37,6 +37,11 @@ pub struct SlurmPartition {
 }
 
 impl SlurmPartition {
+    /// Its nodes in all, usable now or not (what one job could ever span).
+    pub fn node_count(&self) -> u32 {
+        self.node_states.values().sum()
+    }
+
     /// Why it cannot run jobs now, when it cannot.
     pub fn unavailable(&self) -> Option<String> {
         if self.avail != "up" {
@@ -60,7 +65,9 @@ impl SlurmPartition {
 
 /// The `sinfo` format the gate reads: partition, avail, time limit, node,
 /// CPUs, memory (MB), gres, state; one line per node and partition.
-const SINFO_FORMAT: &str = "%P|%a|%l|%n|%c|%m|%G|%T";
+/// `%N` is the node's name (unique), not its host name: several nodes may
+/// share a host (`slurmd -N`, MULTIPLE_SLURMD).
+const SINFO_FORMAT: &str = "%P|%a|%l|%N|%c|%m|%G|%T";
 
 /// The cluster's partitions.
 pub async fn partitions(host: &dyn Host) -> Result<Vec<SlurmPartition>> {

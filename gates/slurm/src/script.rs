@@ -30,9 +30,21 @@ pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &Job
     env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
     env.insert("GANTRY_ATTEMPT_ID".into(), attempt.to_string());
     env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
+    env.insert("GANTRY_NTASKS".into(), spec.layout.tasks.to_string());
+    let hostfile = dir.join("hostfile").to_string_lossy().into_owned();
+    env.insert("GANTRY_HOSTFILE".into(), hostfile.clone());
     for (k, v) in &env {
         s.push_str(&format!("export {k}={}\n", quote(v)));
     }
+    // The job's nodes, one per line and comma-separated; srun gives its
+    // tasks the job's environment (sbatch ran with --export=NONE, which srun
+    // would otherwise inherit).
+    let hostfile = quote(&hostfile);
+    s.push_str(&format!(
+        "scontrol show hostnames \"$SLURM_JOB_NODELIST\" >{hostfile}\n\
+         export GANTRY_NODELIST=\"$(paste -sd, {hostfile})\"\n\
+         export SLURM_EXPORT_ENV=ALL\n"
+    ));
     match &spec.command {
         Command::Argv(argv) => {
             let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
@@ -72,22 +84,26 @@ pub fn sbatch_options(
         format!("--job-name={name}"),
         format!("--comment={}", comment(attempt.as_str())),
         format!("--partition={slurm_partition}"),
-        format!("--cpus-per-task={}", spec.resources.cpus.max(1)),
+        format!("--nodes={}", spec.layout.nodes),
+        format!("--ntasks={}", spec.layout.tasks),
+        format!("--cpus-per-task={}", spec.cpus_per_task().max(1)),
         format!("--chdir={}", cwd.display()),
         format!("--output={}", path("stdout")),
         format!("--error={}", path("stderr")),
-        "--nodes=1".into(),
-        "--ntasks=1".into(),
         // Not the gate's own environment: the user's login environment on
         // the node (Slurm's --get-user-env), then the task's, from job.sh.
         "--export=NONE".into(),
     ];
-    if spec.resources.memory_bytes > 0 {
-        let mb = spec.resources.memory_bytes.div_ceil(1024 * 1024);
+    if let Some(n) = spec.layout.tasks_per_node {
+        o.push(format!("--ntasks-per-node={n}"));
+    }
+    // Slurm's --mem and --gres are per node.
+    if spec.memory_per_node() > 0 {
+        let mb = spec.memory_per_node().div_ceil(1024 * 1024);
         o.push(format!("--mem={mb}M"));
     }
-    if spec.resources.gpus > 0 {
-        o.push(format!("--gres=gpu:{}", spec.resources.gpus));
+    if spec.gpus_per_node() > 0 {
+        o.push(format!("--gres=gpu:{}", spec.gpus_per_node()));
     }
     if let Some(w) = spec.walltime {
         // Slurm counts in minutes; a limit is never shortened.
@@ -120,6 +136,7 @@ mod tests {
                 memory_bytes: 1536 * 1024 * 1024,
                 gpus: 1,
             },
+            layout: Default::default(),
             walltime: Some(Duration::from_secs(61)),
             owner: String::new(),
             warning: None,
@@ -165,10 +182,41 @@ mod tests {
             "--chdir=/w/attempts/a1/work",
             "--output=/w/attempts/a1/stdout",
             "--export=NONE",
+            "--nodes=1",
+            "--ntasks=1",
         ] {
             assert!(o.iter().any(|x| x == want), "{want} in {o:?}");
         }
         assert!(!o.iter().any(|x| x.starts_with("--signal")), "{o:?}");
+        // Two nodes of two tasks: CPUs per task, memory and GPUs per node.
+        let mut wide = spec(Command::Argv(vec!["true".into()]));
+        wide.resources.cpus = 8;
+        wide.resources.memory_bytes *= 2;
+        wide.resources.gpus = 2;
+        wide.layout = gantry_gate::Layout {
+            nodes: 2,
+            tasks: 4,
+            tasks_per_node: Some(2),
+        };
+        let o = sbatch_options(dir, &attempt, "debug", &wide);
+        for want in [
+            "--nodes=2",
+            "--ntasks=4",
+            "--ntasks-per-node=2",
+            "--cpus-per-task=2",
+            "--mem=1536M",
+            "--gres=gpu:1",
+        ] {
+            assert!(o.iter().any(|x| x == want), "{want} in {o:?}");
+        }
+        let s = batch_script(dir, &attempt, "p1", &wide);
+        assert!(s.contains("export GANTRY_NTASKS='4'\n"), "{s}");
+        assert!(
+            s.contains(
+                "scontrol show hostnames \"$SLURM_JOB_NODELIST\" >'/w/attempts/a1/hostfile'\n"
+            ),
+            "{s}"
+        );
         let mut warned = spec(Command::Argv(vec!["true".into()]));
         warned.warning = Some(gantry_gate::Warning {
             name: "USR1".into(),

@@ -162,16 +162,25 @@ pub struct SpecView {
 /// Requested resources as JSON.
 #[derive(Debug, Serialize, PartialEq, Default)]
 pub struct ResourcesView {
-    /// CPUs.
+    /// CPUs per task.
     pub cpus: Option<u32>,
-    /// Memory as given.
+    /// Memory per node, as given.
     pub memory: String,
-    /// GPUs.
+    /// GPUs per node.
     pub gpus: u32,
     /// Nodes.
     pub nodes: Option<u32>,
     /// Walltime as given.
     pub walltime: String,
+    /// Tasks.
+    pub tasks: Option<u32>,
+    /// At most this many tasks per node (0: the site's choice).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tasks_per_node: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An input file as JSON.
@@ -282,6 +291,8 @@ impl From<&JobSpec> for SpecView {
                 gpus: r.gpus,
                 nodes: r.nodes,
                 walltime: r.walltime,
+                tasks: r.tasks,
+                tasks_per_node: r.tasks_per_node,
             },
             site: s.site.clone(),
             inputs: s.inputs.iter().map(InputView::from).collect(),

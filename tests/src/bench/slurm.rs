@@ -297,6 +297,7 @@ fn sbatch_one(slurm: &SlurmCluster, dir: &std::path::Path, k: usize) -> Option<(
             cpus: 1,
             ..Default::default()
         },
+        layout: Default::default(),
         walltime: None,
         owner: String::new(),
         warning: None,

@@ -8,12 +8,15 @@
 //!
 //! The tests share that one cluster and run one at a time (nextest group
 //! `slurm`); `scripts/test` starts it and the sshd and passes
-//! `GANTRY_TEST_SLURM_CONF` and `GANTRY_TEST_SSH_CONFIG`.
+//! `GANTRY_TEST_SLURM_CONF` and `GANTRY_TEST_SSH_CONFIG`. Jobs that span
+//! nodes run on a second cluster of two nodes (`nodes`,
+//! `GANTRY_TEST_SLURM_NODES_CONF`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
+mod nodes;
 
 use common::*;
 use gantry_e2e::services::{LOGIN_USER, ssh_config, start_script};

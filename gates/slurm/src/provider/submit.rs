@@ -18,8 +18,10 @@ pub(super) enum Submission {
 
 impl SlurmProvider {
     /// Refuse what no node of `slurm` could ever run.
+    /// Each node must hold the tasks placed on it: `--ntasks-per-node`, or
+    /// the tasks spread evenly (rounded up).
     pub(super) fn check_fits(slurm: &SlurmPartition, spec: &JobSpec) -> Result<()> {
-        let r = spec.resources;
+        let layout = spec.layout;
         let (cpus, memory, gpus) = slurm.largest;
         let name = &slurm.name;
         let too_big = |what: String| {
@@ -28,23 +30,39 @@ impl SlurmProvider {
                 format!("{what}; ask for less or use another partition"),
             ))
         };
-        if r.cpus > cpus {
+        let nodes = slurm.node_count();
+        if layout.nodes > nodes {
             return too_big(format!(
-                "asks {} CPUs, the largest node of Slurm partition {name} has {cpus}",
-                r.cpus
+                "asks {} nodes, Slurm partition {name} has {nodes}",
+                layout.nodes
             ));
         }
-        if memory > 0 && r.memory_bytes > memory {
+        let tasks_on_a_node = layout
+            .tasks_per_node
+            .unwrap_or_else(|| layout.tasks.div_ceil(layout.nodes))
+            .min(layout.tasks);
+        let node_cpus = spec.cpus_per_task().saturating_mul(tasks_on_a_node);
+        let on_a_node = if layout.nodes > 1 {
+            " on each node"
+        } else {
+            ""
+        };
+        if node_cpus > cpus {
             return too_big(format!(
-                "asks {} MiB, the largest node of Slurm partition {name} has {} MiB",
-                r.memory_bytes >> 20,
+                "asks {node_cpus} CPUs{on_a_node}, the largest node of Slurm partition {name} has {cpus}"
+            ));
+        }
+        if memory > 0 && spec.memory_per_node() > memory {
+            return too_big(format!(
+                "asks {} MiB{on_a_node}, the largest node of Slurm partition {name} has {} MiB",
+                spec.memory_per_node() >> 20,
                 memory >> 20
             ));
         }
-        if r.gpus > gpus {
+        if spec.gpus_per_node() > gpus {
             return too_big(format!(
-                "asks {} GPUs, the largest node of Slurm partition {name} has {gpus}",
-                r.gpus
+                "asks {} GPUs{on_a_node}, the largest node of Slurm partition {name} has {gpus}",
+                spec.gpus_per_node()
             ));
         }
         if let Some(w) = spec.walltime
@@ -160,5 +178,67 @@ impl SlurmProvider {
     async fn find_by_comment(&self, attempt: &AttemptId) -> Result<Option<u64>> {
         let jobs = commands::jobs_by_comment(self.inner.host()).await?;
         Ok(jobs.get(&script::comment(attempt.as_str())).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_gate::{Layout, Resources};
+
+    fn two_nodes() -> SlurmPartition {
+        SlurmPartition {
+            name: "debug".into(),
+            avail: "up".into(),
+            cpus: 4,
+            memory_bytes: 4 << 30,
+            nodes: 2,
+            largest: (2, 2 << 30, 0),
+            node_states: [("idle".to_string(), 1), ("drained".to_string(), 1)].into(),
+            ..Default::default()
+        }
+    }
+
+    fn spec(cpus: u32, nodes: u32, tasks: u32, tasks_per_node: Option<u32>) -> JobSpec {
+        JobSpec {
+            job_id: 1,
+            name: String::new(),
+            command: Command::Argv(vec!["true".into()]),
+            env: Default::default(),
+            resources: Resources {
+                cpus,
+                memory_bytes: u64::from(nodes) << 30,
+                gpus: 0,
+            },
+            layout: Layout {
+                nodes,
+                tasks,
+                tasks_per_node,
+            },
+            walltime: None,
+            owner: String::new(),
+            warning: None,
+            stdin: None,
+            chdir: None,
+        }
+    }
+
+    #[test]
+    fn each_node_must_hold_its_share_of_the_tasks() {
+        let p = two_nodes();
+        let fits = |s: JobSpec| SlurmProvider::check_fits(&p, &s).map_err(|e| e.to_string());
+        // A drained node still counts: it comes back.
+        assert!(fits(spec(4, 2, 4, None)).is_ok());
+        assert!(fits(spec(4, 2, 4, Some(2))).is_ok());
+        let err = fits(spec(3, 1, 3, None)).unwrap_err();
+        assert!(err.contains("asks 3 CPUs, the largest node"), "{err}");
+        // Three tasks on two nodes: one node takes two of 2 CPUs each.
+        let err = fits(spec(6, 2, 3, None)).unwrap_err();
+        assert!(err.contains("asks 4 CPUs on each node"), "{err}");
+        let err = fits(spec(3, 3, 3, None)).unwrap_err();
+        assert!(
+            err.contains("asks 3 nodes, Slurm partition debug has 2"),
+            "{err}"
+        );
     }
 }

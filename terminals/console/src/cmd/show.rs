@@ -114,11 +114,17 @@ fn print_job(job: &Job) {
         (
             "resources",
             format!(
-                "cpus={} memory={} gpus={} nodes={} walltime={}",
+                "cpus={} memory={} gpus={} nodes={} tasks={}{} walltime={}",
                 r.cpus.map_or("-".into(), |c| c.to_string()),
                 or_dash(&r.memory),
                 r.gpus,
                 r.nodes.map_or("-".into(), |n| n.to_string()),
+                r.tasks.map_or("-".into(), |n| n.to_string()),
+                if r.tasks_per_node > 0 {
+                    format!(" tasks-per-node={}", r.tasks_per_node)
+                } else {
+                    String::new()
+                },
                 or_dash(&r.walltime)
             ),
         ),

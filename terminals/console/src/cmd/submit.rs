@@ -17,18 +17,28 @@ pub struct JobFlags {
     /// A name for people [default: the program's or script's file name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Logical CPUs the job needs [server default: 1]
+    /// Logical CPUs for each task, as sbatch --cpus-per-task [server default: 1]
     #[arg(long, value_name = "N")]
     pub cpus: Option<u32>,
-    /// Memory the job needs, e.g. 512MiB, 4G (binary units) [server default: 256MiB]
+    /// Memory on each node, e.g. 512MiB, 4G (binary units), as sbatch --mem
+    /// [server default: 256MiB]
     #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
-    /// GPUs the job needs [default: 0]
+    /// GPUs on each node [default: 0]
     #[arg(long, value_name = "N")]
     pub gpus: Option<u32>,
-    /// Nodes the job needs [server default: 1]
-    #[arg(long, value_name = "N")]
+    /// Nodes the job spans, as sbatch --nodes (a Slurm site; its node list
+    /// is in GANTRY_NODELIST and GANTRY_HOSTFILE) [server default: 1]
+    #[arg(long, short = 'N', value_name = "N")]
     pub nodes: Option<u32>,
+    /// Tasks (MPI ranks) the job starts with srun or mpirun, as sbatch
+    /// --ntasks; in GANTRY_NTASKS [server default: one per node]
+    #[arg(long, short = 'n', value_name = "N")]
+    pub ntasks: Option<u32>,
+    /// At most this many tasks on each node, as sbatch --ntasks-per-node
+    /// [default: as the site spreads them]
+    #[arg(long, value_name = "N")]
+    pub ntasks_per_node: Option<u32>,
     /// Longest run time, e.g. 90s, 1h30m, 01:30:00, 2-00:00:00 [default: the site's limit]
     #[arg(long, value_name = "DURATION")]
     pub walltime: Option<String>,
@@ -100,6 +110,8 @@ impl JobFlags {
             mem: self.mem.or(directives.mem),
             gpus: self.gpus.or(directives.gpus),
             nodes: self.nodes.or(directives.nodes),
+            ntasks: self.ntasks.or(directives.ntasks),
+            ntasks_per_node: self.ntasks_per_node.or(directives.ntasks_per_node),
             walltime: self.walltime.or(directives.walltime),
             signal: self.signal.or(directives.signal),
             site: self.site.or(directives.site),
@@ -136,6 +148,8 @@ impl JobFlags {
                 gpus: self.gpus.unwrap_or(0),
                 nodes: self.nodes,
                 walltime: self.walltime.clone().unwrap_or_default(),
+                tasks: self.ntasks,
+                tasks_per_node: self.ntasks_per_node.unwrap_or(0),
             }),
             site: self.site.clone().unwrap_or_default(),
             inputs: Vec::new(),

@@ -1,0 +1,94 @@
+//! Jobs that span nodes, on the test cluster of two (`SLURM_NODES=2
+//! scripts/slurm`: nodes cn01 and cn02, a slurmd each on localhost): Slurm
+//! gives the job the nodes and tasks it asked for, the job sees its node
+//! list, `srun` starts its tasks across them, and what no partition could
+//! place is said at once.
+
+use std::time::Duration;
+
+use gantry_e2e::services::{slurm_nodes_conf, ssh_config};
+use gantry_e2e::{Cluster, Options, eventually, run};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_spans_two_nodes_and_srun_starts_its_tasks_on_both() {
+    spans_nodes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_spans_two_nodes_and_srun_starts_its_tasks_on_both_over_ssh() {
+    spans_nodes(true).await;
+}
+
+async fn spans_nodes(over_ssh: bool) {
+    let _serial = SERIAL.lock().await;
+    let conf = slurm_nodes_conf();
+    let cluster = Cluster::start(Options {
+        slurm_conf: Some(conf.clone()),
+        ssh_config: over_ssh.then(ssh_config),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Two nodes, two tasks on each: srun runs every task, each on its node,
+    // with the job's own environment.
+    let wide = submit(
+        &cluster,
+        &[
+            "--nodes",
+            "2",
+            "--ntasks-per-node",
+            "2",
+            "--env",
+            "GREETING=hi",
+            "--",
+            "sh",
+            "-c",
+            "echo \"nodes=$GANTRY_NODELIST tasks=$GANTRY_NTASKS\"; cat \"$GANTRY_HOSTFILE\"; \
+             srun sh -c 'echo \"$GREETING from task $SLURM_PROCID on $SLURMD_NODENAME\"' | sort",
+        ],
+    );
+    let (code, _, err) = run(cluster.cli("alice").args(["wait", &wide]));
+    assert_eq!(code, 0, "{err}\n{}", show(&cluster, &wide));
+    let (_, log, _) = run(cluster.cli("alice").args(["logs", &wide]));
+    assert_eq!(
+        log,
+        "nodes=cn01,cn02 tasks=4\ncn01\ncn02\n\
+         hi from task 0 on cn01\nhi from task 1 on cn01\n\
+         hi from task 2 on cn02\nhi from task 3 on cn02\n"
+    );
+    // Slurm's own record says the same.
+    let record = slurm(
+        &conf,
+        "scontrol",
+        &["show", "job", "-o", &slurm_job_of(&cluster, &wide)],
+    );
+    assert_eq!(field(&record, "NumNodes"), "2", "{record}");
+    assert_eq!(field(&record, "NumTasks"), "4", "{record}");
+    assert_eq!(field(&record, "NodeList"), "cn[01-02]", "{record}");
+    let (_, shown, _) = run(cluster.cli("alice").args(["show", &wide]));
+    assert!(
+        shown.contains("nodes=2 tasks=4 tasks-per-node=2"),
+        "{shown}"
+    );
+
+    // More nodes than the site has: the job waits, saying so at once.
+    let three = submit(&cluster, &["--nodes", "3", "--", "true"]);
+    eventually(
+        Duration::from_secs(30),
+        "a reason for a job of three nodes",
+        async || show_until(&cluster, &three, "no site offers 3 nodes"),
+    )
+    .await;
+    let (code, _, err) = run(cluster.cli("alice").args(["cancel", &three]));
+    assert_eq!(code, 0, "{err}");
+
+    // Fewer tasks than nodes cannot be: refused at submit.
+    let (code, _, err) = run(cluster
+        .cli("alice")
+        .args(["submit", "--nodes", "2", "--ntasks", "1", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("1 tasks cannot span 2 nodes"), "{err}");
+}
