@@ -388,6 +388,8 @@ async fn a_job_starts_from_a_login_environment_not_the_gates() {
         [
             "GANTRY_ATTEMPT_ID",
             "GANTRY_JOB_ID",
+            "GANTRY_NODELIST",
+            "GANTRY_NTASKS",
             "GANTRY_PARTITION_ID",
             "HOME",
             "LOGNAME",
