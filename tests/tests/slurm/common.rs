@@ -48,7 +48,11 @@ impl GoFile {
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub(crate) async fn cluster(over_ssh: bool) -> (Cluster, PathBuf) {
-    let conf = slurm_conf();
+    cluster_on(slurm_conf(), over_ssh).await
+}
+
+/// Gantry with its Slurm gate on the cluster of `conf`.
+pub(crate) async fn cluster_on(conf: PathBuf, over_ssh: bool) -> (Cluster, PathBuf) {
     let cluster = Cluster::start(Options {
         slurm_conf: Some(conf.clone()),
         ssh_config: over_ssh.then(ssh_config),

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use gantry_e2e::services::{slurm_nodes_conf, ssh_config};
-use gantry_e2e::{Cluster, Options, eventually, run};
+use gantry_e2e::services::slurm_nodes_conf;
+use gantry_e2e::{eventually, run};
 
 use crate::common::*;
 
@@ -23,14 +23,7 @@ async fn a_job_spans_two_nodes_and_srun_starts_its_tasks_on_both_over_ssh() {
 
 async fn spans_nodes(over_ssh: bool) {
     let _serial = SERIAL.lock().await;
-    let conf = slurm_nodes_conf();
-    let cluster = Cluster::start(Options {
-        slurm_conf: Some(conf.clone()),
-        ssh_config: over_ssh.then(ssh_config),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (cluster, conf) = cluster_on(slurm_nodes_conf(), over_ssh).await;
 
     // Two nodes, two tasks on each: srun runs every task, each on its node,
     // with the job's own environment.
