@@ -77,6 +77,27 @@ pub struct Alloc {
     pub memory_bytes: u64,
 }
 
+impl Alloc {
+    /// Its shape: a queued attempt takes over only a slot of its own shape
+    /// ([`shape_of`]).
+    pub fn shape(&self) -> String {
+        shape(self.cpu_slots.len(), self.gpus.len(), self.memory_bytes)
+    }
+}
+
+/// The shape of what a job asks, as [`Alloc::shape`] names what one holds.
+pub fn shape_of(want: Resources) -> String {
+    shape(
+        want.cpus.max(1) as usize,
+        want.gpus as usize,
+        want.memory_bytes,
+    )
+}
+
+fn shape(cpus: usize, gpus: usize, memory_bytes: u64) -> String {
+    format!("{cpus} cpus, {gpus} gpus, {memory_bytes} bytes")
+}
+
 /// Why a job does not fit.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NoFit {
@@ -162,6 +183,13 @@ impl Pool {
     #[cfg(test)]
     pub fn free_cpus(&self) -> usize {
         self.cpus.free()
+    }
+
+    /// Free everything (before restoring what the running attempts hold).
+    pub fn clear(&mut self) {
+        self.cpus = Slots::new(self.cpus.len());
+        self.gpus = Slots::new(self.gpus.len());
+        self.memory_used = 0;
     }
 
     /// Give `alloc` back.

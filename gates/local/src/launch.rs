@@ -14,8 +14,8 @@ pub const ATTEMPT_ENV: &str = "GANTRY_ATTEMPT_ID";
 
 /// The [`Start`] command of an attempt: its program (a script task runs
 /// through its `#!` line or `/bin/sh`), its whole environment (a login's
-/// minimum, the job's own variables and the `GANTRY_*` ones), its CPUs,
-/// walltime and warning signal.
+/// minimum, the job's own variables and the `GANTRY_*` ones), what it holds
+/// (CPUs, GPUs), its walltime and warning signal.
 pub fn start_command(
     config: &LocalConfig,
     host: &Host,
@@ -50,10 +50,12 @@ pub fn start_command(
     // One node, this one; its tasks are the job's to start (mpirun -np).
     env.insert("GANTRY_NODELIST".into(), host.hostname.clone());
     env.insert("GANTRY_NTASKS".into(), spec.layout.tasks.to_string());
+    let mut slot_env = std::collections::BTreeMap::new();
     if host.gpus > 0 {
         let gpus: Vec<String> = alloc.gpus.iter().map(|g| g.to_string()).collect();
-        env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.join(","));
+        slot_env.insert("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(","));
     }
+    env.extend(slot_env.clone());
     let meta = AttemptMeta {
         partition_id: partition.to_string(),
         job_id: spec.job_id,
@@ -75,7 +77,10 @@ pub fn start_command(
             seconds: w.before.as_secs(),
         }),
         meta: serde_json::to_value(meta).expect("meta serializes"),
-        after: None,
+        queued: false,
+        shape: alloc.shape(),
+        slot_env,
+        held: serde_json::to_value(alloc).expect("an allocation serializes"),
     }
 }
 

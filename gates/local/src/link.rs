@@ -37,14 +37,14 @@ pub struct Connection {
 #[derive(Default)]
 pub struct Link {
     sender: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
-    successors: std::sync::atomic::AtomicBool,
+    queues: std::sync::atomic::AtomicBool,
 }
 
 impl Link {
     /// Send commands over `connection` from now on.
     pub fn attach(&self, connection: &Connection) {
         *self.lock() = Some(connection.sender.clone());
-        let current = connection.protocol >= 2;
+        let current = connection.protocol >= 4;
         if !current {
             tracing::warn!(
                 protocol = connection.protocol,
@@ -59,13 +59,13 @@ impl Link {
                  it sends no warning signals (--signal) and jobs get the gate's environment"
             );
         }
-        self.successors
+        self.queues
             .store(current, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether the supervisor knows successors (`Start::after`).
-    pub fn successors(&self) -> bool {
-        self.successors.load(std::sync::atomic::Ordering::Relaxed)
+    /// Whether the supervisor keeps a queue ([`crate::protocol::Start::queued`]).
+    pub fn queues(&self) -> bool {
+        self.queues.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stop sending (the connection is gone).

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 /// This protocol's version, in [`Event::Synced`]: a gate meeting an older
 /// supervisor (one that outlived an upgrade) uses only what that one knows.
-/// 1: the first; 2: successors ([`Start::after`]); 3: warning signals
+/// 1: the first; 2: successors (a `Start` bound to one running attempt); 3: warning signals
 /// ([`Start::warning`]), a job environment that is not the supervisor's
 /// ([`Start::env_complete`]), stdin ([`Start::stdin`]) and a working
-/// directory of the job's choosing ([`Start::chdir`]).
-pub const PROTOCOL: u32 = 3;
+/// directory of the job's choosing ([`Start::chdir`]); 4: the supervisor's
+/// queue ([`Start::queued`]) replaces a successor bound to one running
+/// attempt (2), which a gate no longer sends.
+pub const PROTOCOL: u32 = 4;
 
 /// The reason of an attempt whose supervisor died while it ran.
 pub const LOST_REASON: &str = "lost: the job's supervisor died";
@@ -76,14 +78,28 @@ pub struct Start {
     pub warning: Option<WarnAt>,
     /// What the gate wants back in snapshots (the supervisor does not read it).
     pub meta: serde_json::Value,
-    /// Start it only once this (running) attempt has ended, on the CPUs it
-    /// frees, without waiting for the gate to say so: the gate hands a
-    /// waiting attempt its leader's resources ahead of time, so a freed
-    /// slot is refilled at once. Started at once when that attempt is not
-    /// running or already has a successor. A `Start` for an attempt that
-    /// waits so, with another `after` (or none), replaces how it starts.
+    /// Wait in the supervisor's queue rather than start now (protocol 4):
+    /// queued attempts start in the order they were queued, each the moment
+    /// a running attempt of its `shape` ends, on what that one held (its
+    /// `cpus`, `slot_env` and `held`), without waiting for the gate. The
+    /// head of the queue blocks those behind it, so none overtakes another.
+    /// A `Start` that is not queued for an attempt that waits so starts it
+    /// now, on the resources it names (the gate found it a free slot). A
+    /// new connection empties the queue (it is the gate's to fill again).
     #[serde(default)]
-    pub after: Option<String>,
+    pub queued: bool,
+    /// What it holds (or, queued, asks), as the gate names it: a queued
+    /// attempt takes over only from an attempt of the same shape.
+    #[serde(default)]
+    pub shape: String,
+    /// The variables of `env` that name what it holds (`CUDA_VISIBLE_DEVICES`):
+    /// a queued attempt started on its resources gets these in place of its own.
+    #[serde(default)]
+    pub slot_env: BTreeMap<String, String>,
+    /// What it holds, as the gate records it (the supervisor does not read
+    /// it): passed on with its CPUs, and reported in [`Known::held`].
+    #[serde(default)]
+    pub held: serde_json::Value,
 }
 
 /// A signal sent before the walltime ends.
@@ -124,8 +140,8 @@ pub enum Event {
         pid: u32,
         /// Unix ms it started.
         start_ms: i64,
-        /// The attempt it followed (see [`Start::after`]), on whose
-        /// resources it started; `None` when it started on its own.
+        /// The attempt whose resources it started on (a queued attempt, see
+        /// [`Start::queued`]); `None` when it started on those it was sent.
         #[serde(default)]
         after: Option<String>,
     },
@@ -135,6 +151,10 @@ pub enum Event {
         attempt: String,
         /// How.
         exit: Exit,
+        /// The queued attempt that takes over what it held (it starts now;
+        /// its [`Event::Started`] follows), if one did.
+        #[serde(default)]
+        passed_to: Option<String>,
     },
 }
 
@@ -153,10 +173,10 @@ pub struct Known {
     pub start_ms: i64,
     /// How it ended, once it has.
     pub exit: Option<Exit>,
-    /// For an attempt that waits to follow another (see [`Start::after`]):
-    /// that attempt.
+    /// What it holds ([`Start::held`]: its own, or that of the attempt it
+    /// took over from).
     #[serde(default)]
-    pub after: Option<String>,
+    pub held: serde_json::Value,
 }
 
 /// How a job ended.
@@ -248,7 +268,7 @@ mod tests {
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), cmd);
         let text = String::from_utf8(line(&Event::Synced { protocol: PROTOCOL })).unwrap();
-        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":3}\n");
+        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":4}\n");
         let old: Event = serde_json::from_str("{\"ev\":\"synced\"}").unwrap();
         assert_eq!(old, Event::Synced { protocol: 1 });
     }

@@ -63,12 +63,17 @@ impl Inner {
             } => {
                 let mut state = self.state();
                 state.started(&self.hub, &attempt, pid, start_ms, after.as_deref());
-                // A new running attempt can take a successor.
+                // One more runs: one more can be queued behind it.
                 self.drain_locked(&mut state);
             }
-            Event::Exited { attempt, exit } => {
-                self.state().finish(&self.hub, &attempt, &exit);
-                self.drain();
+            Event::Exited {
+                attempt,
+                exit,
+                passed_to,
+            } => {
+                let mut state = self.state();
+                state.finish(&self.hub, &attempt, &exit, passed_to.as_deref());
+                self.drain_locked(&mut state);
             }
             Event::Known(_) | Event::Synced { .. } => {}
         }
@@ -331,8 +336,6 @@ impl Provider for LocalProvider {
                 dir: self.dir(attempt),
                 alloc,
                 sent: false,
-                successor: None,
-                after: None,
                 moved: None,
             };
             state.attempts.insert(attempt.to_string(), entry);
@@ -351,7 +354,7 @@ impl Provider for LocalProvider {
                 .unwrap_or_default();
             if let Err(e) = self
                 .inner
-                .launch(&mut state, attempt, partition, &spec, &held, None)
+                .launch(&mut state, attempt, partition, &spec, &held, false)
             {
                 // Nothing runs: forget the attempt so a retry starts it afresh.
                 if let Some(alloc) = state
@@ -383,7 +386,7 @@ impl Provider for LocalProvider {
             attempt.as_str(),
             "cancelled before it started",
         );
-        // One waiting for a leader must not be moved to a free slot now.
+        // One queued in the supervisor must not be moved to a free slot now.
         state.unchain(attempt.as_str());
         let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
         self.inner.stop(a, "cancelled")?;

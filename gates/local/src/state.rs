@@ -23,13 +23,9 @@ pub struct Attempt {
     /// The supervisor was asked to start it (it is no longer the gate's
     /// alone to end).
     pub sent: bool,
-    /// The waiting attempt handed this one's resources for when it ends.
-    pub successor: Option<String>,
-    /// The running attempt whose resources this one waits for.
-    pub after: Option<String>,
-    /// A free slot this waiting successor was moved to, until the
-    /// supervisor says which one it started on (its leader may have ended
-    /// first and started it on the leader's resources).
+    /// A free slot this attempt, queued in the supervisor, was moved to,
+    /// until the supervisor says where it started (a running attempt of its
+    /// shape may have ended first and handed it its resources).
     pub moved: Option<Alloc>,
 }
 
@@ -46,8 +42,9 @@ pub struct State {
     /// restart gantryd starts again what the gate no longer lists, as it
     /// never ran).
     pub pending: VecDeque<Pending>,
-    /// Attempts handed to the supervisor to follow a running attempt
-    /// (their leader), oldest first: older than anything in `pending`.
+    /// Attempts queued in the supervisor to take over from a running
+    /// attempt of their shape ([`crate::protocol::Start::queued`]), oldest
+    /// first: older than anything in `pending`.
     pub chained: VecDeque<Pending>,
 }
 
@@ -118,7 +115,7 @@ impl State {
     }
 
     /// The supervisor started the attempt's job (on the resources of
-    /// `after`, when it followed it): it runs.
+    /// `after`, when it took over from that one): it runs.
     pub fn started(
         &mut self,
         hub: &JobHub,
@@ -132,26 +129,13 @@ impl State {
         };
         if let Some(moved) = a.moved.take() {
             if after.is_some() {
-                // Its leader ended before the move arrived: it runs on the
-                // leader's resources (passed to it then); the slot is free.
+                // It took over from an attempt that ended before the move
+                // arrived (and holds what that one held): the slot is free.
                 self.pool.release(&moved);
-            } else {
-                // It runs on the slot it was moved to; the leader keeps
-                // what it holds (or gave it back if it already ended).
-                if let Some(leader_held) = a.alloc.replace(moved) {
-                    self.pool.release(&leader_held);
-                }
-                let leader = a.after.take();
-                if let Some(l) = leader.and_then(|l| self.attempts.get_mut(&l))
-                    && l.successor.as_deref() == Some(attempt_id)
-                {
-                    l.successor = None;
-                }
+            } else if let Some(other) = a.alloc.replace(moved) {
+                self.pool.release(&other);
             }
         }
-        let Some(a) = self.attempts.get_mut(attempt_id) else {
-            return;
-        };
         if a.job.state() != GateJobState::Pending {
             return;
         }
@@ -162,9 +146,11 @@ impl State {
         hub.publish(a.job.clone());
     }
 
-    /// Record how the attempt's job ended, free what it held and publish
-    /// the final state. A no-op for an attempt already ended or released.
-    pub fn finish(&mut self, hub: &JobHub, attempt_id: &str, exit: &Exit) {
+    /// Record how the attempt's job ended, free what it held (or hand it to
+    /// `passed_to`, the queued attempt the supervisor started on it) and
+    /// publish the final state. A no-op for an attempt already ended or
+    /// released.
+    pub fn finish(&mut self, hub: &JobHub, attempt_id: &str, exit: &Exit, passed_to: Option<&str>) {
         let Some(attempt) = self.attempts.get_mut(attempt_id) else {
             return;
         };
@@ -186,26 +172,12 @@ impl State {
         if let Some(moved) = attempt.moved.take() {
             self.pool.release(&moved);
         }
-        let Some(attempt) = self.attempts.get_mut(attempt_id) else {
-            return;
-        };
-        let (alloc, successor, after) = (
-            attempt.alloc.take(),
-            attempt.successor.take(),
-            attempt.after.take(),
-        );
-        if let Some(leader) = after.and_then(|id| self.attempts.get_mut(&id))
-            && leader.successor.as_deref() == Some(attempt_id)
-        {
-            leader.successor = None;
-        }
+        let alloc = attempt.alloc.take();
         self.unchain(attempt_id);
         let Some(alloc) = alloc else { return };
-        // What it held passes to its successor, which the supervisor starts now.
-        match successor.and_then(|id| self.attempts.get_mut(&id)) {
+        match passed_to.and_then(|id| self.attempts.get_mut(id)) {
             Some(next) if !is_final(next.job.state()) => {
                 next.alloc = Some(alloc);
-                next.after = None;
                 let id = next.job.attempt_id.clone();
                 self.unchain(&id);
             }
@@ -227,53 +199,60 @@ impl State {
     /// Take in what a (new) supervisor knows: attempts the gate did not
     /// know are added (a restarted gate), those it sent but the supervisor
     /// no longer knows end lost (a supervisor that died before it wrote
-    /// them down), the others take the supervisor's word.
+    /// them down), the others take the supervisor's word, and so does what
+    /// each running attempt holds. Attempts queued in the supervisor are not
+    /// in its snapshot (a new connection empties its queue): they wait in
+    /// the gate's queue again, first.
     pub fn sync(&mut self, hub: &JobHub, attempts_dir: &std::path::Path, snapshot: Vec<Known>) {
         let mut listed = std::collections::HashSet::new();
         for known in snapshot {
             listed.insert(known.attempt.clone());
-            if !self.attempts.contains_key(&known.attempt) {
-                let Ok(meta) = serde_json::from_value::<AttemptMeta>(known.meta.clone()) else {
-                    tracing::warn!(attempt = %known.attempt, "ignoring an attempt with unreadable meta");
-                    continue;
-                };
-                let mut job = GateJob {
-                    attempt_id: known.attempt.clone(),
-                    partition_id: meta.partition_id,
-                    job_id: meta.job_id,
-                    ..Default::default()
-                };
-                job.set_state(GateJobState::Pending);
-                // A waiting successor holds nothing yet: its leader does.
-                let running = known.exit.is_none() && known.pid != 0;
-                if running {
-                    self.pool.restore(&meta.alloc);
-                }
-                let attempt = Attempt {
-                    job,
-                    dir: AttemptDir::new(attempts_dir, &known.attempt),
-                    alloc: running.then_some(meta.alloc),
-                    sent: true,
-                    successor: None,
-                    after: known.after.clone(),
-                    moved: None,
-                };
-                self.attempts.insert(known.attempt.clone(), attempt);
-                tracing::info!(attempt = %known.attempt, running, "recovered attempt");
-                if let Some(leader) = known
-                    .after
-                    .as_ref()
-                    .and_then(|id| self.attempts.get_mut(id))
-                {
-                    leader.successor = Some(known.attempt.clone());
-                }
-            }
+            let Ok(meta) = serde_json::from_value::<AttemptMeta>(known.meta.clone()) else {
+                tracing::warn!(attempt = %known.attempt, "ignoring an attempt with unreadable meta");
+                continue;
+            };
+            // What it holds: its own, or what it took over.
+            let held = serde_json::from_value::<Alloc>(known.held.clone()).unwrap_or(meta.alloc);
+            let running = known.exit.is_none() && known.pid != 0;
+            let attempt = self
+                .attempts
+                .entry(known.attempt.clone())
+                .or_insert_with(|| {
+                    let mut job = GateJob {
+                        attempt_id: known.attempt.clone(),
+                        partition_id: meta.partition_id,
+                        job_id: meta.job_id,
+                        ..Default::default()
+                    };
+                    job.set_state(GateJobState::Pending);
+                    tracing::info!(attempt = %known.attempt, running, "recovered attempt");
+                    Attempt {
+                        job,
+                        dir: AttemptDir::new(attempts_dir, &known.attempt),
+                        alloc: None,
+                        sent: true,
+                        moved: None,
+                    }
+                });
+            attempt.sent = true;
+            attempt.moved = None;
+            attempt.alloc = running.then_some(held);
             if known.pid != 0 {
                 self.started(hub, &known.attempt, known.pid, known.start_ms, None);
             }
             if let Some(exit) = &known.exit {
-                self.finish(hub, &known.attempt, exit);
+                self.finish(hub, &known.attempt, exit, None);
             }
+        }
+        while let Some(queued) = self.chained.pop_back() {
+            let id = queued.attempt.to_string();
+            if listed.contains(&id) {
+                continue; // it started meanwhile
+            }
+            if let Some(a) = self.attempts.get_mut(&id) {
+                (a.sent, a.moved) = (false, None);
+            }
+            self.pending.push_front(queued);
         }
         let lost: Vec<String> = self
             .attempts
@@ -288,7 +267,13 @@ impl State {
                 reason: LOST_REASON.into(),
                 end_ms: now_ms(),
             };
-            self.finish(hub, &id, &exit);
+            self.finish(hub, &id, &exit, None);
+        }
+        self.pool.clear();
+        for a in self.attempts.values().filter(|a| !is_final(a.job.state())) {
+            if let Some(alloc) = &a.alloc {
+                self.pool.restore(alloc);
+            }
         }
     }
 }
@@ -317,8 +302,6 @@ mod tests {
             dir: AttemptDir::new(std::path::Path::new("/nonexistent"), id),
             alloc,
             sent: true,
-            successor: None,
-            after: None,
             moved: None,
         }
     }
@@ -332,10 +315,30 @@ mod tests {
         }
     }
 
-    /// Two slots: leader L holds one; S waits to follow L; the other slot
-    /// frees and S is moved there. Whichever the supervisor did first, S ends
-    /// up holding exactly the slot it runs on and the other is free.
-    fn moved_successor() -> (State, Alloc, Alloc, tempfile::TempDir) {
+    fn pending(id: &str) -> Pending {
+        Pending {
+            attempt: AttemptId::parse("attempt", id).unwrap(),
+            partition: gantry_gate::PartitionId::parse("partition", "p").unwrap(),
+            spec: gantry_gate::JobSpec {
+                job_id: 1,
+                name: String::new(),
+                command: gantry_gate::Command::Argv(vec!["true".into()]),
+                env: Default::default(),
+                resources: one_cpu(),
+                layout: Default::default(),
+                walltime: None,
+                owner: String::new(),
+                warning: None,
+                stdin: None,
+                chdir: None,
+            },
+        }
+    }
+
+    /// Two slots: L runs on one; S is queued in the supervisor; the other
+    /// slot frees and S is moved there. Whichever the supervisor did first,
+    /// S ends up holding exactly the slot it runs on and the other is free.
+    fn moved_queued_attempt() -> (State, Alloc, Alloc, tempfile::TempDir) {
         let tmp = tempfile::tempdir().unwrap();
         let mut pool = Pool::new(2, 0, 0);
         let held = pool.allocate(one_cpu()).unwrap();
@@ -354,55 +357,82 @@ mod tests {
             chained: Default::default(),
         };
         let mut leader = attempt("L", Some(held.clone()));
-        leader.successor = Some("S".into());
         leader.job.set_state(GateJobState::Running);
-        let mut successor = attempt("S", None);
-        successor.after = Some("L".into());
-        successor.moved = Some(moved.clone());
+        let mut queued = attempt("S", None);
+        queued.moved = Some(moved.clone());
         state.attempts.insert("L".into(), leader);
-        state.attempts.insert("S".into(), successor);
+        state.attempts.insert("S".into(), queued);
         (state, held, moved, tmp)
     }
 
     #[test]
-    fn a_moved_successor_started_by_its_leaders_end_frees_the_slot_it_was_moved_to() {
+    fn a_moved_attempt_that_took_over_first_frees_the_slot_it_was_moved_to() {
         let hub = JobHub::default();
-        let (mut state, held, _, _tmp) = moved_successor();
-        state.finish(&hub, "L", &exit());
+        let (mut state, held, _, _tmp) = moved_queued_attempt();
+        state.finish(&hub, "L", &exit(), Some("S"));
         state.started(&hub, "S", 7, 1, Some("L"));
         assert_eq!(state.attempts["S"].alloc.as_ref(), Some(&held));
         assert_eq!(state.pool.free_cpus(), 1);
-        state.finish(&hub, "S", &exit());
+        state.finish(&hub, "S", &exit(), None);
         assert_eq!(state.pool.free_cpus(), 2);
     }
 
     #[test]
-    fn a_moved_successor_started_on_its_new_slot_leaves_the_leader_its_own() {
+    fn a_moved_attempt_started_on_its_new_slot_leaves_the_other_its_own() {
         let hub = JobHub::default();
-        let (mut state, _, moved, _tmp) = moved_successor();
+        let (mut state, _, moved, _tmp) = moved_queued_attempt();
         state.started(&hub, "S", 7, 1, None);
         assert_eq!(state.attempts["S"].alloc.as_ref(), Some(&moved));
-        assert_eq!(state.attempts["L"].successor, None);
-        state.finish(&hub, "L", &exit());
+        state.finish(&hub, "L", &exit(), None);
         assert_eq!(state.pool.free_cpus(), 1);
-        state.finish(&hub, "S", &exit());
+        state.finish(&hub, "S", &exit(), None);
         assert_eq!(state.pool.free_cpus(), 2);
     }
 
     #[test]
-    fn a_moved_successor_cancelled_before_it_started_gives_everything_back() {
+    fn a_moved_attempt_cancelled_before_it_started_gives_everything_back() {
         let hub = JobHub::default();
-        let (mut state, _, _, _tmp) = moved_successor();
+        let (mut state, _, _, _tmp) = moved_queued_attempt();
         let cancelled = Exit {
             exit_code: None,
             signal: None,
             reason: "cancelled".into(),
             end_ms: 1,
         };
-        state.finish(&hub, "S", &cancelled);
-        assert_eq!(state.attempts["L"].successor, None);
+        state.finish(&hub, "S", &cancelled, None);
         assert_eq!(state.attempts["S"].job.stdout_bytes, Some(0));
-        state.finish(&hub, "L", &exit());
+        state.finish(&hub, "L", &exit(), None);
         assert_eq!(state.pool.free_cpus(), 2);
+    }
+
+    /// A new connection: the supervisor says what runs on what; what was
+    /// queued there waits in the gate's queue again, first and in order.
+    #[test]
+    fn a_reconnect_takes_the_supervisors_word_and_queues_again_what_was_queued() {
+        let hub = JobHub::default();
+        let (mut state, held, _, tmp) = moved_queued_attempt();
+        state.chained.push_back(pending("S"));
+        state.pending.push_back(pending("T"));
+        let known = Known {
+            attempt: "L".into(),
+            meta: serde_json::to_value(AttemptMeta {
+                partition_id: "p".into(),
+                job_id: 1,
+                alloc: Alloc::default(),
+            })
+            .unwrap(),
+            pid: 7,
+            start_ticks: 1,
+            start_ms: 1,
+            exit: None,
+            held: serde_json::to_value(&held).unwrap(),
+        };
+        state.sync(&hub, tmp.path(), vec![known]);
+        let order: Vec<&str> = state.pending.iter().map(|p| p.attempt.as_str()).collect();
+        assert_eq!(order, ["S", "T"]);
+        assert!(state.chained.is_empty());
+        assert!(!state.attempts["S"].sent);
+        assert_eq!(state.attempts["L"].alloc.as_ref(), Some(&held));
+        assert_eq!(state.pool.free_cpus(), 1);
     }
 }

@@ -509,3 +509,70 @@ async fn waiting_jobs_start_in_the_order_they_came_whichever_slot_frees_first() 
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();
 }
+
+/// Wait (up to 20 s) until `attempt` runs.
+async fn wait_running(c: &mut GateClient<Channel>, attempt: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while get(c, attempt).await.state() != GateJobState::Running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{attempt} never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A job asking the whole host waits at the head of the queue; a narrow job
+/// behind it does not take a slot that frees before it (first come, first
+/// started: backfill is the scheduler's, not the gate's), and three narrow
+/// ones queued behind running ones start in the order they came.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wide_waiting_job_is_not_overtaken_by_narrow_ones_behind_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
+    pki(&pki_dir);
+    let gate = start_gate_with(&pki_dir, &work, 2).await;
+    let mut c = client(&pki_dir, "core", gate.addr).await;
+    create_partition(&mut c).await;
+    let sleep = || task(&["sleep", "30"]);
+    start(&mut c, "run-1", sleep()).await;
+    start(&mut c, "run-2", sleep()).await;
+    let mut wide = sleep();
+    wide.resources.as_mut().unwrap().cpus = 2;
+    for (id, task) in [("wide", wide), ("narrow-1", sleep()), ("narrow-2", sleep())] {
+        assert_eq!(start(&mut c, id, task).await.state(), GateJobState::Pending);
+    }
+    // One slot frees: too small for "wide", and nothing behind it may take it.
+    cancel(&mut c, "run-2").await;
+    wait_end(&mut c, "run-2").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for id in ["wide", "narrow-1", "narrow-2"] {
+        assert_eq!(get(&mut c, id).await.state(), GateJobState::Pending, "{id}");
+    }
+    // Both free: "wide" runs; the narrow ones still wait behind it.
+    cancel(&mut c, "run-1").await;
+    wait_running(&mut c, "wide").await;
+    for id in ["narrow-1", "narrow-2"] {
+        assert_eq!(get(&mut c, id).await.state(), GateJobState::Pending, "{id}");
+    }
+    // "wide" ends: both narrow ones start, and a third behind them waits.
+    assert_eq!(
+        start(&mut c, "narrow-3", sleep()).await.state(),
+        GateJobState::Pending
+    );
+    cancel(&mut c, "wide").await;
+    for id in ["narrow-1", "narrow-2"] {
+        wait_running(&mut c, id).await;
+    }
+    assert_eq!(get(&mut c, "narrow-3").await.state(), GateJobState::Pending);
+    // "narrow-3" is queued in the supervisor behind two running ones:
+    // whichever ends first, it takes over that one's slot.
+    cancel(&mut c, "narrow-2").await;
+    wait_running(&mut c, "narrow-3").await;
+    for id in ["narrow-1", "narrow-3"] {
+        cancel(&mut c, id).await;
+        wait_end(&mut c, id).await;
+    }
+    gate.stop.send(()).unwrap();
+    gate.server.await.unwrap();
+}

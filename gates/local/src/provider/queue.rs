@@ -1,27 +1,23 @@
 //! The local gate's queue: starting waiting attempts as room frees, and
-//! handing the next ones to running attempts as their successors.
+//! queuing the next ones in the supervisor, which starts each the moment a
+//! running attempt of its shape ends.
 
 use gantry_gate::{AttemptId, JobSpec, PartitionId, Result, is_final};
 use gantry_proto::v1::GateJobState;
 
 use super::Inner;
-use crate::alloc::Alloc;
+use crate::alloc::{Alloc, shape_of};
 use crate::launch;
 use crate::protocol::Command;
 use crate::state::State;
 
 impl Inner {
     /// Start waiting attempts, oldest first, while the head fits; then
-    /// hand the next ones to running attempts of their shape as successors.
-    pub(super) fn drain(&self) {
-        let mut state = self.state();
-        self.drain_locked(&mut state);
-    }
-
+    /// queue the next ones in the supervisor.
     pub(super) fn drain_locked(&self, state: &mut State) {
         while self.link.is_up() {
-            // Those waiting for a leader came first: one that fits in what is
-            // free now starts now instead (the supervisor is told so).
+            // Those queued in the supervisor came first: one that fits in
+            // what is free now starts now instead (the supervisor is told so).
             if let Some(want) = state.chained.front().map(|p| p.spec.resources) {
                 let Ok(alloc) = state.pool.allocate(want) else {
                     return self.chain(state);
@@ -29,7 +25,8 @@ impl Inner {
                 let next = state.chained.pop_front().expect("has a head");
                 let id = next.attempt.to_string();
                 // Held as `moved` until the supervisor says where it started:
-                // its leader may end first and start it on its own resources.
+                // a running attempt of its shape may end first and hand it its
+                // resources.
                 match state.attempts.get_mut(&id) {
                     Some(a) if !is_final(a.job.state()) => a.moved = Some(alloc.clone()),
                     _ => {
@@ -43,7 +40,7 @@ impl Inner {
                     &next.partition,
                     &next.spec,
                     &alloc,
-                    None,
+                    false,
                 );
                 if let Err(e) = moved {
                     tracing::warn!(attempt = %id, error = %e, "cannot move a waiting attempt to a free slot");
@@ -78,7 +75,7 @@ impl Inner {
                 &head.partition,
                 &head.spec,
                 &alloc,
-                None,
+                false,
             ) {
                 // Nobody is waiting on a call to retry it: the attempt fails.
                 state.end_unstarted(
@@ -91,62 +88,45 @@ impl Inner {
         }
     }
 
-    /// Give the waiting attempt at the head of the queue a running attempt
-    /// of the same shape (CPUs, GPUs, enough memory) to follow: the
-    /// supervisor starts it the moment its leader ends, on the leader's
-    /// resources, without a round trip through the gate. One at a time, so
-    /// waiting attempts start in the order they came (first come, first
-    /// started); the next is bound once this one has started or moved.
+    /// Queue the waiting attempts at the head of the gate's queue in the
+    /// supervisor, in order: it starts each the moment a running attempt of
+    /// its shape (CPUs, GPUs, memory) ends, on what that one held, without a
+    /// round trip through the gate. Its queue keeps their order (the head
+    /// blocks those behind it), so waiting attempts start first come, first
+    /// started. As many as run (each end refills one slot), and only while
+    /// the head's shape runs: another waits here until room frees.
     fn chain(&self, state: &mut State) {
-        if !self.link.successors() {
+        if !self.link.queues() {
             return;
         }
-        // One at a time: a second bound to another leader could start first
-        // (its leader ending first) and overtake the one before it.
-        while state.chained.is_empty()
+        let running: Vec<String> = state
+            .attempts
+            .values()
+            .filter(|a| a.sent && !is_final(a.job.state()))
+            .filter_map(|a| a.alloc.as_ref().map(Alloc::shape))
+            .collect();
+        while state.chained.len() < running.len()
             && let Some(head) = state.pending.front()
         {
-            let want = head.spec.resources;
-            let leader = state
-                .attempts
-                .iter()
-                .filter(|(_, a)| a.sent && a.successor.is_none() && !is_final(a.job.state()))
-                .filter(|(_, a)| {
-                    a.alloc.as_ref().is_some_and(|held| {
-                        held.cpu_slots.len() == want.cpus.max(1) as usize
-                            && held.gpus.len() == want.gpus as usize
-                            && want.memory_bytes <= held.memory_bytes
-                    })
-                })
-                // The one running longest (most likely to end first); by id
-                // among equals, so the choice does not depend on hashing.
-                .min_by_key(|(id, a)| (a.job.start_time_ms, id.as_str()))
-                .map(|(id, a)| (id.clone(), a.alloc.clone().unwrap_or_default()));
-            let Some((leader, held)) = leader else { return };
+            if !running.contains(&shape_of(head.spec.resources)) {
+                return;
+            }
             let head = state.pending.pop_front().expect("has a head");
             let id = head.attempt.to_string();
             match state.attempts.get_mut(&id) {
-                Some(a) if !is_final(a.job.state()) => {
-                    a.after = Some(leader.clone());
-                    a.job.reason.clear();
-                }
+                Some(a) if !is_final(a.job.state()) => a.job.reason.clear(),
                 _ => continue,
             }
-            let started = self.launch(
+            let queued = self.launch(
                 state,
                 &head.attempt,
                 &head.partition,
                 &head.spec,
-                &held,
-                Some(&leader),
+                &Alloc::default(),
+                true,
             );
-            match started {
-                Ok(()) => {
-                    if let Some(l) = state.attempts.get_mut(&leader) {
-                        l.successor = Some(id);
-                    }
-                    state.chained.push_back(head);
-                }
+            match queued {
+                Ok(()) => state.chained.push_back(head),
                 Err(e) => state.end_unstarted(
                     &self.hub,
                     &id,
@@ -158,7 +138,7 @@ impl Inner {
     }
 
     /// Ask the supervisor to start an attempt registered as PENDING on
-    /// `alloc` (its own, or what `after` holds, once `after` ends).
+    /// `alloc`, or, `queued`, to queue it (see [`Self::chain`]).
     pub(super) fn launch(
         &self,
         state: &mut State,
@@ -166,7 +146,7 @@ impl Inner {
         partition: &PartitionId,
         spec: &JobSpec,
         alloc: &Alloc,
-        after: Option<&String>,
+        queued: bool,
     ) -> Result<()> {
         let a = state
             .attempts
@@ -181,7 +161,10 @@ impl Inner {
             spec,
             alloc,
         );
-        start.after = after.cloned();
+        if queued {
+            start.queued = true;
+            start.shape = shape_of(spec.resources);
+        }
         self.link.send(&Command::Start(Box::new(start)))?;
         a.sent = true;
         Ok(())

@@ -181,7 +181,7 @@ mod tests {
                 start_ticks: 1,
                 start_ms: 1,
                 exit: None,
-                after: None,
+                held: serde_json::Value::Null,
             }));
         }
         j.append(&Entry::Exit {

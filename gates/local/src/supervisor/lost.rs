@@ -47,7 +47,7 @@ mod tests {
             start_ticks,
             start_ms: 0,
             exit: None,
-            after: None,
+            held: serde_json::Value::Null,
         }
     }
 

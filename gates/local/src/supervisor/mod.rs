@@ -31,10 +31,11 @@ mod client;
 mod dirs;
 mod journal;
 mod lost;
+mod queue;
 mod spawn;
 mod sys;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -70,9 +71,11 @@ struct Tracked {
     grace: Duration,
     /// Why it is being stopped; empty while it is not.
     stop_reason: String,
-    /// The attempt it followed, on whose resources it started.
+    /// The queued attempt whose resources it took over, if it was one.
     started_after: Option<String>,
     kill_at: Option<Instant>,
+    /// What it holds while it runs, passed on to a queued attempt when it ends.
+    slot: Option<queue::Slot>,
 }
 
 impl Tracked {
@@ -109,8 +112,9 @@ struct Supervisor {
     dirs: Dirs,
     jobs: HashMap<String, Tracked>,
     by_pid: HashMap<u32, String>,
-    /// Attempts waiting to follow a running one, by the one they follow.
-    successors: HashMap<String, Start>,
+    /// Attempts that wait to take over from a running one, in order
+    /// ([`Start::queued`]).
+    queue: VecDeque<Start>,
     client: Option<Client>,
     /// The affinity children get when they are not pinned.
     unpinned: libc::cpu_set_t,
@@ -169,7 +173,7 @@ pub fn run(work_dir: &Path, mut ready: impl Write) -> Result<(), String> {
             .map(|k| (k.attempt.clone(), tracked(k, Duration::ZERO)))
             .collect(),
         by_pid: HashMap::new(),
-        successors: HashMap::new(),
+        queue: VecDeque::new(),
         client: None,
         unpinned: sys::affinity().map_err(err("read cpu affinity".into()))?,
         shutting_down: false,
@@ -190,6 +194,7 @@ fn tracked(known: Known, grace: Duration) -> Tracked {
         stop_reason: String::new(),
         kill_at: None,
         started_after: None,
+        slot: None,
     }
 }
 
@@ -241,20 +246,16 @@ impl Supervisor {
                     continue; // reaped below in any case
                 }
                 self.shutting_down = true;
-                let waiting: Vec<String> = self
-                    .successors
-                    .values()
-                    .map(|s| s.attempt.clone())
-                    .collect();
+                let waiting: Vec<String> = self.queue.iter().map(|s| s.attempt.clone()).collect();
                 for attempt in waiting {
-                    self.drop_successor(&attempt, "its supervisor was stopped");
+                    self.drop_queued(&attempt, "its supervisor was stopped");
                 }
                 for job in self.jobs.values_mut() {
                     job.stop("its supervisor was stopped");
                 }
             }
-            // Commands first: a Stop for a waiting successor that arrived
-            // with its leader's end must come before the end starts it.
+            // Commands first: a Stop for a queued attempt that arrived with
+            // a running one's end must come before the end starts it.
             if fds.get(2).is_some_and(|fd| fd.revents != 0) {
                 self.read_commands();
             }
@@ -289,18 +290,9 @@ impl Supervisor {
             for k in known {
                 client.queue(&line(&Event::Known(k.clone())));
             }
-            for (after, next) in &self.successors {
-                let waiting = Known {
-                    attempt: next.attempt.clone(),
-                    meta: next.meta.clone(),
-                    pid: 0,
-                    start_ticks: 0,
-                    start_ms: 0,
-                    exit: None,
-                    after: Some(after.clone()),
-                };
-                client.queue(&line(&Event::Known(waiting)));
-            }
+            // Its queue was the gate's before; a gate that connects (again)
+            // queues anew what it still wants started.
+            self.queue.clear();
             client.queue(&line(&Event::Synced { protocol: PROTOCOL }));
             if let Some(old) = self.client.replace(client) {
                 let _ = old.stream.shutdown(std::net::Shutdown::Both);
@@ -329,7 +321,7 @@ impl Supervisor {
         match command {
             Command::Start(start) => self.start(*start),
             Command::Stop { attempt, reason } => {
-                self.drop_successor(&attempt, &reason);
+                self.drop_queued(&attempt, &reason);
                 if let Some(job) = self.jobs.get_mut(&attempt) {
                     job.stop(&reason);
                 }
@@ -355,33 +347,9 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, start: Start) {
-        if let Some(after) = self.successor_of(&start.attempt) {
-            if start.after.as_deref() == Some(after.as_str()) {
-                return; // a repeat of one that waits
-            }
-            // The gate found it room elsewhere (or another leader).
-            self.successors.remove(&after);
-        }
-        if let Some(after) = &start.after
-            && self.jobs.get(after).is_some_and(Tracked::running)
-            && !self.successors.contains_key(after)
-        {
-            self.successors.insert(after.clone(), start);
-            return;
-        }
-        self.start_now(start);
-    }
-
-    /// The attempt `attempt` waits to follow, if it does.
-    fn successor_of(&self, attempt: &str) -> Option<String> {
-        self.successors
-            .iter()
-            .find(|(_, s)| s.attempt == attempt)
-            .map(|(after, _)| after.clone())
-    }
-
-    fn start_now(&mut self, start: Start) {
+    /// Start `start` now: on what it names, or, when `after` is given, on
+    /// what that ended attempt held (its caller put it in `start`).
+    fn start_now(&mut self, start: Start, after: Option<String>) {
         if let Some(job) = self.jobs.get(&start.attempt) {
             // A repeat: say again where it stands.
             let k = job.known.clone();
@@ -389,6 +357,7 @@ impl Supervisor {
                 self.send(&Event::Exited {
                     attempt: k.attempt,
                     exit,
+                    passed_to: None,
                 });
             } else if k.pid != 0 && job.stop_reason.is_empty() {
                 // (A job being stopped at its start was never reported started.)
@@ -406,6 +375,7 @@ impl Supervisor {
             self.send(&Event::Exited {
                 attempt: start.attempt,
                 exit: ended_now("its supervisor was stopped"),
+                passed_to: None,
             });
             return;
         }
@@ -417,7 +387,7 @@ impl Supervisor {
             start_ticks: 0,
             start_ms: 0,
             exit: None,
-            after: None,
+            held: start.held.clone(),
         };
         // Recorded before it starts, so that a supervisor started after this
         // one died knows of it; a start that cannot be recorded (a full or
@@ -432,6 +402,7 @@ impl Supervisor {
             self.send(&Event::Exited {
                 attempt,
                 exit: ended_now(reason),
+                passed_to: None,
             });
             return;
         }
@@ -445,7 +416,8 @@ impl Supervisor {
                 job.arm(start.walltime_seconds, start.warning);
                 (job.known.pid, job.known.start_ticks, job.known.start_ms) =
                     (pid, start_ticks, start_ms);
-                job.started_after = start.after.clone();
+                job.started_after = after.clone();
+                job.slot = Some(queue::Slot::of(&start));
                 self.by_pid.insert(pid, attempt.clone());
                 let known = job.known.clone();
                 self.record(Entry::Known(known));
@@ -466,7 +438,7 @@ impl Supervisor {
                     attempt,
                     pid,
                     start_ms,
-                    after: start.after.clone(),
+                    after,
                 });
             }
             // Its line was written before the spawn; only the end follows.
@@ -511,6 +483,8 @@ impl Supervisor {
         };
         job.known.exit = Some(exit.clone());
         job.kill_at = None;
+        let slot = job.slot.take();
+        let next = slot.and_then(|slot| self.take_over(slot));
         self.record(Entry::Exit {
             attempt: attempt.to_string(),
             exit: exit.clone(),
@@ -518,21 +492,10 @@ impl Supervisor {
         self.send(&Event::Exited {
             attempt: attempt.to_string(),
             exit,
+            passed_to: next.as_ref().map(|n| n.attempt.clone()),
         });
-        if let Some(next) = self.successors.remove(attempt) {
-            self.start_now(next);
-        }
-    }
-
-    /// End an attempt that waited to follow another without starting.
-    fn drop_successor(&mut self, attempt: &str, reason: &str) {
-        if let Some(after) = self.successor_of(attempt) {
-            self.successors.remove(&after);
-            let exit = ended_now(reason);
-            self.send(&Event::Exited {
-                attempt: attempt.to_string(),
-                exit,
-            });
+        if let Some(next) = next {
+            self.start_now(next, Some(attempt.to_string()));
         }
     }
 
