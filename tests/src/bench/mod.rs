@@ -1,8 +1,11 @@
 //! The benchmark scenarios of issue 8, each against the real gantryd,
-//! gantry-sched and gantry-gate-local over mTLS on loopback, with the peers
-//! measured in the same run. Timings are reported, never asserted.
+//! gantry-sched and gantry-gate-local over mTLS on loopback, with this
+//! machine's own limits and the peers measured in the same run, and the
+//! headline figures as the median of several runs. Timings are reported,
+//! never asserted.
 
 mod arrays;
+mod limits;
 mod peers;
 mod report;
 mod scenarios;
@@ -12,7 +15,7 @@ mod slurm;
 
 use std::path::PathBuf;
 
-pub use report::{Figure, Report};
+pub use report::{Figure, Report, Spread};
 
 /// Flags of `gantry-bench`.
 #[derive(clap::Parser, Debug, Clone)]
@@ -34,6 +37,10 @@ pub struct Args {
     /// working; the report then shows no ratios).
     #[arg(long)]
     pub no_peers: bool,
+    /// Runs of each headline figure (submit, e2e); the figure is their
+    /// median, shown with the least and the greatest.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// The repository root, for the peer scripts.
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
@@ -52,6 +59,8 @@ impl Args {
 /// Run the scenarios the flags ask for.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = Report::new(args.json);
+    // What bounds the figures on this machine today, measured first.
+    let limits = limits::measure(&args, &mut report).await?;
     // The sbatch peer, once for the scenarios that show it.
     let sbatch = if !args.no_peers && (args.wants("submit") || args.wants("e2e")) {
         peers::sbatch(&args, args.size(200, 20))
@@ -59,13 +68,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     if args.wants("submit") {
-        scenarios::submit(&args, &mut report, sbatch).await?;
+        scenarios::submit(&args, &mut report, sbatch, &limits).await?;
     }
     if args.wants("array") {
         arrays::arrays(&args, &mut report).await?;
     }
     if args.wants("e2e") {
-        scenarios::end_to_end(&args, &mut report, sbatch).await?;
+        scenarios::end_to_end(&args, &mut report, sbatch, &limits).await?;
     }
     if args.wants("latency") {
         scenarios::latency(&args, &mut report).await?;

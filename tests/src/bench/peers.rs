@@ -3,8 +3,6 @@
 //! throwaway single-node Slurm (`scripts/slurm`). Each returns `None` when
 //! the peer cannot run here; the report then says "not measured".
 
-use std::time::Instant;
-
 use super::Args;
 
 /// What `sbatch` did: submissions per second (one process per job, in a
@@ -91,21 +89,6 @@ pub fn sbatch_on(args: &Args, cluster: &SlurmCluster, n: usize) -> Option<Sbatch
         submit_per_s: n as f64 / json_number(line, "submit_s")?,
         complete_per_s: n as f64 / json_number(line, "total_s")?,
     })
-}
-
-/// `xargs -P<cores> /bin/true`: the machine's own limit.
-pub fn xargs(args: &Args, n: usize, cores: u32) -> Option<f64> {
-    if args.no_peers {
-        return None;
-    }
-    let start = Instant::now();
-    let status = std::process::Command::new("sh")
-        .args(["-c", &format!("seq {n} | xargs -P{cores} -I{{}} /bin/true")])
-        .status()
-        .ok()?;
-    status
-        .success()
-        .then(|| n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// HyperQueue's LocalCluster with the same count and cores.

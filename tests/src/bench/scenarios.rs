@@ -6,6 +6,8 @@ use futures::StreamExt;
 use gantry_client::{Client, JobSpec, JobState, LogStream};
 use gantry_proto::v1::ListJobsRequest;
 
+use super::limits::Limits;
+use super::report::Spread;
 use super::{Args, Figure, Report, peers};
 use crate::{Cluster, Options, Postgres, create_database};
 
@@ -30,9 +32,40 @@ pub(super) fn figure(scenario: &str, metric: &str, value: f64, unit: &str, targe
         value,
         unit: unit.into(),
         target: target.into(),
+        spread: None,
         peer: None,
         peer_value: None,
+        limit: None,
+        limit_value: None,
     }
+}
+
+/// A figure that is the median of `runs`, with their spread.
+pub(super) fn median_figure(
+    scenario: &str,
+    metric: &str,
+    runs: &[f64],
+    unit: &str,
+    target: &str,
+) -> Figure {
+    let (value, spread) = Spread::median_of(runs).unwrap_or((
+        f64::NAN,
+        Spread {
+            min: f64::NAN,
+            max: f64::NAN,
+            runs: 0,
+        },
+    ));
+    let mut f = figure(scenario, metric, value, unit, target);
+    f.spread = Some(spread);
+    f
+}
+
+/// `f`, read against this machine's `limit` (measured in the same run).
+pub(super) fn with_limit(mut f: Figure, limit: &str, value: Option<f64>) -> Figure {
+    f.limit = Some(limit.into());
+    f.limit_value = value;
+    f
 }
 
 pub(super) fn with_peer(mut f: Figure, peer: &str, value: Option<f64>) -> Figure {
@@ -90,61 +123,128 @@ pub(super) async fn submit_many(
 }
 
 /// Scenario 1: one durable submit per call from 1, 8 and 64 clients, on
-/// the embedded SQLite and then on a throwaway PostgreSQL server; the peer is
-/// `sbatch` on a throwaway single-node Slurm (when it can be started here).
+/// the embedded SQLite and then on a throwaway PostgreSQL server, each run
+/// on a fresh cluster and database; the peer is `sbatch` on a throwaway
+/// single-node Slurm (when it can be started here). One client waits for
+/// each commit (its limit is the database's commit rate); many share commits
+/// (their limit is the mTLS round trip rate with as many clients).
 pub async fn submit(
     args: &Args,
     report: &mut Report,
     sbatch: Option<peers::Sbatch>,
+    limits: &Limits,
 ) -> anyhow::Result<()> {
-    submit_on(args, report, "", None, sbatch).await?;
+    let sqlite = ("SQLite commits/s", limits.sqlite_commits.into());
+    submit_on(args, report, "", || Ok(None), sbatch, sqlite, limits).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let pg = Postgres::start(port)?;
-    let url = create_database(&pg.admin_url, "gantry_bench")?;
-    submit_on(args, report, ", PostgreSQL", Some(url), sbatch).await
+    let fresh = || create_database(&pg.admin_url, "gantry_bench").map(Some);
+    let postgres = ("PostgreSQL commits/s", limits.postgres_commits);
+    submit_on(
+        args,
+        report,
+        ", PostgreSQL",
+        fresh,
+        sbatch,
+        postgres,
+        limits,
+    )
+    .await
 }
 
 async fn submit_on(
     args: &Args,
     report: &mut Report,
     label: &str,
-    database_url: Option<String>,
+    database_url: impl Fn() -> anyhow::Result<Option<String>>,
     sbatch: Option<peers::Sbatch>,
+    (commits, commit_rate): (&str, Option<f64>),
+    limits: &Limits,
 ) -> anyhow::Result<()> {
-    let cluster = Cluster::start(Options {
-        cpus: cores(),
-        database_url,
-        ..Default::default()
-    })
-    .await?;
     let total = args.size(40_000, 4_000);
-    for n in [1usize, 8, 64] {
-        let jobs = if n == 1 { total / 4 } else { total };
-        let rate = submit_many(clients(&cluster, n).await?, jobs, true).await?;
+    let mut rates: Vec<(usize, Vec<f64>)> = [1, 8, 64].map(|n| (n, Vec::new())).into();
+    for _ in 0..args.runs {
+        let cluster = Cluster::start(Options {
+            cpus: cores(),
+            database_url: database_url()?,
+            ..Default::default()
+        })
+        .await?;
+        for (n, runs) in &mut rates {
+            let jobs = if *n == 1 { total / 4 } else { total };
+            runs.push(submit_many(clients(&cluster, *n).await?, jobs, true).await?);
+        }
+    }
+    for (n, runs) in rates {
         let target = if n == 64 { ">= 10000" } else { "" };
-        let f = figure(
-            "submit",
-            &format!("jobs accepted/s, {n} clients{label}"),
-            rate,
-            "jobs/s",
-            target,
-        );
+        let metric = format!("jobs accepted/s, {n} clients{label}");
+        let f = median_figure("submit", &metric, &runs, "jobs/s", target);
+        let f = match n {
+            1 => with_limit(f, commits, commit_rate),
+            n => with_limit(
+                f,
+                &format!("mTLS empty RPCs/s, {n} clients"),
+                limits.rpc_with(n),
+            ),
+        };
         let peer = sbatch.map(|s| s.submit_per_s);
         report.add(with_peer(f, "sbatch (one per call)", peer));
     }
     Ok(())
 }
 
-/// Scenario 3: trivial jobs through core, scheduler and local gate to COMPLETED.
+/// Scenario 3: trivial jobs through core, scheduler and local gate to
+/// COMPLETED, each run on a fresh cluster; its limit is how fast this
+/// machine starts and reaps trivial processes at all (`xargs`).
 pub async fn end_to_end(
     args: &Args,
     report: &mut Report,
     sbatch: Option<peers::Sbatch>,
+    limits: &Limits,
 ) -> anyhow::Result<()> {
     let n = args.size(20_000, 2_000);
     let cores = cores();
+    let (mut rates, mut failed) = (Vec::new(), 0);
+    for _ in 0..args.runs {
+        let (rate, not_completed) = end_to_end_once(n, cores).await?;
+        rates.push(rate);
+        failed += not_completed;
+    }
+    let metric = format!("{n} `true` jobs to an end state, {cores} cores");
+    let f = median_figure("e2e", &metric, &rates, "jobs/s", ">= 1000");
+    let f = with_limit(f, &format!("xargs -P{cores} /bin/true"), limits.fork_exec);
+    let peer_hq = peers::hyperqueue(args, n, cores);
+    report.add(with_peer(f, "HyperQueue LocalCluster", peer_hq));
+    if let Some(slurm) = sbatch {
+        let f = median_figure(
+            "e2e",
+            &format!("{metric} (vs single-node Slurm)"),
+            &rates,
+            "jobs/s",
+            "",
+        );
+        report.add(with_peer(
+            f,
+            &format!("sbatch, {} jobs", slurm.jobs),
+            Some(slurm.complete_per_s),
+        ));
+    }
+    if failed > 0 {
+        report.add(figure(
+            "e2e",
+            "jobs that did not complete",
+            failed as f64,
+            "jobs",
+            "0",
+        ));
+    }
+    Ok(())
+}
+
+/// One e2e run: its rate in jobs/s and how many jobs did not complete.
+async fn end_to_end_once(n: usize, cores: u32) -> anyhow::Result<(f64, usize)> {
     let cluster = Cluster::start(Options {
         cpus: cores,
         ..Default::default()
@@ -171,49 +271,7 @@ pub async fn end_to_end(
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     submitter.await??;
-    let metric = format!("{n} `true` jobs to an end state, {cores} cores");
-    let peer_hq = peers::hyperqueue(args, n, cores);
-    report.add(with_peer(
-        figure("e2e", &metric, rate, "jobs/s", ">= 1000"),
-        "HyperQueue LocalCluster",
-        peer_hq,
-    ));
-    let f = figure(
-        "e2e",
-        &format!("{metric} (vs the machine)"),
-        rate,
-        "jobs/s",
-        "close to xargs",
-    );
-    report.add(with_peer(
-        f,
-        &format!("xargs -P{cores} /bin/true"),
-        peers::xargs(args, n, cores),
-    ));
-    if let Some(slurm) = sbatch {
-        let f = figure(
-            "e2e",
-            &format!("{metric} (vs single-node Slurm)"),
-            rate,
-            "jobs/s",
-            "",
-        );
-        report.add(with_peer(
-            f,
-            &format!("sbatch, {} jobs", slurm.jobs),
-            Some(slurm.complete_per_s),
-        ));
-    }
-    if failed > 0 {
-        report.add(figure(
-            "e2e",
-            "jobs that did not complete",
-            failed as f64,
-            "jobs",
-            "0",
-        ));
-    }
-    Ok(())
+    Ok((rate, failed))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
