@@ -71,6 +71,22 @@ async fn concurrent_submits_share_commits_and_survive_reopen() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 250, "each request id makes exactly one job");
+    let again = job(store
+        .apply(new_job("alice", Some("r7"), vec![]))
+        .await
+        .unwrap());
+    assert!(
+        ids.contains(&again.id),
+        "a repeated request id after its commit"
+    );
+    let bobs = job(store
+        .apply(new_job("bob", Some("r7"), vec![]))
+        .await
+        .unwrap());
+    assert!(
+        !ids.contains(&bobs.id),
+        "a request id is scoped to its owner"
+    );
     drop(store);
     let reopened = Store::open(&url).await.unwrap();
     for id in &ids {
@@ -80,13 +96,13 @@ async fn concurrent_submits_share_commits_and_survive_reopen() {
         );
     }
     let events = reopened.events(0, &[], None, 10_000).await.unwrap();
-    assert_eq!(events.len(), 250);
+    assert_eq!(events.len(), 251, "alice's 250 jobs and bob's one");
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     let next = job(reopened
         .apply(new_job("alice", None, vec![]))
         .await
         .unwrap());
-    assert_eq!(next.id, ids.last().unwrap() + 1);
+    assert_eq!(next.id, bobs.id + 1);
 }
 
 #[tokio::test]

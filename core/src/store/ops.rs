@@ -1,5 +1,5 @@
-//! The operations the writer applies, each inside its own savepoint of the
-//! batch transaction. Every state change goes through [`Tx::transition`],
+//! The operations the writer applies, one after another inside the batch
+//! transaction. Every state change goes through [`Tx::transition`],
 //! which checks the state table, saves the row and appends the event.
 
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
@@ -366,6 +366,8 @@ impl Tx<'_> {
             self.partitions.push(row);
             self.writes += 1;
         }
+        let ids: Vec<u64> = plan.starts.iter().map(|(id, _)| *id).collect();
+        self.prefetch_jobs(&ids).await?;
         let mut refused = Vec::new();
         for (job_id, partition_id) in plan.starts {
             match self.place(job_id, &partition_id).await? {
@@ -457,6 +459,7 @@ impl Tx<'_> {
             .bind(&p.id)
             .execute(&mut *self.conn)
             .await?;
+        self.partition_rows.insert(p.id.clone(), p.clone());
         self.partitions.push(p.clone());
         self.writes += 1;
         Ok(())

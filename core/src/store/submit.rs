@@ -5,7 +5,9 @@
 
 use gantry_proto::v1::{JobEvent, JobState};
 
-use super::ops::{NewJob, Outcome};
+use std::collections::HashMap;
+
+use super::ops::{NewJob, Op, Outcome};
 use super::rows::{ArrayRow, ArrayView, JobRow, now_ms};
 use super::tx::Tx;
 use crate::error::{FieldError, Result};
@@ -170,21 +172,61 @@ impl Tx<'_> {
         let Some(request_id) = request_id else {
             return Ok(None);
         };
-        if let Some(job) = self.created_with(owner, request_id) {
-            return Ok(Some(job));
-        }
-        let id: Option<i64> = sqlx::query_scalar(
-            self.backend
-                .sql("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?"),
-        )
-        .bind(owner.to_string())
-        .bind(request_id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let key = (owner.to_string(), request_id.to_string());
+        let id = match self.requests.get(&key) {
+            Some(known) => known.map(|id| id as i64),
+            None => {
+                sqlx::query_scalar(
+                    self.backend
+                        .sql("SELECT id FROM jobs WHERE owner = ? AND client_request_id = ?"),
+                )
+                .bind(owner.to_string())
+                .bind(request_id.to_string())
+                .fetch_optional(&mut *self.conn)
+                .await?
+            }
+        };
         match id {
             Some(id) => self.job(id as u64).await,
             None => Ok(None),
         }
+    }
+
+    /// Look up, with one statement per owner (and per 500 ids), whether the
+    /// request ids of this batch's job submits were used before, so that
+    /// each submit costs no read of its own: with sqlx's SQLite driver every
+    /// statement is a round trip to its worker thread, and the writer applies
+    /// ops one after another.
+    pub(super) async fn prefetch_requests(&mut self, ops: &[Op]) -> Result<()> {
+        let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
+        for op in ops {
+            if let Op::Submit(new) = op
+                && new.spec.array.is_none()
+                && let Some(request_id) = new.request_id.as_deref()
+            {
+                by_owner.entry(&new.owner).or_default().push(request_id);
+            }
+        }
+        for (owner, ids) in by_owner {
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let text = format!(
+                    "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({marks})"
+                );
+                let mut query = sqlx::query_as(self.backend.sql(&text)).bind(owner.to_string());
+                for id in chunk {
+                    query = query.bind(id.to_string());
+                }
+                let found: Vec<(String, i64)> = query.fetch_all(&mut *self.conn).await?;
+                let found: HashMap<String, i64> = found.into_iter().collect();
+                for &id in chunk {
+                    let key = (owner.to_string(), id.to_string());
+                    let job = found.get(id).map(|&job| job as u64);
+                    self.requests.entry(key).or_insert(job);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

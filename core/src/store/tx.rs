@@ -84,10 +84,16 @@ pub struct Tx<'a> {
     dirty: BTreeSet<u64>,
     /// Jobs created in this batch (for their labels and dependencies).
     created: Vec<u64>,
+    /// What is known of (owner, request id) pairs in this batch: the job
+    /// made with it, or `None` when there is none (see
+    /// [`Self::prefetch_requests`]).
+    pub(super) requests: HashMap<(String, String), Option<u64>>,
     /// Events appended, in order.
     pub events: Vec<JobEvent>,
     /// Partitions changed.
     pub partitions: Vec<PartitionRow>,
+    /// Partitions read or written in this batch, as they are now.
+    pub(super) partition_rows: HashMap<String, PartitionRow>,
     /// Arrays created in this batch.
     pub arrays: Vec<ArrayRow>,
     /// How many changes ops made: tells whether a failed op had written.
@@ -119,8 +125,10 @@ impl<'a> Tx<'a> {
             cache: HashMap::new(),
             dirty: BTreeSet::new(),
             created: Vec::new(),
+            requests: HashMap::new(),
             events: Vec::new(),
             partitions: Vec::new(),
+            partition_rows: HashMap::new(),
             arrays: Vec::new(),
             writes: 0,
         }
@@ -205,13 +213,50 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
-    /// One partition, as stored.
+    /// One partition, as this batch sees it (read once per batch).
     pub async fn partition(&mut self, id: &str) -> Result<Option<PartitionRow>> {
+        if let Some(p) = self.partition_rows.get(id) {
+            return Ok(Some(p.clone()));
+        }
         let row = sqlx::query(self.backend.sql("SELECT * FROM partitions WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&mut *self.conn)
             .await?;
-        Ok(row.map(|r| PartitionRow::from_row(&r)).transpose()?)
+        let p = row.map(|r| PartitionRow::from_row(&r)).transpose()?;
+        if let Some(p) = &p {
+            self.partition_rows.insert(p.id.clone(), p.clone());
+        }
+        Ok(p)
+    }
+
+    /// Read, with one statement per 500, the jobs of `ids` this batch does
+    /// not hold yet, so that the ops that follow read none one by one (with
+    /// sqlx's SQLite driver every statement is a round trip to its worker
+    /// thread).
+    pub async fn prefetch_jobs(&mut self, ids: &[u64]) -> Result<()> {
+        let missing: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.cache.contains_key(id) && !self.state.active.contains_key(id))
+            .collect();
+        for chunk in missing.chunks(500) {
+            let text = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(self.backend.sql(&text));
+            for &id in chunk {
+                query = query.bind(id as i64);
+            }
+            let rows = query
+                .fetch_all(&mut *self.conn)
+                .await?
+                .iter()
+                .map(JobRow::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            self.adopt(rows);
+        }
+        Ok(())
     }
 
     /// Keep rows just read from the database, unless this batch (or the
@@ -238,15 +283,6 @@ impl<'a> Tx<'a> {
         self.cache.contains_key(&id)
     }
 
-    /// A job created in this batch by `owner` with `request_id`.
-    pub fn created_with(&self, owner: &str, request_id: &str) -> Option<JobRow> {
-        self.created
-            .iter()
-            .filter_map(|id| self.cache.get(id))
-            .find(|j| j.owner == owner && j.request_id.as_deref() == Some(request_id))
-            .cloned()
-    }
-
     /// Keep `job` as changed; written by [`Self::flush`].
     pub fn save(&mut self, job: &JobRow) {
         self.keep(job.clone());
@@ -270,6 +306,10 @@ impl<'a> Tx<'a> {
     /// Count `job` (already saved, e.g. by [`Self::record`]) as created in this batch.
     pub fn mark_created(&mut self, job: &JobRow) {
         self.created.push(job.id);
+        if let Some(request_id) = &job.request_id {
+            let key = (job.owner.clone(), request_id.clone());
+            self.requests.insert(key, Some(job.id));
+        }
     }
 
     /// Append an event for `job` (its state already set) and save the row.

@@ -1,7 +1,7 @@
 //! The single writer: drains a channel of operations, applies a batch of them
-//! in one transaction (each in its own savepoint, so one refused op does not
-//! spoil the others), commits once, answers every caller, then announces the
-//! commit. This is group commit: many submits share one fsync.
+//! in one transaction (each op validates before it writes, so one refused op
+//! does not spoil the others), commits once, answers every caller, then
+//! announces the commit. This is group commit: many submits share one fsync.
 //!
 //! A failed write is not a slow write (DESIGN §8). When any statement or the
 //! commit fails — a full disk, a failed fsync, a lost PostgreSQL server — the
@@ -317,6 +317,7 @@ async fn try_batch(
     let mut db_tx = conn.begin().await?;
     let mut answers = Vec::with_capacity(ops.len());
     let mut tx = Tx::new(&mut db_tx, state);
+    tx.prefetch_requests(&ops).await?;
     let mut failed_after_write = false;
     for op in ops {
         let (next_id, next_seq) = (tx.state.next_id, tx.state.next_seq);
