@@ -30,6 +30,10 @@ use crate::job::Resources;
 /// The most operations committed in one transaction.
 const MAX_BATCH: usize = 2048;
 
+/// The longest a batch waits for the callers of the last commit to come
+/// back (see [`gather`]).
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// One queued operation and where its answer goes.
 pub struct Request {
     /// The operation.
@@ -113,6 +117,31 @@ pub async fn start(
     Ok(tx)
 }
 
+/// Group commit on a slow disk: the callers a commit answers come back
+/// together, but one by one, a little after the commit, while callers who
+/// were already waiting start the next batch at once — and then the two
+/// groups take turns, each paying a commit (on an fsync of 5 ms, 8 clients
+/// made batches of 7 and 1). So a batch waits, for at most half the last
+/// commit's time (and [`MAX_LINGER`]), until it holds `want`: those waiting
+/// when the last commit ended and those it answered. With one caller, or a
+/// fast disk, it waits for nothing or next to nothing.
+async fn gather(
+    rx: &mut mpsc::Receiver<Request>,
+    batch: &mut Vec<Request>,
+    want: usize,
+    within: std::time::Duration,
+) {
+    let want = want.min(MAX_BATCH);
+    let deadline = tokio::time::Instant::now() + within.min(MAX_LINGER);
+    while batch.len() < want {
+        let room = MAX_BATCH - batch.len();
+        match tokio::time::timeout_at(deadline, rx.recv_many(batch, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Answer every request of `batch` with `fault`.
 fn refuse(batch: &mut Vec<Request>, fault: &Fault) {
     for req in batch.drain(..) {
@@ -152,6 +181,8 @@ struct Writer {
 impl Writer {
     async fn run(self, mut writing: Writing, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        // How many the last commit answered, and how long it took.
+        let mut last = (0usize, std::time::Duration::ZERO);
         // When a faulted writer next tries to recover (kept across batches,
         // so that steady refusals do not put it off).
         let mut next_probe = tokio::time::Instant::now();
@@ -188,10 +219,15 @@ impl Writer {
                     continue;
                 }
             };
+            let waiting = rx.len();
             if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
             }
-            match apply_batch(conn, state, &mut batch).await {
+            gather(&mut rx, &mut batch, waiting + last.0, last.1 / 2).await;
+            let started = tokio::time::Instant::now();
+            let applied = apply_batch(conn, state, &mut batch).await;
+            last = (batch.len(), started.elapsed());
+            match applied {
                 Ok((answers, commit)) => {
                     for (req, answer) in batch.drain(..).zip(answers) {
                         let _ = req.reply.send(answer);

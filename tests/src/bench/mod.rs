@@ -41,6 +41,12 @@ pub struct Args {
     /// median, shown with the least and the greatest.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// A slow disk for the SQLite submit runs: gantryd runs under strace,
+    /// which delays each of its fsync/fdatasync calls by this many
+    /// microseconds (group commit should keep many clients' rate nearly
+    /// where it was; one client pays every delay).
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub slow_fsync_us: Option<u64>,
     /// The repository root, for the peer scripts.
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,

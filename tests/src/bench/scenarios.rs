@@ -134,33 +134,57 @@ pub async fn submit(
     sbatch: Option<peers::Sbatch>,
     limits: &Limits,
 ) -> anyhow::Result<()> {
-    let sqlite = ("SQLite commits/s", limits.sqlite_commits.into());
-    submit_on(args, report, "", || Ok(None), sbatch, sqlite, limits).await?;
+    let embedded = Setup {
+        label: String::new(),
+        database_url: &|| Ok(None),
+        core_wrapper: Vec::new(),
+        commit_limit: Some(("SQLite commits/s", Some(limits.sqlite_commits))),
+    };
+    submit_on(args, report, embedded, sbatch, limits).await?;
+    if let Some(us) = args.slow_fsync_us {
+        let slow = Setup {
+            label: format!(", every fsync {us} µs slower"),
+            database_url: &|| Ok(None),
+            core_wrapper: crate::faults::strace_inject(
+                "fsync,fdatasync",
+                &format!("delay_exit={us}"),
+            ),
+            // The limits were measured on the disk as it is.
+            commit_limit: None,
+        };
+        submit_on(args, report, slow, None, limits).await?;
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let pg = Postgres::start(port)?;
-    let fresh = || create_database(&pg.admin_url, "gantry_bench").map(Some);
-    let postgres = ("PostgreSQL commits/s", limits.postgres_commits);
-    submit_on(
-        args,
-        report,
-        ", PostgreSQL",
-        fresh,
-        sbatch,
-        postgres,
-        limits,
-    )
-    .await
+    let postgres = Setup {
+        label: ", PostgreSQL".into(),
+        database_url: &|| create_database(&pg.admin_url, "gantry_bench").map(Some),
+        core_wrapper: Vec::new(),
+        commit_limit: Some(("PostgreSQL commits/s", limits.postgres_commits)),
+    };
+    submit_on(args, report, postgres, sbatch, limits).await
+}
+
+/// Where the submit runs go.
+struct Setup<'a> {
+    /// Added to each figure's metric.
+    label: String,
+    /// A fresh database for each run; `None`: gantryd's embedded SQLite.
+    database_url: &'a dyn Fn() -> anyhow::Result<Option<String>>,
+    /// A command gantryd runs under.
+    core_wrapper: Vec<String>,
+    /// The commit rate one client is read against; `None`: figures are not
+    /// read against the limits at all.
+    commit_limit: Option<(&'a str, Option<f64>)>,
 }
 
 async fn submit_on(
     args: &Args,
     report: &mut Report,
-    label: &str,
-    database_url: impl Fn() -> anyhow::Result<Option<String>>,
+    setup: Setup<'_>,
     sbatch: Option<peers::Sbatch>,
-    (commits, commit_rate): (&str, Option<f64>),
     limits: &Limits,
 ) -> anyhow::Result<()> {
     let total = args.size(40_000, 4_000);
@@ -168,7 +192,8 @@ async fn submit_on(
     for _ in 0..args.runs {
         let cluster = Cluster::start(Options {
             cpus: cores(),
-            database_url: database_url()?,
+            database_url: (setup.database_url)()?,
+            core_wrapper: setup.core_wrapper.clone(),
             ..Default::default()
         })
         .await?;
@@ -179,18 +204,24 @@ async fn submit_on(
     }
     for (n, runs) in rates {
         let target = if n == 64 { ">= 10000" } else { "" };
-        let metric = format!("jobs accepted/s, {n} clients{label}");
+        let metric = format!("jobs accepted/s, {n} clients{}", setup.label);
         let f = median_figure("submit", &metric, &runs, "jobs/s", target);
-        let f = match n {
-            1 => with_limit(f, commits, commit_rate),
-            n => with_limit(
+        let f = match (n, setup.commit_limit) {
+            (_, None) => f,
+            (1, Some((commits, rate))) => with_limit(f, commits, rate),
+            (n, Some(_)) => with_limit(
                 f,
                 &format!("mTLS empty RPCs/s, {n} clients"),
                 limits.rpc_with(n),
             ),
         };
-        let peer = sbatch.map(|s| s.submit_per_s);
-        report.add(with_peer(f, "sbatch (one per call)", peer));
+        let f = match setup.commit_limit {
+            Some(_) if !args.no_peers => {
+                with_peer(f, "sbatch (one per call)", sbatch.map(|s| s.submit_per_s))
+            }
+            _ => f,
+        };
+        report.add(f);
     }
     Ok(())
 }
