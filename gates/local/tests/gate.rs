@@ -440,18 +440,24 @@ async fn cancel(c: &mut GateClient<Channel>, attempt: &str) {
     .unwrap();
 }
 
-/// A job that waits on a full gate is handed to a running job of its shape
-/// and started by the supervisor the moment that one ends, or, when
-/// another slot frees first, moved there; cancelled while it waits so, it
-/// never runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
+/// A gate of two CPUs with its partition, and the core's client.
+async fn two_slot_gate() -> (tempfile::TempDir, Gate, GateClient<Channel>) {
     let tmp = tempfile::tempdir().unwrap();
     let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
     pki(&pki_dir);
     let gate = start_gate_with(&pki_dir, &work, 2).await;
     let mut c = client(&pki_dir, "core", gate.addr).await;
     create_partition(&mut c).await;
+    (tmp, gate, c)
+}
+
+/// A job that waits on a full gate is handed to a running job of its shape
+/// and started by the supervisor the moment that one ends, or, when
+/// another slot frees first, moved there; cancelled while it waits so, it
+/// never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
+    let (tmp, gate, mut c) = two_slot_gate().await;
     start(&mut c, "long-1", task(&["sleep", "30"])).await;
     start(&mut c, "long-2", task(&["sleep", "30"])).await;
 
@@ -479,12 +485,7 @@ async fn waiting_jobs_follow_running_ones_or_take_a_freed_slot() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_jobs_start_in_the_order_they_came_whichever_slot_frees_first() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
-    pki(&pki_dir);
-    let gate = start_gate_with(&pki_dir, &work, 2).await;
-    let mut c = client(&pki_dir, "core", gate.addr).await;
-    create_partition(&mut c).await;
+    let (_tmp, gate, mut c) = two_slot_gate().await;
     start(&mut c, "long", task(&["sleep", "30"])).await;
     start(&mut c, "short", task(&["sleep", "30"])).await;
     let first = start(&mut c, "first", task(&["sleep", "30"])).await;
@@ -528,12 +529,7 @@ async fn wait_running(c: &mut GateClient<Channel>, attempt: &str) {
 /// ones queued behind running ones start in the order they came.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wide_waiting_job_is_not_overtaken_by_narrow_ones_behind_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
-    pki(&pki_dir);
-    let gate = start_gate_with(&pki_dir, &work, 2).await;
-    let mut c = client(&pki_dir, "core", gate.addr).await;
-    create_partition(&mut c).await;
+    let (_tmp, gate, mut c) = two_slot_gate().await;
     let sleep = || task(&["sleep", "30"]);
     start(&mut c, "run-1", sleep()).await;
     start(&mut c, "run-2", sleep()).await;
