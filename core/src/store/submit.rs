@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use super::ops::{NewJob, Op, Outcome};
 use super::rows::{ArrayRow, ArrayView, JobRow, now_ms};
+use super::sql::list;
 use super::tx::Tx;
 use crate::error::{FieldError, Result};
 use crate::job::state;
@@ -209,9 +210,9 @@ impl Tx<'_> {
         }
         for (owner, ids) in by_owner {
             for chunk in ids.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
                 let text = format!(
-                    "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({marks})"
+                    "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({})",
+                    list(chunk.len())
                 );
                 let mut query = sqlx::query_as(self.backend.sql(&text)).bind(owner.to_string());
                 for id in chunk {

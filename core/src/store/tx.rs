@@ -14,7 +14,7 @@ use sqlx::AnyConnection;
 
 use super::Backend;
 use super::rows::{ArrayRow, JOB_COLUMNS, JobRow, PartitionRow, now_ms};
-use super::sql::rows;
+use super::sql::{list, rows};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
@@ -242,7 +242,7 @@ impl<'a> Tx<'a> {
         for chunk in missing.chunks(500) {
             let text = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                list(chunk.len())
             );
             let mut query = sqlx::query(self.backend.sql(&text));
             for &id in chunk {

@@ -319,19 +319,16 @@ mod tests {
         Pending {
             attempt: AttemptId::parse("attempt", id).unwrap(),
             partition: gantry_gate::PartitionId::parse("partition", "p").unwrap(),
-            spec: gantry_gate::JobSpec {
+            spec: JobSpec::from_task(Some(gantry_proto::v1::Task {
                 job_id: 1,
-                name: String::new(),
-                command: gantry_gate::Command::Argv(vec!["true".into()]),
-                env: Default::default(),
-                resources: one_cpu(),
-                layout: Default::default(),
-                walltime: None,
-                owner: String::new(),
-                warning: None,
-                stdin: None,
-                chdir: None,
-            },
+                argv: vec!["true".into()],
+                resources: Some(gantry_proto::v1::Capacity {
+                    cpus: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .unwrap(),
         }
     }
 

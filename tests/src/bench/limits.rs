@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use gantry_proto::Principal;
@@ -94,28 +93,35 @@ pub async fn measure(args: &Args, report: &mut Report) -> anyhow::Result<Limits>
     })
 }
 
-/// Single-row commits/s, each its own transaction, for [`SPAN`].
-async fn sqlite_commits(dir: &Path) -> anyhow::Result<f64> {
-    let path = dir.join("limits.sqlite");
-    let options =
-        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(&mut conn)
-        .await?;
+/// Single-row commits/s on `url`, each its own transaction, for [`SPAN`],
+/// through sqlx's `Any` driver as gantryd writes; `setup` runs first.
+async fn commit_rate(
+    url: &str,
+    setup: &[&'static str],
+    insert: &'static str,
+) -> anyhow::Result<f64> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    for &statement in setup {
+        sqlx::query(statement).execute(&mut conn).await?;
+    }
     let start = Instant::now();
     let mut n = 0i64;
     while start.elapsed() < SPAN {
-        sqlx::query("INSERT INTO t (id, v) VALUES (?, 'x')")
-            .bind(n)
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(insert).bind(n).execute(&mut conn).await?;
         n += 1;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn sqlite_commits(dir: &Path) -> anyhow::Result<f64> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("limits.sqlite").display());
+    let setup = [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+    ];
+    commit_rate(&url, &setup, "INSERT INTO t (id, v) VALUES (?, 'x')").await
 }
 
 /// On a throwaway server started as the submit scenario starts its own;
@@ -128,20 +134,9 @@ async fn postgres_commits() -> anyhow::Result<Option<f64>> {
         return Ok(None);
     };
     let url = create_database(&pg.admin_url, "gantry_limits")?;
-    let mut conn = sqlx::PgConnection::connect(&url).await?;
-    sqlx::query("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(&mut conn)
-        .await?;
-    let start = Instant::now();
-    let mut n = 0i64;
-    while start.elapsed() < SPAN {
-        sqlx::query("INSERT INTO t (id, v) VALUES ($1, 'x')")
-            .bind(n)
-            .execute(&mut conn)
-            .await?;
-        n += 1;
-    }
-    Ok(Some(n as f64 / start.elapsed().as_secs_f64()))
+    let setup = ["CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT NOT NULL)"];
+    let rate = commit_rate(&url, &setup, "INSERT INTO t (id, v) VALUES ($1, 'x')").await?;
+    Ok(Some(rate))
 }
 
 /// `n` trivial processes through `xargs -P<cores>`, per second.
