@@ -216,3 +216,92 @@ async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
         "held jobs are not schedulable; order is by id"
     );
 }
+
+#[tokio::test]
+async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
+    use gantry_proto::v1::{GateJob, GateJobState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fresh_database(dir.path()).await)
+        .await
+        .unwrap();
+    let spec = JobSpec {
+        argv: vec!["true".into()],
+        retries: Some(1),
+        ..Default::default()
+    };
+    let submit = Op::Submit(Box::new(NewJob {
+        spec: ValidSpec::parse(spec, |_| true).unwrap(),
+        owner: "alice".into(),
+        submitted_by: String::new(),
+        request_id: None,
+        is_admin: false,
+    }));
+    let a = job(store.apply(submit).await.unwrap());
+    let cap = gantry_core::job::Resources {
+        cpus: 1,
+        memory: 1 << 30,
+        gpus: 0,
+        nodes: 1,
+    };
+    let mut creates = vec![("p1".into(), "local".into(), "host".into(), cap)];
+    // Placed, running, lost: twice (the second time its one retry is used).
+    for round in 1..=2 {
+        let plan = PlanOps {
+            creates: std::mem::take(&mut creates),
+            starts: vec![(a.id, "p1".into())],
+            deletes: vec![],
+        };
+        // The 1-CPU partition takes it again: the lost attempt freed it.
+        let Outcome::Refused(refused) = store.apply(Op::Plan(plan)).await.unwrap() else {
+            panic!()
+        };
+        assert!(refused.is_empty(), "round {round}: {refused:?}");
+        let placed = store.job(a.id).await.unwrap().unwrap();
+        let report = |state: GateJobState, lost: bool| {
+            let mut g = GateJob {
+                attempt_id: placed.attempt_id.clone(),
+                partition_id: "p1".into(),
+                job_id: a.id,
+                start_time_ms: 1,
+                lost,
+                reason: if lost {
+                    "lost: its machine went away".into()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            };
+            g.set_state(state);
+            Op::GateReport {
+                site: "local".into(),
+                job: g,
+            }
+        };
+        store
+            .apply(report(GateJobState::Running, false))
+            .await
+            .unwrap();
+        store
+            .apply(report(GateJobState::Failed, true))
+            .await
+            .unwrap();
+        let now = store.job(a.id).await.unwrap().unwrap();
+        if round == 1 {
+            assert_eq!(now.state, JobState::Queued, "{now:?}");
+            assert_eq!(now.requeues, 1);
+            assert!(now.attempt_id.is_empty());
+            assert_eq!(
+                now.reason,
+                "requeued (1 of 1 retries): lost: its machine went away"
+            );
+        } else {
+            // No retry left: it ends as a lost job did before (its logs first).
+            assert_eq!(now.state, JobState::StagingOut, "{now:?}");
+            assert_eq!(now.requeues, 1);
+            assert_eq!(
+                now.reason,
+                "lost: its machine went away; not requeued: 1 retries used"
+            );
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use gantry_client::{Client, JobSpec, JobState};
 use gantry_e2e::{Cluster, Options};
 
@@ -120,4 +121,69 @@ async fn sigkill_the_scheduler_delays_but_loses_nothing() {
         ids.push(alice.submit(recorder(&runs, 0.1)).await.unwrap().id);
     }
     finish_and_check(&cluster, &ids, &runs).await;
+}
+
+/// SIGKILL the local gate's supervisor (its pid is in its lock file).
+fn sigkill_supervisor(cluster: &Cluster) {
+    let lock = cluster.dir().join("local").join("supervisor.lock");
+    let pid = std::fs::read_to_string(&lock).expect("the supervisor's lock file");
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_supervisor_is_sigkilled_is_requeued_and_completes() {
+    let cluster = Cluster::start(Options {
+        cpus: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let runs = cluster.dir().join("runs.txt");
+    let alice = cluster.user("alice").await.unwrap();
+    let requeued = alice.submit(recorder(&runs, 2.0)).await.unwrap().id;
+    let no_retries = JobSpec {
+        retries: Some(0),
+        ..recorder(&runs, 2.0)
+    };
+    let failed = alice.submit(no_retries).await.unwrap().id;
+    wait_until(&alice, &[requeued, failed], |s| {
+        s.iter().all(|s| *s == JobState::Running)
+    })
+    .await;
+    sigkill_supervisor(&cluster);
+
+    let job = tokio::time::timeout(Duration::from_secs(60), alice.wait(requeued, |_| {}))
+        .await
+        .expect("the requeued job did not end")
+        .expect("wait");
+    assert_eq!(job.state(), JobState::Completed, "{job:?}");
+    assert_eq!(job.requeues, 1, "{job:?}");
+    let history: Vec<_> = alice
+        .watch(0, vec![requeued], false)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        history.iter().any(|e| e.to_state() == JobState::Queued
+            && e.from_state() == JobState::Running
+            && e.message
+                .starts_with("requeued (1 of 3 retries): lost: the job's supervisor died")),
+        "its history says it was requeued and why: {history:#?}"
+    );
+    let job = tokio::time::timeout(Duration::from_secs(60), alice.wait(failed, |_| {}))
+        .await
+        .expect("the job without retries did not end")
+        .expect("wait");
+    assert_eq!(
+        (job.state(), job.reason.as_str(), job.requeues),
+        (JobState::Failed, "lost: the job's supervisor died", 0),
+        "--retries 0 keeps a lost job failed: {job:?}"
+    );
+    // The lost run never reached its echo; the second run did, once.
+    let text = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(text.trim(), requeued.to_string(), "runs recorded: {text:?}");
 }

@@ -13,6 +13,10 @@ use crate::error::FieldError;
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 /// The most dependencies one job may name.
 pub const MAX_AFTER: usize = 1000;
+/// How often a job runs again after its compute was lost, unless it says (`JobSpec.retries`).
+pub const DEFAULT_RETRIES: u32 = 3;
+/// The most `JobSpec.retries` may ask.
+pub const MAX_RETRIES: u32 = 100;
 
 /// Resources in machine units: what a job takes in all (its request's per
 /// task and per node amounts multiplied out), or what a partition offers.
@@ -240,6 +244,14 @@ impl ValidSpec {
             spec.signal = format!("{name}@{seconds}");
         } else {
             spec.signal.clear();
+        }
+        if *spec.retries.get_or_insert(DEFAULT_RETRIES) > MAX_RETRIES {
+            return Err(field(
+                "retries",
+                format!(
+                    "at most {MAX_RETRIES}: it counts runs lost with their machine, not failures"
+                ),
+            ));
         }
         spec.array = spec.array.trim().to_string();
         let array = if spec.array.is_empty() {
@@ -478,5 +490,19 @@ mod tests {
         assert_eq!(v.spec.signal, "USR1@30");
         s.signal = "USR1@-1".into();
         assert_eq!(err(s).field, "signal");
+    }
+
+    #[test]
+    fn retries_default_to_three_and_are_bounded() {
+        let v = ValidSpec::parse(spec(&["true"]), |_| true).unwrap();
+        assert_eq!(v.spec.retries, Some(DEFAULT_RETRIES));
+        let mut s = spec(&["true"]);
+        s.retries = Some(0);
+        assert_eq!(
+            ValidSpec::parse(s.clone(), |_| true).unwrap().spec.retries,
+            Some(0)
+        );
+        s.retries = Some(MAX_RETRIES + 1);
+        assert_eq!(err(s).field, "retries");
     }
 }

@@ -24,6 +24,9 @@ pub const TRANSITIONS: &[(JobState, JobState)] = &[
     (Scheduled, Queued),
     (Provisioning, Queued),
     (StagingIn, Queued),
+    // What ran it was lost (its machine, agent or supervisor): run it again
+    // on a new attempt while it has retries (`JobSpec.retries`).
+    (Running, Queued),
     // A job ended by the provider or by a failure before it ran.
     (Queued, Failed),
     (Scheduled, Failed),

@@ -360,6 +360,7 @@ impl GateLink {
                         attempt_id: job.attempt_id.clone(),
                         actor: "gantryd".into(),
                         reason,
+                        lost: true,
                     };
                     let _ = store.apply_durably(op).await;
                 }
@@ -553,6 +554,7 @@ impl GateLink {
                     attempt_id: job.attempt_id.clone(),
                     actor: "gantryd".into(),
                     reason: format!("staging in failed: {e}"),
+                    lost: false,
                 };
                 let _ = store.apply_durably(op).await;
                 return;
@@ -617,6 +619,7 @@ impl GateLink {
                         attempt_id: job.attempt_id.clone(),
                         actor: format!("gate/{}", self.name),
                         reason,
+                        lost: false,
                     };
                     let _ = store.apply_durably(op).await;
                     return;

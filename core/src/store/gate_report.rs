@@ -5,7 +5,9 @@ use gantry_proto::v1::{GateJob, GateJobState, JobState};
 use super::ops::{GateVerdict, Outcome};
 use super::tx::Tx;
 use crate::error::Result;
-use crate::job::state::is_end;
+use crate::job::spec::DEFAULT_RETRIES;
+use crate::job::state::{self, is_end};
+use crate::store::JobRow;
 
 impl Tx<'_> {
     /// Apply a gate's report; the verdict says what the gate link does next.
@@ -92,13 +94,20 @@ impl Tx<'_> {
                 if job.state == JobState::StagingOut {
                     return Ok(Outcome::Gate(GateVerdict::StageOut(Box::new(job))));
                 }
+                let lost = gate_state == GateJobState::Failed && g.lost;
+                if lost && self.requeue_lost(&mut job, &actor, &g.reason).await? {
+                    return Ok(Outcome::Gate(GateVerdict::Release));
+                }
                 job.exit_code = g.exit_code;
-                let failure = match (gate_state, g.reason.is_empty(), g.exit_code) {
+                let mut failure = match (gate_state, g.reason.is_empty(), g.exit_code) {
                     (GateJobState::Succeeded, _, _) => String::new(),
                     (_, false, _) => g.reason.clone(),
                     (_, true, Some(code)) => format!("exit code {code}"),
                     (_, true, None) => "failed".to_string(),
                 };
+                if lost && job.requeues > 0 {
+                    failure = format!("{failure}; not requeued: {} retries used", job.requeues);
+                }
                 if g.start_time_ms > 0 && job.start_ms == 0 {
                     job.start_ms = g.start_time_ms;
                 }
@@ -151,6 +160,35 @@ impl Tx<'_> {
             }
             GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
         }
+    }
+}
+
+impl Tx<'_> {
+    /// The attempt's compute was lost (`what`: how), not by the job's own
+    /// doing: queue the job again for a new attempt, if it has retries left
+    /// (`JobSpec.retries`) and has not ended its run (STAGING_OUT). Whether
+    /// it did.
+    pub(super) async fn requeue_lost(
+        &mut self,
+        job: &mut JobRow,
+        actor: &str,
+        what: &str,
+    ) -> Result<bool> {
+        let retries = job.spec.retries.unwrap_or(DEFAULT_RETRIES);
+        if job.requeues >= retries || state::check(job.state, JobState::Queued).is_err() {
+            return Ok(false);
+        }
+        job.requeues += 1;
+        job.exit_code = None;
+        let what = if what.is_empty() {
+            "its compute was lost"
+        } else {
+            what
+        };
+        let message = format!("requeued ({} of {retries} retries): {what}", job.requeues);
+        self.transition(job, JobState::Queued, actor, &message)
+            .await?;
+        Ok(true)
     }
 }
 

@@ -113,6 +113,9 @@ pub enum Op {
         actor: String,
         /// Why.
         reason: String,
+        /// Its compute was lost, not the job's doing: the job is queued
+        /// again while it has retries (`JobSpec.retries`).
+        lost: bool,
     },
     /// A partition's state as its gate reports it.
     Partition {
@@ -294,9 +297,11 @@ impl Tx<'_> {
                 attempt_id,
                 actor,
                 reason,
+                lost,
             } => {
                 let mut job = self.load(job_id).await?;
-                if job.attempt_id == attempt_id && !is_end(job.state) {
+                let current = job.attempt_id == attempt_id && !is_end(job.state);
+                if current && !(lost && self.requeue_lost(&mut job, &actor, &reason).await?) {
                     self.transition(&mut job, JobState::Failed, &actor, &reason)
                         .await?;
                 }

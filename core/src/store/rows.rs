@@ -61,13 +61,15 @@ pub struct JobRow {
     pub array_id: u64,
     /// For a task of an array, its index.
     pub array_index: u32,
+    /// Times it went back to the queue after its compute was lost.
+    pub requeues: u32,
 }
 
 /// The columns [`JobRow::from_row`] reads, for SELECTs.
 pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exit_code, priority, \
      cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
      deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, client_request_id, \
-     array_id, array_index";
+     array_id, array_index, requeues";
 
 impl JobRow {
     /// Decode a row selected with [`JOB_COLUMNS`].
@@ -99,6 +101,7 @@ impl JobRow {
             request_id: row.try_get("client_request_id")?,
             array_id: row.try_get::<i64, _>("array_id")? as u64,
             array_index: row.try_get::<i64, _>("array_index")? as u32,
+            requeues: row.try_get::<i64, _>("requeues")? as u32,
         })
     }
 
@@ -124,6 +127,7 @@ impl JobRow {
             array_id: self.array_id,
             array_index: self.array_index,
             array: None,
+            requeues: self.requeues,
         }
     }
 

@@ -291,6 +291,7 @@ fn new_row(new: &NewJob, id: u64, deps: &Deps, task: Option<&Task>) -> JobRow {
         request_id: new.request_id.clone(),
         array_id: task.map_or(0, |t| t.array_id),
         array_index: task.map_or(0, |t| t.index),
+        requeues: 0,
         spec,
     }
 }

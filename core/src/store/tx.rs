@@ -466,15 +466,15 @@ impl<'a> Tx<'a> {
                 "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \
                  cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
                  deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, \
-                 array_id, array_index) VALUES ",
+                 array_id, array_index, requeues) VALUES ",
             );
-            text.push_str(&rows(chunk.len(), 29));
+            text.push_str(&rows(chunk.len(), 30));
             text.push_str(
                 " ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, \
                  exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
                  attempt_id = excluded.attempt_id, held = excluded.held, deps_pending = excluded.deps_pending, \
                  placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
-                 last_seq = excluded.last_seq, outputs = excluded.outputs",
+                 last_seq = excluded.last_seq, outputs = excluded.outputs, requeues = excluded.requeues",
             );
             let mut query = sqlx::query(self.backend.sql(&text));
             for j in chunk {
@@ -507,7 +507,8 @@ impl<'a> Tx<'a> {
                     .bind(j.last_seq as i64)
                     .bind(j.outputs.join("\n"))
                     .bind(j.array_id as i64)
-                    .bind(j.array_index as i64);
+                    .bind(j.array_index as i64)
+                    .bind(j.requeues as i64);
             }
             query.execute(&mut *self.conn).await?;
         }

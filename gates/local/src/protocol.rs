@@ -205,6 +205,14 @@ impl Exit {
             (other, ..) => (GateJobState::Failed, other.to_string()),
         }
     }
+
+    /// Whether the job's supervisor was lost while it ran (`GateJob.lost`):
+    /// it has no exit of its own, so gantryd may run it again.
+    pub fn lost(&self) -> bool {
+        self.exit_code.is_none()
+            && self.signal.is_none()
+            && (self.reason.is_empty() || self.reason == LOST_REASON)
+    }
 }
 
 fn first_protocol() -> u32 {
@@ -256,6 +264,9 @@ mod tests {
         );
         assert_eq!(exit(None, None, LOST_REASON).outcome().1, LOST_REASON);
         assert_eq!(exit(None, None, "").outcome().1, LOST_REASON);
+        assert!(exit(None, None, LOST_REASON).lost());
+        assert!(!exit(Some(137), Some(9), "").lost());
+        assert!(!exit(None, None, "could not start: no such directory").lost());
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl State {
         let (state, reason) = exit.outcome();
         job.set_state(state);
         job.reason = reason;
+        job.lost = exit.lost();
         job.exit_code = exit.exit_code;
         job.end_time_ms = exit.end_ms;
         (job.stdout_bytes, job.stderr_bytes) = if job.start_time_ms == 0 {

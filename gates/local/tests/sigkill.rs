@@ -226,6 +226,7 @@ async fn a_sigkilled_supervisor_loses_no_recorded_end_and_leaves_no_job() {
         (lost.state(), lost.reason.as_str()),
         (GateJobState::Failed, gantry_gate_local::LOST_REASON)
     );
+    assert!(lost.lost, "a lost attempt says so: {lost:?}");
     // (Whoever adopted it may leave a zombie: that does not run.)
     let stat = Path::new("/proc").join(&running.native_id).join("stat");
     let runs = || {

@@ -22,6 +22,12 @@ pub struct Observed {
     pub end_time: i64,
 }
 
+/// Whether Slurm ended the job because its node was lost (NODE_FAIL,
+/// BOOT_FAIL), not by the job's own doing (`GateJob.lost`).
+pub fn lost(o: &Observed) -> bool {
+    matches!(o.state.as_str(), "NODE_FAIL" | "BOOT_FAIL")
+}
+
 /// The Gantry state and reason for what Slurm shows.
 pub fn map(o: &Observed) -> (GateJobState, String) {
     use GateJobState::*;
@@ -116,7 +122,9 @@ mod tests {
             let (state, reason) = map(&seen(s, "", None));
             assert_eq!(state, Failed);
             assert!(reason.contains(s), "{reason}");
+            assert_eq!(lost(&seen(s, "", None)), s.ends_with("_FAIL"), "{s}");
         }
+        assert!(!lost(&seen("FAILED", "NonZeroExitCode", Some(3))));
         assert_eq!(hms(3725), "01:02:05");
     }
 }

@@ -132,9 +132,10 @@ mod tests {
 
     #[test]
     fn later_lines_override_earlier() {
-        let flags = read("#GANTRY --cpus 2\n#GANTRY --cpus 8 --hold\n").unwrap();
+        let flags = read("#GANTRY --cpus 2\n#GANTRY --cpus 8 --hold --retries 0\n").unwrap();
         assert_eq!(flags.cpus, Some(8));
         assert!(flags.hold);
+        assert_eq!(flags.retries, Some(0));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct JobView {
     /// For an array as a whole: its tasks and their states.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub array: Option<ArrayView>,
+    /// Times it went back to the queue after its compute was lost.
+    pub requeues: u32,
 }
 
 /// An array as a whole, as JSON.
@@ -157,6 +159,8 @@ pub struct SpecView {
     /// The site's directory it runs in, when it chose one.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub chdir: String,
+    /// Runs again after lost compute, at most.
+    pub retries: Option<u32>,
 }
 
 /// Requested resources as JSON.
@@ -304,6 +308,7 @@ impl From<&JobSpec> for SpecView {
             signal: s.signal.clone(),
             stdin: s.stdin.clone(),
             chdir: s.chdir.clone(),
+            retries: s.retries,
         }
     }
 }
@@ -330,6 +335,7 @@ impl From<&Job> for JobView {
             array_id: (j.array_id != 0).then_some(j.array_id),
             array_index: (j.array_id != 0).then_some(j.array_index),
             array: j.array.as_ref().map(ArrayView::from),
+            requeues: j.requeues,
         }
     }
 }

@@ -101,6 +101,7 @@ fn apply(a: &mut Attempt, o: &Observed) -> bool {
         a.job.start_time_ms = o.start_time * 1000;
     }
     if is_final(state) {
+        a.job.lost = states::lost(o);
         a.job.exit_code = o.exit_code;
         a.job.end_time_ms = if o.end_time > 0 {
             o.end_time * 1000

@@ -60,6 +60,15 @@ fn or_dash(text: &str) -> String {
     }
 }
 
+/// "1", or "3 (requeued twice after its compute was lost)".
+fn attempts(requeues: u32) -> String {
+    match requeues {
+        0 => "1".into(),
+        1 => "2 (requeued once after its compute was lost)".into(),
+        n => format!("{} (requeued {n} times after its compute was lost)", n + 1),
+    }
+}
+
 fn print_job(job: &Job) {
     let now = output::now_ms();
     let view = JobView::from(job);
@@ -100,6 +109,7 @@ fn print_job(job: &Job) {
         ("site", or_dash(&view.site)),
         ("partition", or_dash(&view.partition_id)),
         ("attempt", or_dash(&view.attempt_id)),
+        ("attempts", attempts(view.requeues)),
         ("submitted", output::time_and_age(view.submit_time_ms, now)),
         ("started", output::time_and_age(view.start_time_ms, now)),
         ("ended", output::time_and_age(view.end_time_ms, now)),
@@ -129,6 +139,10 @@ fn print_job(job: &Job) {
             ),
         ),
         ("signal", or_dash(&spec.signal)),
+        (
+            "retries",
+            spec.retries.map_or("-".into(), |n| n.to_string()),
+        ),
         ("stdin", or_dash(&spec.stdin)),
         ("directory", or_dash(&spec.chdir)),
         ("requested site", or_dash(&spec.site)),

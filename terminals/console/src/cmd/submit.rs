@@ -83,6 +83,11 @@ pub struct JobFlags {
     /// Start only after these jobs COMPLETED (repeatable, or comma-separated)
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub after: Vec<u64>,
+    /// Run the job again, up to N times, when what ran it is lost (its
+    /// machine, node agent or supervisor), as sbatch --requeue; never for
+    /// its own failure, a walltime or a cancel, 0..100 [server default: 3]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
     /// Higher runs first, -1000..1000 [default: 0]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub priority: Option<i32>,
@@ -123,6 +128,7 @@ impl JobFlags {
             env: join(directives.env, self.env),
             export: self.export.or(directives.export),
             after: join(directives.after, self.after),
+            retries: self.retries.or(directives.retries),
             priority: self.priority.or(directives.priority),
             hold: self.hold || directives.hold,
             array: self.array.or(directives.array),
@@ -168,6 +174,7 @@ impl JobFlags {
                 .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
                 .map(|d| d.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            retries: self.retries,
         }
     }
 }
