@@ -11,6 +11,13 @@ use crate::launch;
 use crate::protocol::Command;
 use crate::state::State;
 
+/// How many attempts wait in the supervisor per running one. The gate tops
+/// its queue up only after it hears of a takeover (a round trip of a
+/// millisecond or more on a busy host) while a short job may last half of
+/// that: with one per running attempt, 44 % of the ends of 20,000 `true` jobs
+/// found the supervisor's queue empty and waited for the gate; with four, 15 %.
+const QUEUED_PER_RUNNING: usize = 4;
+
 impl Inner {
     /// Start waiting attempts, oldest first, while the head fits; then
     /// queue the next ones in the supervisor.
@@ -93,8 +100,9 @@ impl Inner {
     /// its shape (CPUs, GPUs, memory) ends, on what that one held, without a
     /// round trip through the gate. Its queue keeps their order (the head
     /// blocks those behind it), so waiting attempts start first come, first
-    /// started. As many as run (each end refills one slot), and only while
-    /// the head's shape runs: another waits here until room frees.
+    /// started. Up to [`QUEUED_PER_RUNNING`] per attempt that runs or is
+    /// being moved to a free slot (each end refills one slot), and only
+    /// while the head's shape runs: another waits here until room frees.
     fn chain(&self, state: &mut State) {
         if !self.link.queues() {
             return;
@@ -103,9 +111,9 @@ impl Inner {
             .attempts
             .values()
             .filter(|a| a.sent && !is_final(a.job.state()))
-            .filter_map(|a| a.alloc.as_ref().map(Alloc::shape))
+            .filter_map(|a| a.alloc.as_ref().or(a.moved.as_ref()).map(Alloc::shape))
             .collect();
-        while state.chained.len() < running.len()
+        while state.chained.len() < running.len() * QUEUED_PER_RUNNING
             && let Some(head) = state.pending.front()
         {
             if !running.contains(&shape_of(head.spec.resources)) {
