@@ -305,3 +305,42 @@ async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
         }
     }
 }
+
+#[tokio::test]
+async fn reasons_reach_queued_jobs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fresh_database(dir.path()).await)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(job(store.apply(new_job("alice", None, vec![])).await.unwrap()).id);
+    }
+    let held = Op::Hold {
+        job_id: ids[2],
+        actor: "user/alice".into(),
+        hold: true,
+    };
+    store.apply(held).await.unwrap();
+    let reasons = vec![
+        (ids[0], "waiting for resources".to_string()),
+        (ids[1], "waiting for resources".to_string()),
+        (ids[2], "waiting for resources".to_string()),
+    ];
+    store.apply(Op::Reasons(reasons)).await.unwrap();
+    store
+        .apply(Op::Reasons(vec![(ids[1], "priority".to_string())]))
+        .await
+        .unwrap();
+    let reason = |id| {
+        let store = &store;
+        async move { store.job(id).await.unwrap().unwrap().reason }
+    };
+    assert_eq!(reason(ids[0]).await, "waiting for resources");
+    assert_eq!(reason(ids[1]).await, "priority");
+    assert_ne!(
+        reason(ids[2]).await,
+        "waiting for resources",
+        "a held job keeps its own reason"
+    );
+}

@@ -2,9 +2,12 @@
 //! transaction. Every state change goes through [`Tx::transition`],
 //! which checks the state table, saves the row and appends the event.
 
+use std::collections::HashMap;
+
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
 
 use super::rows::{ArrayView, JobRow, PartitionRow, now_ms};
+use super::sql::list;
 use super::tx::{Tx, fits};
 use crate::error::{CoreError, Result};
 use crate::job::state::{self, is_end};
@@ -216,6 +219,8 @@ impl Tx<'_> {
             }
             Op::Plan(plan) => self.plan(plan).await,
             Op::Reasons(reasons) => {
+                // One statement per distinct reason (most jobs wait for the same).
+                let mut by_reason: HashMap<String, Vec<u64>> = HashMap::new();
                 for (id, reason) in reasons {
                     if self.is_cached(id) {
                         // Changed in this batch: change the cached row, or the flush would undo it.
@@ -227,13 +232,24 @@ impl Tx<'_> {
                         }
                         continue;
                     }
-                    sqlx::query(self.backend.sql("UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND held = 0 AND deps_pending = 0"))
-                        .bind(reason)
-                        .bind(id as i64)
-                        .bind(JobState::Queued as i32)
-                        .execute(&mut *self.conn)
-                        .await?;
-                    self.writes += 1;
+                    by_reason.entry(reason).or_default().push(id);
+                }
+                for (reason, ids) in by_reason {
+                    for chunk in ids.chunks(500) {
+                        let text = format!(
+                            "UPDATE jobs SET reason = ? WHERE id IN ({}) AND state = ? AND held = 0 AND deps_pending = 0",
+                            list(chunk.len())
+                        );
+                        let mut query = sqlx::query(self.backend.sql(&text)).bind(reason.clone());
+                        for &id in chunk {
+                            query = query.bind(id as i64);
+                        }
+                        query
+                            .bind(JobState::Queued as i32)
+                            .execute(&mut *self.conn)
+                            .await?;
+                        self.writes += 1;
+                    }
                 }
                 Ok(Outcome::Done)
             }
