@@ -25,12 +25,21 @@ async fn fresh_database(dir: &std::path::Path) -> String {
     format!("{base}/{name}")
 }
 
+/// A store on a fresh database (see [`fresh_database`]).
+async fn fresh_store(dir: &std::path::Path) -> Store {
+    Store::open(&fresh_database(dir).await).await.unwrap()
+}
+
 fn new_job(owner: &str, request_id: Option<&str>, after: Vec<u64>) -> Op {
     let spec = JobSpec {
         argv: vec!["true".into()],
         after,
         ..Default::default()
     };
+    submit(spec, owner, request_id)
+}
+
+fn submit(spec: JobSpec, owner: &str, request_id: Option<&str>) -> Op {
     Op::Submit(Box::new(NewJob {
         spec: ValidSpec::parse(spec, |_| true).unwrap(),
         owner: owner.into(),
@@ -108,9 +117,7 @@ async fn concurrent_submits_share_commits_and_survive_reopen() {
 #[tokio::test]
 async fn placement_is_checked_and_dependencies_release_or_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fresh_database(dir.path()).await)
-        .await
-        .unwrap();
+    let store = fresh_store(dir.path()).await;
     let a = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
     let b = job(store
         .apply(new_job("alice", None, vec![a.id]))
@@ -177,9 +184,7 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
 #[tokio::test]
 async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fresh_database(dir.path()).await)
-        .await
-        .unwrap();
+    let store = fresh_store(dir.path()).await;
     let mut schedulable = Vec::new();
     for i in 0..12 {
         let held = i % 4 == 3;
@@ -221,22 +226,13 @@ async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
 async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
     use gantry_proto::v1::{GateJob, GateJobState};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fresh_database(dir.path()).await)
-        .await
-        .unwrap();
+    let store = fresh_store(dir.path()).await;
     let spec = JobSpec {
         argv: vec!["true".into()],
         retries: Some(1),
         ..Default::default()
     };
-    let submit = Op::Submit(Box::new(NewJob {
-        spec: ValidSpec::parse(spec, |_| true).unwrap(),
-        owner: "alice".into(),
-        submitted_by: String::new(),
-        request_id: None,
-        is_admin: false,
-    }));
-    let a = job(store.apply(submit).await.unwrap());
+    let a = job(store.apply(submit(spec, "alice", None)).await.unwrap());
     let cap = gantry_core::job::Resources {
         cpus: 1,
         memory: 1 << 30,
@@ -309,9 +305,7 @@ async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
 #[tokio::test]
 async fn reasons_reach_queued_jobs_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fresh_database(dir.path()).await)
-        .await
-        .unwrap();
+    let store = fresh_store(dir.path()).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(job(store.apply(new_job("alice", None, vec![])).await.unwrap()).id);

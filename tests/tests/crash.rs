@@ -15,6 +15,16 @@ fn recorder(path: &std::path::Path, secs: f32) -> JobSpec {
     }
 }
 
+/// A cluster whose local gate has two CPUs.
+async fn two_cpus() -> Cluster {
+    Cluster::start(Options {
+        cpus: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 async fn wait_until(client: &Client, ids: &[u64], pred: impl Fn(&[JobState]) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -60,12 +70,7 @@ async fn finish_and_check(cluster: &Cluster, ids: &[u64], runs: &std::path::Path
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_gantryd_while_jobs_are_queued_and_running() {
-    let mut cluster = Cluster::start(Options {
-        cpus: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut cluster = two_cpus().await;
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();
@@ -85,12 +90,7 @@ async fn sigkill_gantryd_while_jobs_are_queued_and_running() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_the_local_gate_while_jobs_run() {
-    let mut cluster = Cluster::start(Options {
-        cpus: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut cluster = two_cpus().await;
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();
@@ -104,12 +104,7 @@ async fn sigkill_the_local_gate_while_jobs_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_the_scheduler_delays_but_loses_nothing() {
-    let mut cluster = Cluster::start(Options {
-        cpus: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut cluster = two_cpus().await;
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let mut ids = Vec::new();
@@ -136,12 +131,7 @@ fn sigkill_supervisor(cluster: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_whose_supervisor_is_sigkilled_is_requeued_and_completes() {
-    let cluster = Cluster::start(Options {
-        cpus: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let cluster = two_cpus().await;
     let runs = cluster.dir().join("runs.txt");
     let alice = cluster.user("alice").await.unwrap();
     let requeued = alice.submit(recorder(&runs, 2.0)).await.unwrap().id;
