@@ -1,5 +1,8 @@
 //! One logging setup for every Gantry binary: `RUST_LOG` wins, else the
-//! given default; `GANTRY_LOG_FORMAT=json` switches to JSON lines.
+//! given default; `GANTRY_LOG_FORMAT=json` switches to JSON lines; colour
+//! only when stderr is a terminal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +14,8 @@ pub fn init(default_filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log on a full disk must not take the process down: the default
         // reports a failed write with `eprintln!`, which panics when stderr
         // cannot be written (and the event's buffer then grows for ever).

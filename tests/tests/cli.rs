@@ -147,3 +147,41 @@ async fn watch_follows_a_job_to_its_end_resumes_and_starts_from_now() {
         "{first} is not one of {submitted:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_ends_quietly_when_its_reader_goes_away() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let (code, out, err) = run(cluster
+        .cli("alice")
+        .args(["submit", "--", "seq", "1", "100000"]));
+    assert_eq!(code, 0, "{err}");
+    let id = submitted_id(&out).to_string();
+    let (code, _, err) = run(cluster.cli("alice").args(["wait", &id]));
+    assert_eq!(code, 0, "{err}");
+    // The reader is gone before the command writes a byte (`| head -0`):
+    // every write fails with EPIPE.
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--json"],
+        vec!["show", &id],
+        vec!["logs", &id],
+        vec!["sites"],
+        vec!["cancel", &id],
+    ] {
+        let mut child = cluster
+            .cli("alice")
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            (output.status.code(), err.as_ref()),
+            (Some(141), ""),
+            "gantry {args:?} must end quietly with 141 (128 + SIGPIPE), as `ls` does"
+        );
+    }
+}

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gantry::cli::Cli;
+use gantry::output;
 
 /// Print an error as one `gantry: error:` line; extra lines (a log tail) follow it.
 fn print_error(error: &anyhow::Error) {
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(gantry::cmd::run(cli)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        // Its reader went away (`gantry logs 7 | head`): end quietly.
+        Err(error) if output::is_broken_pipe(&error) => ExitCode::from(output::BROKEN_PIPE_EXIT),
         Err(error) => {
             print_error(&error);
             ExitCode::FAILURE

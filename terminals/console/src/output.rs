@@ -8,9 +8,53 @@ use comfy_table::{ContentArrangement, Table, presets};
 use gantry_client::{Flavor, InputFile, Job, JobEvent, JobSpec, Site, state_name};
 use serde::Serialize;
 
+/// `println!` for command output: one line on stdout. A reader that went
+/// away (`gantry ls | head -1`) ends the command at once and quietly, as it
+/// ends `ls` (exit status 141, 128 + SIGPIPE); another write error ends it
+/// with that error, never a panic.
+#[macro_export]
+macro_rules! out {
+    () => { $crate::output::print_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::print_line(format_args!($($arg)*)) };
+}
+
+/// Write `args` and a newline to stdout (see [`out!`]).
+pub fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        exit_on_write_error(&e);
+    }
+}
+
+/// The exit status of a command whose reader went away: a shell's for SIGPIPE.
+pub const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// End the process after stdout could not be written: quietly when its
+/// reader went away, else saying why.
+pub fn exit_on_write_error(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(BROKEN_PIPE_EXIT.into());
+    }
+    eprintln!("gantry: error: cannot write the output: {e}");
+    std::process::exit(1);
+}
+
+/// Whether `error` comes from a reader that went away (a broken pipe).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Print a value as pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -37,11 +37,17 @@ pub async fn run(ctx: &Ctx, args: CancelArgs) -> anyhow::Result<i32> {
         };
         match cancelled {
             Ok(job) if ctx.json => views.push(output::JobView::from(&job)),
-            Ok(job) if job.state() == JobState::Cancelled => println!("cancelled job {id}"),
-            Ok(job) => println!("job {id} had already ended: {}", state_name(job.state())),
+            Ok(job) if job.state() == JobState::Cancelled => crate::out!("cancelled job {id}"),
+            Ok(job) => crate::out!("job {id} had already ended: {}", state_name(job.state())),
             Err(error) => {
                 failed += 1;
-                eprintln!("gantry: error: job {id}: {error}");
+                // Name the job once: gantryd's own messages usually do.
+                let text = format!("{error:#}");
+                if text.contains(&format!("job {id}")) {
+                    eprintln!("gantry: error: {text}");
+                } else {
+                    eprintln!("gantry: error: job {id}: {text}");
+                }
             }
         }
     }

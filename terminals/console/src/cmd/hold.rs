@@ -22,7 +22,7 @@ pub async fn run(ctx: &Ctx, args: HoldArgs) -> anyhow::Result<i32> {
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else {
-        println!("held job {}", job.id);
+        crate::out!("held job {}", job.id);
     }
     Ok(0)
 }

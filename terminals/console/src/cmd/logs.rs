@@ -45,26 +45,14 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<i32> {
     futures::pin_mut!(chunks);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
-    let result = async {
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            out.write_all(&chunk.data)?;
-            if args.follow {
-                out.flush()?;
-            }
+    // A reader that goes away (`| head`) ends it quietly (see main).
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk.data)?;
+        if args.follow {
+            out.flush()?;
         }
-        out.flush()?;
-        anyhow::Ok(())
     }
-    .await;
-    match result {
-        Err(e) if is_broken_pipe(&e) => Ok(0),
-        other => other.map(|()| 0),
-    }
-}
-
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    out.flush()?;
+    Ok(0)
 }

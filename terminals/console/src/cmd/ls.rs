@@ -137,5 +137,5 @@ fn print_table(jobs: &[Job]) {
             reason,
         ]);
     }
-    println!("{table}");
+    crate::out!("{table}");
 }

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: OutputsArgs) -> anyhow::Result<i32> {
         eprintln!("job {} has no output files", args.id);
     } else {
         for file in files {
-            println!("{}", file.display());
+            crate::out!("{}", file.display());
         }
     }
     Ok(0)

@@ -77,9 +77,9 @@ fn report(ctx: &Ctx, ca: PathBuf, issued: &[Issued]) -> anyhow::Result<()> {
         }
         return output::print_json(&View { ca, issued });
     }
-    println!("CA: {}", ca.display());
+    crate::out!("CA: {}", ca.display());
     for i in issued {
-        println!("{}: {} {}", i.identity, i.cert.display(), i.key.display());
+        crate::out!("{}: {} {}", i.identity, i.cert.display(), i.key.display());
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub async fn run(ctx: &Ctx, args: ReleaseArgs) -> anyhow::Result<i32> {
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else {
-        println!("released job {}", job.id);
+        crate::out!("released job {}", job.id);
     }
     Ok(0)
 }

@@ -183,12 +183,12 @@ fn print_job(job: &Job) {
     ]);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in rows {
-        println!("{key:<width$}  {value}");
+        crate::out!("{key:<width$}  {value}");
     }
 }
 
 fn print_events(events: &[JobEvent]) {
-    println!("\nevents:");
+    crate::out!("\nevents:");
     let mut table = output::table(&["SEQ", "TIME", "FROM", "TO", "ACTOR", "MESSAGE"]);
     for e in events {
         let time =
@@ -202,5 +202,5 @@ fn print_events(events: &[JobEvent]) {
             output::truncate(&e.message, 80),
         ]);
     }
-    println!("{table}");
+    crate::out!("{table}");
 }

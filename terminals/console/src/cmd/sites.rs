@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, _args: SitesArgs) -> anyhow::Result<i32> {
         if ctx.json {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            crate::out!("{line}");
         }
     }
     if ctx.json {
@@ -93,7 +93,7 @@ fn print_table(sites: &[Site]) {
             site.active_jobs.to_string(),
         ]);
     }
-    println!("{table}");
+    crate::out!("{table}");
 }
 
 #[cfg(test)]

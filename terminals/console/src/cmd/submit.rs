@@ -322,7 +322,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     if ctx.json {
         output::print_json(&output::JobView::from(&job))?;
     } else if let Some(array) = &job.array {
-        println!(
+        crate::out!(
             "submitted array {} of {} tasks (jobs {}-{}); `gantry ls --array {}` lists them",
             job.id,
             array.task_count,
@@ -331,7 +331,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
             job.id
         );
     } else {
-        println!("submitted job {}", job.id);
+        crate::out!("submitted job {}", job.id);
     }
     Ok(0)
 }

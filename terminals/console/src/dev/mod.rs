@@ -18,6 +18,16 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use child::Child;
 use files::{Endpoint, GantrydConfig, Layout, NamedEndpoint, https};
 
+/// A line for the person who started `gantry dev`. Should nobody read any
+/// more (`gantry dev | head`), the processes run on until Ctrl-C stops them
+/// in order: a failed write is ignored, not fatal.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// How long a process may take to write its ready file.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many restarts of children within a minute `gantry dev` tolerates.
@@ -283,30 +293,30 @@ async fn stop_all(children: &mut [Child], signals: &mut Signals) {
 fn print_welcome(layout: &Layout, address: &str, installation: &str, user: &str) {
     let profile = layout.profile();
     let default = gantry_client::default_dev_state_dir().join(gantry_client::DEV_PROFILE_FILE);
-    println!(
+    say!(
         "gantry dev: gantryd is ready at {address} (installation `{installation}`, you are user/{user})"
     );
-    println!();
+    say!();
     if profile == default {
-        println!(
+        say!(
             "  profile  {} (gantry finds it by itself)",
             profile.display()
         );
     } else {
-        println!("  profile  {}", profile.display());
-        println!("           export GANTRY_PROFILE={}", profile.display());
+        say!("  profile  {}", profile.display());
+        say!("           export GANTRY_PROFILE={}", profile.display());
     }
-    println!(
+    say!(
         "  logs     {}/{{gantryd,gantry-sched,gantry-gate-local}}.log",
         layout.logs().display()
     );
-    println!("  state    {}", layout.root.display());
-    println!();
-    println!("Try, in another terminal:");
-    println!("  gantry submit -- echo hello");
-    println!("  gantry ls");
-    println!("  gantry logs 1");
-    println!("  gantry sites");
-    println!();
-    println!("Press Ctrl-C to stop.");
+    say!("  state    {}", layout.root.display());
+    say!();
+    say!("Try, in another terminal:");
+    say!("  gantry submit -- echo hello");
+    say!("  gantry ls");
+    say!("  gantry logs 1");
+    say!("  gantry sites");
+    say!();
+    say!("Press Ctrl-C to stop.");
 }
