@@ -1,5 +1,7 @@
 //! The one error type of gate operations and the gRPC code each variant maps to.
 
+use std::sync::Mutex;
+
 use tonic::Status;
 
 /// Why a gate operation failed. Providers return it; [`GateService`](crate::GateService)
@@ -116,13 +118,40 @@ impl From<GateError> for Status {
             GateError::NotFound { .. } => Status::not_found(err.to_string()),
             GateError::ResourceExhausted(m) => Status::resource_exhausted(m),
             GateError::FailedPrecondition(m) => Status::failed_precondition(m),
-            GateError::Unavailable(m) => Status::unavailable(m),
+            GateError::Unavailable(m) => {
+                log_unavailable(&m);
+                Status::unavailable(m)
+            }
             GateError::Unimplemented(_) => Status::unimplemented(err.to_string()),
             GateError::Io { .. } | GateError::Internal(_) => {
                 tracing::error!(error = %err, "internal gate error");
                 Status::internal("internal gate error; see the gate's log")
             }
         }
+    }
+}
+
+/// The last UNAVAILABLE reason logged ("" once the provider answered).
+static LAST_UNAVAILABLE: Mutex<String> = Mutex::new(String::new());
+
+/// Say in the gate's own log why its provider does not answer (a wrong
+/// `--slurm-conf`, an unreachable login node) and not only in gantryd's:
+/// once per reason, not on every call that meets it.
+fn log_unavailable(reason: &str) {
+    let mut last = LAST_UNAVAILABLE.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != reason {
+        tracing::warn!(reason, "the provider does not answer");
+        *last = reason.to_string();
+    }
+}
+
+/// The provider answered (Describe succeeded): its next failure is logged
+/// again, even for the same reason.
+pub(crate) fn provider_answered() {
+    let mut last = LAST_UNAVAILABLE.lock().unwrap_or_else(|e| e.into_inner());
+    if !last.is_empty() {
+        tracing::info!("the provider answers again");
+        last.clear();
     }
 }
 

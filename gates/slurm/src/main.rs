@@ -73,6 +73,18 @@ async fn main() -> anyhow::Result<()> {
             .await?,
         ),
     };
+    // A slurm.conf Slurm cannot read makes each of its commands retry for a
+    // minute and then fail: say so now, in this gate's own log.
+    if let Some(conf) = &cli.slurm_conf {
+        match host.read(conf).await {
+            Ok(Some(_)) => {}
+            Ok(None) => anyhow::bail!(
+                "--slurm-conf {}: no such file on the host that runs Slurm's commands",
+                conf.display()
+            ),
+            Err(e) => anyhow::bail!("--slurm-conf {}: cannot read it: {e}", conf.display()),
+        }
+    }
     let config = SlurmConfig {
         host,
         work_dir: cli.work_dir,

@@ -530,3 +530,27 @@ async fn forgotten_job(accounting: bool) {
     let (_, out, _) = run(cluster.cli("alice").args(["logs", &id]));
     assert_eq!(out, "bye\n");
 }
+
+#[test]
+fn a_missing_slurm_conf_stops_the_gate_saying_why() {
+    // Slurm's commands would retry such a file for a minute, then fail.
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(gantry_e2e::bin_dir().join("gantry-gate-slurm"))
+        .args(["--name", "slurm", "--listen", "127.0.0.1:0", "--pki-dir"])
+        .arg(work.path().join("pki"))
+        .args(["--slurm-conf", "/nonexistent/slurm.conf", "--work-dir"])
+        .arg(work.path())
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a gate whose slurm.conf is missing started"
+    );
+    assert!(
+        stderr.contains("--slurm-conf /nonexistent/slurm.conf: no such file"),
+        "the gate's own log says why: {stderr}"
+    );
+}
