@@ -18,8 +18,10 @@ const MAX_REQUEST_BYTES: usize = 64 << 20;
 #[derive(Debug, Parser)]
 #[command(name = "gantry-sched", version, about)]
 struct Args {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "GANTRY_SCHED_LISTEN", default_value = "127.0.0.1:7072")]
+    /// Address to listen on (port 0 picks a free port). The defaults do not
+    /// clash: gantryd 7070, the scheduler 7071, deploy/gantryd.toml's local
+    /// gate 7072.
+    #[arg(long, env = "GANTRY_SCHED_LISTEN", default_value = "127.0.0.1:7071")]
     listen: String,
     /// Once listening, write the bound host:port to this file (atomically).
     #[arg(long, env = "GANTRY_SCHED_READY_FILE")]
