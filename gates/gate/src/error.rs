@@ -1,7 +1,5 @@
 //! The one error type of gate operations and the gRPC code each variant maps to.
 
-use std::sync::Mutex;
-
 use tonic::Status;
 
 /// Why a gate operation failed. Providers return it; [`GateService`](crate::GateService)
@@ -119,7 +117,7 @@ impl From<GateError> for Status {
             GateError::ResourceExhausted(m) => Status::resource_exhausted(m),
             GateError::FailedPrecondition(m) => Status::failed_precondition(m),
             GateError::Unavailable(m) => {
-                log_unavailable(&m);
+                crate::health::unavailable(&m);
                 Status::unavailable(m)
             }
             GateError::Unimplemented(_) => Status::unimplemented(err.to_string()),
@@ -131,76 +129,10 @@ impl From<GateError> for Status {
     }
 }
 
-/// What a gate last said in its log about its provider not answering.
-#[derive(Debug, Default)]
-struct Unanswered {
-    /// The last reason logged; empty once the provider answered.
-    last: String,
-}
-
-impl Unanswered {
-    /// Whether `reason` is news: a provider that keeps failing the same
-    /// way is logged once, not on every call that meets it.
-    fn is_news(&mut self, reason: &str) -> bool {
-        if self.last == reason {
-            return false;
-        }
-        self.last = reason.to_string();
-        true
-    }
-
-    /// The provider answered; whether it had been failing.
-    fn answered(&mut self) -> bool {
-        !std::mem::take(&mut self.last).is_empty()
-    }
-}
-
-static UNANSWERED: Mutex<Unanswered> = Mutex::new(Unanswered {
-    last: String::new(),
-});
-
-/// Say in the gate's own log why its provider does not answer (Slurm's
-/// controller down, an unreachable login node) and not only in gantryd's.
-fn log_unavailable(reason: &str) {
-    if UNANSWERED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_news(reason)
-    {
-        tracing::warn!(reason, "the provider does not answer");
-    }
-}
-
-/// The provider answered (Describe succeeded): its next failure is logged
-/// again, even for the same reason.
-pub(crate) fn provider_answered() {
-    if UNANSWERED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .answered()
-    {
-        tracing::info!("the provider answers again");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tonic::Code;
-
-    #[test]
-    fn a_provider_failing_the_same_way_is_logged_once_until_it_answers() {
-        let mut log = Unanswered::default();
-        assert!(log.is_news("sinfo: slurmctld does not answer"));
-        assert!(!log.is_news("sinfo: slurmctld does not answer"));
-        assert!(log.is_news("ssh: connection refused"));
-        assert!(log.answered());
-        assert!(!log.answered(), "said once");
-        assert!(
-            log.is_news("ssh: connection refused"),
-            "a new outage is news"
-        );
-    }
 
     #[test]
     fn maps_each_variant_to_its_code() {

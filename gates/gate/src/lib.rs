@@ -11,6 +11,7 @@
 mod args;
 mod auth;
 mod error;
+pub mod health;
 mod host;
 mod hub;
 mod ids;

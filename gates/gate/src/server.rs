@@ -105,8 +105,11 @@ impl<P: Provider> BoundGate<P> {
         let service = GateServer::new(self.service)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (reporter, health) = tonic_health::server::health_reporter();
+        crate::health::install(reporter).await;
         Server::builder()
             .tls_config(self.tls)?
+            .add_service(health)
             .add_service(service)
             .serve_with_incoming_shutdown(self.bound.incoming, shutdown)
             .await?;

@@ -92,7 +92,7 @@ impl<P: Provider> Gate for GateService<P> {
     ) -> Result<Response<DescribeResponse>, Status> {
         self.authorize(&request)?;
         let d = self.provider.describe().await?;
-        crate::error::provider_answered();
+        crate::health::answered();
         Ok(Response::new(DescribeResponse {
             name: self.name.clone(),
             provider: d.provider,

@@ -572,3 +572,31 @@ async fn a_wide_waiting_job_is_not_overtaken_by_narrow_ones_behind_it() {
     gate.stop.send(()).unwrap();
     gate.server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_health_service_answers_for_the_gate() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, work) = (tmp.path().join("pki"), tmp.path().join("work"));
+    pki(&pki_dir);
+    let gate = start_gate(&pki_dir, &work).await;
+    // A probe needs a certificate of the installation, not the core's.
+    let endpoint = TlsFiles::in_dir(&pki_dir, "user-alice")
+        .endpoint(&format!("https://localhost:{}", gate.addr.port()))
+        .unwrap();
+    let mut health = HealthClient::new(endpoint.connect().await.unwrap());
+    for service in ["", gantry_gate::health::SERVICE] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "service {service:?}");
+    }
+    let _ = gate.stop.send(());
+    gate.server.await.unwrap();
+}
