@@ -3,11 +3,11 @@
 use gantry_proto::v1::{GateJob, GateJobState, JobState};
 
 use super::ops::{GateVerdict, Outcome};
+use super::rows::JobRow;
 use super::tx::Tx;
 use crate::error::Result;
 use crate::job::spec::DEFAULT_RETRIES;
 use crate::job::state::{self, is_end};
-use crate::store::JobRow;
 
 impl Tx<'_> {
     /// Apply a gate's report; the verdict says what the gate link does next.
@@ -161,9 +161,7 @@ impl Tx<'_> {
             GateJobState::Unspecified => Ok(Outcome::Gate(GateVerdict::Nothing)),
         }
     }
-}
 
-impl Tx<'_> {
     /// The attempt's compute was lost (`what`: how), not by the job's own
     /// doing: queue the job again for a new attempt, if it has retries left
     /// (`JobSpec.retries`) and has not ended its run (STAGING_OUT). Whether

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
 
 use super::rows::{ArrayView, JobRow, PartitionRow, now_ms};
-use super::sql::list;
+use super::sql::{MAX_IN_LIST, list};
 use super::tx::{Tx, fits};
 use crate::error::{CoreError, Result};
 use crate::job::state::{self, is_end};
@@ -235,7 +235,7 @@ impl Tx<'_> {
                     by_reason.entry(reason).or_default().push(id);
                 }
                 for (reason, ids) in by_reason {
-                    for chunk in ids.chunks(500) {
+                    for chunk in ids.chunks(MAX_IN_LIST) {
                         let text = format!(
                             "UPDATE jobs SET reason = ? WHERE id IN ({}) AND state = ? AND held = 0 AND deps_pending = 0",
                             list(chunk.len())

@@ -51,6 +51,10 @@ pub fn rows(rows: usize, cols: usize) -> String {
     vec![row; rows].join(", ")
 }
 
+/// The most values one `IN (…)` list binds: the batch reads and updates
+/// that name many ids go in chunks of this many.
+pub const MAX_IN_LIST: usize = 500;
+
 /// `n` placeholders separated by commas, for `IN (…)`.
 pub fn list(n: usize) -> String {
     vec!["?"; n].join(", ")

@@ -3,13 +3,13 @@
 //! array is one op: all of its tasks are accepted in the same commit, or
 //! none.
 
-use gantry_proto::v1::{JobEvent, JobState};
-
 use std::collections::HashMap;
+
+use gantry_proto::v1::{JobEvent, JobState};
 
 use super::ops::{NewJob, Op, Outcome};
 use super::rows::{ArrayRow, ArrayView, JobRow, now_ms};
-use super::sql::list;
+use super::sql::{MAX_IN_LIST, list};
 use super::tx::Tx;
 use crate::error::{FieldError, Result};
 use crate::job::state;
@@ -193,7 +193,7 @@ impl Tx<'_> {
         }
     }
 
-    /// Look up, with one statement per owner (and per 500 ids), whether the
+    /// Look up, with one statement per owner (and per [`MAX_IN_LIST`] ids), whether the
     /// request ids of this batch's job submits were used before, so that
     /// each submit costs no read of its own: with sqlx's SQLite driver every
     /// statement is a round trip to its worker thread, and the writer applies
@@ -209,7 +209,7 @@ impl Tx<'_> {
             }
         }
         for (owner, ids) in by_owner {
-            for chunk in ids.chunks(500) {
+            for chunk in ids.chunks(MAX_IN_LIST) {
                 let text = format!(
                     "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({})",
                     list(chunk.len())

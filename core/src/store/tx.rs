@@ -14,7 +14,7 @@ use sqlx::AnyConnection;
 
 use super::Backend;
 use super::rows::{ArrayRow, JOB_COLUMNS, JobRow, PartitionRow, now_ms};
-use super::sql::{list, rows};
+use super::sql::{MAX_IN_LIST, list, rows};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
@@ -229,7 +229,7 @@ impl<'a> Tx<'a> {
         Ok(p)
     }
 
-    /// Read, with one statement per 500, the jobs of `ids` this batch does
+    /// Read, with one statement per [`MAX_IN_LIST`], the jobs of `ids` this batch does
     /// not hold yet, so that the ops that follow read none one by one (with
     /// sqlx's SQLite driver every statement is a round trip to its worker
     /// thread).
@@ -239,7 +239,7 @@ impl<'a> Tx<'a> {
             .copied()
             .filter(|id| !self.cache.contains_key(id) && !self.state.active.contains_key(id))
             .collect();
-        for chunk in missing.chunks(500) {
+        for chunk in missing.chunks(MAX_IN_LIST) {
             let text = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({})",
                 list(chunk.len())

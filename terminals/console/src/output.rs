@@ -14,7 +14,6 @@ use serde::Serialize;
 /// with that error, never a panic.
 #[macro_export]
 macro_rules! out {
-    () => { $crate::output::print_line(format_args!("")) };
     ($($arg:tt)*) => { $crate::output::print_line(format_args!($($arg)*)) };
 }
 
