@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gantry/v1/common.proto",
         "gantry/v1/client.proto",
         "gantry/v1/gate.proto",
+        "gantry/v1/agent.proto",
         "gantry/v1/scheduler.proto",
     ];
     for file in files {

@@ -21,6 +21,21 @@ pub enum Principal {
     /// A service such as JupyterHub (`/service/<name>`); it may act for users
     /// only where the config says so.
     Service(String),
+    /// A node agent on a machine an elastic gate provisioned
+    /// (`/agent/<gate>/<partition>/<machine>`). Its certificate comes from
+    /// that gate's agent issuer, which only that gate trusts.
+    Agent(AgentName),
+}
+
+/// Where a node agent runs: its gate, partition and machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentName {
+    /// The gate that provisioned the machine.
+    pub gate: String,
+    /// The partition the machine belongs to.
+    pub partition: String,
+    /// The machine within the partition.
+    pub machine: String,
 }
 
 /// Why a certificate does not carry a usable identity.
@@ -87,7 +102,7 @@ impl Principal {
             Principal::Core => format!("core.{installation}"),
             Principal::Scheduler => format!("scheduler.{installation}"),
             Principal::Gate(n) => format!("{n}.gate.{installation}"),
-            Principal::User(_) | Principal::Service(_) => return None,
+            Principal::User(_) | Principal::Service(_) | Principal::Agent(_) => return None,
         };
         is_dns_safe(&name).then_some(name)
     }
@@ -105,6 +120,7 @@ impl Principal {
             Principal::Gate(n) => format!("gate/{n}"),
             Principal::User(n) => format!("user/{n}"),
             Principal::Service(n) => format!("service/{n}"),
+            Principal::Agent(a) => format!("agent/{}/{}/{}", a.gate, a.partition, a.machine),
         }
     }
 
@@ -135,6 +151,18 @@ impl Principal {
             Some(("gate", n)) => named(n).map(Principal::Gate),
             Some(("user", n)) => named(n).map(Principal::User),
             Some(("service", n)) => named(n).map(Principal::Service),
+            Some(("agent", rest)) => {
+                let mut parts = rest.split('/');
+                let (gate, partition, machine) = (parts.next()?, parts.next()?, parts.next()?);
+                let all_named = [gate, partition, machine].iter().all(|n| is_valid_name(n));
+                (parts.next().is_none() && all_named).then(|| {
+                    Principal::Agent(AgentName {
+                        gate: gate.into(),
+                        partition: partition.into(),
+                        machine: machine.into(),
+                    })
+                })
+            }
             _ => None,
         }
     }
@@ -192,6 +220,11 @@ mod tests {
             Principal::Gate("local".into()),
             Principal::User("alice".into()),
             Principal::Service("jupyterhub".into()),
+            Principal::Agent(AgentName {
+                gate: "aws".into(),
+                partition: "0190a8e2-5c1b-7d2e-9f00-0123456789ab".into(),
+                machine: "m0".into(),
+            }),
         ] {
             assert_eq!(Principal::from_uri(&p.uri("gantry"), "gantry"), Ok(p));
         }
@@ -218,5 +251,7 @@ mod tests {
         assert!(Principal::from_uri("spiffe://gantry/user/../x", "gantry").is_err());
         assert!(Principal::from_uri("spiffe://gantry/admin/x", "gantry").is_err());
         assert!(Principal::from_uri("https://gantry/user/x", "gantry").is_err());
+        assert!(Principal::from_uri("spiffe://gantry/agent/aws/p", "gantry").is_err());
+        assert!(Principal::from_uri("spiffe://gantry/agent/aws/p/m/x", "gantry").is_err());
     }
 }

@@ -32,4 +32,4 @@ pub fn is_env_name(name: &str) -> bool {
 /// The API version string this build speaks, as exchanged in `Describe`.
 pub const API_VERSION: &str = "gantry.v1";
 
-pub use identity::Principal;
+pub use identity::{AgentName, Principal};

@@ -16,7 +16,9 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use crate::identity::Principal;
+use std::time::{Duration, SystemTime};
+
+use crate::identity::{AgentName, Principal};
 
 /// Errors of PKI operations.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ pub enum PkiError {
     /// The directory holds no CA.
     #[error("{0} holds no CA (ca.pem, ca.key); run `gantry pki init --dir {0}` first")]
     NoCa(String),
+    /// A certificate signing request is not usable.
+    #[error("the certificate signing request is not usable: {0}")]
+    BadCsr(String),
 }
 
 /// Result of PKI operations.
@@ -187,6 +192,34 @@ impl Pki {
         Ok(paths)
     }
 
+    /// Where gate `gate`'s agent issuer lives: `agent-issuer-<gate>.pem/.key`.
+    pub fn agent_issuer_paths(&self, gate: &str) -> CertPaths {
+        CertPaths {
+            cert: self.dir.join(format!("agent-issuer-{gate}.pem")),
+            key: self.dir.join(format!("agent-issuer-{gate}.key")),
+        }
+    }
+
+    /// Make (or make anew) gate `gate`'s agent issuer: a CA of its own,
+    /// separate from the installation's, that signs the certificates of the
+    /// gate's node agents. Only that gate trusts it, so the certificates it
+    /// signs open nothing else, and the gate needs no key of the installation.
+    pub fn issue_agent_issuer(&self, gate: &str) -> Result<CertPaths> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Gantry agent issuer of gate/{gate} ({})", self.installation),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        let paths = self.agent_issuer_paths(gate);
+        fs::write(&paths.cert, cert.pem()).map_err(io_err(&paths.cert))?;
+        write_private(&paths.key, &key.serialize_pem())?;
+        Ok(paths)
+    }
+
     /// Issue `principal`'s certificate unless it already exists.
     pub fn ensure(&self, principal: &Principal) -> Result<CertPaths> {
         let paths = self.paths(principal);
@@ -196,6 +229,76 @@ impl Pki {
             self.issue(principal, &[])
         }
     }
+}
+
+/// A gate's agent issuer, loaded: signs node agents' certificates from
+/// their certificate signing requests (see `agent.proto`).
+pub struct AgentIssuer {
+    installation: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl AgentIssuer {
+    /// Load the issuer from its PEM files (see [`Pki::issue_agent_issuer`]).
+    pub fn load(paths: &CertPaths, installation: &str) -> Result<Self> {
+        let read = |path: &Path| fs::read_to_string(path).map_err(io_err(path));
+        let key = KeyPair::from_pem(&read(&paths.key)?)?;
+        let issuer = Issuer::from_ca_cert_pem(&read(&paths.cert)?, key)?;
+        Ok(Self {
+            installation: installation.to_string(),
+            issuer,
+        })
+    }
+
+    /// A certificate for `agent`, for the key of `csr_pem` (PKCS#10), valid
+    /// for `lifetime` from now (and a minute before, for clocks a little
+    /// behind). Whatever else the request asks for is ignored: the
+    /// certificate names exactly `agent` and serves only as a TLS client.
+    pub fn sign(
+        &self,
+        csr_pem: &str,
+        agent: &AgentName,
+        lifetime: Duration,
+    ) -> Result<(String, SystemTime)> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::BadCsr(e.to_string()))?;
+        let principal = Principal::Agent(agent.clone());
+        let now = SystemTime::now();
+        let not_after = now + lifetime;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, principal.path());
+        params.subject_alt_names = vec![SanType::URI(
+            principal.uri(&self.installation).as_str().try_into()?,
+        )];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = (now - Duration::from_secs(60)).into();
+        params.not_after = not_after.into();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &time_serial(now).to_be_bytes(),
+        ));
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer)?;
+        Ok((cert.pem(), not_after))
+    }
+}
+
+/// A positive serial number unique enough for short-lived certificates: the
+/// time in nanoseconds, top bit clear.
+fn time_serial(now: SystemTime) -> u64 {
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    nanos & (u64::MAX >> 1)
+}
+
+/// A certificate signing request (PEM) for `key`, as a node agent sends it
+/// to its gate. The gate decides what the certificate names.
+pub fn certificate_request(key: &KeyPair) -> Result<String> {
+    Ok(CertificateParams::default().serialize_request(key)?.pem()?)
 }
 
 #[cfg(test)]
@@ -215,5 +318,53 @@ mod tests {
         assert_eq!(Principal::from_der(&der, "test").unwrap(), alice);
         // Reopening finds the same installation.
         assert_eq!(Pki::open(dir.path()).unwrap().installation(), "test");
+    }
+
+    #[test]
+    fn an_agent_issuer_names_only_the_agent_whatever_the_request_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(dir.path(), "test").unwrap();
+        let paths = pki.issue_agent_issuer("aws").unwrap();
+        let issuer = AgentIssuer::load(&paths, "test").unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut asks = CertificateParams::new(vec!["core.test".to_string()]).unwrap();
+        asks.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let csr = asks.serialize_request(&key).unwrap().pem().unwrap();
+        let agent = AgentName {
+            gate: "aws".into(),
+            partition: "p1".into(),
+            machine: "m0".into(),
+        };
+        let (pem, not_after) = issuer.sign(&csr, &agent, Duration::from_secs(600)).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls::pki_types::CertificateDer<'static>| c)
+            .unwrap();
+        assert_eq!(
+            Principal::from_der(&der, "test").unwrap(),
+            Principal::Agent(agent)
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!cert.is_ca());
+        let sans = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(sans.value.general_names.len(), 1, "only the agent's URI");
+        let expires = cert.validity().not_after.timestamp();
+        let want = not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((expires - want).abs() <= 1);
+        assert!(
+            issuer
+                .sign(
+                    "not a csr",
+                    &AgentName {
+                        gate: "aws".into(),
+                        partition: "p1".into(),
+                        machine: "m0".into(),
+                    },
+                    Duration::from_secs(1)
+                )
+                .is_err()
+        );
     }
 }

@@ -77,49 +77,75 @@ impl GantryService {
         tokio::spawn(async move {
             let mut job = job;
             let mut commits = ctx.store.subscribe();
+            // How far the caller has read: a gate stream that breaks is
+            // taken up again from here, from the gate or gantryd's copy.
+            let mut offset = req.offset;
             loop {
                 let copy = ctx.files.log(job.id, stream);
                 if state::is_end(job.state) && copy.exists() {
-                    if let Err(e) = send_file(&copy, stream, req.offset, &tx).await {
+                    if let Err(e) = send_file(&copy, stream, offset, &tx).await {
                         let _ = tx.send(Err(e)).await;
                     }
                     return;
                 }
+                let mut failed = None;
                 if let Some(mut gate) = ctx.gate(&job.site).filter(|_| !job.attempt_id.is_empty()) {
                     let request = GateReadLogsRequest {
                         attempt_id: job.attempt_id.clone(),
                         stream: stream as i32,
-                        offset: req.offset,
+                        offset,
                         follow: req.follow,
                     };
-                    {
-                        if let Ok(resp) = gate.read_logs(request).await {
+                    match gate.read_logs(request).await {
+                        Ok(resp) => {
                             let mut chunks = resp.into_inner();
-                            while let Some(msg) = chunks.next().await {
-                                match msg {
-                                    Ok(m) => {
-                                        if tx
-                                            .send(Ok(ReadLogsResponse { chunk: m.chunk }))
-                                            .await
-                                            .is_err()
-                                        {
+                            loop {
+                                match chunks.next().await {
+                                    Some(Ok(m)) => {
+                                        if let Some(c) = &m.chunk {
+                                            offset = c.offset + c.data.len() as u64;
+                                        }
+                                        let msg = ReadLogsResponse { chunk: m.chunk };
+                                        if tx.send(Ok(msg)).await.is_err() {
                                             return;
                                         }
                                     }
-                                    Err(s) => {
-                                        let _ = tx.send(Err(s)).await;
-                                        return;
+                                    Some(Err(s)) => {
+                                        failed = Some(s);
+                                        break;
                                     }
+                                    None => return,
                                 }
                             }
-                            return;
+                        }
+                        Err(s) => failed = Some(s),
+                    }
+                }
+                if let Some(status) = failed {
+                    // The job may have ended and its gate forgotten it since
+                    // (gantryd's copy is then whole), or the gate may be
+                    // away for a moment: look again before giving up.
+                    match ctx.store.job(job.id).await {
+                        Ok(Some(fresh)) => job = fresh,
+                        _ => return,
+                    }
+                    let copied = state::is_end(job.state) && ctx.files.log(job.id, stream).exists();
+                    if !copied && !req.follow {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    if !copied {
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                         }
                     }
+                    continue;
                 }
                 if !req.follow || state::is_end(job.state) {
                     let chunk = LogChunk {
                         stream: stream as i32,
-                        offset: req.offset,
+                        offset,
                         data: Vec::new(),
                         eof: true,
                     };

@@ -150,6 +150,43 @@ impl JobSpec {
         self.resources.gpus / self.layout.nodes
     }
 
+    /// The wire's `Task` for this spec, for a gate that passes attempts on
+    /// (to a node agent): [`JobSpec::from_task`] gives this spec back.
+    pub fn to_task(&self) -> Task {
+        let (argv, script) = match &self.command {
+            Command::Argv(argv) => (argv.clone(), String::new()),
+            Command::Script(script) => (Vec::new(), script.clone()),
+        };
+        Task {
+            job_id: self.job_id,
+            name: self.name.clone(),
+            argv,
+            script,
+            env: self.env.clone().into_iter().collect(),
+            resources: Some(gantry_proto::v1::Capacity {
+                cpus: self.resources.cpus,
+                memory_bytes: self.resources.memory_bytes,
+                gpus: self.resources.gpus,
+                nodes: self.layout.nodes,
+            }),
+            walltime_seconds: self.walltime.map_or(0, |w| w.as_secs()),
+            owner: self.owner.clone(),
+            warn_signal: self
+                .warning
+                .as_ref()
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            warn_seconds: self
+                .warning
+                .as_ref()
+                .map_or(0, |w| w.before.as_secs() as u32),
+            stdin: self.stdin.clone().unwrap_or_default(),
+            chdir: self.chdir.clone().unwrap_or_default(),
+            tasks: self.layout.tasks,
+            tasks_per_node: self.layout.tasks_per_node.unwrap_or(0),
+        }
+    }
+
     /// Parse the `task` field of a request.
     pub fn from_task(task: Option<Task>) -> Result<Self> {
         let task = task
@@ -282,6 +319,31 @@ mod tests {
             argv: vec!["echo".into(), "hi".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_spec_passed_on_as_a_task_parses_back_the_same() {
+        let mut t = task();
+        t.walltime_seconds = 60;
+        t.warn_signal = "USR1".into();
+        t.warn_seconds = 10;
+        t.stdin = "in.txt".into();
+        t.tasks = 4;
+        t.tasks_per_node = 2;
+        t.resources = Some(Capacity {
+            cpus: 8,
+            memory_bytes: 2 << 30,
+            gpus: 2,
+            nodes: 2,
+        });
+        t.env.insert("A".into(), "1".into());
+        let spec = JobSpec::from_task(Some(t)).unwrap();
+        assert_eq!(JobSpec::from_task(Some(spec.to_task())).unwrap(), spec);
+        let mut s = task();
+        s.argv.clear();
+        s.script = "echo hi".into();
+        let spec = JobSpec::from_task(Some(s)).unwrap();
+        assert_eq!(JobSpec::from_task(Some(spec.to_task())).unwrap(), spec);
     }
 
     #[test]

@@ -59,6 +59,9 @@ enum Kind {
     Service,
     /// A gate serving a site: .../gate/<name>
     Gate,
+    /// An elastic gate's agent issuer: a CA of that gate's own that signs its
+    /// node agents' certificates (agent-issuer-<name>.pem/.key)
+    AgentIssuer,
 }
 
 #[derive(Serialize)]
@@ -122,6 +125,20 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                 Kind::User => Principal::User(name),
                 Kind::Service => Principal::Service(name),
                 Kind::Gate => Principal::Gate(name),
+                Kind::AgentIssuer => {
+                    if !hosts.is_empty() {
+                        bail!("--host is only for gate certificates (an issuer does not serve)");
+                    }
+                    let pki = Pki::open(&dir)?;
+                    let paths = pki.issue_agent_issuer(&name)?;
+                    let issued = [Issued {
+                        identity: format!("agent issuer of gate/{name}"),
+                        cert: paths.cert,
+                        key: paths.key,
+                    }];
+                    report(ctx, pki.ca_path(), &issued)?;
+                    return Ok(0);
+                }
             };
             if !hosts.is_empty() && !matches!(principal, Principal::Gate(_)) {
                 bail!("--host is only for gate certificates (users and services do not serve)");
