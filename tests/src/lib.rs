@@ -3,6 +3,7 @@
 //! certificates made at test time. Binaries are found next to the test
 //! executable (`target/<profile>/`); build them first (`scripts/test` does).
 
+pub mod cloud;
 mod database;
 pub mod faults;
 mod process;
@@ -106,6 +107,34 @@ pub struct Options {
     pub gate_work_dir: Option<PathBuf>,
     /// The local gate's `--queue-factor`; `None`: its default.
     pub queue_factor: Option<u32>,
+    /// Run jobs on EC2 (site `aws`, `gantry-gate-aws`) against moto, with
+    /// a [`cloud::MachinePlayer`] playing the machines.
+    pub aws: Option<AwsSite>,
+}
+
+/// The AWS site of a cluster.
+#[derive(Debug, Clone)]
+pub struct AwsSite {
+    /// moto's endpoint ([`cloud::moto_endpoint`]).
+    pub endpoint: String,
+    /// The instance types offered (`--instance-types`).
+    pub instance_types: String,
+    /// gantryd's idle timeout for the site's partitions, in seconds.
+    pub idle_timeout_seconds: u64,
+    /// More flags for the gate (e.g. `--agent-timeout 5`).
+    pub gate_args: Vec<String>,
+}
+
+impl AwsSite {
+    /// The site on moto at `endpoint`, offering t3.micro and t3.small.
+    pub fn on(endpoint: String) -> Self {
+        Self {
+            endpoint,
+            instance_types: "t3.micro,t3.small".into(),
+            idle_timeout_seconds: 300,
+            gate_args: Vec::new(),
+        }
+    }
 }
 
 impl Default for Options {
@@ -121,6 +150,7 @@ impl Default for Options {
             core_wrapper: Vec::new(),
             gate_work_dir: None,
             queue_factor: None,
+            aws: None,
         }
     }
 }
@@ -142,6 +172,11 @@ pub struct Cluster {
     pub gate: Process,
     /// Over SSH: the ssh_config and the gate's work directory on the login node.
     pub remote: Option<(PathBuf, String)>,
+    /// The installation's name (`e2e`; unique per cluster on AWS, whose
+    /// tags moto shares among the tests).
+    pub installation: String,
+    /// On AWS: the stand-in that plays the machines.
+    pub machines: Option<cloud::MachinePlayer>,
 }
 
 impl Drop for Cluster {
@@ -197,9 +232,18 @@ impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         gantry_proto::tls::install_crypto_provider();
         let dir = tempfile::Builder::new().prefix("gantry-e2e-").tempdir()?;
-        let pki = Pki::init(&dir.path().join("pki"), "e2e")?;
+        let installation = match &options.aws {
+            None => "e2e".to_string(),
+            Some(_) => {
+                let name = dir.path().file_name().expect("named").to_string_lossy();
+                name.trim_start_matches("gantry-").to_ascii_lowercase()
+            }
+        };
+        let pki = Pki::init(&dir.path().join("pki"), &installation)?;
         let site = if options.slurm_conf.is_some() {
             "slurm"
+        } else if options.aws.is_some() {
+            "aws"
         } else {
             "local"
         };
@@ -252,8 +296,34 @@ impl Cluster {
             .concat(),
             _ => [&common[..], &["--work-dir", &work]].concat(),
         };
-        let gate = match &options.slurm_conf {
-            None => {
+        let gate = match (&options.slurm_conf, &options.aws) {
+            (_, Some(aws)) => {
+                pki.issue_agent_issuer(site)?;
+                let agent_listen = format!("127.0.0.1:{}", free_port());
+                let state = dir.path().join("aws-state").display().to_string();
+                let mut args: Vec<&str> = vec![
+                    "--name",
+                    site,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--pki-dir",
+                    &pki_arg,
+                    "--agent-listen",
+                    &agent_listen,
+                    "--state-dir",
+                    &state,
+                    "--instance-types",
+                    &aws.instance_types,
+                    "--image",
+                    cloud::TEST_IMAGE,
+                    "--endpoint-url",
+                    &aws.endpoint,
+                ];
+                args.extend(aws.gate_args.iter().map(String::as_str));
+                Process::start_with_env("gantry-gate-aws", dir.path(), &args, &cloud::AWS_ENV)
+                    .await?
+            }
+            (None, None) => {
                 let cpus = options.cpus.to_string();
                 let mut args = [&common[..], &["--cpus", &cpus]].concat();
                 let factor = options.queue_factor.map(|f| f.to_string());
@@ -262,7 +332,7 @@ impl Cluster {
                 }
                 Process::start("gantry-gate-local", dir.path(), &args).await?
             }
-            Some(conf) => {
+            (Some(conf), None) => {
                 let conf = conf.display().to_string();
                 let args = [&common[..], &["--slurm-conf", &conf, "--poll", "0.25"]].concat();
                 Process::start("gantry-gate-slurm", dir.path(), &args).await?
@@ -274,10 +344,10 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "installation = \"e2e\"\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\nadmins = [{}]\n\
+                "installation = {installation:?}\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\nadmins = [{}]\n\
                  [tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\
                  [scheduler]\naddress = \"https://127.0.0.1:{}\"\n\
-                 [[gates]]\nname = {site:?}\naddress = \"https://127.0.0.1:{}\"\n\
+                 [[gates]]\nname = {site:?}\naddress = \"https://127.0.0.1:{}\"\nidle_timeout_seconds = {}\n\
                  [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n",
                 options
                     .core_state_dir
@@ -289,6 +359,7 @@ impl Cluster {
                 core_tls.key,
                 sched.addr.port(),
                 gate.addr.port(),
+                options.aws.as_ref().map_or(300, |a| a.idle_timeout_seconds),
             ),
         )?;
         let mut text = std::fs::read_to_string(&config)?;
@@ -314,7 +385,17 @@ impl Cluster {
             &["--config", &config.display().to_string()],
         )
         .await?;
+        let machines = match &options.aws {
+            Some(aws) => Some(cloud::MachinePlayer::start(
+                cloud::ec2_client(&aws.endpoint).await,
+                &installation,
+                dir.path(),
+            )),
+            None => None,
+        };
         let cluster = Self {
+            installation,
+            machines,
             work_dir: PathBuf::from(&work),
             dir,
             pki,

@@ -17,6 +17,8 @@ pub struct Process {
     /// The address it listens on.
     pub addr: SocketAddr,
     args: Vec<String>,
+    /// Environment variables it starts with, on top of the test's own.
+    pub env: Vec<(String, String)>,
     /// A command the binary runs under (e.g. `strace -f -e inject=…`), or
     /// empty; change it to restart the binary under another one (or none).
     pub wrapper: Vec<String>,
@@ -43,19 +45,41 @@ impl Process {
         dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut p = Process {
+        let mut p = Self::unstarted(name, dir, args)?;
+        p.wrapper = wrapper.to_vec();
+        p.spawn().await?;
+        Ok(p)
+    }
+
+    /// Start `name` with `args` and these environment variables.
+    pub async fn start_with_env(
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut p = Self::unstarted(name, dir, args)?;
+        p.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        p.spawn().await?;
+        Ok(p)
+    }
+
+    fn unstarted(name: &str, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Ok(Process {
             name: name.to_string(),
             addr: "127.0.0.1:0".parse()?,
             args: args.iter().map(|a| a.to_string()).collect(),
-            wrapper: wrapper.to_vec(),
+            env: Vec::new(),
+            wrapper: Vec::new(),
             wrapped: false,
             dir: dir.to_path_buf(),
             log: dir.join(format!("{name}.log")),
             child: None,
             restarts: 0,
-        };
-        p.spawn().await?;
-        Ok(p)
+        })
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
@@ -94,6 +118,7 @@ impl Process {
                 "RUST_LOG",
                 std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

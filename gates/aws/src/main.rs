@@ -1,0 +1,77 @@
+//! `gantry-gate-aws`: the gate that runs jobs on EC2 machines it launches.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use gantry_fleet::FleetArgs;
+use gantry_gate::GateArgs;
+use gantry_gate_aws::{Ec2Machines, Ec2Settings, Prices};
+
+/// Serve the Gantry gate API for AWS EC2: each partition is a machine the
+/// gate launches with gantry-agent on it and terminates when it is idle.
+/// AWS credentials come from the environment (AWS_ACCESS_KEY_ID, a profile,
+/// an instance role) as for every AWS tool; they never reach the machines.
+#[derive(Debug, Parser)]
+#[command(name = "gantry-gate-aws", version)]
+struct Cli {
+    #[command(flatten)]
+    gate: GateArgs,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// The AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Reach EC2 here instead of AWS's own endpoint (e.g. a VPC endpoint, or
+    /// moto's server in tests).
+    #[arg(long, env = "GANTRY_AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Instance types offered as flavors, comma-separated (e.g. c5.large,c5.xlarge).
+    #[arg(
+        long,
+        env = "GANTRY_AWS_INSTANCE_TYPES",
+        value_delimiter = ',',
+        required = true
+    )]
+    instance_types: Vec<String>,
+    /// The AMI machines boot; it must have gantry-agent and
+    /// gantry-supervisor on its PATH, or install them with --boot-prelude.
+    #[arg(long, env = "GANTRY_AWS_IMAGE")]
+    image: String,
+    /// The subnet to launch in [default: the default VPC's].
+    #[arg(long, env = "GANTRY_AWS_SUBNET")]
+    subnet: Option<String>,
+    /// At most this many machines of each instance type at once.
+    #[arg(long, env = "GANTRY_AWS_MAX_MACHINES", default_value_t = 10)]
+    max_machines: u32,
+    /// The hourly price table (TOML; see gates/aws/prices.toml) [default: the shipped one].
+    #[arg(long, env = "GANTRY_AWS_PRICES")]
+    prices: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    gantry_proto::tls::install_crypto_provider();
+    gantry_proto::telemetry::init("info");
+    let cli = Cli::parse();
+    let gate = cli.gate.config()?;
+    let prices = Prices::load(cli.prices.as_deref())?;
+    let mut aws = aws_config::from_env().region(aws_config::Region::new(cli.region.clone()));
+    if let Some(url) = &cli.endpoint_url {
+        aws = aws.endpoint_url(url);
+    }
+    let client = aws_sdk_ec2::Client::new(&aws.load().await);
+    let settings = Ec2Settings {
+        installation: gate.installation.clone(),
+        gate: gate.name.clone(),
+        instance_types: cli.instance_types,
+        image: cli.image,
+        subnet: cli.subnet,
+        max_machines: cli.max_machines,
+        prices,
+    };
+    let machines = Ec2Machines::new(client, settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    gantry_fleet::serve(machines, &cli.gate, &cli.fleet).await?;
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The gate operations of an elastic gate: partitions are machines a cloud
+//! launches, attempts run on the agents of those machines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gantry_gate::{
+    AttemptId, Description, GateError, JobHub, JobSpec, LogReader, LogSource, PartitionId,
+    Provider, Result, is_final,
+};
+use gantry_proto::v1::{
+    Capabilities, GateJob, GateJobState, LogStream, Partition, PartitionState, ReadLogRequest,
+    StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
+};
+
+use crate::boot::{Boot, boot_script};
+use crate::fleet::{Fleet, MACHINE};
+use crate::machines::{Launch, Machines};
+use crate::tokens::Grant;
+
+/// The fleet as a gate's [`Provider`].
+pub struct FleetProvider<M> {
+    fleet: Arc<Fleet<M>>,
+}
+
+impl<M> FleetProvider<M> {
+    /// Serve `fleet`'s partitions and attempts through the gate API.
+    pub fn new(fleet: Arc<Fleet<M>>) -> Self {
+        Self { fleet }
+    }
+}
+
+fn unexpected(reply: Reply) -> GateError {
+    GateError::Internal(format!("the node agent answered out of turn: {reply:?}"))
+}
+
+impl<M: Machines> FleetProvider<M> {
+    fn known_partition(&self, id: &PartitionId) -> Result<Partition> {
+        let state = self.fleet.state();
+        state
+            .partitions
+            .get(id.as_str())
+            .map(|p| p.to_proto(id.as_str()))
+            .ok_or_else(|| GateError::no_partition(id.as_str()))
+    }
+
+    /// The partition an attempt runs on.
+    fn partition_of(&self, attempt: &AttemptId) -> Result<GateJob> {
+        self.fleet
+            .state()
+            .attempts
+            .get(attempt.as_str())
+            .cloned()
+            .ok_or_else(|| GateError::no_attempt(attempt.as_str()))
+    }
+}
+
+#[tonic::async_trait]
+impl<M: Machines> Provider for FleetProvider<M> {
+    fn hub(&self) -> &JobHub {
+        &self.fleet.hub
+    }
+
+    async fn describe(&self) -> Result<Description> {
+        Ok(Description {
+            provider: self.fleet.machines.provider().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: Capabilities {
+                staging: false,
+                log_follow: true,
+                elastic: true,
+                chdir: false,
+            },
+            flavors: self.fleet.flavors().await?,
+            images: Vec::new(),
+        })
+    }
+
+    async fn create_partition(
+        &self,
+        id: &PartitionId,
+        flavor: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Partition> {
+        let _one_at_a_time = self.fleet.creating.lock().await;
+        if let Ok(known) = self.known_partition(id) {
+            return Ok(known);
+        }
+        if !self.fleet.flavors().await?.iter().any(|f| f.name == flavor) {
+            return Err(GateError::invalid(
+                "flavor",
+                format!("`{flavor}` is not a flavor of this gate; see `gantry sites`"),
+            ));
+        }
+        // A launch whose answer was lost (or a gate restarted in between)
+        // left a machine with the partition's tag: take it, never a second.
+        let found = self.fleet.machines.list(Some(id)).await?;
+        if !found.is_empty() {
+            let ids = found.into_iter().map(|m| m.id).collect();
+            return Ok(self.fleet.insert_creating(
+                id.as_str(),
+                flavor,
+                ids,
+                "waiting for its agent to register",
+            ));
+        }
+        let config = &self.fleet.config;
+        let token = self
+            .fleet
+            .tokens
+            .mint(
+                Grant {
+                    partition: id.to_string(),
+                    machine: MACHINE.into(),
+                },
+                config.token_ttl,
+            )
+            .map_err(|e| GateError::Unavailable(e.to_string()))?;
+        let server_name = format!("{}.gate.{}", config.gate, config.installation);
+        let script = boot_script(&Boot {
+            gate_address: &config.agent_address,
+            gate_server_name: &server_name,
+            ca_pem: &config.ca_pem,
+            token: &token,
+            cut_off: config.cut_off,
+            prelude: &config.boot_prelude,
+            partition: id.as_str(),
+            machine: MACHINE,
+        });
+        let machine = self
+            .fleet
+            .machines
+            .launch(Launch {
+                partition: id,
+                flavor,
+                labels,
+                boot_script: &script,
+            })
+            .await?;
+        tracing::info!(partition = %id, machine = %machine.id, flavor, "launched a machine");
+        Ok(self.fleet.insert_creating(
+            id.as_str(),
+            flavor,
+            vec![machine.id],
+            "booting; waiting for its agent to register",
+        ))
+    }
+
+    async fn get_partition(&self, id: &PartitionId) -> Result<Partition> {
+        self.known_partition(id)
+    }
+
+    async fn delete_partition(&self, id: &PartitionId) -> Result<Partition> {
+        let known = 'known: {
+            let mut state = self.fleet.state();
+            let Some(part) = state.partitions.get_mut(id.as_str()) else {
+                break 'known None;
+            };
+            part.state = PartitionState::Deleting;
+            part.message = "terminating its machines".into();
+            let session = part.session.take();
+            let flavor = part.flavor.clone();
+            self.fleet
+                .fail_attempts(&mut state, id.as_str(), "its partition was deleted", false);
+            Some((flavor, session))
+        };
+        let Some((flavor, session)) = known else {
+            return self.finish_delete(id, String::new()).await;
+        };
+        if let Some(session) = session {
+            session.power_off("the partition was deleted");
+        }
+        self.finish_delete(id, flavor).await
+    }
+
+    async fn list_partitions(&self) -> Result<Vec<Partition>> {
+        self.fleet.settled().await;
+        let state = self.fleet.state();
+        Ok(state
+            .partitions
+            .iter()
+            .map(|(id, p)| p.to_proto(id))
+            .collect())
+    }
+
+    async fn start_job(
+        &self,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        spec: JobSpec,
+    ) -> Result<GateJob> {
+        if let Ok(job) = self.partition_of(attempt) {
+            return Ok(job);
+        }
+        let part = self.known_partition(partition)?;
+        if part.state != PartitionState::Ready as i32 {
+            return Err(GateError::FailedPrecondition(format!(
+                "partition {partition} is not ready: {}",
+                part.message
+            )));
+        }
+        if spec.layout.nodes > 1 {
+            return Err(GateError::invalid(
+                "task.resources.nodes",
+                "this gate's partitions are one machine each; a job spans one node",
+            ));
+        }
+        let session = self.fleet.session(partition.as_str())?;
+        let reply = session
+            .call(
+                Command::StartJob(StartJobRequest {
+                    attempt_id: attempt.to_string(),
+                    partition_id: partition.to_string(),
+                    task: Some(spec.to_task()),
+                }),
+                attempt.as_str(),
+            )
+            .await?;
+        let Reply::Job(job) = reply else {
+            return Err(unexpected(reply));
+        };
+        let mut state = self.fleet.state();
+        self.fleet.agent_job(&mut state, &session.agent, job);
+        state
+            .attempts
+            .get(attempt.as_str())
+            .cloned()
+            .ok_or_else(|| GateError::Internal("the agent started another attempt".into()))
+    }
+
+    async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
+        self.partition_of(attempt)
+    }
+
+    async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
+        let job = self.partition_of(attempt)?;
+        if is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+            return Ok(job);
+        }
+        let session = self.fleet.session(&job.partition_id)?;
+        let reply = session
+            .call(
+                Command::CancelJob(gantry_proto::v1::GateCancelJobRequest {
+                    attempt_id: attempt.to_string(),
+                }),
+                attempt.as_str(),
+            )
+            .await?;
+        let Reply::Job(job) = reply else {
+            return Err(unexpected(reply));
+        };
+        let mut state = self.fleet.state();
+        self.fleet.agent_job(&mut state, &session.agent, job);
+        Ok(state
+            .attempts
+            .get(attempt.as_str())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn release_job(&self, attempt: &AttemptId) -> Result<()> {
+        let Ok(job) = self.partition_of(attempt) else {
+            return Ok(());
+        };
+        if !is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+            return Err(GateError::release_running(attempt));
+        }
+        let live = {
+            let state = self.fleet.state();
+            state
+                .partitions
+                .get(&job.partition_id)
+                .is_some_and(|p| p.state == PartitionState::Ready)
+        };
+        if live {
+            let session = self.fleet.session(&job.partition_id)?;
+            let release = Command::ReleaseJob(gantry_proto::v1::GateReleaseJobRequest {
+                attempt_id: attempt.to_string(),
+            });
+            match session.call(release, attempt.as_str()).await {
+                Ok(_) | Err(GateError::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.fleet.state().attempts.remove(attempt.as_str());
+        Ok(())
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<GateJob>> {
+        self.fleet.settled().await;
+        Ok(self.fleet.state().attempts.values().cloned().collect())
+    }
+
+    async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
+        let job = self.partition_of(attempt)?;
+        Ok(LogSource::Reader(Box::new(AgentLog {
+            fleet: self.fleet.clone(),
+            partition: job.partition_id,
+            attempt: attempt.to_string(),
+            stream,
+        })))
+    }
+}
+
+impl<M: Machines> FleetProvider<M> {
+    /// DELETED once the cloud lists none of the partition's machines;
+    /// otherwise ask it (again) to terminate them.
+    async fn finish_delete(&self, id: &PartitionId, flavor: String) -> Result<Partition> {
+        let left = self.fleet.machines.list(Some(id)).await?;
+        if left.is_empty() {
+            self.fleet.state().partitions.remove(id.as_str());
+            return Ok(Partition {
+                partition_id: id.to_string(),
+                flavor,
+                state: PartitionState::Deleted as i32,
+                message: "every machine is terminated".into(),
+                ..Default::default()
+            });
+        }
+        let ids: Vec<String> = left.iter().map(|m| m.id.clone()).collect();
+        self.fleet.machines.terminate(&ids).await?;
+        Ok(Partition {
+            partition_id: id.to_string(),
+            flavor,
+            state: PartitionState::Deleting as i32,
+            message: format!("terminating {}", ids.join(",")),
+            native_id: ids.join(","),
+            ..Default::default()
+        })
+    }
+}
+
+/// An attempt's log, read from its agent piece by piece.
+struct AgentLog<M> {
+    fleet: Arc<Fleet<M>>,
+    partition: String,
+    attempt: String,
+    stream: LogStream,
+}
+
+#[tonic::async_trait]
+impl<M: Machines> LogReader for AgentLog<M> {
+    async fn read_at(&mut self, offset: u64, max: usize) -> Result<Vec<u8>> {
+        let session = self.fleet.session(&self.partition)?;
+        let reply = session
+            .call(
+                Command::ReadLog(ReadLogRequest {
+                    attempt_id: self.attempt.clone(),
+                    stream: self.stream as i32,
+                    offset,
+                    max_bytes: max.min(u32::MAX as usize) as u32,
+                }),
+                &self.attempt,
+            )
+            .await?;
+        match reply {
+            Reply::Data(data) => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+}

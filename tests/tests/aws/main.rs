@@ -1,0 +1,235 @@
+//! Jobs on EC2 through gantry-gate-aws and gantry-agent, against moto's
+//! EC2 (`scripts/moto`; `scripts/test` passes `GANTRY_TEST_MOTO_URL`).
+//! moto runs nothing on its instances: the harness's
+//! [`MachinePlayer`](gantry_e2e::cloud::MachinePlayer) plays each machine
+//! by running its user-data on this host, and turns its power-off into
+//! TerminateInstances. It is the only stand-in here; everything else is the
+//! real binaries over mTLS.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
+use gantry_e2e::cloud::{PlayedMachine, ec2_client, moto_endpoint};
+use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
+
+mod identity;
+
+/// A cluster whose only site is EC2 (moto), with `site` changes applied.
+pub(crate) async fn aws_cluster(change: impl FnOnce(&mut AwsSite)) -> Cluster {
+    let mut site = AwsSite::on(moto_endpoint());
+    change(&mut site);
+    Cluster::start(Options {
+        aws: Some(site),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// `gantry submit ARGS` as alice; the job id.
+pub(crate) fn submit(cluster: &Cluster, args: &[&str]) -> String {
+    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
+    assert_eq!(code, 0, "{err}");
+    out.split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("no job id in {out:?}"))
+        .to_string()
+}
+
+/// `gantry show ID --json` as alice.
+pub(crate) fn show(cluster: &Cluster, id: &str) -> String {
+    run(cluster.cli("alice").args(["show", id, "--json"])).1
+}
+
+/// Wait until job `id` is in `state`, for up to a minute.
+pub(crate) async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
+    let wanted = format!("\"state\":\"{state}\"");
+    eventually(
+        Duration::from_secs(60),
+        &format!("job {id} to reach {state}"),
+        async || {
+            let out = show(cluster, id);
+            if out.replace(' ', "").contains(&wanted) {
+                Ok(out)
+            } else {
+                Err(format!("{out}\n--- gate:\n{}", cluster.gate.log_tail()))
+            }
+        },
+    )
+    .await
+}
+
+/// The machines the player has played so far.
+pub(crate) fn played(cluster: &Cluster) -> Vec<PlayedMachine> {
+    cluster
+        .machines
+        .as_ref()
+        .expect("an AWS cluster")
+        .machines()
+}
+
+/// The ids of the installation's instances EC2 does not list as terminated.
+pub(crate) async fn live_instances(cluster: &Cluster) -> Vec<String> {
+    let client = ec2_client(&moto_endpoint()).await;
+    let found = client
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:gantry:installation")
+                .values(&cluster.installation)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    found
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .map(|i| i.instance_id().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_runs_on_an_ec2_machine_through_its_agent_and_the_idle_machine_is_terminated() {
+    let cluster = aws_cluster(|site| site.idle_timeout_seconds = 3).await;
+    let go = cluster.dir().join("go");
+    let script = format!(
+        "echo started on the agent; while [ ! -e {} ]; do sleep 0.05; done; echo finished; echo oops >&2; exit 3",
+        go.display()
+    );
+    let id = submit(&cluster, &["--site", "aws", "--", "sh", "-c", &script]);
+    until_state(&cluster, &id, "RUNNING").await;
+
+    // The machine EC2 holds: tagged, booted by a script with no key in it,
+    // powering off into termination, in a group that lets nothing in.
+    let machines = played(&cluster);
+    assert_eq!(machines.len(), 1, "{machines:?}");
+    let machine = &machines[0];
+    assert_eq!(machine.tags["gantry:installation"], cluster.installation);
+    assert_eq!(machine.tags["gantry:gate"], "aws");
+    assert!(!machine.partition.is_empty());
+    assert!(machine.user_data.starts_with("#!/bin/sh\n"));
+    assert!(machine.user_data.contains("GANTRY_AGENT_TOKEN="));
+    assert!(
+        !machine.user_data.contains("PRIVATE KEY"),
+        "the user-data holds no private key:\n{}",
+        machine.user_data
+    );
+    let client = ec2_client(&moto_endpoint()).await;
+    let behaviour = client
+        .describe_instance_attribute()
+        .instance_id(&machine.id)
+        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        behaviour
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value()),
+        Some("terminate")
+    );
+    let groups = client
+        .describe_security_groups()
+        .set_group_ids(Some(machine.security_groups.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(!groups.security_groups().is_empty());
+    for group in groups.security_groups() {
+        assert!(
+            group.ip_permissions().is_empty(),
+            "no inbound rule: {group:?}"
+        );
+    }
+
+    // `gantry logs -f` follows it live through the agent.
+    let mut follow = cluster
+        .cli("alice")
+        .args(["logs", "-f", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = first_tx.send(lines.next().map(|l| l.unwrap()));
+        lines.map_while(Result::ok).collect::<Vec<String>>()
+    });
+    let first = tokio::task::spawn_blocking(move || first_rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Ok(Some("started on the agent".to_string())),
+        "the first line arrives while the job runs"
+    );
+    std::fs::write(&go, "").unwrap();
+    let rest = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rest, vec!["finished".to_string()]);
+    assert!(follow.wait().unwrap().success());
+
+    let shown = until_state(&cluster, &id, "FAILED").await;
+    assert!(shown.contains("exit code 3"), "{shown}");
+    let (_, logged, _) = run(cluster.cli("alice").args(["logs", "--stderr", &id]));
+    assert_eq!(logged, "oops\n", "stderr through the agent");
+
+    // The idle partition goes, and with it every instance.
+    eventually(
+        Duration::from_secs(60),
+        "every instance terminated",
+        async || {
+            let live = live_instances(&cluster).await;
+            if live.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{live:?}\n{}", cluster.gate.log_tail()))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_job_of_the_same_shape_reuses_the_idle_machine() {
+    let cluster = aws_cluster(|_| {}).await;
+    let first = submit(&cluster, &["--site", "aws", "--", "true"]);
+    until_state(&cluster, &first, "COMPLETED").await;
+    let second = submit(&cluster, &["--site", "aws", "--", "echo", "again"]);
+    until_state(&cluster, &second, "COMPLETED").await;
+    let (_, out, _) = run(cluster.cli("alice").args(["logs", &second]));
+    assert_eq!(out, "again\n");
+    assert_eq!(played(&cluster).len(), 1, "one machine for both jobs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cut_off_from_its_gate_powers_its_machine_off() {
+    let mut cluster = aws_cluster(|site| {
+        site.gate_args = vec!["--agent-cut-off".into(), "3".into()];
+    })
+    .await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    until_state(&cluster, &id, "COMPLETED").await;
+    assert_eq!(live_instances(&cluster).await.len(), 1);
+    cluster.gate.stop();
+    eventually(
+        Duration::from_secs(30),
+        "the machine to power itself off",
+        async || {
+            let machines = played(&cluster);
+            let live = live_instances(&cluster).await;
+            if machines.iter().all(|m| m.powered_off) && live.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{machines:?}\nlive: {live:?}"))
+            }
+        },
+    )
+    .await;
+}
