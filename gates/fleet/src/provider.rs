@@ -44,6 +44,30 @@ impl<M: Machines> FleetProvider<M> {
             .ok_or_else(|| GateError::no_partition(id.as_str()))
     }
 
+    /// Whether attempts can start on `id` now. A partition adopted after a
+    /// restart whose agent is not back yet may already run the attempt
+    /// (its StartJob may have reached the agent before the gate died): that
+    /// is UNAVAILABLE, asked again later with the same attempt, never
+    /// FAILED_PRECONDITION, which would have gantryd start a new attempt.
+    fn ready_for_jobs(&self, id: &PartitionId) -> Result<()> {
+        let state = self.fleet.state();
+        let part = state
+            .partitions
+            .get(id.as_str())
+            .ok_or_else(|| GateError::no_partition(id.as_str()))?;
+        match part.state {
+            PartitionState::Ready => Ok(()),
+            PartitionState::Creating if part.adopted => Err(GateError::Unavailable(format!(
+                "partition {id}: {}",
+                part.message
+            ))),
+            _ => Err(GateError::FailedPrecondition(format!(
+                "partition {id} is not ready: {}",
+                part.message
+            ))),
+        }
+    }
+
     /// The partition an attempt runs on.
     fn partition_of(&self, attempt: &AttemptId) -> Result<GateJob> {
         self.fleet
@@ -192,13 +216,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
         if let Ok(job) = self.partition_of(attempt) {
             return Ok(job);
         }
-        let part = self.known_partition(partition)?;
-        if part.state != PartitionState::Ready as i32 {
-            return Err(GateError::FailedPrecondition(format!(
-                "partition {partition} is not ready: {}",
-                part.message
-            )));
-        }
+        self.ready_for_jobs(partition)?;
         if spec.layout.nodes > 1 {
             return Err(GateError::invalid(
                 "task.resources.nodes",

@@ -13,6 +13,7 @@ use gantry_e2e::cloud::{PlayedMachine, ec2_client, moto_endpoint};
 use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
 
 mod identity;
+mod kills;
 
 /// A cluster whose only site is EC2 (moto), with `site` changes applied.
 pub(crate) async fn aws_cluster(change: impl FnOnce(&mut AwsSite)) -> Cluster {
