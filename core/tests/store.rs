@@ -162,6 +162,7 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
         capacity: None,
         queue: None,
         message: "boom".into(),
+        refused: false,
     };
     store.apply(op).await.unwrap();
     let requeued = store.job(a.id).await.unwrap().unwrap();
@@ -179,6 +180,40 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
     let b = store.job(b.id).await.unwrap().unwrap();
     assert_eq!(b.state, JobState::Failed);
     assert_eq!(b.reason, format!("dependency job {} ended CANCELLED", a.id));
+}
+
+#[tokio::test]
+async fn a_partition_its_gate_refuses_fails_the_jobs_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(dir.path()).await;
+    let a = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
+    let cap = gantry_core::job::Resources {
+        cpus: 1,
+        memory: 1 << 30,
+        gpus: 0,
+        nodes: 1,
+    };
+    let plan = PlanOps {
+        creates: vec![("p1".into(), "aws".into(), "t3.micro".into(), cap)],
+        starts: vec![(a.id, "p1".into())],
+        deletes: vec![],
+    };
+    store.apply(Op::Plan(plan)).await.unwrap();
+    let op = Op::Partition {
+        id: "p1".into(),
+        state: PartitionState::Failed,
+        capacity: None,
+        queue: None,
+        message: "the AWS gate's --image: InvalidAMIID.NotFound".into(),
+        refused: true,
+    };
+    store.apply(op).await.unwrap();
+    let failed = store.job(a.id).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(
+        failed.reason,
+        "site aws cannot provision it: the AWS gate's --image: InvalidAMIID.NotFound"
+    );
 }
 
 #[tokio::test]

@@ -119,6 +119,8 @@ pub struct AwsSite {
     pub endpoint: String,
     /// The instance types offered (`--instance-types`).
     pub instance_types: String,
+    /// The AMI machines boot (`--image`).
+    pub image: String,
     /// gantryd's idle timeout for the site's partitions, in seconds.
     pub idle_timeout_seconds: u64,
     /// More flags for the gate (e.g. `--agent-timeout 5`).
@@ -131,6 +133,7 @@ impl AwsSite {
         Self {
             endpoint,
             instance_types: "t3.micro,t3.small".into(),
+            image: cloud::TEST_IMAGE.into(),
             idle_timeout_seconds: 300,
             gate_args: Vec::new(),
         }
@@ -315,7 +318,7 @@ impl Cluster {
                     "--instance-types",
                     &aws.instance_types,
                     "--image",
-                    cloud::TEST_IMAGE,
+                    &aws.image,
                     "--endpoint-url",
                     &aws.endpoint,
                 ];

@@ -387,6 +387,7 @@ impl GateLink {
                     capacity: None,
                     queue: None,
                     message: "lost by gate".into(),
+                    refused: false,
                 };
                 let _ = store.apply_durably(op).await;
             } else {
@@ -454,6 +455,7 @@ impl GateLink {
             gpus: c.gpus,
             nodes: c.nodes,
         };
+        let mut refused = false;
         let (state, capacity, queue, message) = match answer {
             Ok(Some(gp)) => (
                 PartitionState::try_from(gp.state).unwrap_or(PartitionState::Unspecified),
@@ -471,12 +473,18 @@ impl GateLink {
                 tracing::warn!(site = %self.name, partition = %p.id, error = %status.message(), "partition call failed; retrying");
                 return true;
             }
-            Err(status) => (
-                PartitionState::Failed,
-                None,
-                None,
-                status.message().to_string(),
-            ),
+            Err(status) => {
+                refused = matches!(
+                    status.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition
+                ) && p.state == PartitionState::Creating;
+                (
+                    PartitionState::Failed,
+                    None,
+                    None,
+                    status.message().to_string(),
+                )
+            }
         };
         if state != p.state
             || capacity.is_some_and(|c| c != p.capacity)
@@ -488,6 +496,7 @@ impl GateLink {
                 capacity,
                 queue,
                 message,
+                refused,
             };
             if let Err(e) = self.ctx.store.apply_durably(op).await {
                 tracing::warn!(partition = %p.id, error = %e, "cannot record partition state");

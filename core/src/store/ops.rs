@@ -132,6 +132,11 @@ pub enum Op {
         queue: Option<Resources>,
         /// Why, for people.
         message: String,
+        /// The gate refused to provision it for good (INVALID_ARGUMENT,
+        /// FAILED_PRECONDITION: a bad image, a setting the provider
+        /// refuses): the jobs waiting for it fail with its message
+        /// instead of waiting for another partition that would fail alike.
+        refused: bool,
     },
 }
 
@@ -329,8 +334,9 @@ impl Tx<'_> {
                 capacity,
                 queue,
                 message,
+                refused,
             } => {
-                self.partition_update(&id, state, capacity, queue, &message)
+                self.partition_update(&id, state, capacity, queue, &message, refused)
                     .await
             }
         }
@@ -493,6 +499,7 @@ impl Tx<'_> {
         capacity: Option<Resources>,
         queue: Option<Resources>,
         message: &str,
+        refused: bool,
     ) -> Result<Outcome> {
         let Some(mut p) = self.partition(id).await? else {
             return Ok(Outcome::Done);
@@ -523,8 +530,12 @@ impl Tx<'_> {
             PartitionState::Deleted | PartitionState::Failed | PartitionState::Deleting
         ) {
             for mut job in self.jobs_on_partition(id).await? {
-                let why = format!("partition {id} is {}: {message}", state.as_str_name());
-                if state::check(job.state, JobState::Queued).is_ok() {
+                let why = if refused {
+                    format!("site {} cannot provision it: {message}", job.site)
+                } else {
+                    format!("partition {id} is {}: {message}", state.as_str_name())
+                };
+                if !refused && state::check(job.state, JobState::Queued).is_ok() {
                     self.transition(&mut job, JobState::Queued, "gantryd", &why)
                         .await?;
                 } else {

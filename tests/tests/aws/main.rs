@@ -234,3 +234,15 @@ async fn an_agent_cut_off_from_its_gate_powers_its_machine_off() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_image_gives_the_job_a_reason_a_person_can_act_on() {
+    let cluster = aws_cluster(|site| site.image = "ami-00000bad".into()).await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    let shown = until_state(&cluster, &id, "FAILED").await;
+    assert!(
+        shown.contains("site aws cannot provision it: the AWS gate's --image: EC2 RunInstances: InvalidAMIID.NotFound"),
+        "{shown}"
+    );
+    assert!(live_instances(&cluster).await.is_empty());
+}
