@@ -35,10 +35,10 @@ pub struct FleetConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FleetArgs {
     /// Where node agents connect: host:port to listen on (port 0 picks one).
-    #[arg(long, env = "GANTRY_GATE_AGENT_LISTEN", default_value = "0.0.0.0:7443")]
+    #[arg(long, env = "GANTRY_GATE_AGENT_LISTEN", default_value = "0.0.0.0:7444")]
     pub agent_listen: String,
     /// The address machines dial to reach --agent-listen, as they see it
-    /// (e.g. https://gate.example.org:7443) [default: https://<agent-listen>].
+    /// (e.g. https://gate.example.org:7444) [default: https://<agent-listen>].
     #[arg(long, env = "GANTRY_GATE_AGENT_ADDRESS")]
     pub agent_address: Option<String>,
     /// Write the agent listener's bound host:port here once it listens.

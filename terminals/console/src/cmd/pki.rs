@@ -18,7 +18,8 @@ use crate::output;
 Examples:
   gantry pki init --dir /etc/gantry/pki --installation lab
   gantry pki issue --dir /etc/gantry/pki user alice
-  gantry pki issue --dir /etc/gantry/pki gate slurm-prod --host login1.example.org")]
+  gantry pki issue --dir /etc/gantry/pki gate slurm-prod --host login1.example.org
+  gantry pki issue --dir /etc/gantry/pki agent-issuer aws   # an elastic gate's agent issuer")]
 pub struct PkiArgs {
     #[command(subcommand)]
     command: PkiCommand,
