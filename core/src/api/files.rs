@@ -60,6 +60,18 @@ async fn send_file(
     }
 }
 
+/// The last, empty piece of a log at `offset`.
+fn eof(stream: LogStream, offset: u64) -> ReadLogsResponse {
+    ReadLogsResponse {
+        chunk: Some(LogChunk {
+            stream: stream as i32,
+            offset,
+            data: Vec::new(),
+            eof: true,
+        }),
+    }
+}
+
 impl GantryService {
     /// The stream behind ReadLogs: gantryd's copy once the job ended, the
     /// gate's live file before (waiting for the job to start when following).
@@ -129,27 +141,26 @@ impl GantryService {
                         Ok(Some(fresh)) => job = fresh,
                         _ => return,
                     }
-                    let copied = state::is_end(job.state) && ctx.files.log(job.id, stream).exists();
-                    if !copied && !req.follow {
+                    if state::is_end(job.state) {
+                        if ctx.files.log(job.id, stream).exists() {
+                            continue;
+                        }
+                        // Ended with nothing copied: the log was empty.
+                        let _ = tx.send(Ok(eof(stream, offset))).await;
+                        return;
+                    }
+                    if !req.follow {
                         let _ = tx.send(Err(status)).await;
                         return;
                     }
-                    if !copied {
-                        tokio::select! {
-                            _ = tx.closed() => return,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                     continue;
                 }
                 if !req.follow || state::is_end(job.state) {
-                    let chunk = LogChunk {
-                        stream: stream as i32,
-                        offset,
-                        data: Vec::new(),
-                        eof: true,
-                    };
-                    let _ = tx.send(Ok(ReadLogsResponse { chunk: Some(chunk) })).await;
+                    let _ = tx.send(Ok(eof(stream, offset))).await;
                     return;
                 }
                 // Follow a job that has not started: wait for a change to it.
