@@ -50,6 +50,53 @@ pub async fn ec2_client(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
+/// An S3 client of moto at `endpoint`.
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Make the bucket `name` in moto at `endpoint` (fine when it exists).
+pub async fn create_bucket(endpoint: &str, name: &str) {
+    let made = s3_client(endpoint)
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await;
+    if let Err(e) = made {
+        let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            code.starts_with("BucketAlready"),
+            "create bucket {name}: {e:?}"
+        );
+    }
+}
+
+/// The keys in bucket `name` under `prefix`.
+pub async fn bucket_keys(endpoint: &str, name: &str, prefix: &str) -> Vec<String> {
+    let listed = s3_client(endpoint)
+        .list_objects_v2()
+        .bucket(name)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list the bucket");
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect()
+}
+
 /// One instance as the player plays it.
 #[derive(Debug, Clone)]
 pub struct PlayedMachine {

@@ -125,6 +125,9 @@ pub struct AwsSite {
     pub idle_timeout_seconds: u64,
     /// More flags for the gate (e.g. `--agent-timeout 5`).
     pub gate_args: Vec<String>,
+    /// Stage files through an S3 bucket (`--bucket`, named after the
+    /// installation and made in moto before the gate starts).
+    pub staging: bool,
 }
 
 impl AwsSite {
@@ -136,6 +139,7 @@ impl AwsSite {
             image: cloud::TEST_IMAGE.into(),
             idle_timeout_seconds: 300,
             gate_args: Vec::new(),
+            staging: true,
         }
     }
 }
@@ -322,6 +326,10 @@ impl Cluster {
                     "--endpoint-url",
                     &aws.endpoint,
                 ];
+                if aws.staging {
+                    cloud::create_bucket(&aws.endpoint, &installation).await;
+                    args.extend(["--bucket", installation.as_str()]);
+                }
                 args.extend(aws.gate_args.iter().map(String::as_str));
                 Process::start_with_env("gantry-gate-aws", dir.path(), &args, &cloud::AWS_ENV)
                     .await?

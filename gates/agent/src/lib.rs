@@ -11,6 +11,7 @@
 //! [`LocalProvider`]: gantry_gate_local::LocalProvider
 
 pub mod cutoff;
+pub mod files;
 pub mod identity;
 pub mod session;
 

@@ -73,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
         },
         token: cli.token,
         local: Arc::new(provider),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()?,
         switch: DeadMansSwitch::new(
             Duration::from_secs(cli.cut_off),
             cli.poweroff.split_whitespace().map(String::from).collect(),

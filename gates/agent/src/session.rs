@@ -45,6 +45,8 @@ pub struct Agent {
     pub local: Arc<LocalProvider>,
     /// Powers the machine off without the gate.
     pub switch: DeadMansSwitch,
+    /// Fetches inputs and uploads outputs through the gate's signed URLs.
+    pub http: reqwest::Client,
 }
 
 /// Why a session ended without an error.
@@ -218,6 +220,25 @@ impl Agent {
                     .map(|()| Reply::Done(Done {})),
                 Err(err) => Err(err),
             },
+            // Inputs are in place before the start the gate sends next.
+            Some(Command::FetchFiles(req)) => crate::files::fetch(&self.local, &self.http, req)
+                .await
+                .map(|()| Reply::Done(Done {})),
+            Some(Command::ListFiles(req)) => {
+                crate::files::list(&self.local, req).await.map(Reply::Files)
+            }
+            Some(Command::PutFiles(req)) => {
+                let (local, http, up) = (self.local.clone(), self.http.clone(), up.clone());
+                tokio::spawn(async move {
+                    let result = crate::files::put(&local, &http, req).await;
+                    let _ = up
+                        .send(message(Up::Reply(reply(
+                            result.map(|()| Reply::Done(Done {})),
+                        ))))
+                        .await;
+                });
+                return None;
+            }
             // Reads may take a while on a busy disk; they go on beside the rest.
             Some(Command::ReadLog(req)) => {
                 let local = self.local.clone();

@@ -15,6 +15,7 @@ use gantry_gate::{GateError, PartitionId, Result};
 use gantry_proto::v1::{Capacity, Flavor};
 
 use crate::prices::Prices;
+use crate::s3::S3Storage;
 
 /// The tag naming the installation.
 pub const TAG_INSTALLATION: &str = "gantry:installation";
@@ -42,11 +43,12 @@ pub struct Ec2Settings {
     pub prices: Prices,
 }
 
-/// EC2 as a fleet's cloud.
+/// EC2 as a fleet's cloud, with an S3 bucket for staging when given.
 pub struct Ec2Machines {
     client: Client,
     settings: Ec2Settings,
     security_group: String,
+    storage: Option<S3Storage>,
 }
 
 /// The gate API's error for an EC2 error: capacity and quota are
@@ -110,12 +112,17 @@ fn filter(name: &str, values: &[&str]) -> Filter {
 
 impl Ec2Machines {
     /// Reach EC2 with `client` and make sure the gate's security group exists.
-    pub async fn new(client: Client, settings: Ec2Settings) -> Result<Self> {
+    pub async fn new(
+        client: Client,
+        settings: Ec2Settings,
+        storage: Option<S3Storage>,
+    ) -> Result<Self> {
         let security_group = ensure_security_group(&client, &settings).await?;
         Ok(Self {
             client,
             settings,
             security_group,
+            storage,
         })
     }
 
@@ -359,6 +366,12 @@ impl Machines for Ec2Machines {
             }
         }
         Ok(machines)
+    }
+
+    fn storage(&self) -> Option<&dyn gantry_fleet::Storage> {
+        self.storage
+            .as_ref()
+            .map(|s| s as &dyn gantry_fleet::Storage)
     }
 
     async fn terminate(&self, ids: &[String]) -> Result<()> {

@@ -4,6 +4,8 @@
 
 mod ec2;
 mod prices;
+mod s3;
 
 pub use ec2::{Ec2Machines, Ec2Settings, TAG_GATE, TAG_INSTALLATION, TAG_PARTITION, ec2_error};
 pub use prices::{DEFAULT_PRICES, Prices};
+pub use s3::S3Storage;

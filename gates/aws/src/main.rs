@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use gantry_fleet::FleetArgs;
 use gantry_gate::GateArgs;
-use gantry_gate_aws::{Ec2Machines, Ec2Settings, Prices};
+use gantry_gate_aws::{Ec2Machines, Ec2Settings, Prices, S3Storage};
 
 /// Serve the Gantry gate API for AWS EC2: each partition is a machine the
 /// gate launches with gantry-agent on it and terminates when it is idle.
@@ -46,6 +46,11 @@ struct Cli {
     /// The hourly price table (TOML; see gates/aws/prices.toml) [default: the shipped one].
     #[arg(long, env = "GANTRY_AWS_PRICES")]
     prices: Option<PathBuf>,
+    /// An S3 bucket (existing) for jobs' inputs and outputs; machines reach
+    /// their own files in it only through URLs the gate presigns. Without
+    /// it, jobs with --input or --output cannot run on this site.
+    #[arg(long, env = "GANTRY_AWS_BUCKET")]
+    bucket: Option<String>,
 }
 
 #[tokio::main]
@@ -59,7 +64,22 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = &cli.endpoint_url {
         aws = aws.endpoint_url(url);
     }
-    let client = aws_sdk_ec2::Client::new(&aws.load().await);
+    let aws = aws.load().await;
+    let client = aws_sdk_ec2::Client::new(&aws);
+    let storage = match cli.bucket {
+        Some(bucket) => {
+            let s3 = aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(cli.endpoint_url.is_some())
+                .build();
+            let s3 = aws_sdk_s3::Client::from_conf(s3);
+            Some(
+                S3Storage::new(s3, bucket)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        None => None,
+    };
     let settings = Ec2Settings {
         installation: gate.installation.clone(),
         gate: gate.name.clone(),
@@ -69,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         max_machines: cli.max_machines,
         prices,
     };
-    let machines = Ec2Machines::new(client, settings)
+    let machines = Ec2Machines::new(client, settings, storage)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     gantry_fleet::serve(machines, &cli.gate, &cli.fleet).await?;

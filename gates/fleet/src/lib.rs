@@ -14,6 +14,8 @@ mod provider;
 mod serve;
 mod service;
 mod session;
+mod staging;
+mod storage;
 mod tokens;
 
 pub use boot::{Boot, boot_script};
@@ -24,4 +26,5 @@ pub use provider::FleetProvider;
 pub use serve::{fleet_config, serve};
 pub use service::{AgentService, SILENCE};
 pub use session::{COMMAND_TIMEOUT, Session, error_reply};
+pub use storage::{Bytes, Storage};
 pub use tokens::{DEFAULT_TOKEN_TTL, Grant, JoinTokens, TokenError};

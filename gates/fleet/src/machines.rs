@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use gantry_gate::{PartitionId, Result};
 use gantry_proto::v1::Flavor;
 
+use crate::storage::Storage;
+
 /// A machine's life as its cloud reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MachineState {
@@ -72,4 +74,9 @@ pub trait Machines: Send + Sync + 'static {
 
     /// Terminate these machines; terminating one already gone succeeds.
     async fn terminate(&self, ids: &[String]) -> Result<()>;
+
+    /// The object store for staging files, if the operator gave one.
+    fn storage(&self) -> Option<&dyn Storage> {
+        None
+    }
 }

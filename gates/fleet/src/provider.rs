@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gantry_gate::{
-    AttemptId, Description, GateError, JobHub, JobSpec, LogReader, LogSource, PartitionId,
-    Provider, Result, is_final,
+    AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogReader, LogSource,
+    PartitionId, Provider, Result, is_final,
 };
 use gantry_proto::v1::{
     Capabilities, GateJob, GateJobState, LogStream, Partition, PartitionState, ReadLogRequest,
-    StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
+    StageInResponse, StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
 };
 
 use crate::boot::{Boot, boot_script};
@@ -90,7 +90,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
             provider: self.fleet.machines.provider().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: Capabilities {
-                staging: false,
+                staging: self.fleet.machines.storage().is_some(),
                 log_follow: true,
                 elastic: true,
                 chdir: false,
@@ -224,6 +224,9 @@ impl<M: Machines> Provider for FleetProvider<M> {
             ));
         }
         let session = self.fleet.session(partition.as_str())?;
+        self.fleet
+            .fetch_inputs(&session, attempt, partition.as_str())
+            .await?;
         let reply = session
             .call(
                 Command::StartJob(StartJobRequest {
@@ -301,12 +304,35 @@ impl<M: Machines> Provider for FleetProvider<M> {
             }
         }
         self.fleet.state().attempts.remove(attempt.as_str());
+        self.fleet.forget_files(attempt).await;
         Ok(())
     }
 
     async fn list_jobs(&self) -> Result<Vec<GateJob>> {
         self.fleet.settled().await;
         Ok(self.fleet.state().attempts.values().cloned().collect())
+    }
+
+    async fn stage_in(
+        &self,
+        attempt: &AttemptId,
+        partition: &PartitionId,
+        files: FileChunks,
+    ) -> Result<StageInResponse> {
+        self.known_partition(partition)?;
+        if self.partition_of(attempt).is_ok() {
+            return Err(GateError::stage_in_started(attempt));
+        }
+        self.fleet.stage_in(attempt, files).await
+    }
+
+    async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
+        let job = self.partition_of(attempt)?;
+        if !is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+            return Err(GateError::stage_out_running(attempt));
+        }
+        let session = self.fleet.session(&job.partition_id)?;
+        self.fleet.stage_out(&session, attempt, globs).await
     }
 
     async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {

@@ -40,7 +40,10 @@ pub use released::RELEASED_KEPT;
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};
 pub use spec::{Command, JobSpec, Layout, Resources, Warning};
-pub use staging::{DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, remove_dir, stage_in_dir, stage_out_dir};
+pub use staging::{
+    DEFAULT_FILE_MODE, FILE_CHUNK_BYTES, MatchedFile, matching_files, remove_dir, stage_in_dir,
+    stage_out_dir,
+};
 
 /// The glob matcher staging uses, re-exported so providers need not depend on `globset`.
 pub use globset::GlobSet;

@@ -57,8 +57,47 @@ pub fn stage_out_dir(dir: PathBuf, globs: GlobSet) -> FileChunks {
 type Tx = mpsc::Sender<Result<FileChunk>>;
 
 fn walk_out(dir: &Path, globs: &GlobSet, tx: &Tx) -> Result<()> {
+    for (path, rel) in matching_paths(dir, globs)? {
+        if !send_file(&path, &rel, tx)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A file under a directory that matched staging globs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedFile {
+    /// Relative to the directory.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its mode (permission bits).
+    pub mode: u32,
+}
+
+/// The regular files under `dir` that [`stage_out_dir`] would send, in the
+/// same order, with their sizes and modes, without reading them.
+pub fn matching_files(dir: &Path, globs: &GlobSet) -> Result<Vec<MatchedFile>> {
+    let mut files = Vec::new();
+    for (path, rel) in matching_paths(dir, globs)? {
+        let meta =
+            fs::metadata(&path).map_err(GateError::io(format!("stat {}", path.display())))?;
+        files.push(MatchedFile {
+            path: rel,
+            size: meta.len(),
+            mode: meta.permissions().mode() & 0o777,
+        });
+    }
+    Ok(files)
+}
+
+/// Regular files under `dir` matching `globs`, in name order, as (path,
+/// path relative to `dir`); links are not followed.
+fn matching_paths(dir: &Path, globs: &GlobSet) -> Result<Vec<(PathBuf, String)>> {
+    let mut found = Vec::new();
     if !dir.is_dir() {
-        return Ok(());
+        return Ok(found);
     }
     let walk = walkdir::WalkDir::new(dir)
         .min_depth(1)
@@ -77,11 +116,11 @@ fn walk_out(dir: &Path, globs: &GlobSet, tx: &Tx) -> Result<()> {
             tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not UTF-8");
             continue;
         };
-        if globs.is_match(rel) && !send_file(entry.path(), rel, tx)? {
-            return Ok(());
+        if globs.is_match(rel) {
+            found.push((entry.path().to_path_buf(), rel.to_string()));
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Send one file; false when the receiver went away.

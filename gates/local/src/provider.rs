@@ -192,6 +192,17 @@ impl LocalProvider {
         Ok(Self { inner })
     }
 
+    /// The working directory of an ended attempt, whose files may be staged
+    /// out (by the harness, or by a node agent uploading them).
+    pub fn ended_work_dir(&self, attempt: &AttemptId) -> Result<std::path::PathBuf> {
+        let state = self.inner.state();
+        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
+        if !is_final(a.job.state()) {
+            return Err(GateError::stage_out_running(attempt));
+        }
+        Ok(a.dir.work())
+    }
+
     fn dir(&self, attempt: &AttemptId) -> AttemptDir {
         AttemptDir::new(&self.inner.attempts_dir, attempt.as_str())
     }
@@ -444,11 +455,6 @@ impl Provider for LocalProvider {
     }
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
-        let state = self.inner.state();
-        let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
-        if !is_final(a.job.state()) {
-            return Err(GateError::stage_out_running(attempt));
-        }
-        Ok(stage_out_dir(a.dir.work(), globs))
+        Ok(stage_out_dir(self.ended_work_dir(attempt)?, globs))
     }
 }

@@ -246,3 +246,53 @@ async fn a_bad_image_gives_the_job_a_reason_a_person_can_act_on() {
     );
     assert!(live_instances(&cluster).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inputs_go_in_and_outputs_come_back_through_s3() {
+    let cluster = aws_cluster(|_| {}).await;
+    let input = cluster.dir().join("data.txt");
+    std::fs::write(&input, "to the machine and back\n").unwrap();
+    let spec = format!("{}:in/data.txt", input.display());
+    let id = submit(
+        &cluster,
+        &[
+            "--site",
+            "aws",
+            "--input",
+            &spec,
+            "--output",
+            "out/*",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p out && tr a-z A-Z < in/data.txt > out/result.txt && : > out/empty",
+        ],
+    );
+    until_state(&cluster, &id, "COMPLETED").await;
+    let fetched = cluster.dir().join("fetched");
+    let (code, _, err) =
+        run(cluster
+            .cli("alice")
+            .args(["outputs", &id, "--dest", fetched.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(fetched.join("out/result.txt")).unwrap(),
+        "TO THE MACHINE AND BACK\n"
+    );
+    assert_eq!(std::fs::read(fetched.join("out/empty")).unwrap(), b"");
+    // Released attempts leave nothing in the bucket.
+    let endpoint = moto_endpoint();
+    eventually(
+        Duration::from_secs(30),
+        "the staged files deleted",
+        async || {
+            let keys = gantry_e2e::cloud::bucket_keys(&endpoint, &cluster.installation, "").await;
+            if keys.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{keys:?}"))
+            }
+        },
+    )
+    .await;
+}
