@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gantry_e2e::{eventually, run};
 
-use crate::{aws_cluster, live_instances, show, submit};
+use crate::{aws_cluster, show, submit, until_all_terminated};
 
 /// A small deterministic generator (xorshift64*), so that a failing
 /// schedule can be replayed from its seed.
@@ -115,17 +115,5 @@ async fn sigkill_gantryd_and_the_gate_at_twenty_moments_loses_no_job_and_leaks_n
 
     // Once idle, every instance is terminated: none is left that no
     // partition owns.
-    eventually(
-        Duration::from_secs(120),
-        "every instance terminated",
-        async || {
-            let live = live_instances(&cluster).await;
-            if live.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{live:?}\n--- gate:\n{}", cluster.gate.log_tail()))
-            }
-        },
-    )
-    .await;
+    until_all_terminated(&cluster, Duration::from_secs(120)).await;
 }

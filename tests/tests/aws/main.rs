@@ -92,6 +92,19 @@ pub(crate) async fn live_instances(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// Wait until EC2 lists none of the installation's instances as live.
+pub(crate) async fn until_all_terminated(cluster: &Cluster, within: Duration) {
+    eventually(within, "every instance terminated", async || {
+        let live = live_instances(cluster).await;
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{live:?}\n--- gate:\n{}", cluster.gate.log_tail()))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_runs_on_an_ec2_machine_through_its_agent_and_the_idle_machine_is_terminated() {
     let cluster = aws_cluster(|site| site.idle_timeout_seconds = 3).await;
@@ -182,19 +195,7 @@ async fn a_job_runs_on_an_ec2_machine_through_its_agent_and_the_idle_machine_is_
     assert_eq!(logged, "oops\n", "stderr through the agent");
 
     // The idle partition goes, and with it every instance.
-    eventually(
-        Duration::from_secs(60),
-        "every instance terminated",
-        async || {
-            let live = live_instances(&cluster).await;
-            if live.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{live:?}\n{}", cluster.gate.log_tail()))
-            }
-        },
-    )
-    .await;
+    until_all_terminated(&cluster, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
