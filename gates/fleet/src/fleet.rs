@@ -112,10 +112,6 @@ fn rank(state: i32) -> u8 {
     }
 }
 
-fn final_state(job: &GateJob) -> bool {
-    is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified))
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -241,7 +237,7 @@ impl<M: Machines> Fleet<M> {
         let ended: Vec<GateJob> = state
             .attempts
             .values()
-            .filter(|j| j.partition_id == partition && !final_state(j))
+            .filter(|j| j.partition_id == partition && !is_final(j.state()))
             .map(|j| GateJob {
                 state: GateJobState::Failed as i32,
                 reason: reason.to_string(),
@@ -295,7 +291,7 @@ impl<M: Machines> Fleet<M> {
             .attempts
             .values()
             .filter(|j| j.partition_id == agent.partition && !held.contains(&j.attempt_id))
-            .filter(|j| !final_state(j))
+            .filter(|j| !is_final(j.state()))
             .map(|j| GateJob {
                 state: GateJobState::Failed as i32,
                 reason: "lost: the machine's agent no longer knows this attempt".into(),

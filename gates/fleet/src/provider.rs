@@ -9,13 +9,14 @@ use gantry_gate::{
     PartitionId, Provider, Result, is_final,
 };
 use gantry_proto::v1::{
-    Capabilities, GateJob, GateJobState, LogStream, Partition, PartitionState, ReadLogRequest,
-    StageInResponse, StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
+    Capabilities, GateJob, LogStream, Partition, PartitionState, ReadLogRequest, StageInResponse,
+    StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
 };
 
 use crate::boot::{Boot, boot_script};
 use crate::fleet::{Fleet, MACHINE};
 use crate::machines::{Launch, Machines};
+use crate::session::Session;
 use crate::tokens::Grant;
 
 /// The fleet as a gate's [`Provider`].
@@ -68,8 +69,8 @@ impl<M: Machines> FleetProvider<M> {
         }
     }
 
-    /// The partition an attempt runs on.
-    fn partition_of(&self, attempt: &AttemptId) -> Result<GateJob> {
+    /// An attempt as the fleet last heard of it.
+    fn attempt_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         self.fleet
             .state()
             .attempts
@@ -213,7 +214,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
         partition: &PartitionId,
         spec: JobSpec,
     ) -> Result<GateJob> {
-        if let Ok(job) = self.partition_of(attempt) {
+        if let Ok(job) = self.attempt_job(attempt) {
             return Ok(job);
         }
         self.ready_for_jobs(partition)?;
@@ -227,63 +228,35 @@ impl<M: Machines> Provider for FleetProvider<M> {
         self.fleet
             .fetch_inputs(&session, attempt, partition.as_str())
             .await?;
-        let reply = session
-            .call(
-                Command::StartJob(StartJobRequest {
-                    attempt_id: attempt.to_string(),
-                    partition_id: partition.to_string(),
-                    task: Some(spec.to_task()),
-                }),
-                attempt.as_str(),
-            )
-            .await?;
-        let Reply::Job(job) = reply else {
-            return Err(unexpected(reply));
-        };
-        let mut state = self.fleet.state();
-        self.fleet.agent_job(&mut state, &session.agent, job);
-        state
-            .attempts
-            .get(attempt.as_str())
-            .cloned()
-            .ok_or_else(|| GateError::Internal("the agent started another attempt".into()))
+        let start = Command::StartJob(StartJobRequest {
+            attempt_id: attempt.to_string(),
+            partition_id: partition.to_string(),
+            task: Some(spec.to_task()),
+        });
+        self.job_command(&session, start, attempt).await
     }
 
     async fn get_job(&self, attempt: &AttemptId) -> Result<GateJob> {
-        self.partition_of(attempt)
+        self.attempt_job(attempt)
     }
 
     async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
-        let job = self.partition_of(attempt)?;
-        if is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+        let job = self.attempt_job(attempt)?;
+        if is_final(job.state()) {
             return Ok(job);
         }
         let session = self.fleet.session(&job.partition_id)?;
-        let reply = session
-            .call(
-                Command::CancelJob(gantry_proto::v1::GateCancelJobRequest {
-                    attempt_id: attempt.to_string(),
-                }),
-                attempt.as_str(),
-            )
-            .await?;
-        let Reply::Job(job) = reply else {
-            return Err(unexpected(reply));
-        };
-        let mut state = self.fleet.state();
-        self.fleet.agent_job(&mut state, &session.agent, job);
-        Ok(state
-            .attempts
-            .get(attempt.as_str())
-            .cloned()
-            .unwrap_or_default())
+        let cancel = Command::CancelJob(gantry_proto::v1::GateCancelJobRequest {
+            attempt_id: attempt.to_string(),
+        });
+        self.job_command(&session, cancel, attempt).await
     }
 
     async fn release_job(&self, attempt: &AttemptId) -> Result<()> {
-        let Ok(job) = self.partition_of(attempt) else {
+        let Ok(job) = self.attempt_job(attempt) else {
             return Ok(());
         };
-        if !is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+        if !is_final(job.state()) {
             return Err(GateError::release_running(attempt));
         }
         let live = {
@@ -320,15 +293,15 @@ impl<M: Machines> Provider for FleetProvider<M> {
         files: FileChunks,
     ) -> Result<StageInResponse> {
         self.known_partition(partition)?;
-        if self.partition_of(attempt).is_ok() {
+        if self.attempt_job(attempt).is_ok() {
             return Err(GateError::stage_in_started(attempt));
         }
         self.fleet.stage_in(attempt, files).await
     }
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
-        let job = self.partition_of(attempt)?;
-        if !is_final(GateJobState::try_from(job.state).unwrap_or(GateJobState::Unspecified)) {
+        let job = self.attempt_job(attempt)?;
+        if !is_final(job.state()) {
             return Err(GateError::stage_out_running(attempt));
         }
         let session = self.fleet.session(&job.partition_id)?;
@@ -336,7 +309,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
     }
 
     async fn log_source(&self, attempt: &AttemptId, stream: LogStream) -> Result<LogSource> {
-        let job = self.partition_of(attempt)?;
+        let job = self.attempt_job(attempt)?;
         Ok(LogSource::Reader(Box::new(AgentLog {
             fleet: self.fleet.clone(),
             partition: job.partition_id,
@@ -347,6 +320,27 @@ impl<M: Machines> Provider for FleetProvider<M> {
 }
 
 impl<M: Machines> FleetProvider<M> {
+    /// Send a command the agent answers with the attempt's state, take that
+    /// state in, and return the attempt as the fleet now holds it.
+    async fn job_command(
+        &self,
+        session: &Session,
+        command: Command,
+        attempt: &AttemptId,
+    ) -> Result<GateJob> {
+        let reply = session.call(command, attempt.as_str()).await?;
+        let Reply::Job(job) = reply else {
+            return Err(unexpected(reply));
+        };
+        let mut state = self.fleet.state();
+        self.fleet.agent_job(&mut state, &session.agent, job);
+        state
+            .attempts
+            .get(attempt.as_str())
+            .cloned()
+            .ok_or_else(|| GateError::Internal("the agent answered for another attempt".into()))
+    }
+
     /// DELETED once the cloud lists none of the partition's machines;
     /// otherwise ask it (again) to terminate them.
     async fn finish_delete(&self, id: &PartitionId, flavor: String) -> Result<Partition> {

@@ -14,8 +14,8 @@ use gantry_proto::v1::{
 };
 use gantry_proto::{AgentName, Principal};
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::fleet::{Fleet, agent_label};
@@ -188,7 +188,7 @@ impl<M: Machines> Agent for AgentService<M> {
             }
             fleet.disconnected(&agent, serial);
         });
-        let stream: CommandStream = Box::pin(ReceiverStream::new(rx).map(|c| c));
+        let stream: CommandStream = Box::pin(ReceiverStream::new(rx));
         Ok(Response::new(stream))
     }
 }
