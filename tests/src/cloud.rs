@@ -97,6 +97,27 @@ pub async fn bucket_keys(endpoint: &str, name: &str, prefix: &str) -> Vec<String
         .collect()
 }
 
+/// The ids of `installation`'s instances EC2 does not list as terminated.
+pub async fn live_instances(client: &Client, installation: &str) -> anyhow::Result<Vec<String>> {
+    let found = client
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:gantry:installation")
+                .values(installation)
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(found
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+        .map(|i| i.instance_id().unwrap_or_default().to_string())
+        .collect())
+}
+
 /// One instance as the player plays it.
 #[derive(Debug, Clone)]
 pub struct PlayedMachine {

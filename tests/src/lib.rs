@@ -5,6 +5,7 @@
 
 pub mod cloud;
 mod database;
+pub mod ec2_faults;
 pub mod faults;
 mod process;
 pub mod services;

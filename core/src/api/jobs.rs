@@ -312,6 +312,7 @@ impl Gantry for GantryService {
         for (name, info) in self.ctx.sites.all() {
             let partitions = self.ctx.store.partitions(&name).await?;
             let active = self.ctx.store.active_jobs(&name).await?;
+            let flavors = info.flavors();
             let desc = info.description.clone().unwrap_or_default();
             sites.push(Site {
                 name,
@@ -319,7 +320,7 @@ impl Gantry for GantryService {
                 version: desc.version,
                 healthy: info.healthy,
                 health_message: info.message,
-                flavors: desc.flavors,
+                flavors,
                 partitions: partitions.len() as u32,
                 active_jobs: active.len() as u32,
             });

@@ -22,6 +22,10 @@ use crate::store::{Commit, GateVerdict, JobRow, Op, Outcome, PartitionRow};
 /// Most gate calls in flight at once per gate.
 const MAX_IN_FLIGHT: usize = 256;
 
+/// How long a flavor the gate had no capacity or quota for is held back
+/// (its jobs go to the next fitting flavor or site meanwhile).
+const CAPACITY_HOLD_SECONDS: u64 = 300;
+
 /// The link to one gate.
 pub struct GateLink {
     name: String,
@@ -474,6 +478,12 @@ impl GateLink {
                 return true;
             }
             Err(status) => {
+                if status.code() == Code::ResourceExhausted && p.state == PartitionState::Creating {
+                    tracing::warn!(site = %self.name, flavor = %p.flavor, error = %status.message(), "out of capacity; holding the flavor back");
+                    let hold = Duration::from_secs(CAPACITY_HOLD_SECONDS);
+                    let sites = &self.ctx.sites;
+                    sites.exhaust(&self.name, &p.flavor, status.message(), hold);
+                }
                 refused = matches!(
                     status.code(),
                     Code::InvalidArgument | Code::FailedPrecondition

@@ -43,7 +43,7 @@ fn sched_sites(ctx: &Ctx) -> Vec<SchedSite> {
         .into_iter()
         .map(|(name, info)| SchedSite {
             healthy: info.healthy,
-            flavors: info.flavors().to_vec(),
+            flavors: info.flavors(),
             elastic: info
                 .description
                 .as_ref()
@@ -165,9 +165,8 @@ where
     for create in plan.create_partitions {
         let flavor = sites.get(&create.site).filter(|s| s.healthy).and_then(|s| {
             s.flavors()
-                .iter()
+                .into_iter()
                 .find(|f| f.name == create.flavor && f.available)
-                .cloned()
         });
         let valid_id = uuid::Uuid::parse_str(&create.partition_id).is_ok();
         match flavor {

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
-use gantry_e2e::cloud::{PlayedMachine, ec2_client, moto_endpoint};
+use gantry_e2e::cloud::{self, PlayedMachine, ec2_client, moto_endpoint};
+use gantry_e2e::ec2_faults::CapacityOutage;
 use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
 
 mod identity;
@@ -72,24 +73,9 @@ pub(crate) fn played(cluster: &Cluster) -> Vec<PlayedMachine> {
 /// The ids of the installation's instances EC2 does not list as terminated.
 pub(crate) async fn live_instances(cluster: &Cluster) -> Vec<String> {
     let client = ec2_client(&moto_endpoint()).await;
-    let found = client
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:gantry:installation")
-                .values(&cluster.installation)
-                .build(),
-        )
-        .send()
+    cloud::live_instances(&client, &cluster.installation)
         .await
-        .unwrap();
-    found
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-        .map(|i| i.instance_id().unwrap_or_default().to_string())
-        .collect()
+        .unwrap()
 }
 
 /// Wait until EC2 lists none of the installation's instances as live.
@@ -296,4 +282,54 @@ async fn inputs_go_in_and_outputs_come_back_through_s3() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flavor_out_of_capacity_sends_the_job_to_the_next_fitting_flavor() {
+    // EC2 has no t3.micro left (the cheaper flavor, tried first).
+    let outage = CapacityOutage::start(&moto_endpoint(), &["t3.micro"])
+        .await
+        .unwrap();
+    let cluster = aws_cluster(|site| site.endpoint = outage.endpoint().to_string()).await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    let shown = until_state(&cluster, &id, "COMPLETED").await;
+    assert!(
+        shown.contains("EC2 RunInstances: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity"),
+        "the history says why the job waited again:\n{shown}"
+    );
+
+    // It ran on a t3.small; no t3.micro was ever launched.
+    let client = ec2_client(&moto_endpoint()).await;
+    let found = client
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:gantry:installation")
+                .values(&cluster.installation)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let types: Vec<String> = found
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_type().map(|t| t.as_str().to_string()))
+        .collect();
+    assert_eq!(types, ["t3.small"]);
+
+    // `gantry sites` tells operators why t3.micro is not used now.
+    let (code, sites, err) = run(cluster.cli("alice").arg("sites"));
+    assert_eq!(code, 0, "{err}");
+    let micro = sites
+        .lines()
+        .find(|l| l.contains("t3.micro"))
+        .unwrap_or_else(|| panic!("no t3.micro in\n{sites}"));
+    assert!(
+        micro.contains(
+            "(unavailable: out of capacity: EC2 RunInstances: InsufficientInstanceCapacity"
+        ),
+        "{sites}"
+    );
 }
