@@ -51,7 +51,8 @@ pub struct GateConfig {
     pub name: String,
     /// `https://host:port`.
     pub address: String,
-    /// Delete partitions idle this long (elastic gates), in seconds.
+    /// Delete partitions idle this long (elastic gates), in seconds; 0
+    /// deletes a partition as soon as no job is on it or waiting for it.
     #[serde(default = "default_idle")]
     pub idle_timeout_seconds: u64,
 }

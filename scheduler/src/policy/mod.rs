@@ -208,7 +208,8 @@ fn send_dirty_reasons(view: &mut View, out: &mut PassOutput, cap: usize) {
     out.more |= !view.dirty.is_empty();
 }
 
-/// Ask to delete elastic sites' READY partitions idle for their site's timeout.
+/// Ask to delete elastic sites' READY partitions idle for their site's
+/// timeout (0: as soon as they are idle, after this pass's placements).
 fn delete_idle(view: &mut View, now_ms: i64, plan: &mut Plan) {
     let mut changes = Vec::new();
     for (slot, p) in view.slots.iter() {
@@ -216,11 +217,7 @@ fn delete_idle(view: &mut View, now_ms: i64, plan: &mut Plan) {
         let Some(site) = view.sites.spec(live.site) else {
             continue;
         };
-        if !site.elastic
-            || site.idle_timeout_seconds == 0
-            || live.phase != PartitionPhase::Ready
-            || live.deleting_since.is_some()
-        {
+        if !site.elastic || live.phase != PartitionPhase::Ready || live.deleting_since.is_some() {
             continue;
         }
         if !p.jobs.is_empty() {

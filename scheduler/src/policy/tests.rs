@@ -518,6 +518,22 @@ fn idle_partitions_of_elastic_sites_are_deleted_once() {
 }
 
 #[test]
+fn an_idle_timeout_of_0_deletes_a_partition_as_soon_as_no_job_is_on_it() {
+    let mut elastic = site("cloud", vec![flavor("f", 4, 0.1, 5)]);
+    elastic.elastic = true;
+    elastic.idle_timeout_seconds = 0;
+    let mut fx = Fx::new(vec![elastic], vec![partition("p", "cloud", "f", 4)]);
+    fx.jobs(vec![active(1, 1, 0, "p", T0)]);
+    assert!(fx.pass().is_empty(), "a busy partition stays");
+    fx.jobs(vec![gone(1), queued(2, 0, 1, 0)]);
+    let plan = fx.pass();
+    assert_eq!(started(&plan), vec![2], "the next job takes it");
+    assert!(plan.delete_partitions.is_empty(), "{plan:?}");
+    fx.jobs(vec![gone(2)]);
+    assert_eq!(fx.pass().delete_partitions, vec!["p".to_string()]);
+}
+
+#[test]
 fn reasons_are_sent_only_when_they_change() {
     let mut fx = one_partition(4);
     fx.jobs(vec![active(10, 4, 0, "p", T0), queued(1, 0, 1, 0)]);
