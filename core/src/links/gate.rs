@@ -417,13 +417,17 @@ impl GateLink {
         Ok(())
     }
 
-    /// Carry out a partition's state on the gate, polling while it is in between.
+    /// Carry out a partition's state on the gate, polling while it is in
+    /// between: soon at first (a machine whose agent registers in a few
+    /// hundred ms is seen READY then), then every second.
     async fn partition_changed(self: Arc<Self>, mut p: PartitionRow) {
+        let mut poll = Duration::from_millis(50);
         loop {
             if !self.clone().partition_step(&p).await {
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_secs(1));
             match self.ctx.store.partition(&p.id).await {
                 Ok(Some(fresh)) => p = fresh,
                 _ => return,
