@@ -1,10 +1,12 @@
 //! The benchmark scenarios of issue 8, each against the real gantryd,
-//! gantry-sched and gantry-gate-local over mTLS on loopback, with this
+//! gantry-sched and gantry-gate-local over mTLS on loopback (and `cloud`,
+//! issue 23's, against gantry-gate-aws and gantry-agent on moto), with this
 //! machine's own limits and the peers measured in the same run, and the
 //! headline figures as the median of several runs. Timings are reported,
 //! never asserted.
 
 mod arrays;
+mod cloud;
 mod limits;
 mod peers;
 mod report;
@@ -27,7 +29,7 @@ pub struct Args {
     /// Print one JSON object per figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm); default all.
+    /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm, cloud); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
@@ -97,6 +99,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.wants("slurm") {
         slurm::slurm(&args, &mut report).await?;
+    }
+    if args.wants("cloud") {
+        cloud::cloud(&args, &mut report).await?;
     }
     if let Some(path) = &args.write {
         report.write_markdown(path, args.quick)?;

@@ -17,7 +17,7 @@ pub(super) fn cores() -> u32 {
         .unwrap_or(2)
 }
 
-fn trivial(hold: bool) -> JobSpec {
+pub(super) fn trivial(hold: bool) -> JobSpec {
     JobSpec {
         argv: vec!["true".into()],
         hold,
@@ -281,16 +281,30 @@ async fn end_to_end_once(n: usize, cores: u32) -> anyhow::Result<(f64, usize)> {
         ..Default::default()
     })
     .await?;
+    run_through(&cluster, n, 0).await
+}
+
+/// Submit `n` trivial jobs to `cluster` from 8 clients and wait until each
+/// has ended: the rate in jobs/s from the first submit to the last end, and
+/// how many did not complete. Jobs numbered up to `earlier` are not counted.
+pub(super) async fn run_through(
+    cluster: &Cluster,
+    n: usize,
+    earlier: u64,
+) -> anyhow::Result<(f64, usize)> {
     let watcher = cluster.user("bench").await?;
     let mut events = Box::pin(watcher.watch(0, vec![], true));
     let start = Instant::now();
-    let submitter = tokio::spawn(submit_many(clients(&cluster, 8).await?, n, false));
+    let submitter = tokio::spawn(submit_many(clients(cluster, 8).await?, n, false));
     let (mut ended, mut failed) = (0usize, 0usize);
     while ended < n {
         let event = tokio::time::timeout(Duration::from_secs(120), events.next())
             .await
             .map_err(|_| anyhow::anyhow!("no progress for 120 s after {ended} jobs"))?
             .ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
+        if event.job_id <= earlier {
+            continue;
+        }
         match JobState::try_from(event.to_state) {
             Ok(JobState::Completed) => ended += 1,
             Ok(JobState::Failed | JobState::Cancelled) => {
@@ -305,7 +319,7 @@ async fn end_to_end_once(n: usize, cores: u32) -> anyhow::Result<(f64, usize)> {
     Ok((rate, failed))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
