@@ -32,7 +32,9 @@ pub struct Args {
     /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm, cloud); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Write the results as Markdown to this file (scripts/bench passes docs/benchmarks.md).
+    /// Write the results as Markdown to this file (scripts/bench passes
+    /// docs/benchmarks.md); with --only, update the rows of those scenarios
+    /// in it.
     #[arg(long)]
     pub write: Option<PathBuf>,
     /// Measure Gantry only, not the peers (for quick comparisons while
@@ -104,7 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cloud::cloud(&args, &mut report).await?;
     }
     if let Some(path) = &args.write {
-        report.write_markdown(path, args.quick)?;
+        report.write_markdown(path, args.quick, &args.only)?;
     }
     Ok(())
 }

@@ -154,15 +154,55 @@ impl Report {
         self.figures.push(figure);
     }
 
-    /// Write the figures as a Markdown page with the machine, date and commit.
-    pub fn write_markdown(&self, path: &Path, quick: bool) -> anyhow::Result<()> {
-        let sh = |cmd: &str| {
-            std::process::Command::new("sh")
-                .args(["-c", cmd])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default()
+    /// Write the figures as a Markdown page with the machine, date and
+    /// commit. A run of `only` some scenarios updates the page at `path`
+    /// instead: their rows are replaced (the rest, and the machine's limits
+    /// they were read against, stay as the last full run wrote them) and a
+    /// line under the header says when and at which commit they were measured.
+    pub fn write_markdown(&self, path: &Path, quick: bool, only: &[String]) -> anyhow::Result<()> {
+        let md = match std::fs::read_to_string(path) {
+            Ok(page) if !only.is_empty() && !quick => self.merged_into(&page, only),
+            _ => self.page(quick)?,
         };
+        std::fs::write(path, md)?;
+        Ok(())
+    }
+
+    /// `page` with this run's rows of the scenarios in `only` in place of its own.
+    fn merged_into(&self, page: &str, only: &[String]) -> String {
+        let measured = |scenario: &str| scenario != "machine" && only.iter().any(|s| s == scenario);
+        let run = format!("- `scripts/bench --only {}`:", only.join(","));
+        let stamp = format!(
+            "{run} {} at {}",
+            sh("date -u +%Y-%m-%dT%H:%MZ"),
+            sh("git rev-parse --short HEAD")
+        );
+        let mut rows: Vec<String> = self
+            .figures
+            .iter()
+            .filter(|f| measured(&f.scenario))
+            .map(row)
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for line in page.lines() {
+            let scenario = line.strip_prefix("| ").and_then(|r| r.split(" | ").next());
+            if line.starts_with(&run) {
+                continue;
+            } else if line.starts_with("- cpu:") {
+                out.extend([line.to_string(), stamp.clone()]);
+            } else if scenario.is_some_and(measured) {
+                out.append(&mut rows);
+            } else {
+                out.push(line.to_string());
+            }
+        }
+        // Scenarios the page did not have yet go at the end of its table.
+        out.append(&mut rows);
+        out.join("\n") + "\n"
+    }
+
+    /// The whole page.
+    fn page(&self, quick: bool) -> anyhow::Result<String> {
         let mut md = String::new();
         writeln!(md, "# Benchmarks\n")?;
         writeln!(
@@ -195,37 +235,109 @@ impl Report {
             "| scenario | metric | Gantry | min–max (runs) | unit | target | limit (same run) | Gantry / limit | peer (same run) | Gantry / peer |"
         )?;
         writeln!(md, "|---|---|---:|---|---|---|---|---:|---|---:|")?;
-        let two = |r: Option<f64>| r.map_or(String::new(), |r| format!("{r:.2}"));
         for f in &self.figures {
-            let peer = match (&f.peer, f.peer_value) {
-                (Some(p), Some(v)) => format!("{p}: {v:.1}"),
-                (Some(p), None) => format!("{p}: not measured"),
-                _ => String::new(),
-            };
-            let limit = match (&f.limit, f.limit_value) {
-                (Some(l), Some(v)) => format!("{l}: {v:.1}"),
-                (Some(l), None) => format!("{l}: not measured"),
-                _ => String::new(),
-            };
-            let spread = f.spread.map_or(String::new(), |s| {
-                format!("{:.1}–{:.1} ({})", s.min, s.max, s.runs)
-            });
-            writeln!(
-                md,
-                "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
-                f.scenario,
-                f.metric,
-                f.value,
-                spread,
-                f.unit,
-                f.target,
-                limit,
-                two(ratio(f.value, f.limit_value)),
-                peer,
-                two(ratio(f.value, f.peer_value))
-            )?;
+            writeln!(md, "{}", row(f))?;
         }
-        std::fs::write(path, md)?;
-        Ok(())
+        Ok(md)
+    }
+}
+
+/// One figure as a row of the page's table.
+fn row(f: &Figure) -> String {
+    let two = |r: Option<f64>| r.map_or(String::new(), |r| format!("{r:.2}"));
+    let peer = match (&f.peer, f.peer_value) {
+        (Some(p), Some(v)) => format!("{p}: {v:.1}"),
+        (Some(p), None) => format!("{p}: not measured"),
+        _ => String::new(),
+    };
+    let limit = match (&f.limit, f.limit_value) {
+        (Some(l), Some(v)) => format!("{l}: {v:.1}"),
+        (Some(l), None) => format!("{l}: not measured"),
+        _ => String::new(),
+    };
+    let spread = f.spread.map_or(String::new(), |s| {
+        format!("{:.1}–{:.1} ({})", s.min, s.max, s.runs)
+    });
+    format!(
+        "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+        f.scenario,
+        f.metric,
+        f.value,
+        spread,
+        f.unit,
+        f.target,
+        limit,
+        two(ratio(f.value, f.limit_value)),
+        peer,
+        two(ratio(f.value, f.peer_value))
+    )
+}
+
+/// The output of a shell command, trimmed (empty when it fails).
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(scenario: &str, metric: &str, value: f64) -> Figure {
+        Figure {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            unit: "jobs/s".into(),
+            target: String::new(),
+            spread: None,
+            peer: None,
+            peer_value: None,
+            limit: None,
+            limit_value: None,
+        }
+    }
+
+    #[test]
+    fn a_run_of_some_scenarios_replaces_only_their_rows() {
+        let page = "# Benchmarks\n\n- date: then\n- cpu: AMD\n- `scripts/bench --only e2e,cloud`: earlier\n\n\
+                    | scenario | metric |\n|---|---|\n\
+                    | machine | xargs | 1.0 |\n| e2e | old one | 2.0 |\n| e2e | old two | 3.0 |\n| slurm | kept | 4.0 |\n";
+        let mut report = Report::new(true);
+        report.figures = vec![
+            figure("machine", "xargs", 9.0),
+            figure("e2e", "new", 5.0),
+            figure("cloud", "cold", 6.0),
+        ];
+        let only = ["e2e".to_string(), "cloud".to_string()];
+        let merged = report.merged_into(page, &only);
+        let lines: Vec<&str> = merged.lines().collect();
+        assert!(
+            lines[4].starts_with("- `scripts/bench --only e2e,cloud`: 20"),
+            "{merged}"
+        );
+        assert_eq!(lines[5], "", "{merged}");
+        let rows: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| scenario"))
+            .collect();
+        assert_eq!(rows.len(), 4, "{merged}");
+        assert!(
+            rows[0].starts_with("| machine | xargs | 1.0 |"),
+            "the full run's limits stay"
+        );
+        assert!(
+            rows[1].starts_with("| e2e | new | 5.0 |"),
+            "in the old rows' place"
+        );
+        assert!(rows[2].starts_with("| slurm | kept | 4.0 |"));
+        assert!(
+            rows[3].starts_with("| cloud | cold | 6.0 |"),
+            "new scenarios at the end"
+        );
     }
 }
