@@ -319,7 +319,7 @@ pub(super) async fn run_through(
     Ok((rate, failed))
 }
 
-pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
+fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
