@@ -177,12 +177,11 @@ impl Report {
             sh("date -u +%Y-%m-%dT%H:%MZ"),
             sh("git rev-parse --short HEAD")
         );
-        let mut rows: Vec<String> = self
-            .figures
-            .iter()
-            .filter(|f| measured(&f.scenario))
-            .map(row)
-            .collect();
+        let rows_of = |scenario: &str| -> Vec<String> {
+            let mine = self.figures.iter().filter(|f| f.scenario == scenario);
+            mine.map(row).collect()
+        };
+        let mut placed: Vec<&str> = Vec::new();
         let mut out: Vec<String> = Vec::new();
         for line in page.lines() {
             let scenario = line.strip_prefix("| ").and_then(|r| r.split(" | ").next());
@@ -190,14 +189,23 @@ impl Report {
                 continue;
             } else if line.starts_with("- cpu:") {
                 out.extend([line.to_string(), stamp.clone()]);
-            } else if scenario.is_some_and(measured) {
-                out.append(&mut rows);
+            } else if let Some(s) = scenario.filter(|s| measured(s)) {
+                // The run's rows in place of the first of the page's own.
+                if !placed.contains(&s) {
+                    placed.push(s);
+                    out.extend(rows_of(s));
+                }
             } else {
                 out.push(line.to_string());
             }
         }
         // Scenarios the page did not have yet go at the end of its table.
-        out.append(&mut rows);
+        for s in only
+            .iter()
+            .filter(|s| measured(s) && !placed.contains(&s.as_str()))
+        {
+            out.extend(rows_of(s));
+        }
         out.join("\n") + "\n"
     }
 
