@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceStateName};
+use aws_sdk_ec2::types::{Filter, Instance, InstanceAttributeName, InstanceStateName};
 use base64::Engine;
 
 /// The AMI the tests launch (one of moto's stock images).
@@ -97,8 +97,8 @@ pub async fn bucket_keys(endpoint: &str, name: &str, prefix: &str) -> Vec<String
         .collect()
 }
 
-/// The ids of `installation`'s instances EC2 does not list as terminated.
-pub async fn live_instances(client: &Client, installation: &str) -> anyhow::Result<Vec<String>> {
+/// Every instance EC2 lists with `installation`'s tag, terminated or not.
+pub async fn instances(client: &Client, installation: &str) -> anyhow::Result<Vec<Instance>> {
     let found = client
         .describe_instances()
         .filters(
@@ -113,6 +113,15 @@ pub async fn live_instances(client: &Client, installation: &str) -> anyhow::Resu
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
+        .cloned()
+        .collect())
+}
+
+/// The ids of `installation`'s instances EC2 does not list as terminated.
+pub async fn live_instances(client: &Client, installation: &str) -> anyhow::Result<Vec<String>> {
+    Ok(instances(client, installation)
+        .await?
+        .iter()
         .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
         .map(|i| i.instance_id().unwrap_or_default().to_string())
         .collect())
@@ -221,18 +230,8 @@ async fn play_once(
     path: &str,
     machines: &Mutex<HashMap<String, Running>>,
 ) -> anyhow::Result<()> {
-    let found = client
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:gantry:installation")
-                .values(installation)
-                .build(),
-        )
-        .send()
-        .await?;
     let mut powered_off = Vec::new();
-    for instance in found.reservations().iter().flat_map(|r| r.instances()) {
+    for instance in instances(client, installation).await? {
         let id = instance.instance_id().unwrap_or_default().to_string();
         let state = instance.state().and_then(|s| s.name()).cloned();
         let going = matches!(

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
+use aws_sdk_ec2::types::InstanceAttributeName;
 use gantry_e2e::cloud::{self, PlayedMachine, ec2_client, moto_endpoint};
 use gantry_e2e::ec2_faults::CapacityOutage;
 use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
@@ -300,21 +300,10 @@ async fn a_flavor_out_of_capacity_sends_the_job_to_the_next_fitting_flavor() {
 
     // It ran on a t3.small; no t3.micro was ever launched.
     let client = ec2_client(&moto_endpoint()).await;
-    let found = client
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:gantry:installation")
-                .values(&cluster.installation)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let types: Vec<String> = found
-        .reservations()
+    let launched = cloud::instances(&client, &cluster.installation).await;
+    let types: Vec<String> = launched
+        .unwrap()
         .iter()
-        .flat_map(|r| r.instances())
         .filter_map(|i| i.instance_type().map(|t| t.as_str().to_string()))
         .collect();
     assert_eq!(types, ["t3.small"]);
