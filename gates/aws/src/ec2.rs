@@ -14,6 +14,7 @@ use gantry_fleet::{Launch, Machine, MachineState, Machines};
 use gantry_gate::{GateError, PartitionId, Result};
 use gantry_proto::v1::{Capacity, Flavor};
 
+use crate::image::Image;
 use crate::prices::Prices;
 use crate::s3::S3Storage;
 
@@ -34,7 +35,7 @@ pub struct Ec2Settings {
     /// Instance types offered as flavors.
     pub instance_types: Vec<String>,
     /// The AMI machines boot.
-    pub image: String,
+    pub image: Image,
     /// The subnet to launch in; the default VPC's when `None`.
     pub subnet: Option<String>,
     /// At most this many machines of each type at once.
@@ -295,10 +296,11 @@ impl Machines for Ec2Machines {
             }
         }
         let user_data = base64::engine::general_purpose::STANDARD.encode(launch.boot_script);
+        let image = s.image.resolve(&self.client).await?;
         let out = self
             .client
             .run_instances()
-            .image_id(&s.image)
+            .image_id(image)
             .instance_type(InstanceType::from(launch.flavor))
             .min_count(1)
             .max_count(1)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use gantry_fleet::FleetArgs;
 use gantry_gate::GateArgs;
-use gantry_gate_aws::{Ec2Machines, Ec2Settings, Prices, S3Storage};
+use gantry_gate_aws::{Ec2Machines, Ec2Settings, Image, Prices, S3Storage};
 
 /// Serve the Gantry gate API for AWS EC2: each partition is a machine the
 /// gate launches with gantry-agent on it and terminates when it is idle.
@@ -33,10 +33,14 @@ struct Cli {
         required = true
     )]
     instance_types: Vec<String>,
-    /// The AMI machines boot; it must have gantry-agent and
-    /// gantry-supervisor on its PATH, or install them with --boot-prelude.
+    /// The AMI machines boot: its id (ami-...), or a DescribeImages query
+    /// whose newest match each new machine boots, as
+    /// owner=ACCOUNT,name=PATTERN[,FILTER=VALUE...] (e.g.
+    /// owner=099720109477,name=ubuntu/images/*noble*amd64-server-*). It must
+    /// have gantry-agent and gantry-supervisor on its PATH, or install them
+    /// with --boot-prelude.
     #[arg(long, env = "GANTRY_AWS_IMAGE")]
-    image: String,
+    image: Image,
     /// The subnet to launch in [default: the default VPC's].
     #[arg(long, env = "GANTRY_AWS_SUBNET")]
     subnet: Option<String>,

@@ -235,6 +235,31 @@ async fn a_bad_image_gives_the_job_a_reason_a_person_can_act_on() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_image_query_boots_its_newest_match_and_one_matching_nothing_says_so() {
+    // moto's stock images: this family has one release, TEST_IMAGE.
+    let family = "owner=099720109477,name=ubuntu/images/hvm-ssd/ubuntu-trusty-14.04-amd64-server-*";
+    let cluster = aws_cluster(|site| site.image = family.into()).await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    until_state(&cluster, &id, "COMPLETED").await;
+    let client = ec2_client(&moto_endpoint()).await;
+    let launched = cloud::instances(&client, &cluster.installation).await;
+    let images: Vec<String> = launched
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.image_id().map(String::from))
+        .collect();
+    assert_eq!(images, [cloud::TEST_IMAGE]);
+
+    let nothing = "owner=099720109477,name=no-such-image-*";
+    let cluster = aws_cluster(|site| site.image = nothing.into()).await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    let shown = until_state(&cluster, &id, "FAILED").await;
+    let said = format!("the AWS gate's --image: no available image matches {nothing}");
+    assert!(shown.contains(&said), "{shown}");
+    assert!(live_instances(&cluster).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn inputs_go_in_and_outputs_come_back_through_s3() {
     let cluster = aws_cluster(|_| {}).await;
     let input = cluster.dir().join("data.txt");
