@@ -86,6 +86,7 @@ fn site(field: &str, s: pb::SchedSite) -> Result<SiteSpec, InvalidField> {
         flavors,
         elastic: s.elastic,
         idle_timeout_seconds: s.idle_timeout_seconds,
+        health_message: s.health_message,
     })
 }
 
@@ -274,6 +275,7 @@ mod tests {
                 }],
                 elastic: false,
                 idle_timeout_seconds: 0,
+                health_message: String::new(),
             }],
             partitions: vec![pb::SchedPartition {
                 partition_id: "p".into(),

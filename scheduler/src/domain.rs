@@ -110,8 +110,11 @@ pub struct SiteSpec {
     pub flavors: Vec<FlavorSpec>,
     /// Whether idle partitions should be deleted.
     pub elastic: bool,
-    /// Idle seconds before an elastic site's partition is deleted; 0 never.
+    /// Idle seconds before an elastic site's partition is deleted; 0: as
+    /// soon as it is idle.
     pub idle_timeout_seconds: u64,
+    /// Why it is unhealthy, for people.
+    pub health_message: String,
 }
 
 impl SiteSpec {

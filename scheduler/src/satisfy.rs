@@ -93,8 +93,14 @@ pub fn unsatisfiable(
         return None;
     }
     if flavors.is_empty() {
+        // A gate that cannot describe its site says why (a setting its
+        // provider refuses, say).
+        let why = sites
+            .iter()
+            .find(|s| !s.healthy && !s.health_message.is_empty())
+            .map(|s| format!(" (it is unhealthy: {})", s.health_message));
         return Some(match pinned {
-            Some(site) => format!("site `{site}` offers no flavors"),
+            Some(site) => format!("site `{site}` offers no flavors{}", why.unwrap_or_default()),
             None => "no site offers any flavor yet".into(),
         });
     }
@@ -186,6 +192,7 @@ mod tests {
                 .collect(),
             elastic: false,
             idle_timeout_seconds: 0,
+            health_message: String::new(),
         }
     }
 
@@ -237,6 +244,20 @@ mod tests {
         assert_eq!(
             unsatisfiable(&need(1, GIB, 2), 0, Some("a"), true, &[&s]).unwrap(),
             "site `a` does not offer 2 GPUs"
+        );
+    }
+
+    #[test]
+    fn a_site_without_flavors_says_why_it_is_unhealthy() {
+        let mut s = site("aws", &[]);
+        assert_eq!(
+            unsatisfiable(&need(1, 1, 0), 0, Some("aws"), true, &[&s]).unwrap(),
+            "site `aws` offers no flavors"
+        );
+        s.health_message = "no such instance type t3.bogus".into();
+        assert_eq!(
+            unsatisfiable(&need(1, 1, 0), 0, Some("aws"), true, &[&s]).unwrap(),
+            "site `aws` offers no flavors (it is unhealthy: no such instance type t3.bogus)"
         );
     }
 

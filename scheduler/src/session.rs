@@ -205,6 +205,7 @@ mod tests {
             }],
             elastic: false,
             idle_timeout_seconds: 0,
+            health_message: String::new(),
         }
     }
 

@@ -65,17 +65,20 @@ impl Sites {
 
     /// Store a site's description. Returns true when what jobs could ever
     /// run there changed (the site is new or its flavors' shapes changed),
-    /// so satisfiability must be checked again.
+    /// or why a site without flavors has none (the reason quotes it), so
+    /// satisfiability must be checked again.
     pub fn update(&mut self, spec: SiteSpec) -> bool {
         let key = self.intern(&spec.name);
         let entry = &mut self.entries[key as usize];
         let changed = match &entry.spec {
             None => true,
-            Some(old) => !old
-                .flavors
-                .iter()
-                .map(shape)
-                .eq(spec.flavors.iter().map(shape)),
+            Some(old) => {
+                !old.flavors
+                    .iter()
+                    .map(shape)
+                    .eq(spec.flavors.iter().map(shape))
+                    || (spec.flavors.is_empty() && old.health_message != spec.health_message)
+            }
         };
         entry.spec = Some(spec);
         changed
@@ -104,6 +107,7 @@ mod tests {
             }],
             elastic: false,
             idle_timeout_seconds: 0,
+            health_message: String::new(),
         }
     }
 
@@ -118,6 +122,21 @@ mod tests {
             "health alone changes nothing"
         );
         assert!(sites.update(spec(false, 8)));
+        let said = |message: &str| SiteSpec {
+            health_message: message.into(),
+            ..spec(false, 8)
+        };
+        assert!(!sites.update(said("refused")), "it has flavors");
+        let bare = |message: &str| SiteSpec {
+            flavors: Vec::new(),
+            ..said(message)
+        };
+        assert!(sites.update(bare("not contacted yet")));
+        assert!(
+            sites.update(bare("refused")),
+            "why a site has no flavors is in its jobs' reason"
+        );
+        assert!(!sites.update(bare("refused")));
         assert_eq!(sites.described().count(), 1);
         assert_eq!(&*sites.get(key).name, "a");
         assert_eq!(sites.intern("a"), key);

@@ -84,6 +84,7 @@ fn snapshot(seq: u64) -> SessionRequest {
             }],
             elastic: false,
             idle_timeout_seconds: 0,
+            health_message: String::new(),
         }],
         partitions: vec![],
         jobs: vec![SchedJob {

@@ -107,7 +107,12 @@ impl GateLink {
                 api_versions: vec![gantry_proto::API_VERSION.into()],
             })
             .await
-            .map_err(|s| format!("gate does not answer: {}", s.message()))?
+            .map_err(|s| match s.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+                    format!("gate does not answer: {}", s.message())
+                }
+                _ => format!("the gate cannot describe its site: {}", s.message()),
+            })?
             .into_inner();
         if desc.name != self.name {
             return Err(format!(

@@ -50,6 +50,7 @@ fn sched_sites(ctx: &Ctx) -> Vec<SchedSite> {
                 .and_then(|d| d.capabilities.as_ref())
                 .is_some_and(|c| c.elastic),
             idle_timeout_seconds: info.idle_timeout_seconds,
+            health_message: info.message,
             name,
         })
         .collect()

@@ -226,7 +226,12 @@ impl Machines for Ec2Machines {
             .set_instance_types(Some(types))
             .send()
             .await
-            .map_err(|e| ec2_error("DescribeInstanceTypes", e))?;
+            .map_err(|e| match ec2_error("DescribeInstanceTypes", e) {
+                GateError::InvalidArgument { message, .. } => {
+                    GateError::invalid("the AWS gate's --instance-types", message)
+                }
+                other => other,
+            })?;
         let mut flavors = Vec::new();
         for info in found.instance_types() {
             let name = info

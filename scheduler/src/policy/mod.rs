@@ -152,14 +152,17 @@ fn reason_text(view: &View, id: JobId, reason: Reason) -> Option<(String, bool)>
         Reason::Waiting => (WAITING_FOR_RESOURCES.into(), false),
         Reason::Priority => (PRIORITY.into(), false),
         Reason::SiteUnhealthy => {
-            let site = job
-                .site()
-                .map(|s| view.sites.get(s).name.to_string())
-                .unwrap_or_default();
-            (
-                format!("waiting for site `{site}` to become healthy"),
-                false,
-            )
+            let site = job.site().map(|s| view.sites.get(s));
+            let name = site.map(|s| s.name.to_string()).unwrap_or_default();
+            let why = site
+                .and_then(|s| s.spec.as_ref())
+                .map(|spec| spec.health_message.as_str())
+                .filter(|m| !m.is_empty());
+            let text = match why {
+                Some(why) => format!("waiting for site `{name}` to become healthy: {why}"),
+                None => format!("waiting for site `{name}` to become healthy"),
+            };
+            (text, false)
         }
         Reason::Unsatisfiable => (view.unsat.get(&id)?.to_string(), true),
     })

@@ -42,6 +42,7 @@ fn site(name: &str, flavors: Vec<FlavorSpec>) -> SiteSpec {
         flavors,
         elastic: false,
         idle_timeout_seconds: 0,
+        health_message: String::new(),
     }
 }
 
@@ -460,6 +461,7 @@ fn walltime_above_the_flavor_limit_is_unsatisfiable() {
 fn unhealthy_sites_get_nothing() {
     let mut s = site("s", vec![flavor("f", 4, 0.0, 1)]);
     s.healthy = false;
+    s.health_message = "gate does not answer: connection refused".into();
     let mut fx = Fx::new(vec![s.clone()], vec![partition("p", "s", "f", 4)]);
     let mut pinned = queued(1, 0, 1, 0);
     if let JobChange::Queued(spec) = &mut pinned.change {
@@ -470,7 +472,7 @@ fn unhealthy_sites_get_nothing() {
     assert!(plan.start_jobs.is_empty());
     assert_eq!(
         reason(&plan, 1),
-        Some("waiting for site `s` to become healthy")
+        Some("waiting for site `s` to become healthy: gate does not answer: connection refused")
     );
     s.healthy = true;
     fx.view.apply(Batch {

@@ -235,6 +235,31 @@ async fn a_bad_image_gives_the_job_a_reason_a_person_can_act_on() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bad_instance_type_gives_the_job_a_reason_a_person_can_act_on() {
+    let cluster = aws_cluster(|site| {
+        site.instance_types = "t3.micro,t3.bogus".into();
+        site.healthy = false;
+    })
+    .await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    let said = "site `aws` offers no flavors (it is unhealthy: the gate cannot describe its \
+                site: the AWS gate's --instance-types: EC2 DescribeInstanceTypes: InvalidInstanceType";
+    eventually(Duration::from_secs(30), "the job's reason", async || {
+        let shown = show(&cluster, &id);
+        if shown.contains(said) {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+    let (code, sites, err) = run(cluster.cli("alice").args(["sites", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(sites.contains("do not exist: [t3.bogus]"), "{sites}");
+    assert!(live_instances(&cluster).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_image_query_boots_its_newest_match_and_one_matching_nothing_says_so() {
     // moto's stock images: this family has one release, TEST_IMAGE.
     let family = "owner=099720109477,name=ubuntu/images/hvm-ssd/ubuntu-trusty-14.04-amd64-server-*";
