@@ -223,6 +223,51 @@ async fn an_agent_cut_off_from_its_gate_powers_its_machine_off() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_machine_whose_agent_never_registers_is_terminated_and_says_why() {
+    // The operator's boot prelude ends the boot script before the agent starts.
+    let prelude = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(prelude.path(), "exit 0\n").unwrap();
+    let cluster = aws_cluster(|site| {
+        site.gate_args = vec![
+            "--provision-timeout".into(),
+            "2".into(),
+            "--boot-prelude".into(),
+            prelude.path().display().to_string(),
+        ]
+    })
+    .await;
+    let id = submit(&cluster, &["--site", "aws", "--", "true"]);
+    let client = ec2_client(&moto_endpoint()).await;
+    eventually(
+        Duration::from_secs(30),
+        "the job's history to say why its machine went",
+        async || {
+            let shown = show(&cluster, &id);
+            let terminated = cloud::instances(&client, &cluster.installation)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|i| {
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("terminated")
+                })
+                .count();
+            if shown.contains("no agent registered within 2s; its machine was terminated")
+                && terminated > 0
+            {
+                Ok(())
+            } else {
+                Err(format!("{terminated} terminated\n{shown}"))
+            }
+        },
+    )
+    .await;
+    // The job waits for a machine that comes up; cancelled, it leaves none.
+    let (code, _, err) = run(cluster.cli("alice").args(["cancel", &id]));
+    assert_eq!(code, 0, "{err}");
+    until_all_terminated(&cluster, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_image_gives_the_job_a_reason_a_person_can_act_on() {
     let cluster = aws_cluster(|site| site.image = "ami-00000bad".into()).await;
     let id = submit(&cluster, &["--site", "aws", "--", "true"]);
