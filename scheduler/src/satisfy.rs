@@ -93,16 +93,19 @@ pub fn unsatisfiable(
         return None;
     }
     if flavors.is_empty() {
+        let Some(site) = pinned else {
+            return Some("no site offers any flavor yet".into());
+        };
         // A gate that cannot describe its site says why (a setting its
         // provider refuses, say).
         let why = sites
             .iter()
             .find(|s| !s.healthy && !s.health_message.is_empty())
             .map(|s| format!(" (it is unhealthy: {})", s.health_message));
-        return Some(match pinned {
-            Some(site) => format!("site `{site}` offers no flavors{}", why.unwrap_or_default()),
-            None => "no site offers any flavor yet".into(),
-        });
+        return Some(format!(
+            "site `{site}` offers no flavors{}",
+            why.unwrap_or_default()
+        ));
     }
     let scope = match pinned {
         Some(site) => format!("site `{site}` does not offer"),

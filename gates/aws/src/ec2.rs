@@ -104,7 +104,8 @@ fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
+/// A DescribeX filter: `name` is any of `values`.
+pub(crate) fn filter(name: &str, values: &[&str]) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.iter().map(|v| v.to_string()).collect()))

@@ -6,10 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::Filter;
 use gantry_gate::{GateError, Result};
 
-use crate::ec2::ec2_error;
+use crate::ec2::{ec2_error, filter};
 
 /// The image machines boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +86,9 @@ impl Image {
         let mut query = client
             .describe_images()
             .set_owners(Some(owners.clone()))
-            .filters(Filter::builder().name("state").values("available").build());
+            .filters(filter("state", &["available"]));
         for (name, value) in filters {
-            query = query.filters(Filter::builder().name(name).values(value).build());
+            query = query.filters(filter(name, &[value]));
         }
         let found = query
             .send()
