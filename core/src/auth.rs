@@ -89,12 +89,189 @@ impl Caller {
                 if config.services.iter().any(|s| &s.name == name && s.act_for_users))
     }
 
-    /// The owner filter for listings: `None` means everyone.
-    pub fn owner_scope(&self, config: &Config) -> Option<String> {
+    /// Whose jobs the caller may list and watch: `None` means everyone's.
+    /// A service that may not act for users owns no jobs and sees none.
+    pub fn owner_scope(&self, config: &Config) -> Result<Option<String>> {
         if self.sees_all(config) {
-            None
-        } else {
-            self.user.clone()
+            return Ok(None);
         }
+        match &self.user {
+            Some(user) => Ok(Some(user.clone())),
+            None => Err(CoreError::Forbidden(format!(
+                "{} sees no jobs: it may not act for users \
+                 (set act_for_users = true in its [[services]] entry of gantryd's config)",
+                self.principal
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SchedulerConfig, ServiceConfig};
+    use crate::error::CoreError;
+    use gantry_proto::identity::AgentName;
+    use gantry_proto::tls::TlsFiles;
+
+    /// alice is an admin; service/hub may act for users, service/monitor may not.
+    fn config() -> Config {
+        Config {
+            installation: "gantry".into(),
+            listen: "127.0.0.1:0".into(),
+            state_dir: "/nonexistent".into(),
+            database_url: None,
+            admins: vec!["alice".into()],
+            tls: TlsFiles {
+                ca: "ca.pem".into(),
+                cert: "core.pem".into(),
+                key: "core.key".into(),
+            },
+            scheduler: SchedulerConfig {
+                address: "https://127.0.0.1:1".into(),
+            },
+            gates: Vec::new(),
+            services: vec![
+                ServiceConfig {
+                    name: "hub".into(),
+                    act_for_users: true,
+                },
+                ServiceConfig {
+                    name: "monitor".into(),
+                    act_for_users: false,
+                },
+            ],
+        }
+    }
+
+    fn user(name: &str) -> Principal {
+        Principal::User(name.into())
+    }
+
+    fn service(name: &str) -> Principal {
+        Principal::Service(name.into())
+    }
+
+    fn caller(principal: Principal) -> Caller {
+        Caller::new(principal, &config()).expect("a client API caller")
+    }
+
+    /// What an outcome was, for table rows: the owner, or the error's kind.
+    fn outcome(result: Result<String>) -> String {
+        match result {
+            Ok(owner) => format!("ok {owner}"),
+            Err(CoreError::Forbidden(_)) => "forbidden".into(),
+            Err(CoreError::Invalid(e)) => format!("invalid {}", e.field),
+            Err(other) => format!("other {other}"),
+        }
+    }
+
+    #[test]
+    fn who_may_use_the_client_api() {
+        let agent = Principal::Agent(AgentName {
+            gate: "aws".into(),
+            partition: "p1".into(),
+            machine: "m1".into(),
+        });
+        let rows = [
+            (user("bob"), "user bob"),
+            (user("alice"), "admin alice"),
+            (service("hub"), "service/hub acting for nobody"),
+            (service("monitor"), "service/monitor acting for nobody"),
+            (service("stranger"), "forbidden"),
+            (Principal::Core, "forbidden"),
+            (Principal::Scheduler, "forbidden"),
+            (Principal::Gate("local".into()), "forbidden"),
+            (agent.clone(), "forbidden"),
+        ];
+        for (principal, expected) in rows {
+            let got = match Caller::new(principal.clone(), &config()) {
+                Ok(c) if c.principal != principal => format!("changed to {}", c.principal),
+                Ok(Caller {
+                    user: Some(name),
+                    admin,
+                    ..
+                }) => format!("{} {name}", if admin { "admin" } else { "user" }),
+                Ok(Caller {
+                    user: None, admin, ..
+                }) => format!(
+                    "{principal} acting for nobody{}",
+                    if admin { ", admin" } else { "" }
+                ),
+                Err(CoreError::Forbidden(_)) => "forbidden".into(),
+                Err(other) => format!("other {other}"),
+            };
+            assert_eq!(got, expected, "{principal}");
+        }
+        let Err(CoreError::Forbidden(message)) = Caller::new(agent, &config()) else {
+            panic!("an agent may not use the client API");
+        };
+        assert!(message.contains("user or service certificate"), "{message}");
+        let Err(CoreError::Forbidden(message)) = Caller::new(service("stranger"), &config()) else {
+            panic!("an unconfigured service is refused");
+        };
+        assert!(message.contains("[[services]]"), "{message}");
+    }
+
+    #[test]
+    fn who_may_submit_for_whom() {
+        let rows = [
+            (user("bob"), "", "ok bob"),
+            (user("bob"), "bob", "ok bob"),
+            (user("bob"), "carol", "forbidden"),
+            (user("alice"), "carol", "forbidden"), // admins see all but act as themselves
+            (user("alice"), "", "ok alice"),
+            (service("hub"), "carol", "ok carol"),
+            (service("hub"), "", "invalid on_behalf_of"),
+            (service("hub"), "not a name!", "invalid on_behalf_of"),
+            (service("hub"), "../root", "invalid on_behalf_of"),
+            (service("monitor"), "carol", "forbidden"),
+            (service("monitor"), "", "invalid on_behalf_of"),
+        ];
+        for (principal, on_behalf_of, expected) in rows {
+            let got = outcome(caller(principal.clone()).owner_for_submit(on_behalf_of, &config()));
+            assert_eq!(got, expected, "{principal} submitting for {on_behalf_of:?}");
+        }
+    }
+
+    #[test]
+    fn who_may_see_whose_jobs() {
+        let rows = [
+            (user("bob"), "bob", true),
+            (user("bob"), "carol", false),
+            (user("alice"), "carol", true),
+            (service("hub"), "carol", true),
+            (service("monitor"), "carol", false),
+            (service("monitor"), "", false),
+        ];
+        for (principal, owner, expected) in rows {
+            let c = caller(principal.clone());
+            assert_eq!(
+                c.may_access(owner, &config()),
+                expected,
+                "{principal} on {owner}'s job"
+            );
+        }
+    }
+
+    #[test]
+    fn whose_jobs_a_listing_covers() {
+        let rows = [
+            (user("bob"), "ok bob"),
+            (user("alice"), "ok everyone"),
+            (service("hub"), "ok everyone"),
+            (service("monitor"), "forbidden"),
+        ];
+        for (principal, expected) in rows {
+            let got = caller(principal.clone())
+                .owner_scope(&config())
+                .map(|scope| scope.unwrap_or_else(|| "everyone".into()));
+            assert_eq!(outcome(got), expected, "{principal}");
+        }
+        let Err(CoreError::Forbidden(message)) = caller(service("monitor")).owner_scope(&config())
+        else {
+            panic!("a service that may not act for users lists nothing");
+        };
+        assert!(message.contains("act_for_users"), "{message}");
     }
 }

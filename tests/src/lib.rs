@@ -364,7 +364,8 @@ impl Cluster {
                  [tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\
                  [scheduler]\naddress = \"https://127.0.0.1:{}\"\n\
                  [[gates]]\nname = {site:?}\naddress = \"https://127.0.0.1:{}\"\nidle_timeout_seconds = {}\n\
-                 [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n",
+                 [[services]]\nname = \"jupyterhub\"\nact_for_users = true\n\
+                 [[services]]\nname = \"monitor\"\n",
                 options
                     .core_state_dir
                     .clone()

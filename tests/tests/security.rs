@@ -48,6 +48,120 @@ async fn users_see_and_cancel_only_their_own_jobs() {
     );
 }
 
+/// service/jupyterhub may act for users (the cluster's config says so);
+/// service/monitor is configured without that right.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_submits_for_a_user_who_alone_sees_the_job() {
+    use futures::StreamExt;
+    use gantry_proto::v1::SubmitJobRequest;
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let hub = Client::connect(&cluster.config_for(&Principal::Service("jupyterhub".into())))
+        .await
+        .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let bob = cluster.user("bob").await.unwrap();
+    let submit = |on_behalf_of: &str| SubmitJobRequest {
+        spec: Some(sh("sleep 30")),
+        client_request_id: format!("spawn-{on_behalf_of}"),
+        on_behalf_of: on_behalf_of.into(),
+    };
+
+    let job = hub
+        .submit_request(submit("alice"))
+        .await
+        .unwrap()
+        .job
+        .unwrap();
+    assert_eq!(job.owner, "alice");
+    assert_eq!(job.submitted_by, "service/jupyterhub");
+    // The same request id, retried, is the same job.
+    let again = hub.submit_request(submit("alice")).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.job.unwrap().id, job.id);
+
+    // alice sees it as hers, with both identities in its history.
+    let seen = alice.get(job.id).await.unwrap();
+    assert_eq!(
+        (seen.owner.as_str(), seen.submitted_by.as_str()),
+        ("alice", "service/jupyterhub")
+    );
+    let listed = alice.list(Default::default()).await.unwrap();
+    assert!(listed.jobs.iter().any(|j| j.id == job.id));
+    let first = Box::pin(alice.watch(0, vec![job.id], false))
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.actor, "service/jupyterhub");
+    assert_eq!(
+        first.message,
+        "submitted by service/jupyterhub on behalf of user/alice"
+    );
+
+    // bob can neither see nor cancel it, nor submit as alice.
+    assert_eq!(
+        bob.get(job.id).await.unwrap_err().code(),
+        Some(Code::NotFound)
+    );
+    assert_eq!(
+        bob.cancel(job.id, "").await.unwrap_err().code(),
+        Some(Code::NotFound)
+    );
+    assert!(
+        bob.list(Default::default())
+            .await
+            .unwrap()
+            .jobs
+            .iter()
+            .all(|j| j.owner == "bob")
+    );
+    let mut as_alice = submit("alice");
+    as_alice.client_request_id.clear();
+    assert_eq!(
+        bob.submit_request(as_alice).await.unwrap_err().code(),
+        Some(Code::PermissionDenied)
+    );
+
+    // A service without act_for_users may neither submit for anyone nor see jobs.
+    let monitor = Client::connect(&cluster.config_for(&Principal::Service("monitor".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        monitor
+            .submit_request(submit("alice"))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(
+        monitor.get(job.id).await.unwrap_err().code(),
+        Some(Code::NotFound)
+    );
+    let refused = monitor.list(Default::default()).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied), "{refused}");
+    assert!(refused.to_string().contains("act_for_users"), "{refused}");
+    let watched = Box::pin(monitor.watch(0, Vec::new(), false))
+        .next()
+        .await
+        .unwrap();
+    assert_eq!(watched.unwrap_err().code(), Some(Code::PermissionDenied));
+
+    // The hub stops the server it started: the job ends CANCELLED by it.
+    let cancelled = hub.cancel(job.id, "server stopped").await.unwrap();
+    assert_eq!(cancelled.state(), gantry_client::JobState::Cancelled);
+    let last = alice
+        .watch(0, vec![job.id], false)
+        .filter_map(|e| async move { e.ok() })
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        last.iter().any(|e| e.actor == "service/jupyterhub"
+            && e.to_state == gantry_client::JobState::Cancelled as i32),
+        "{last:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plaintext_wrong_ca_and_non_user_identities_are_refused() {
     let cluster = Cluster::start(Options::default()).await.unwrap();

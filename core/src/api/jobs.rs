@@ -138,7 +138,7 @@ impl Gantry for GantryService {
         let caller = self.caller(&request)?;
         let req = request.into_inner();
         let config = &self.ctx.config;
-        let owner = match (caller.owner_scope(config), req.owner.is_empty()) {
+        let owner = match (caller.owner_scope(config)?, req.owner.is_empty()) {
             (None, true) => None,
             (None, false) => Some(req.owner.clone()),
             (Some(me), true) => Some(me),
@@ -268,7 +268,7 @@ impl Gantry for GantryService {
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let caller = self.caller(&request)?;
-        let owner = caller.owner_scope(&self.ctx.config);
+        let owner = caller.owner_scope(&self.ctx.config)?;
         Ok(Response::new(self.watch(request.into_inner(), owner)))
     }
 
