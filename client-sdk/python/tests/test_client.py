@@ -1,0 +1,256 @@
+"""The synchronous client against a real gantryd, scheduler and local gate."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from installation import Installation
+
+import gantry
+from gantry.v1 import common_pb2
+
+
+def label() -> dict[str, str]:
+    """A label unique to one test, to list only its jobs."""
+    return {"test": uuid.uuid4().hex[:12]}
+
+
+def test_a_job_runs_and_its_logs_and_exit_code_come_back(alice: gantry.Client) -> None:
+    job = alice.submit(script="echo hello; echo oops >&2; exit 3", name="three")
+    assert job.id > 0 and job.owner == "alice" and job.spec.name == "three"
+    ended = alice.wait(job.id, timeout=60)
+    assert ended.state == gantry.JobState.Value("JOB_STATE_FAILED")
+    assert ended.exit_code == 3 and "exit code 3" in ended.reason
+    assert gantry.state_name(ended.state) == "FAILED" and gantry.is_end_state(ended.state)
+    assert b"".join(alice.logs(job.id)) == b"hello\n"
+    assert b"".join(alice.logs(job.id, stream="stderr")) == b"oops\n"
+    assert b"".join(alice.logs(job.id, offset=2)) == b"llo\n"
+
+
+def test_every_spec_field_reaches_gantryd(alice: gantry.Client, workdir: Path) -> None:
+    data = workdir / "data.txt"
+    data.write_text("42\n")
+    first = alice.submit(["true"])
+    labels = label()
+    job = alice.submit(
+        script='mkdir out; cat in/data.txt >out/result.txt; echo -n "$GREETING" >>out/result.txt',
+        name="fields",
+        env={"GREETING": "hi"},
+        cpus=1,
+        memory="64MiB",
+        gpus=0,
+        nodes=1,
+        tasks=1,
+        tasks_per_node=1,
+        walltime="10m",
+        site="local",
+        inputs={"in/data.txt": data},
+        outputs=["out/*.txt"],
+        labels=labels,
+        priority=7,
+        after=[first.id],
+        hold=True,
+        signal="USR1@30",
+        retries=1,
+    )
+    spec = job.spec
+    assert (spec.name, spec.env["GREETING"], spec.site, spec.priority) == (
+        "fields",
+        "hi",
+        "local",
+        7,
+    )
+    assert (spec.resources.cpus, spec.resources.memory, spec.resources.walltime) == (
+        1,
+        "64MiB",
+        "10m",
+    )
+    assert list(spec.after) == [first.id] and spec.hold and spec.signal == "USR1@30"
+    assert spec.retries == 1 and dict(spec.labels) == labels
+    assert [(i.path, i.mode) for i in spec.inputs] == [("in/data.txt", data.stat().st_mode & 0o777)]
+    assert job.held and job.state == gantry.JobState.Value("JOB_STATE_QUEUED")
+
+    released = alice.release(job.id)
+    assert not released.held
+    ended = alice.wait(job.id, timeout=60)
+    assert gantry.state_name(ended.state) == "COMPLETED", ended.reason
+    assert list(ended.output_files) == ["out/result.txt"]
+    written = alice.download_outputs(job.id, workdir / "back")
+    assert written == [workdir / "back" / "out" / "result.txt"]
+    assert written[0].read_text() == "42\nhi"
+
+
+def test_arrays_run_every_task(alice: gantry.Client) -> None:
+    array = alice.submit(script='echo "task $GANTRY_ARRAY_INDEX"', array="0-4")
+    assert array.array.task_count == 5 and array.array.indices == "0-4"
+    ended = alice.wait(array.id, timeout=60)
+    assert gantry.state_name(ended.state) == "COMPLETED"
+    task = alice.get(array.id, index=3)
+    assert task.array_id == array.id and task.array_index == 3
+    assert b"".join(alice.logs(task.id)) == b"task 3\n"
+    tasks = list(alice.list(array_id=array.id))
+    assert sorted(t.array_index for t in tasks) == [0, 1, 2, 3, 4]
+
+
+def test_a_failed_dependency_fails_the_job_naming_it(alice: gantry.Client) -> None:
+    failing = alice.submit(["false"])
+    job = alice.submit(["true"], after=[failing.id])
+    ended = alice.wait(job.id, timeout=60)
+    assert gantry.state_name(ended.state) == "FAILED"
+    assert str(failing.id) in ended.reason
+
+
+def test_listing_pages_by_key_newest_first_with_filters(alice: gantry.Client) -> None:
+    labels = label()
+    ids = [alice.submit(["true"], hold=True, labels=labels).id for _ in range(7)]
+    listed = list(alice.list(labels=labels, page_size=3))
+    assert [j.id for j in listed] == sorted(ids, reverse=True)
+    assert [j.id for j in alice.list(labels=labels, states=["queued"])] == sorted(ids, reverse=True)
+    assert list(alice.list(labels=labels, states=[common_pb2.JOB_STATE_RUNNING])) == []
+    with pytest.raises(ValueError, match=r"not a job state"):
+        list(alice.list(states=["sleeping"]))
+    for job_id in ids:
+        assert gantry.state_name(alice.cancel(job_id, "done").state) == "CANCELLED"
+
+
+def test_hold_release_cancel_and_a_wrong_state(alice: gantry.Client) -> None:
+    job = alice.submit(["sleep", "60"], hold=True)
+    assert alice.hold(job.id).held  # holding a held job changes nothing
+    released = alice.release(job.id)
+    assert not released.held
+    cancelled = alice.cancel(job.id, "not needed")
+    assert gantry.state_name(cancelled.state) == "CANCELLED"
+    # Cancelling again answers with the end state; an ended job cannot be held.
+    assert gantry.state_name(alice.cancel(job.id).state) == "CANCELLED"
+    with pytest.raises(gantry.FailedPrecondition, match="only a QUEUED job") as refused:
+        alice.hold(job.id)
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_errors_are_exceptions_with_the_servers_message_and_field(
+    alice: gantry.Client, installation: Installation
+) -> None:
+    with pytest.raises(gantry.InvalidArgument) as invalid:
+        alice.submit(["true"], memory="lots")
+    assert invalid.value.field == "resources.memory"
+    assert "lots" in str(invalid.value) or "memory" in str(invalid.value)
+    with pytest.raises(gantry.InvalidArgument) as invalid:
+        alice.submit(["true"], array="5-1")
+    assert invalid.value.field == "array"
+    with pytest.raises(gantry.NotFound, match="does not exist"):
+        alice.get(10**12)
+    with pytest.raises(gantry.PermissionDenied, match="on behalf of"):
+        alice.submit(["true"], on_behalf_of="bob")
+    with pytest.raises(ValueError, match="exactly one of argv and script"):
+        alice.submit()
+    with pytest.raises(TypeError, match="sequence of strings"):
+        alice.submit("echo hi")
+    with pytest.raises(gantry.GantryError, match=r"cannot read .*nothing\.txt"):
+        alice.submit(["true"], inputs={"x": "/nonexistent/nothing.txt"})
+    # A closed port is UNAVAILABLE, with the address in the message.
+    closed = gantry.Config(
+        address="127.0.0.1:1",
+        ca=installation.pki / "ca.pem",
+        cert=installation.pki / "user-alice.pem",
+        key=installation.pki / "user-alice.key",
+    )
+    with (
+        gantry.Client(closed) as nowhere,
+        pytest.raises(gantry.Unavailable, match=r"127\.0\.0\.1:1"),
+    ):
+        nowhere.get(1)
+
+
+def test_events_are_in_order_and_resume_from_a_sequence_number(alice: gantry.Client) -> None:
+    job = alice.submit(["true"])
+    alice.wait(job.id, timeout=60)
+    events = list(alice.events([job.id]))
+    assert gantry.state_name(events[0].to_state) == "QUEUED"
+    assert gantry.state_name(events[-1].to_state) == "COMPLETED"
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert events[0].actor == "user/alice" and events[0].owner == "alice"
+    rest = list(alice.events([job.id], after_seq=events[1].seq))
+    assert [e.seq for e in rest] == [e.seq for e in events[2:]]
+
+
+def test_following_events_and_logs_sees_a_job_to_its_end(alice: gantry.Client) -> None:
+    job = alice.submit(script="echo one; sleep 0.5; echo two")
+    chunks = b"".join(alice.logs(job.id, follow=True))
+    assert chunks == b"one\ntwo\n"
+    states = []
+    for event in alice.events([job.id], follow=True):
+        states.append(gantry.state_name(event.to_state))
+        if gantry.is_end_state(event.to_state):
+            break
+    assert states[0] == "QUEUED" and states[-1] == "COMPLETED"
+
+
+def test_wait_gives_up_at_its_timeout_with_the_job(alice: gantry.Client) -> None:
+    job = alice.submit(["sleep", "60"])
+    started = time.monotonic()
+    with pytest.raises(gantry.WaitTimeout) as late:
+        alice.wait(job.id, timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert isinstance(late.value, TimeoutError) and late.value.job.id == job.id
+    alice.cancel(job.id)
+
+
+def test_a_submit_while_gantryd_is_down_is_retried_into_one_job(
+    alice: gantry.Client, installation: Installation
+) -> None:
+    labels = label()
+    installation.core.kill()
+    restarter = threading.Timer(1.5, installation.restart_gantryd)
+    restarter.start()
+    try:
+        job = alice.submit(["true"], labels=labels)
+    finally:
+        restarter.join()
+    assert [j.id for j in alice.list(labels=labels)] == [job.id]
+    assert gantry.state_name(alice.wait(job.id, timeout=60).state) == "COMPLETED"
+
+
+def test_the_same_request_id_returns_the_first_job(alice: gantry.Client) -> None:
+    key = f"spawn-{uuid.uuid4()}"
+    first = alice.submit(["sleep", "30"], request_id=key)
+    again = alice.submit(["sleep", "30"], request_id=key)
+    assert again.id == first.id
+    alice.cancel(first.id)
+
+
+def test_a_service_acts_for_a_user_who_alone_sees_the_job(
+    hub: gantry.Client, alice: gantry.Client, bob: gantry.Client, installation: Installation
+) -> None:
+    job = hub.submit(["sleep", "30"], on_behalf_of="alice")
+    assert (job.owner, job.submitted_by) == ("alice", "service/jupyterhub")
+    assert alice.get(job.id).owner == "alice"
+    first = next(iter(alice.events([job.id])))
+    assert first.message == "submitted by service/jupyterhub on behalf of user/alice"
+    with pytest.raises(gantry.NotFound):
+        bob.get(job.id)
+    with pytest.raises(gantry.NotFound):
+        bob.cancel(job.id)
+    assert all(j.owner == "bob" for j in bob.list())
+    with pytest.raises(gantry.InvalidArgument) as nobody:
+        hub.submit(["true"])
+    assert nobody.value.field == "on_behalf_of"
+    with gantry.Client(installation.config("service", "monitor")) as monitor:
+        with pytest.raises(gantry.PermissionDenied, match="act_for_users"):
+            list(monitor.list())
+        with pytest.raises(gantry.PermissionDenied):
+            monitor.submit(["true"], on_behalf_of="alice")
+    assert gantry.state_name(hub.cancel(job.id, "server stopped").state) == "CANCELLED"
+
+
+def test_sites_list_flavors_and_health(alice: gantry.Client) -> None:
+    overview = alice.overview()
+    assert overview.core.accepting_changes
+    (site,) = alice.sites()
+    assert (site.name, site.provider, site.healthy) == ("local", "local", True)
+    flavor = site.flavors[0]
+    assert flavor.capacity.cpus == 2 and flavor.available
