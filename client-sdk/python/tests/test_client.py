@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 import uuid
@@ -179,15 +180,25 @@ def test_events_are_in_order_and_resume_from_a_sequence_number(alice: gantry.Cli
 
 
 def test_following_events_and_logs_sees_a_job_to_its_end(alice: gantry.Client) -> None:
-    job = alice.submit(script="echo one; sleep 0.5; echo two")
-    chunks = b"".join(alice.logs(job.id, follow=True))
-    assert chunks == b"one\ntwo\n"
-    states = []
-    for event in alice.events([job.id], follow=True):
-        states.append(gantry.state_name(event.to_state))
-        if gantry.is_end_state(event.to_state):
-            break
-    assert states[0] == "QUEUED" and states[-1] == "COMPLETED"
+    job = alice.submit(script="echo one; sleep 0.5; echo two", hold=True)
+    states: list[str] = []
+    logs: list[bytes] = []
+
+    def follow() -> None:
+        logs.extend(alice.logs(job.id, follow=True))
+        for event in alice.events([job.id], after_seq=job.last_event_seq, follow=True):
+            states.append(gantry.state_name(event.to_state))
+            if gantry.is_end_state(event.to_state):
+                return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()  # before the job is released: it follows, not reads history
+    time.sleep(0.3)
+    alice.release(job.id)
+    follower.join(timeout=60)
+    assert not follower.is_alive(), f"still following after 60 s; saw {states}"
+    assert b"".join(logs) == b"one\ntwo\n"
+    assert states[-1] == "COMPLETED" and "RUNNING" in states
 
 
 def test_wait_gives_up_at_its_timeout_with_the_job(alice: gantry.Client) -> None:
@@ -196,7 +207,10 @@ def test_wait_gives_up_at_its_timeout_with_the_job(alice: gantry.Client) -> None
     with pytest.raises(gantry.WaitTimeout) as late:
         alice.wait(job.id, timeout=0.5)
     assert time.monotonic() - started < 10
-    assert isinstance(late.value, TimeoutError) and late.value.job.id == job.id
+    assert isinstance(late.value, TimeoutError)
+    assert late.value.job is not None and late.value.job.id == job.id
+    again = pickle.loads(pickle.dumps(late.value))
+    assert (str(again), again.job) == (str(late.value), late.value.job)
     alice.cancel(job.id)
 
 
@@ -215,12 +229,47 @@ def test_a_submit_while_gantryd_is_down_is_retried_into_one_job(
     assert gantry.state_name(alice.wait(job.id, timeout=60).state) == "COMPLETED"
 
 
-def test_the_same_request_id_returns_the_first_job(alice: gantry.Client) -> None:
+def test_the_same_request_id_returns_the_first_job_even_after_a_crash(
+    alice: gantry.Client, installation: Installation
+) -> None:
     key = f"spawn-{uuid.uuid4()}"
     first = alice.submit(["sleep", "30"], request_id=key)
+    installation.core.kill()
+    installation.restart_gantryd()
     again = alice.submit(["sleep", "30"], request_id=key)
     assert again.id == first.id
     alice.cancel(first.id)
+
+
+def test_wait_rides_out_a_gantryd_restart(alice: gantry.Client, installation: Installation) -> None:
+    job = alice.submit(["sleep", "2"])
+    waited: list[gantry.Job] = []
+    waiter = threading.Thread(target=lambda: waited.append(alice.wait(job.id, timeout=60)))
+    waiter.start()
+    time.sleep(0.5)
+    installation.core.kill()
+    time.sleep(1.5)
+    installation.restart_gantryd()
+    waiter.join(timeout=90)
+    assert waited and gantry.state_name(waited[0].state) == "COMPLETED", waited
+
+
+def test_arguments_that_would_be_misread_are_refused(alice: gantry.Client, workdir: Path) -> None:
+    # A str is a Sequence[str]: mypy cannot catch these.
+    with pytest.raises(TypeError, match="outputs must be a sequence"):
+        alice.submit(["true"], outputs="out/*.csv")
+    with pytest.raises(TypeError, match="states must be a sequence"):
+        list(alice.list(states="running"))
+    job = alice.submit(script="mkdir out && echo x > out/a.txt", outputs=["out/*"])
+    alice.wait(job.id, timeout=60)
+    outside = workdir / "escape"
+    (workdir / "dest").mkdir()
+    (workdir / "dest" / "out").symlink_to(outside, target_is_directory=True)
+    outside.mkdir()
+    (outside / "a.txt").symlink_to(workdir / "target.txt")
+    with pytest.raises(OSError):
+        alice.download_outputs(job.id, workdir / "dest")
+    assert not (workdir / "target.txt").exists()
 
 
 def test_a_service_acts_for_a_user_who_alone_sees_the_job(

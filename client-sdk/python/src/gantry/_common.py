@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypedDict
 
@@ -62,6 +64,40 @@ def backoff_delays(budget: float = RETRY_BUDGET) -> Iterator[float]:
         yield delay
 
 
+class Deadline:
+    """What is left of a timeout (``None``: no limit)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.end = None if timeout is None else time.monotonic() + timeout
+
+    def left(self) -> float | None:
+        """Seconds left, or ``None`` without a limit."""
+        return None if self.end is None else self.end - time.monotonic()
+
+    def at_most(self, delay: float) -> float:
+        """``delay``, cut to what is left."""
+        left = self.left()
+        return delay if left is None else max(0.0, min(delay, left))
+
+
+def end_watch(job: client_pb2.Job) -> client_pb2.WatchEventsRequest:
+    """The event stream of ``job`` from its latest change on."""
+    return client_pb2.WatchEventsRequest(
+        after_seq=job.last_event_seq, job_ids=[job.id], follow=True
+    )
+
+
+def ends(batch: client_pb2.WatchEventsResponse) -> bool:
+    """Whether a batch of events holds an end state."""
+    return any(is_end_state(e.to_state) for e in batch.events)
+
+
+def still_running(job_id: int, job: client_pb2.Job | None, timeout: float | None) -> str:
+    """WaitTimeout's message."""
+    state = "not ended" if job is None else f"still {state_name(job.state)}"
+    return f"job {job_id} is {state} after {timeout} s"
+
+
 def is_end_state(state: int) -> bool:
     """Whether a job in ``state`` has ended (COMPLETED, FAILED or CANCELLED)."""
     return state in _END_STATES
@@ -70,6 +106,15 @@ def is_end_state(state: int) -> bool:
 def state_name(state: int) -> str:
     """A state's short name as the CLI prints it (``RUNNING``)."""
     return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_")  # type: ignore[arg-type]
+
+
+def parse_states(
+    states: Iterable[common_pb2.JobState.ValueType | str],
+) -> list[common_pb2.JobState.ValueType]:
+    """``list``'s ``states``: enum values or names."""
+    if isinstance(states, str):
+        raise TypeError(f"states must be a sequence (e.g. [{states!r}]), not a str")
+    return [parse_state(s) if isinstance(s, str) else s for s in states]
 
 
 def parse_state(name: str) -> common_pb2.JobState.ValueType:
@@ -160,6 +205,9 @@ def build_spec(
     """A JobSpec from ``submit``'s arguments; gantryd checks and normalizes it."""
     if isinstance(argv, str):
         raise TypeError("argv must be a sequence of strings (e.g. ['echo', 'hi']), not a str")
+    for key in ("outputs", "after"):
+        if isinstance(fields.get(key), str):
+            raise TypeError(f"{key} must be a sequence (e.g. [{fields.get(key)!r}]), not a str")
     script = fields.get("script", "")
     if bool(argv) == bool(script):
         raise ValueError("give exactly one of argv and script")
@@ -218,10 +266,40 @@ def open_input(path: Path) -> BinaryIO:
         raise GantryError(f"cannot read {path}: {e.strerror}") from e
 
 
-def upload_requests(file: BinaryIO) -> Iterator[client_pb2.UploadInputRequest]:
-    """An open file's bytes as UploadInput messages."""
-    while data := file.read(UPLOAD_CHUNK):
-        yield client_pb2.UploadInputRequest(data=data)
+class InputReader:
+    """An open file's bytes as UploadInput messages, keeping a read error to report.
+
+    gRPC turns an exception of a request iterator into a cancelled call (sync:
+    UNKNOWN, asyncio: ``CancelledError``); :meth:`failure` says what it was.
+    """
+
+    def __init__(self, path: Path, file: BinaryIO) -> None:
+        self.path, self.file = path, file
+        self.error: OSError | None = None
+
+    def requests(self) -> Iterator[client_pb2.UploadInputRequest]:
+        """The messages, read here."""
+        try:
+            while data := self.file.read(UPLOAD_CHUNK):
+                yield client_pb2.UploadInputRequest(data=data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    async def requests_async(self) -> AsyncIterator[client_pb2.UploadInputRequest]:
+        """The messages, read off the event loop."""
+        try:
+            while data := await asyncio.to_thread(self.file.read, UPLOAD_CHUNK):
+                yield client_pb2.UploadInputRequest(data=data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def failure(self) -> GantryError | None:
+        """The read error that ended the upload, if one did."""
+        if self.error is None:
+            return None
+        return GantryError(f"cannot read {self.path}: {self.error.strerror or self.error}")
 
 
 def output_path(dest: Path, relative: str) -> Path:

@@ -10,11 +10,9 @@ import asyncio
 import builtins
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 import grpc
 import grpc.aio
@@ -110,10 +108,17 @@ class Client:
 
     async def upload(self, path: str | os.PathLike[str]) -> str:
         """Store a local file in gantryd; returns its digest for ``JobSpec.inputs``."""
-        file = await asyncio.to_thread(_common.open_input, Path(path))
+        path = Path(path)
+        file = await asyncio.to_thread(_common.open_input, path)
+        reader = _common.InputReader(path, file)
         try:
-            answer = await self.stub.UploadInput(_read_async(file))
-        except grpc.RpcError as e:
+            answer = await self.stub.UploadInput(reader.requests_async())
+        except (grpc.RpcError, asyncio.CancelledError) as e:
+            failure = reader.failure()
+            if failure is not None:
+                raise failure from None
+            if isinstance(e, asyncio.CancelledError):
+                raise
             raise self._error(e) from None
         finally:
             file.close()
@@ -144,7 +149,7 @@ class Client:
     ) -> AsyncIterator[client_pb2.Job]:
         """Jobs matching every filter, newest first, fetched a page at a time."""
         request = client_pb2.ListJobsRequest(
-            states=[_common.parse_state(s) if isinstance(s, str) else s for s in states],
+            states=_common.parse_states(states),
             owner=owner,
             site=site,
             labels=dict(labels or {}),
@@ -220,40 +225,49 @@ class Client:
     async def wait(self, job_id: int, timeout: float | None = None) -> client_pb2.Job:
         """Wait until the job (or every task of an array) has ended; returns it as it ended.
 
-        Raises :class:`gantry.WaitTimeout` (a ``TimeoutError``) after ``timeout`` seconds.
+        Raises :class:`gantry.WaitTimeout` (a ``TimeoutError``) after ``timeout``
+        seconds. A broken connection is retried for about 30 s, as other calls are.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        job = await self.get(job_id)
-        while not _common.is_end_state(job.state):
-            left = None if deadline is None else deadline - time.monotonic()
+        clock = _common.Deadline(timeout)
+        delays = _common.backoff_delays()
+        job: client_pb2.Job | None = None
+        while True:
+            left = clock.left()
             if left is not None and left <= 0:
-                raise WaitTimeout(
-                    f"job {job_id} is still {_common.state_name(job.state)} after {timeout} s",
-                    job,
-                )
-            if job.HasField("array"):
-                await asyncio.sleep(min(_common.ARRAY_POLL, left if left is not None else 1.0))
-            else:
-                await self._until_end_event(job, left)
-            job = await self.get(job_id)
-        return job
+                raise WaitTimeout(_common.still_running(job_id, job, timeout), job)
+            try:
+                request = client_pb2.GetJobRequest(job_id=job_id)
+                job = (await self.stub.GetJob(request, timeout=left)).job
+                if _common.is_end_state(job.state):
+                    return job
+                if job.HasField("array"):
+                    await asyncio.sleep(clock.at_most(_common.ARRAY_POLL))
+                    continue
+                ended = False
+                async for batch in self.stub.WatchEvents(_common.end_watch(job), timeout=left):
+                    if _common.ends(batch):
+                        ended = True
+                        break
+                if not ended:
+                    # The stream closed before the job ended: gantryd is going away.
+                    raise Unavailable("gantryd closed the event stream")
+                delays = _common.backoff_delays()
+            except grpc.RpcError as e:
+                error = self._error(e)
+                if error.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    await self._backoff(error, delays, clock)
+            except Unavailable as error:
+                await self._backoff(error, delays, clock)
 
-    async def _until_end_event(self, job: client_pb2.Job, timeout: float | None) -> None:
-        """Return once an event says ``job`` ended, or after ``timeout`` seconds."""
-        request = client_pb2.WatchEventsRequest(
-            after_seq=job.last_event_seq, job_ids=[job.id], follow=True
-        )
-        try:
-            async for batch in self.stub.WatchEvents(request, timeout=timeout):
-                if any(_common.is_end_state(e.to_state) for e in batch.events):
-                    return
-        except grpc.RpcError as e:
-            error = self._error(e)
-            if error.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return
-            if not isinstance(error, Unavailable):
-                raise error from None
-            await asyncio.sleep(0.2)
+    @staticmethod
+    async def _backoff(
+        error: GantryError, delays: Iterator[float], clock: _common.Deadline
+    ) -> None:
+        """Sleep before retrying after a retryable ``error``, or raise it."""
+        delay = next(delays, None) if isinstance(error, Unavailable) else None
+        if delay is None:
+            raise error from None
+        await asyncio.sleep(clock.at_most(delay))
 
     async def logs(
         self,
@@ -281,13 +295,16 @@ class Client:
                         yield data
                     if chunk.eof:
                         return
-                return
+                if not follow:
+                    return
+                # A follow ends with `eof`; a stream closed before it broke.
+                error: GantryError = Unavailable("gantryd closed the log stream")
             except grpc.RpcError as e:
                 error = self._error(e)
-                delay = next(delays, None) if isinstance(error, Unavailable) else None
-                if delay is None:
-                    raise error from None
-                await asyncio.sleep(delay)
+            delay = next(delays, None) if isinstance(error, Unavailable) else None
+            if delay is None:
+                raise error from None
+            await asyncio.sleep(delay)
 
     async def download_outputs(
         self, job_id: int, dest: str | os.PathLike[str]
@@ -316,9 +333,3 @@ class Client:
             return await self.stub.ListSites(client_pb2.ListSitesRequest())
         except grpc.RpcError as e:
             raise self._error(e) from None
-
-
-async def _read_async(file: BinaryIO) -> AsyncIterator[client_pb2.UploadInputRequest]:
-    """An open file's bytes as UploadInput messages, read off the event loop."""
-    while data := await asyncio.to_thread(file.read, _common.UPLOAD_CHUNK):
-        yield client_pb2.UploadInputRequest(data=data)

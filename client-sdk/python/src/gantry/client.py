@@ -109,11 +109,13 @@ class Client:
 
     def upload(self, path: str | os.PathLike[str]) -> str:
         """Store a local file in gantryd; returns its digest for ``JobSpec.inputs``."""
-        with _common.open_input(Path(path)) as file:
+        path = Path(path)
+        with _common.open_input(path) as file:
+            reader = _common.InputReader(path, file)
             try:
-                answer = self.stub.UploadInput(_common.upload_requests(file))
+                answer = self.stub.UploadInput(reader.requests())
             except grpc.RpcError as e:
-                raise from_rpc_error(e, self.config.target) from None
+                raise reader.failure() or from_rpc_error(e, self.config.target) from None
         return answer.digest
 
     # Reading and changing jobs
@@ -145,7 +147,7 @@ class Client:
         own jobs; admins and services acting for users may name an ``owner``.
         """
         request = client_pb2.ListJobsRequest(
-            states=[_common.parse_state(s) if isinstance(s, str) else s for s in states],
+            states=_common.parse_states(states),
             owner=owner,
             site=site,
             labels=dict(labels or {}),
@@ -225,40 +227,44 @@ class Client:
     def wait(self, job_id: int, timeout: float | None = None) -> client_pb2.Job:
         """Wait until the job (or every task of an array) has ended; returns it as it ended.
 
-        Raises :class:`gantry.WaitTimeout` (a ``TimeoutError``) after ``timeout`` seconds.
+        Raises :class:`gantry.WaitTimeout` (a ``TimeoutError``) after ``timeout``
+        seconds. A broken connection is retried for about 30 s, as other calls are.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        job = self.get(job_id)
-        while not _common.is_end_state(job.state):
-            left = None if deadline is None else deadline - time.monotonic()
+        clock = _common.Deadline(timeout)
+        delays = _common.backoff_delays()
+        job: client_pb2.Job | None = None
+        while True:
+            left = clock.left()
             if left is not None and left <= 0:
-                raise WaitTimeout(
-                    f"job {job_id} is still {_common.state_name(job.state)} after {timeout} s",
-                    job,
-                )
-            if job.HasField("array"):
-                time.sleep(min(_common.ARRAY_POLL, left if left is not None else 1.0))
-            else:
-                self._until_end_event(job, left)
-            job = self.get(job_id)
-        return job
+                raise WaitTimeout(_common.still_running(job_id, job, timeout), job)
+            try:
+                job = self.stub.GetJob(client_pb2.GetJobRequest(job_id=job_id), timeout=left).job
+                if _common.is_end_state(job.state):
+                    return job
+                if job.HasField("array"):
+                    time.sleep(clock.at_most(_common.ARRAY_POLL))
+                    continue
+                watch = _common.end_watch(job)
+                if not any(
+                    _common.ends(batch) for batch in self.stub.WatchEvents(watch, timeout=left)
+                ):
+                    # The stream closed before the job ended: gantryd is going away.
+                    raise Unavailable("gantryd closed the event stream")
+                delays = _common.backoff_delays()
+            except grpc.RpcError as e:
+                error = from_rpc_error(e, self.config.target)
+                if error.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    self._backoff(error, delays, clock)
+            except Unavailable as error:
+                self._backoff(error, delays, clock)
 
-    def _until_end_event(self, job: client_pb2.Job, timeout: float | None) -> None:
-        """Return once an event says ``job`` ended, or after ``timeout`` seconds."""
-        request = client_pb2.WatchEventsRequest(
-            after_seq=job.last_event_seq, job_ids=[job.id], follow=True
-        )
-        try:
-            for batch in self.stub.WatchEvents(request, timeout=timeout):
-                if any(_common.is_end_state(e.to_state) for e in batch.events):
-                    return
-        except grpc.RpcError as e:
-            error = from_rpc_error(e, self.config.target)
-            if error.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return
-            if not isinstance(error, Unavailable):
-                raise error from None
-            time.sleep(0.2)
+    @staticmethod
+    def _backoff(error: GantryError, delays: Iterator[float], clock: _common.Deadline) -> None:
+        """Sleep before retrying after a retryable ``error``, or raise it."""
+        delay = next(delays, None) if isinstance(error, Unavailable) else None
+        if delay is None:
+            raise error from None
+        time.sleep(clock.at_most(delay))
 
     def logs(
         self,
@@ -290,13 +296,16 @@ class Client:
                         yield data
                     if chunk.eof:
                         return
-                return
+                if not follow:
+                    return
+                # A follow ends with `eof`; a stream closed before it broke.
+                error: GantryError = Unavailable("gantryd closed the log stream")
             except grpc.RpcError as e:
                 error = from_rpc_error(e, self.config.target)
-                delay = next(delays, None) if isinstance(error, Unavailable) else None
-                if delay is None:
-                    raise error from None
-                time.sleep(delay)
+            delay = next(delays, None) if isinstance(error, Unavailable) else None
+            if delay is None:
+                raise error from None
+            time.sleep(delay)
 
     def download_outputs(self, job_id: int, dest: str | os.PathLike[str]) -> builtins.list[Path]:
         """Write an ended job's output files under ``dest``, keeping paths and modes."""

@@ -121,10 +121,13 @@ class Internal(GantryError):
 class WaitTimeout(GantryError, TimeoutError):
     """``wait`` gave up before the job ended; ``job`` is its last known state."""
 
-    def __init__(self, message: str, job: client_pb2.Job) -> None:
+    def __init__(self, message: str, job: client_pb2.Job | None = None) -> None:
         super().__init__(message)
-        #: The job as last seen.
+        #: The job as last seen (``None`` when gantryd never answered).
         self.job = job
+
+    def __reduce__(self) -> tuple[type[WaitTimeout], tuple[str, client_pb2.Job | None]]:
+        return (WaitTimeout, (self.message, self.job))
 
 
 _BY_CODE: dict[grpc.StatusCode, type[GantryError]] = {
