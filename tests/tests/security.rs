@@ -265,3 +265,74 @@ async fn invalid_specs_are_refused_naming_the_field() {
     let unknown = alice.get(999_999).await.unwrap_err();
     assert_eq!(unknown.code(), Some(Code::NotFound));
 }
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_reaches_the_job_and_no_answer_log_or_file() {
+    use sha2::{Digest, Sha256};
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let secret = format!("tok-{}", uuid::Uuid::now_v7().simple());
+    let mut spec = sh(r#"printf %s "$HUB_TOKEN" | sha256sum | cut -d" " -f1"#);
+    spec.secret_env.insert("HUB_TOKEN".into(), secret.clone());
+    let job = alice.submit(spec).await.unwrap();
+    assert_eq!(job.spec.as_ref().unwrap().secret_env["HUB_TOKEN"], "");
+    let ended = alice.wait(job.id, |_| ()).await.unwrap();
+    assert_eq!(
+        ended.state(),
+        gantry_client::JobState::Completed,
+        "{}",
+        ended.reason
+    );
+    // The job had it: its output is the value's digest.
+    let digest = format!("{:x}\n", Sha256::digest(secret.as_bytes()));
+    let out = cluster
+        .cli("alice")
+        .args(["logs", &job.id.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), digest);
+    // No answer carries it: get, list, events, the CLI's --json.
+    for answer in [
+        format!("{:?}", alice.get(job.id).await.unwrap()),
+        format!("{:?}", alice.list(Default::default()).await.unwrap()),
+    ] {
+        assert!(!answer.contains(&secret), "{answer}");
+        assert!(answer.contains("HUB_TOKEN"), "the name is shown: {answer}");
+    }
+    let shown = cluster
+        .cli("alice")
+        .args(["show", &job.id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("\"secret_env\"") && !shown.contains(&secret),
+        "{shown}"
+    );
+    // Nothing under the whole installation (gantryd's database, its WAL and
+    // logs; the gate's work directories and logs) holds it now it ended.
+    let leaks = files_containing(cluster.dir(), secret.as_bytes());
+    assert!(leaks.is_empty(), "the secret is in {leaks:?}");
+}

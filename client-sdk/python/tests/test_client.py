@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import threading
 import time
@@ -303,3 +304,23 @@ def test_sites_list_flavors_and_health(alice: gantry.Client) -> None:
     assert (site.name, site.provider, site.healthy) == ("local", "local", True)
     flavor = site.flavors[0]
     assert flavor.capacity.cpus == 2 and flavor.available
+
+
+def test_a_secret_reaches_the_job_and_no_answer(
+    alice: gantry.Client, installation: Installation
+) -> None:
+    secret = f"tok-{uuid.uuid4().hex}"
+    job = alice.submit(
+        script='printf %s "$HUB_TOKEN" | sha256sum | cut -d" " -f1',
+        secret_env={"HUB_TOKEN": secret},
+    )
+    assert dict(job.spec.secret_env) == {"HUB_TOKEN": ""}
+    ended = alice.wait(job.id, timeout=60)
+    assert gantry.state_name(ended.state) == "COMPLETED", ended.reason
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    assert b"".join(alice.logs(job.id)).decode() == digest + "\n"
+    answers = [str(alice.get(job.id)), *(str(j) for j in alice.list()), *map(str, alice.events())]
+    assert not [a for a in answers if secret in a]
+    with pytest.raises(gantry.InvalidArgument) as twice:
+        alice.submit(["true"], env={"X": "1"}, secret_env={"X": "2"})
+    assert twice.value.field == "secret_env[X]"

@@ -2,8 +2,9 @@
 //! wire's `JobSpec` into a spec whose every field is known to be good, with
 //! defaults filled in. After it, nothing re-checks.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
+use gantry_proto::secrets::Secrets;
 use gantry_proto::v1::{self, JobSpec, ResourceRequest};
 
 use super::units::{parse_memory, parse_walltime};
@@ -57,7 +58,13 @@ pub struct ValidSpec {
     pub site: Option<String>,
     /// For an array, its indices, ascending; `None` for a single job.
     pub array: Option<Vec<u32>>,
+    /// The values of `spec.secret_env`, which keeps only the names (each
+    /// with an empty value): stored apart and never answered.
+    pub secrets: Secrets,
 }
+
+/// The most bytes of names and values `secret_env` may hold.
+pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 fn field(name: &str, message: impl Into<String>) -> FieldError {
     FieldError::new(name, message)
@@ -259,14 +266,53 @@ impl ValidSpec {
         } else {
             Some(super::array::parse_indices(&spec.array)?)
         };
+        let secrets = take_secrets(&mut spec)?;
+        if !secrets.is_empty() && array.is_some() {
+            return Err(field(
+                "secret_env",
+                "an array cannot carry secrets yet; submit its tasks as jobs of their own",
+            ));
+        }
         Ok(ValidSpec {
             spec,
             resources,
             walltime,
             site,
             array,
+            secrets,
         })
     }
+}
+
+/// Check `spec.secret_env` and take its values out, leaving the names.
+fn take_secrets(spec: &mut JobSpec) -> Result<Secrets, FieldError> {
+    let mut total = 0;
+    for (key, value) in &spec.secret_env {
+        let name = format!("secret_env[{key}]");
+        if !gantry_proto::is_env_name(key) {
+            return Err(field(
+                &name,
+                "variable names are letters, digits and _, not starting with a digit",
+            ));
+        }
+        if spec.env.contains_key(key) {
+            return Err(field(&name, "is also in env: give each variable once"));
+        }
+        if value.contains('\0') {
+            return Err(field(&name, "must not contain NUL bytes"));
+        }
+        total += key.len() + value.len();
+    }
+    if total > MAX_SECRET_BYTES {
+        return Err(field(
+            "secret_env",
+            format!("{total} bytes; at most {MAX_SECRET_BYTES} in all"),
+        ));
+    }
+    let secrets: BTreeMap<String, String> =
+        std::mem::take(&mut spec.secret_env).into_iter().collect();
+    spec.secret_env = secrets.keys().map(|k| (k.clone(), String::new())).collect();
+    Ok(Secrets(secrets))
 }
 
 /// Text that is stored must not hold NUL bytes (PostgreSQL refuses them).
@@ -390,6 +436,41 @@ mod tests {
 
     fn err(s: JobSpec) -> FieldError {
         ValidSpec::parse(s, |name| name == "local").unwrap_err()
+    }
+
+    fn with_secrets(pairs: &[(&str, &str)]) -> JobSpec {
+        let mut s = spec(&["true"]);
+        s.secret_env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn secrets_are_taken_out_of_the_spec_leaving_their_names() {
+        let valid = ValidSpec::parse(with_secrets(&[("TOKEN", "s3cr3t")]), |_| true).unwrap();
+        assert_eq!(valid.secrets.0["TOKEN"], "s3cr3t");
+        assert_eq!(valid.spec.secret_env["TOKEN"], "");
+        assert!(!format!("{valid:?}").contains("s3cr3t"), "{valid:?}");
+        let none = ValidSpec::parse(spec(&["true"]), |_| true).unwrap();
+        assert!(none.secrets.is_empty() && none.spec.secret_env.is_empty());
+    }
+
+    #[test]
+    fn bad_secrets_are_refused_naming_the_field() {
+        assert_eq!(err(with_secrets(&[("1X", "v")])).field, "secret_env[1X]");
+        assert_eq!(err(with_secrets(&[("X", "a\0b")])).field, "secret_env[X]");
+        let mut both = with_secrets(&[("X", "v")]);
+        both.env.insert("X".into(), "w".into());
+        let e = err(both);
+        assert_eq!(e.field, "secret_env[X]");
+        assert!(e.message.contains("also in env"), "{e}");
+        let big = "x".repeat(MAX_SECRET_BYTES);
+        assert_eq!(err(with_secrets(&[("X", &big)])).field, "secret_env");
+        let mut array = with_secrets(&[("X", "v")]);
+        array.array = "0-3".into();
+        assert_eq!(err(array).field, "secret_env");
     }
 
     #[test]

@@ -588,10 +588,24 @@ impl GateLink {
                 return;
             }
         }
+        let mut task = task_of(&job);
+        if !job.spec.secret_env.is_empty() {
+            match store.secrets(job.id).await {
+                Ok(secrets) if secrets.len() == job.spec.secret_env.len() => {
+                    task.secret_env = secrets;
+                }
+                // Its secrets are deleted in the commit that ends it: it ended meanwhile.
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(job = job.id, %error, "cannot read the job's secrets; not starting it now");
+                    return;
+                }
+            }
+        }
         let request = StartJobRequest {
             attempt_id: job.attempt_id.clone(),
             partition_id: job.partition_id.clone(),
-            task: Some(task_of(&job)),
+            task: Some(task),
         };
         let StartTurn { after, done } = turn;
         let _ = after.await;
@@ -680,6 +694,8 @@ fn task_of(job: &JobRow) -> Task {
         argv: job.spec.argv.clone(),
         script: job.spec.script.clone(),
         env: job.spec.env.clone(),
+        // Read from the store when the task is sent (see `start`).
+        secret_env: Default::default(),
         resources: Some(job.resources.into()),
         walltime_seconds: job.walltime,
         owner: job.owner.clone(),

@@ -148,6 +148,8 @@ impl Connector {
             conn.execute("PRAGMA journal_mode = WAL").await?;
             conn.execute("PRAGMA synchronous = FULL").await?;
             conn.execute("PRAGMA busy_timeout = 10000").await?;
+            // Deleted rows (a job's secrets once it ends) are overwritten, not left in free pages.
+            conn.execute("PRAGMA secure_delete = ON").await?;
         }
         Ok(conn)
     }

@@ -5,7 +5,7 @@ use gantry_proto::v1::{JobEvent, JobState};
 
 use super::Store;
 use super::rows::{JOB_COLUMNS, JobRow, PartitionRow, event_from_row};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 /// Filters of a job listing; all combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +83,24 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         Ok(row.map(|r| JobRow::from_row(&r)).transpose()?)
+    }
+
+    /// The values of job `id`'s secret environment variables (empty once it
+    /// has ended, or when it has none).
+    pub async fn secrets(&self, id: u64) -> Result<std::collections::HashMap<String, String>> {
+        let env: Option<Vec<u8>> = sqlx::query_scalar(
+            self.backend
+                .sql("SELECT env FROM job_secrets WHERE job_id = ?"),
+        )
+        .bind(id as i64)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(env) = env else {
+            return Ok(Default::default());
+        };
+        let spec: gantry_proto::v1::JobSpec = prost::Message::decode(env.as_slice())
+            .map_err(|e| CoreError::Io(format!("job_secrets of job {id}: {e}")))?;
+        Ok(spec.secret_env)
     }
 
     /// A page of jobs, newest first.

@@ -156,6 +156,9 @@ impl Tx<'_> {
         let (actor, message) = submitter(new);
         self.record(&mut job, JobState::Unspecified, &actor, &message);
         self.mark_created(&job);
+        if !new.spec.secrets.is_empty() {
+            self.insert_secrets(id, &new.spec.secrets).await?;
+        }
         if let Some((after, end)) = deps.broken {
             let message = format!("dependency job {after} ended {}", state::name(end));
             self.transition(&mut job, JobState::Failed, "gantryd", &message)

@@ -440,6 +440,28 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Keep the values of job `id`'s secret environment variables until it ends.
+    pub async fn insert_secrets(
+        &mut self,
+        id: u64,
+        secrets: &gantry_proto::secrets::Secrets,
+    ) -> Result<()> {
+        let env = gantry_proto::v1::JobSpec {
+            secret_env: secrets.0.clone().into_iter().collect(),
+            ..Default::default()
+        };
+        sqlx::query(
+            self.backend
+                .sql("INSERT INTO job_secrets (job_id, env) VALUES (?, ?)"),
+        )
+        .bind(id as i64)
+        .bind(prost::Message::encode_to_vec(&env))
+        .execute(&mut *self.conn)
+        .await?;
+        self.writes += 1;
+        Ok(())
+    }
+
     /// Write every changed job and every event; returns the changed jobs.
     /// The batch's cache is handed over, not copied: call it once, last.
     pub async fn flush(&mut self) -> Result<Vec<JobRow>> {
@@ -513,6 +535,16 @@ impl<'a> Tx<'a> {
             query.execute(&mut *self.conn).await?;
         }
         self.created.clear();
+        // A job's secrets go in the commit that ends it.
+        for job in jobs
+            .iter()
+            .filter(|j| is_end(j.state) && !j.spec.secret_env.is_empty())
+        {
+            sqlx::query(self.backend.sql("DELETE FROM job_secrets WHERE job_id = ?"))
+                .bind(job.id as i64)
+                .execute(&mut *self.conn)
+                .await?;
+        }
         for (id, labels, after) in links {
             for (key, value) in labels {
                 sqlx::query(

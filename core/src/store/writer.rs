@@ -16,14 +16,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::fault::{Fault, FaultKind, HealthSender, StoreHealth, is_statement_error};
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
 use super::tx::{Tx, WriterState};
-use super::{Commit, Connector};
+use super::{Backend, Commit, Connector};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 
@@ -389,12 +389,16 @@ async fn try_batch(
     let flushed = started.elapsed();
     let events = std::mem::take(&mut tx.events);
     let partitions = std::mem::take(&mut tx.partitions);
+    let backend = tx.backend;
     drop(tx);
     if wrote {
         db_tx.commit().await?;
     } else {
         // Nothing changed (repeated gate reports, refused ops): no commit, no fsync.
         db_tx.rollback().await?;
+    }
+    if wrote && backend == Backend::Sqlite && jobs.iter().any(ended_with_secrets) {
+        forget_deleted_secrets(conn).await;
     }
     tracing::debug!(
         jobs = jobs.len(),
@@ -411,4 +415,18 @@ async fn try_batch(
         partitions: dedup_last(partitions, |p| p.id.clone()),
     };
     Ok(Applied::Done(answers, commit))
+}
+
+/// Whether `job` has just ended with secrets, which its commit deleted.
+fn ended_with_secrets(job: &JobRow) -> bool {
+    crate::job::state::is_end(job.state) && !job.spec.secret_env.is_empty()
+}
+
+/// Move SQLite's write-ahead log into the database and empty it, so that a
+/// deleted secret (overwritten in the database by `secure_delete`) is left
+/// in no file. Only batches that ended a job with secrets pay for this.
+async fn forget_deleted_secrets(conn: &mut AnyConnection) {
+    if let Err(error) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+        tracing::warn!(%error, "could not empty the write-ahead log after deleting a job's secrets");
+    }
 }

@@ -95,6 +95,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
                 log_follow: true,
                 elastic: true,
                 chdir: false,
+                secret_env: true,
             },
             flavors: self.fleet.flavors().await?,
             images: Vec::new(),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use gantry_proto::secrets::Secrets;
 use gantry_proto::v1::Task;
 
 use crate::error::{GateError, Result};
@@ -76,6 +77,9 @@ pub struct JobSpec {
     pub command: Command,
     /// Environment variables to set on top of the gate's own.
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: set like `env` (and
+    /// winning over it), never written to a file or log the gate keeps.
+    pub secret_env: Secrets,
     /// What the job may use in all, over its nodes.
     pub resources: Resources,
     /// Its nodes and tasks.
@@ -90,6 +94,29 @@ pub struct JobSpec {
     pub stdin: Option<String>,
     /// An absolute directory of the site to run in, instead of the attempt's.
     pub chdir: Option<String>,
+}
+
+/// A task's environment variables (`field` names them in errors).
+fn variables(
+    field: &str,
+    vars: std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    if vars.len() > MAX_ARGS {
+        return Err(GateError::invalid(field, "has too many variables"));
+    }
+    let mut env = BTreeMap::new();
+    for (key, value) in vars {
+        let field = format!("{field}[{key}]");
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(GateError::invalid(
+                field,
+                "is not a variable name; use e.g. \"OMP_NUM_THREADS\"",
+            ));
+        }
+        no_nul(&field, &value)?;
+        env.insert(key, value);
+    }
+    Ok(env)
 }
 
 fn no_nul(field: &str, value: &str) -> Result<()> {
@@ -163,6 +190,7 @@ impl JobSpec {
             argv,
             script,
             env: self.env.clone().into_iter().collect(),
+            secret_env: self.secret_env.0.clone().into_iter().collect(),
             resources: Some(gantry_proto::v1::Capacity {
                 cpus: self.resources.cpus,
                 memory_bytes: self.resources.memory_bytes,
@@ -236,21 +264,8 @@ impl JobSpec {
                 ));
             }
         };
-        if task.env.len() > MAX_ARGS {
-            return Err(GateError::invalid("task.env", "has too many variables"));
-        }
-        let mut env = BTreeMap::new();
-        for (key, value) in task.env {
-            let field = format!("task.env[{key}]");
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(GateError::invalid(
-                    field,
-                    "is not a variable name; use e.g. \"OMP_NUM_THREADS\"",
-                ));
-            }
-            no_nul(&field, &value)?;
-            env.insert(key, value);
-        }
+        let env = variables("task.env", task.env)?;
+        let secret_env = Secrets(variables("task.secret_env", task.secret_env)?);
         no_nul("task.name", &task.name)?;
         no_nul("task.owner", &task.owner)?;
         let walltime =
@@ -297,6 +312,7 @@ impl JobSpec {
             name: task.name,
             command,
             env,
+            secret_env,
             resources,
             layout,
             walltime,

@@ -44,6 +44,9 @@ pub fn start_command(
     };
     let mut env = host.login_env.clone();
     env.extend(spec.env.clone());
+    // Secrets go to the supervisor over its socket and into the process's
+    // environment only; the supervisor writes no environment to disk.
+    env.extend(spec.secret_env.0.clone());
     env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
     env.insert(ATTEMPT_ENV.into(), attempt.to_string());
     env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
@@ -129,6 +132,7 @@ mod tests {
             name: String::new(),
             command: Command::Script(script.into()),
             env: Default::default(),
+            secret_env: Default::default(),
             resources: Default::default(),
             layout: Default::default(),
             walltime: None,

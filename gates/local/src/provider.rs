@@ -233,6 +233,7 @@ impl Provider for LocalProvider {
                 log_follow: true,
                 elastic: false,
                 chdir: true,
+                secret_env: true,
             },
             flavors: vec![flavor],
             images: Vec::new(),

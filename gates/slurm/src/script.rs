@@ -131,6 +131,7 @@ mod tests {
             name: String::new(),
             command,
             env: [("A".to_string(), "it's".to_string())].into(),
+            secret_env: Default::default(),
             resources: gantry_gate::Resources {
                 cpus: 2,
                 memory_bytes: 1536 * 1024 * 1024,

@@ -177,6 +177,10 @@ pub struct SpecView {
     pub script: String,
     /// Added environment variables.
     pub env: BTreeMap<String, String>,
+    /// The names of its secret environment variables (their values are
+    /// never shown).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     /// Requested resources.
     pub resources: ResourcesView,
     /// Requested site.
@@ -332,6 +336,7 @@ impl From<&JobSpec> for SpecView {
             argv: s.argv.clone(),
             script: s.script.clone(),
             env: sorted(&s.env),
+            secret_env: sorted(&s.secret_env).into_keys().collect(),
             resources: ResourcesView {
                 cpus: r.cpus,
                 memory: r.memory,

@@ -293,6 +293,7 @@ fn sbatch_one(slurm: &SlurmCluster, dir: &std::path::Path, k: usize) -> Option<(
         name: String::new(),
         command: gantry_gate::Command::Argv(vec!["true".into()]),
         env: Default::default(),
+        secret_env: Default::default(),
         resources: gantry_gate::Resources {
             cpus: 1,
             ..Default::default()

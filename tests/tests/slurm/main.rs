@@ -272,6 +272,26 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
     )
     .await;
     run(cluster.cli("alice").args(["cancel", &big]));
+
+    // Secrets: this gate cannot pass them yet (its batch script is kept), so
+    // the job fails at its start saying so, and never runs with a script
+    // holding one.
+    let (code, out, err) = run(cluster
+        .cli("alice")
+        .env("HUB_TOKEN", "not-for-slurm")
+        .args(["submit", "--secret-env", "HUB_TOKEN", "--", "true"]));
+    assert_eq!(code, 0, "{err}");
+    let secret = submitted_id(&out);
+    let out = eventually(
+        Duration::from_secs(30),
+        "the job with a secret to fail",
+        async || show_until(&cluster, &secret, "\"state\": \"FAILED\""),
+    )
+    .await;
+    assert!(
+        out.contains("cannot pass secret environment variables"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

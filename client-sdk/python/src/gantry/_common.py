@@ -159,6 +159,9 @@ class SpecFields(TypedDict, total=False):
     name: str
     #: Environment variables added to the job's.
     env: Mapping[str, str]
+    #: Environment variables whose values Gantry never shows or keeps once the
+    #: job ended (tokens, passwords); answers carry their names only.
+    secret_env: Mapping[str, str]
     #: CPUs per task (default 1).
     cpus: int
     #: Memory per node, e.g. ``"4G"`` (default ``"256MiB"``).
@@ -228,6 +231,7 @@ def build_spec(
         argv=list(argv or ()),
         script=script,
         env=dict(fields.get("env", {})),
+        secret_env=dict(fields.get("secret_env", {})),
         resources=resources,
         site=fields.get("site", ""),
         inputs=list(inputs),

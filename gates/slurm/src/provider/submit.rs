@@ -205,6 +205,7 @@ mod tests {
             name: String::new(),
             command: Command::Argv(vec!["true".into()]),
             env: Default::default(),
+            secret_env: Default::default(),
             resources: Resources {
                 cpus,
                 memory_bytes: u64::from(nodes) << 30,

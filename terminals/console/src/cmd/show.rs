@@ -160,6 +160,7 @@ fn print_job(job: &Job) {
         ),
         ("labels", pairs(&spec.labels)),
         ("env", pairs(&spec.env)),
+        ("secret env", or_dash(&spec.secret_env.join(","))),
         (
             "inputs",
             or_dash(

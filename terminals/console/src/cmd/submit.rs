@@ -74,6 +74,13 @@ pub struct JobFlags {
     /// Set an environment variable in the job (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse::key_value)]
     pub env: Vec<(String, String)>,
+    /// Give the job this variable of this shell as a secret (a token, a
+    /// password): its value is never shown by `gantry show`, `ls` or
+    /// `--json`, never written into a script or log, and deleted from
+    /// gantryd when the job ends. The value is read from the environment, never
+    /// from the command line (repeatable)
+    #[arg(long = "secret-env", value_name = "NAME")]
+    pub secret_env: Vec<String>,
     /// Variables of this shell to give the job, as sbatch --export: ALL,
     /// NONE, or NAME[=VALUE][,...] (ALL,NAME=VALUE adds to all). The job
     /// always starts from the site's login environment; --env wins
@@ -126,6 +133,7 @@ impl JobFlags {
             outputs: join(directives.outputs, self.outputs),
             labels: join(directives.labels, self.labels),
             env: join(directives.env, self.env),
+            secret_env: join(directives.secret_env, self.secret_env),
             export: self.export.or(directives.export),
             after: join(directives.after, self.after),
             retries: self.retries.or(directives.retries),
@@ -148,6 +156,8 @@ impl JobFlags {
             argv,
             script,
             env: map(&self.env),
+            // Set by `run` from this process's environment.
+            secret_env: HashMap::new(),
             resources: Some(ResourceRequest {
                 cpus: self.cpus,
                 memory: self.mem.clone().unwrap_or_default(),
@@ -289,6 +299,15 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
         for (name, value) in exported(export, std::env::vars())? {
             spec.env.entry(name).or_insert(value);
         }
+    }
+    for name in &flags.secret_env {
+        let value = std::env::var(name).map_err(|_| {
+            anyhow::anyhow!(
+                "--secret-env {name}: {name} is not set in this environment; \
+                 export it first (its value is read from there, never from the command line)"
+            )
+        })?;
+        spec.secret_env.insert(name.clone(), value);
     }
     let client: Client = ctx.connect().await?;
     for input in &flags.inputs {

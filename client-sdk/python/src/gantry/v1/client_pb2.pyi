@@ -80,6 +80,26 @@ class JobSpec(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SecretEnvEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     ARGV_FIELD_NUMBER: _builtins.int
     SCRIPT_FIELD_NUMBER: _builtins.int
@@ -97,6 +117,7 @@ class JobSpec(_message.Message):
     STDIN_FIELD_NUMBER: _builtins.int
     CHDIR_FIELD_NUMBER: _builtins.int
     RETRIES_FIELD_NUMBER: _builtins.int
+    SECRET_ENV_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """A name for people; defaults to the program's file name."""
     script: _builtins.str
@@ -179,6 +200,19 @@ class JobSpec(_message.Message):
         FAILED or CANCELLED, this job ends FAILED with a reason naming it.
         """
 
+    @_builtins.property
+    def secret_env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Environment variables the job's process gets that Gantry never shows:
+        tokens and passwords (e.g. a JupyterHub server's API token). Names as
+        `env`'s (not also in `env`); at most 64 KiB in all; not with `array`.
+        gantryd keeps the values apart from the job and deletes them when the
+        job ends; gates pass them to the process without writing them into a
+        script, record or log they keep. Every answer (SubmitJob, GetJob,
+        ListJobs) carries the names only, each with an empty value. A site that
+        cannot pass them (`Capabilities.secret_env` false) fails the job at its
+        start, saying so.
+        """
+
     def __init__(
         self,
         *,
@@ -199,10 +233,11 @@ class JobSpec(_message.Message):
         stdin: _builtins.str = ...,
         chdir: _builtins.str = ...,
         retries: _builtins.int | None = ...,
+        secret_env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "resources", b"resources", "retries", b"retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "after", b"after", "argv", b"argv", "array", b"array", "chdir", b"chdir", "env", b"env", "hold", b"hold", "inputs", b"inputs", "labels", b"labels", "name", b"name", "outputs", b"outputs", "priority", b"priority", "resources", b"resources", "retries", b"retries", "script", b"script", "signal", b"signal", "site", b"site", "stdin", b"stdin"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "after", b"after", "argv", b"argv", "array", b"array", "chdir", b"chdir", "env", b"env", "hold", b"hold", "inputs", b"inputs", "labels", b"labels", "name", b"name", "outputs", b"outputs", "priority", b"priority", "resources", b"resources", "retries", b"retries", "script", b"script", "secret_env", b"secret_env", "signal", b"signal", "site", b"site", "stdin", b"stdin"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retries: _TypeAlias = _typing.Literal["retries"]  # noqa: Y015
     _WhichOneofArgType__retries: _TypeAlias = _typing.Literal["_retries", b"_retries"]  # noqa: Y015

@@ -115,6 +115,7 @@ class Capabilities(_message.Message):
     LOG_FOLLOW_FIELD_NUMBER: _builtins.int
     ELASTIC_FIELD_NUMBER: _builtins.int
     CHDIR_FIELD_NUMBER: _builtins.int
+    SECRET_ENV_FIELD_NUMBER: _builtins.int
     staging: _builtins.bool
     """StageIn and StageOut work."""
     log_follow: _builtins.bool
@@ -125,6 +126,10 @@ class Capabilities(_message.Message):
     """
     chdir: _builtins.bool
     """Task.chdir works: jobs may run in a directory of the site's own."""
+    secret_env: _builtins.bool
+    """Task.secret_env works: the gate passes secrets to the process and never
+    writes them where it keeps files or logs.
+    """
     def __init__(
         self,
         *,
@@ -132,10 +137,11 @@ class Capabilities(_message.Message):
         log_follow: _builtins.bool = ...,
         elastic: _builtins.bool = ...,
         chdir: _builtins.bool = ...,
+        secret_env: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chdir", b"chdir", "elastic", b"elastic", "log_follow", b"log_follow", "staging", b"staging"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chdir", b"chdir", "elastic", b"elastic", "log_follow", b"log_follow", "secret_env", b"secret_env", "staging", b"staging"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -149,6 +155,26 @@ class Task(_message.Message):
 
     @_typing.final
     class EnvEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class SecretEnvEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
         KEY_FIELD_NUMBER: _builtins.int
@@ -181,6 +207,7 @@ class Task(_message.Message):
     CHDIR_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
     TASKS_PER_NODE_FIELD_NUMBER: _builtins.int
+    SECRET_ENV_FIELD_NUMBER: _builtins.int
     job_id: _builtins.int
     """gantryd's job id, for names and labels on the provider."""
     name: _builtins.str
@@ -240,6 +267,15 @@ class Task(_message.Message):
         divide evenly by its nodes (Slurm's per-node `--mem` and `--gres`).
         """
 
+    @_builtins.property
+    def secret_env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Environment variables set like `env` (and winning over it) whose values
+        are secret: the gate passes them to the process without writing them
+        into a script, record or log it keeps, and forgets them when the attempt
+        is released. A gate that cannot (`Capabilities.secret_env` false)
+        answers INVALID_ARGUMENT naming `task.secret_env`.
+        """
+
     def __init__(
         self,
         *,
@@ -257,10 +293,11 @@ class Task(_message.Message):
         chdir: _builtins.str = ...,
         tasks: _builtins.int = ...,
         tasks_per_node: _builtins.int = ...,
+        secret_env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "chdir", b"chdir", "env", b"env", "job_id", b"job_id", "name", b"name", "owner", b"owner", "resources", b"resources", "script", b"script", "stdin", b"stdin", "tasks", b"tasks", "tasks_per_node", b"tasks_per_node", "walltime_seconds", b"walltime_seconds", "warn_seconds", b"warn_seconds", "warn_signal", b"warn_signal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "chdir", b"chdir", "env", b"env", "job_id", b"job_id", "name", b"name", "owner", b"owner", "resources", b"resources", "script", b"script", "secret_env", b"secret_env", "stdin", b"stdin", "tasks", b"tasks", "tasks_per_node", b"tasks_per_node", "walltime_seconds", b"walltime_seconds", "warn_seconds", b"warn_seconds", "warn_signal", b"warn_signal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
