@@ -77,6 +77,8 @@ class Installation:
 
     def __init__(self, root: Path, cpus: int = 2) -> None:
         self.root = root
+        #: For tests that share the installation: the last job id before theirs.
+        self.last_job_id = 0
         self.pki = root / "pki"
         gantry_cli = str(bin_dir() / "gantry")
         pki = ["pki", "--json"]

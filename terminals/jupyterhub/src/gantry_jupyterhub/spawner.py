@@ -1,0 +1,310 @@
+"""GantrySpawner: each JupyterHub user's server is a Gantry job, submitted for that user."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import gantry
+import gantry.aio
+from jupyterhub.spawner import Spawner
+from traitlets import Callable as CallableTrait
+from traitlets import Integer, List, Unicode, default
+
+from .form import options_form, user_options
+
+#: The line the job prints once it knows its port; the spawner reads it from the job's stdout.
+READY_MARK = "gantry-jupyterhub: listening on "
+
+#: Labels that find a server's job again (a Hub restarted during a spawn never saved its id).
+USER_LABEL = "jupyterhub.user"
+SERVER_LABEL = "jupyterhub.server"
+
+_QUEUED = ("QUEUED", "SCHEDULED", "PROVISIONING", "STAGING_IN")
+
+
+class SpawnFailed(RuntimeError):
+    """The server's job cannot run or ended before its server answered."""
+
+
+class GantrySpawner(Spawner):  # type: ignore[misc]
+    """Starts each single-user server as a Gantry job owned by the Hub user.
+
+    The Hub talks to gantryd with its own service identity
+    (``service/jupyterhub``, allowed to act for users in gantryd's config) and
+    submits for the user: the job is theirs, they see it with their own
+    ``gantry`` CLI, and no other user can. The Hub's API token reaches the
+    server as a secret (never shown by Gantry, deleted when the job ends).
+    """
+
+    gantry_profile = Unicode(
+        "",
+        help="""The profile file (address, ca, cert, key) of the Hub's Gantry identity.
+
+        Empty: found as the `gantry` CLI finds one (GANTRY_ADDR/CA/CERT/KEY,
+        GANTRY_PROFILE, the profile `gantry dev` writes).""",
+    ).tag(config=True)
+
+    gantry_user = CallableTrait(
+        default_value=None,
+        allow_none=True,
+        help="""Map a Hub user name to the Gantry user the job belongs to.
+
+        Called with the Hub user's name; the default uses it unchanged. Gantry
+        user names are 1-64 of A-Z a-z 0-9 . _ - (not starting with . or -).""",
+    ).tag(config=True)
+
+    site = Unicode("", help="The Gantry site servers run on; empty: the scheduler chooses.").tag(
+        config=True
+    )
+    cpus = Integer(1, help="CPUs a server gets unless the user chooses.").tag(config=True)
+    memory = Unicode("1G", help='Memory a server gets unless the user chooses ("4G").').tag(
+        config=True
+    )
+    gpus = Integer(0, help="GPUs a server gets unless the user chooses.").tag(config=True)
+    walltime = Unicode("8h", help='How long a server may run ("8h", "1-00:00:00").').tag(
+        config=True
+    )
+
+    connect_host = Unicode(
+        "",
+        help="""The host the Hub reaches servers at.
+
+        Empty: the job's first node, as its gate names it (GANTRY_NODELIST).
+        Set it when nodes are reached by another name, or to 127.0.0.1 for a
+        local gate on the Hub's machine.""",
+    ).tag(config=True)
+
+    listen_ip = Unicode("0.0.0.0", help="The address the server listens on, on its node.").tag(
+        config=True
+    )
+
+    python = Unicode(
+        "python3", help="The Python on the nodes, used to find a free port there."
+    ).tag(config=True)
+
+    secret_env_names = List(
+        Unicode(),
+        default_value=["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"],
+        help="Environment variables passed as Gantry secrets, never as plain environment.",
+    ).tag(config=True)
+
+    job_id = Integer(0, help="The Gantry job of the current server (kept in the Hub's state).")
+
+    @default("options_from_form")
+    def _default_options_from_form(self) -> Callable[[dict[str, list[str]]], dict[str, Any]]:
+        return user_options
+
+    # Gantry
+
+    def _client(self) -> gantry.aio.Client:
+        """The Hub's asyncio client, made in the Hub's event loop and kept."""
+        client: gantry.aio.Client | None = getattr(self, "_gantry", None)
+        if client is None:
+            config = (
+                gantry.Config.from_profile(self.gantry_profile)
+                if self.gantry_profile
+                else gantry.Config.discover()
+            )
+            client = gantry.aio.Client(config)
+            self._gantry = client
+        return client
+
+    def _owner(self) -> str:
+        name: str = self.user.name
+        mapping: Callable[[str], str] | None = self.gantry_user
+        return str(mapping(name)) if mapping is not None else name
+
+    def _labels(self) -> dict[str, str]:
+        return {USER_LABEL: self.user.name, SERVER_LABEL: self.name or "default"}
+
+    async def _find_job(self) -> tuple[gantry.Job | None, int]:
+        """The job of this server that has not ended, if any, and how many have ended."""
+        active, ended = None, 0
+        async for job in self._client().list(owner=self._owner(), labels=self._labels()):
+            if gantry.is_end_state(job.state):
+                ended += 1
+            elif active is None:
+                active = job
+        return active, ended
+
+    def _script(self) -> str:
+        """The job: find a free port on the node, say where, run the server there."""
+        host = shlex.quote(self.connect_host) if self.connect_host else '"${GANTRY_NODELIST%%,*}"'
+        command = shlex.join([*self.cmd, *self.get_args()])
+        python = shlex.quote(self.python)
+        find_port = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
+        return (
+            "set -e\n"
+            f"port=$({python} -c {shlex.quote(find_port)})\n"
+            f"host={host}\n"
+            f'export JUPYTERHUB_SERVICE_URL="http://{self.listen_ip}:$port'
+            '${JUPYTERHUB_SERVICE_PREFIX:-/}"\n'
+            f'echo "{READY_MARK}$host:$port"\n'
+            f"exec {command}\n"
+        )
+
+    def _resources(self) -> dict[str, Any]:
+        """What the user chose (user_options), over the configured defaults."""
+        chosen = dict(self.user_options or {})
+        return {
+            "site": str(chosen.get("site") or self.site),
+            "cpus": int(chosen.get("cpus") or self.cpus),
+            "memory": str(chosen.get("memory") or self.memory),
+            "gpus": int(chosen.get("gpus") or self.gpus),
+            "walltime": str(chosen.get("walltime") or self.walltime),
+        }
+
+    async def _submit(self) -> gantry.Job:
+        """Re-attach to this server's job, or submit one; never two."""
+        job, ended = await self._find_job()
+        if job is not None:
+            self.log.info("Re-attaching %s to Gantry job %d", self._log_name, job.id)
+            return job
+        env = self.get_env()
+        secrets = {k: env.pop(k) for k in list(env) if k in self.secret_env_names}
+        # Deterministic per spawn: a Hub restarted during this submit repeats it
+        # with the same id, and gets this job back.
+        request_id = f"jupyterhub/{self.user.name}/{self.name or 'default'}/{ended}"
+        return await self._client().submit(
+            script=self._script(),
+            name=f"jupyterhub-{self.user.name}" + (f"-{self.name}" if self.name else ""),
+            env=env,
+            secret_env=secrets,
+            labels=self._labels(),
+            on_behalf_of=self._owner(),
+            request_id=request_id,
+            **self._resources(),
+        )
+
+    # The Spawner API
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take the job id back from the Hub's database."""
+        super().load_state(state)
+        self.job_id = int(state.get("job_id", 0))
+
+    def get_state(self) -> dict[str, Any]:
+        """Keep the job id in the Hub's database."""
+        state: dict[str, Any] = super().get_state()
+        if self.job_id:
+            state["job_id"] = self.job_id
+        return state
+
+    def clear_state(self) -> None:
+        """Forget the job once its server is gone."""
+        super().clear_state()
+        self.job_id = 0
+
+    async def get_options_form(self) -> str:
+        """Sites and flavors from Gantry, with CPUs, memory, GPUs and price; and walltime."""
+        if self.options_form:
+            form: str = await super().get_options_form()
+            return form
+        return options_form(await self._client().sites(), self._resources())
+
+    async def start(self) -> tuple[str, int]:
+        """Submit (or find) the server's job and wait until its server says where it listens."""
+        self._events: asyncio.Queue[dict[str, Any]] = getattr(self, "_events", asyncio.Queue())
+        job = await self._submit()
+        self.job_id = job.id
+        self._progress(10, f"Gantry job {job.id} submitted")
+        watching = asyncio.ensure_future(self._until_running_or_ended(job))
+        reading = asyncio.ensure_future(self._address(job.id))
+        try:
+            done, _ = await asyncio.wait({watching, reading}, return_when=asyncio.FIRST_COMPLETED)
+            if reading in done:
+                host, port = reading.result()
+                self._progress(90, f"server listening on {host}:{port}")
+                return host, port
+            watching.result()  # raises SpawnFailed when the job ended
+            host, port = await reading
+            return host, port
+        finally:
+            for task in (watching, reading):
+                task.cancel()
+
+    async def _until_running_or_ended(self, job: gantry.Job) -> None:
+        """Report what Gantry says while the job waits; raise if it ends or cannot run.
+
+        Reads the job once a second: a queued job's reason changes without an event.
+        """
+        client = self._client()
+        said = ""
+        while True:
+            job = await client.get(job.id)
+            state = gantry.state_name(job.state)
+            if gantry.is_end_state(job.state):
+                raise SpawnFailed(
+                    f"Gantry job {job.id} ended {state} before its server started: {job.reason}"
+                )
+            if state == "QUEUED" and job.reason.startswith("no site offers"):
+                await client.cancel(job.id, "no site can run this server")
+                raise SpawnFailed(f"Gantry cannot run this server: {job.reason}")
+            if state in _QUEUED:
+                message = f"waiting: {job.reason}" if job.reason else f"{state.lower()}"
+                percent = 20
+            else:
+                message = f"running on {job.site}" + (f" ({job.reason})" if job.reason else "")
+                percent = 60
+            if message != said:
+                said = message
+                self._progress(percent, f"Gantry job {job.id}: {message}")
+            await asyncio.sleep(1)
+
+    async def _address(self, job_id: int) -> tuple[str, int]:
+        """The host and port the job printed, read from its stdout as it runs."""
+        text = ""
+        async for piece in self._client().logs(job_id, follow=True):
+            text += piece.decode(errors="replace")
+            for line in text.splitlines():
+                if line.startswith(READY_MARK):
+                    host, _, port = line[len(READY_MARK) :].strip().rpartition(":")
+                    return host, int(port)
+        raise SpawnFailed(f"Gantry job {job_id} ended without starting its server")
+
+    def _progress(self, percent: int, message: str) -> None:
+        queue: asyncio.Queue[dict[str, Any]] | None = getattr(self, "_events", None)
+        if queue is not None:
+            queue.put_nowait({"progress": percent, "message": message})
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """What Gantry says while the server waits and starts ("waiting: no free CPU ...")."""
+        self._events = getattr(self, "_events", asyncio.Queue())
+        while self._spawn_pending:
+            try:
+                yield await asyncio.wait_for(self._events.get(), timeout=1)
+            except asyncio.TimeoutError:
+                continue
+
+    async def poll(self) -> int | None:
+        """``None`` while the job is queued, starting or running; its exit code once it ended."""
+        if not self.job_id:
+            return 0
+        try:
+            job = await self._client().get(self.job_id)
+        except gantry.NotFound:
+            return 0
+        except gantry.Unavailable:
+            # Gantry away for a moment is not the server's end.
+            return None
+        if not gantry.is_end_state(job.state):
+            return None
+        if job.HasField("exit_code"):
+            return int(job.exit_code)
+        return 0 if gantry.state_name(job.state) == "COMPLETED" else 1
+
+    async def stop(self, now: bool = False) -> None:
+        """Cancel the server's job and wait for its end."""
+        if not self.job_id:
+            return
+        client = self._client()
+        try:
+            await client.cancel(self.job_id, "server stopped by JupyterHub")
+            await client.wait(self.job_id, timeout=10 if now else 60)
+        except gantry.NotFound:
+            pass
+        except gantry.WaitTimeout:
+            self.log.warning("Gantry job %d had not ended when stop returned", self.job_id)
