@@ -70,12 +70,14 @@ class Process:
 
 
 class Installation:
-    """gantryd, the scheduler and the local gate, with users alice, bob, root (admin).
+    """gantryd, the scheduler and a gate, with users alice, bob, root (admin).
+
+    The gate is the local one, or with ``slurm_conf`` the Slurm gate on that cluster.
 
     Services: ``jupyterhub`` may act for users, ``monitor`` may not.
     """
 
-    def __init__(self, root: Path, cpus: int = 2) -> None:
+    def __init__(self, root: Path, cpus: int = 2, slurm_conf: Path | None = None) -> None:
         self.root = root
         #: For tests that share the installation: the last job id before theirs.
         self.last_job_id = 0
@@ -98,10 +100,18 @@ class Installation:
         common = ["--listen", "127.0.0.1:0", "--pki-dir", str(self.pki)]
         self.sched = Process("gantry-sched", common, logs / "sched.log")
         sched_addr = self.sched.start(root / "sched.addr")
-        gate_args = [*common, "--name", "local", "--work-dir", str(root / "local")]
-        self.gate = Process(
-            "gantry-gate-local", [*gate_args, "--cpus", str(cpus)], logs / "gate.log"
-        )
+        #: The site's name: ``local``, or ``slurm`` on a Slurm cluster.
+        self.site = "slurm" if slurm_conf else "local"
+        gate_args = [*common, "--name", self.site, "--work-dir", str(root / self.site)]
+        if slurm_conf is None:
+            self.gate = Process(
+                "gantry-gate-local", [*gate_args, "--cpus", str(cpus)], logs / "gate.log"
+            )
+        else:
+            issue = [gantry_cli, *pki, "issue", "--dir", str(self.pki), "gate", "slurm"]
+            subprocess.run(issue, check=True, capture_output=True)
+            slurm = [*gate_args, "--slurm-conf", str(slurm_conf), "--poll", "1"]
+            self.gate = Process("gantry-gate-slurm", slurm, logs / "gate.log")
         gate_addr = self.gate.start(root / "gate.addr")
         config = root / "gantryd.toml"
         services = "".join(
@@ -114,7 +124,7 @@ class Installation:
             f'[tls]\nca = "{self.pki / "ca.pem"}"\ncert = "{self.pki / "core.pem"}"\n'
             f'key = "{self.pki / "core.key"}"\n'
             f'[scheduler]\naddress = "https://{sched_addr}"\n'
-            f'[[gates]]\nname = "local"\naddress = "https://{gate_addr}"\n' + services
+            f'[[gates]]\nname = "{self.site}"\naddress = "https://{gate_addr}"\n' + services
         )
         self.core = Process("gantryd", ["--config", str(config)], logs / "gantryd.log")
         self.address = self.core.start(root / "gantryd.addr")

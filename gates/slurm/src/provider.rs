@@ -288,7 +288,7 @@ impl Provider for SlurmProvider {
                 log_follow: true,
                 elastic: false,
                 chdir: true,
-                secret_env: false,
+                secret_env: true,
             },
             flavors,
             images: Vec::new(),
@@ -405,14 +405,6 @@ impl Provider for SlurmProvider {
         partition: &PartitionId,
         spec: JobSpec,
     ) -> Result<GateJob> {
-        if !spec.secret_env.0.is_empty() {
-            // Its batch script carries the job's environment and is kept.
-            return Err(GateError::invalid(
-                "task.secret_env",
-                "the Slurm gate cannot pass secret environment variables yet; \
-                 run the job on a site that can (the local gate, a cloud gate)",
-            ));
-        }
         let flavor = {
             let state = self.inner.state();
             if let Some(a) = state.attempts.get(attempt.as_str()) {

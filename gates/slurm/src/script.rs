@@ -11,6 +11,19 @@ pub fn comment(attempt: &str) -> String {
     format!("gantry:{attempt}")
 }
 
+/// The file in the attempt directory that carries the job's secrets from the
+/// gate to the job, which deletes it as it starts.
+pub const SECRETS_FILE: &str = "secrets";
+
+/// The secrets file's text: `export NAME='value'` lines.
+pub fn secrets_text(spec: &JobSpec) -> String {
+    spec.secret_env
+        .0
+        .iter()
+        .map(|(k, v)| format!("export {k}={}\n", quote(v)))
+        .collect()
+}
+
 /// Single-quote `s` for sh.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -35,6 +48,17 @@ pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &Job
     env.insert("GANTRY_HOSTFILE".into(), hostfile.clone());
     for (k, v) in &env {
         s.push_str(&format!("export {k}={}\n", quote(v)));
+    }
+    if !spec.secret_env.is_empty() {
+        // The job's secrets are not in this script (Slurm keeps it): the gate
+        // wrote them for this start only, readable by the job's user alone;
+        // the job reads them and deletes them.
+        let secrets = quote(&dir.join(SECRETS_FILE).to_string_lossy());
+        s.push_str(&format!(
+            "if [ ! -r {secrets} ]; then echo 'gantry: this job'\\''s secrets were already used; a job run again by Slurm does not get them' >&2; exit 1; fi\n\
+             . {secrets}\n\
+             rm -f {secrets}\n"
+        ));
     }
     // The job's nodes, one per line and comma-separated; srun gives its
     // tasks the job's environment (sbatch ran with --export=NONE, which srun
@@ -144,6 +168,35 @@ mod tests {
             stdin: None,
             chdir: None,
         }
+    }
+
+    #[test]
+    fn secrets_go_to_their_own_file_never_into_the_script() {
+        let attempt = AttemptId::parse("a", "a1").unwrap();
+        let mut s = spec(Command::Argv(vec!["true".into()]));
+        s.secret_env = gantry_proto::secrets::Secrets(
+            [("TOKEN".to_string(), "it's s3cr3t".to_string())].into(),
+        );
+        let script = batch_script(Path::new("/w/attempts/a1"), &attempt, "p1", &s);
+        assert!(!script.contains("s3cr3t"), "{script}");
+        assert!(
+            script.contains(". '/w/attempts/a1/secrets'\nrm -f '/w/attempts/a1/secrets'\n"),
+            "{script}"
+        );
+        assert_eq!(secrets_text(&s), "export TOKEN='it'\\''s s3cr3t'\n");
+        // The secrets come after the job's env (they win) and before it runs.
+        let env_at = script.find("export A=").unwrap();
+        let secrets_at = script.find(". '/w/").unwrap();
+        let exec_at = script.find("exec ").unwrap();
+        assert!(env_at < secrets_at && secrets_at < exec_at, "{script}");
+        // Without secrets, nothing about them.
+        let plain = batch_script(
+            Path::new("/w"),
+            &attempt,
+            "p1",
+            &spec(Command::Argv(vec!["true".into()])),
+        );
+        assert!(!plain.contains("secrets"), "{plain}");
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Host for LocalHost {
 fn write_durably(path: &Path, tmp: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(tmp)?;
-    file.write_all(bytes)?;
+    // Its mode before its bytes: a file of secrets (0600) is never readable by others.
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(tmp, path)?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());

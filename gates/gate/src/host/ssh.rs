@@ -315,9 +315,10 @@ impl Host for SshHost {
                 .truncate(true)
                 .open(&tmp)
                 .await?;
-            file.write_all(bytes).await?;
+            // Its mode before its bytes: a file of secrets (0600) is never readable by others.
             file.set_permissions(Permissions::from((mode & 0o7777) as u16))
                 .await?;
+            file.write_all(bytes).await?;
             if connection.sftp.support_fsync() {
                 file.sync_all().await?;
             }

@@ -130,6 +130,11 @@ impl SlurmProvider {
                     .await?;
             }
             write_json(host, &record_path, &record).await?;
+            if !spec.secret_env.is_empty() {
+                let secrets = script::secrets_text(spec);
+                host.write(&dir.join(script::SECRETS_FILE), secrets.as_bytes(), 0o600)
+                    .await?;
+            }
             host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
                 .await
         };
