@@ -44,10 +44,14 @@ def proxy_command() -> str:
 class Hub:
     """One JupyterHub whose spawner is GantrySpawner, acting as ``service/jupyterhub``."""
 
-    def __init__(self, root: Path, profile: Path, **spawner: Any) -> None:
+    def __init__(
+        self, root: Path, profile: Path, spawner_class: str = "gantry", **spawner: Any
+    ) -> None:
         self.root = root
         self.port, self.hub_port, self.proxy_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Another spawner (LocalProcessSpawner, for the benchmark) gets the same command.
+        common = {"cmd": MOCK_SERVER, "start_timeout": 60, "http_timeout": 60}
         settings = {
             "gantry_profile": str(profile),
             "connect_host": "127.0.0.1",
@@ -72,7 +76,7 @@ class Hub:
             "c.ConfigurableHTTPProxy.auth_token = 'proxy-token-for-tests'",
             "c.JupyterHub.authenticator_class = 'dummy'",
             "c.Authenticator.allow_all = True",
-            "c.JupyterHub.spawner_class = 'gantry'",
+            f"c.JupyterHub.spawner_class = {spawner_class!r}",
             # Servers outlive the Hub: a restarted Hub finds them again.
             "c.JupyterHub.cleanup_servers = False",
             "c.JupyterHub.cleanup_proxy = True",
@@ -80,7 +84,10 @@ class Hub:
             "c.JupyterHub.load_roles = [{'name': 'tests', 'services': ['tests'], 'scopes': "
             "['admin:users', 'admin:servers', 'list:users', 'read:users', 'access:servers']}]",
         ]
-        lines += [f"c.GantrySpawner.{k} = {v!r}" for k, v in settings.items()]
+        if spawner_class == "gantry":
+            lines += [f"c.GantrySpawner.{k} = {v!r}" for k, v in settings.items()]
+        else:
+            lines += [f"c.Spawner.{k} = {v!r}" for k, v in {**common, **spawner}.items()]
         self.config = root / "jupyterhub_config.py"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = root / "jupyterhub.log"

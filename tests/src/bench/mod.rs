@@ -14,6 +14,7 @@ mod scenarios;
 mod sched_pass;
 mod schedule;
 mod slurm;
+mod spawner;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,7 @@ pub struct Args {
     /// Print one JSON object per figure instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm, cloud); default all.
+    /// Only these scenarios (submit, array, e2e, latency, queue, schedule, logs, slurm, cloud, spawner); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Write the results as Markdown to this file (scripts/bench passes
@@ -104,6 +105,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.wants("cloud") {
         cloud::cloud(&args, &mut report).await?;
+    }
+    if args.wants("spawner") {
+        spawner::spawner(&args, &mut report).await?;
     }
     if let Some(path) = &args.write {
         report.write_markdown(path, args.quick, &args.only)?;
