@@ -166,3 +166,48 @@ def test_each_user_owns_their_server_and_sees_only_it(hub: Hub, installation: In
             alice.get(bobs.id)
         with pytest.raises(gantry.NotFound):
             alice.cancel(bobs.id)
+
+
+def test_a_waiting_spawn_the_user_cancels_cancels_its_job(
+    hub: Hub, installation: Installation
+) -> None:
+    with gantry.Client(installation.config("user", "root")) as root:
+        blocker = root.submit(["sleep", "300"], cpus=2)
+        try:
+            hub.spawn("alice")
+            (job,) = until("alice's job", lambda: jobs_of(installation, "alice"))
+            assert gantry.state_name(job.state) == "QUEUED"
+            status, _ = hub.api("DELETE", "/users/alice/server")
+            assert status in (202, 204)
+            until("the spawn to go", lambda: not hub.server("alice"))
+            ended = until(
+                "the job to be cancelled",
+                lambda: [j for j in jobs_of(installation, "alice") if gantry.is_end_state(j.state)],
+            )
+            assert gantry.state_name(ended[0].state) == "CANCELLED"
+        finally:
+            root.cancel(blocker.id)
+
+
+def test_the_options_form_offers_gantrys_sites_and_gantry_checks_the_choice(
+    hub: Hub, installation: Installation
+) -> None:
+    from gantry_jupyterhub.form import options_form, user_options
+
+    with gantry.Client(installation.config("service", "jupyterhub")) as client:
+        form = options_form(client.sites(), {"site": "local", "cpus": 1})
+    assert '<option value="local" selected>' in form and "2 CPUs" in form
+    assert 'name="memory"' in form and 'name="walltime"' in form
+    assert user_options({"site": ["local"], "cpus": ["2"], "memory": [""]}) == {
+        "site": "local",
+        "cpus": 2,
+    }
+    with pytest.raises(ValueError, match="whole number"):
+        user_options({"cpus": ["many"]})
+    with pytest.raises(ValueError, match="unknown spawn option"):
+        user_options({"image": ["x"]})
+    # A choice gantryd refuses fails the spawn with gantryd's words.
+    hub.spawn("alice", {"memory": "lots"})
+    until("the spawn to fail", lambda: not hub.server("alice"))
+    assert 'resources.memory: "lots" is not a size' in hub.log.read_text()
+    assert jobs_of(installation, "alice") == []
