@@ -60,7 +60,9 @@ def user_options(form_data: dict[str, list[str]]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, values in form_data.items():
         if key not in _FIELDS:
-            raise ValueError(f"unknown spawn option {key!r} (known: {', '.join(_FIELDS)})")
+            # A field of a form an admin added: theirs to read (`user_options`).
+            options[key] = values[0] if len(values) == 1 else values
+            continue
         value = (values[0] if values else "").strip()
         if not value:
             continue

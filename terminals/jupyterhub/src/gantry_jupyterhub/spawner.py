@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,6 +24,17 @@ USER_LABEL = "jupyterhub.user"
 SERVER_LABEL = "jupyterhub.server"
 
 _QUEUED = ("QUEUED", "SCHEDULED", "PROVISIONING", "STAGING_IN")
+
+#: One client (one connection to gantryd) per profile and event loop, shared by all spawners.
+_CLIENTS: dict[tuple[str, int], gantry.aio.Client] = {}
+
+#: Cleanups running after a cancelled spawn (kept so they are not collected mid-way).
+_CLEANUPS: set[asyncio.Future[None]] = set()
+
+#: Reasons for which a queued job can never run on the sites there are now.
+_CANNOT_RUN = re.compile(
+    r"^(no site offers (?!any flavor yet)|site `[^`]*` does not (offer|exist))"
+)
 
 
 class SpawnFailed(RuntimeError):
@@ -100,16 +112,16 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
     # Gantry
 
     def _client(self) -> gantry.aio.Client:
-        """The Hub's asyncio client, made in the Hub's event loop and kept."""
-        client: gantry.aio.Client | None = getattr(self, "_gantry", None)
+        """The Hub's asyncio client for this profile, one for every spawner of the Hub."""
+        key = (self.gantry_profile, id(asyncio.get_running_loop()))
+        client = _CLIENTS.get(key)
         if client is None:
             config = (
                 gantry.Config.from_profile(self.gantry_profile)
                 if self.gantry_profile
                 else gantry.Config.discover()
             )
-            client = gantry.aio.Client(config)
-            self._gantry = client
+            client = _CLIENTS[key] = gantry.aio.Client(config)
         return client
 
     def _owner(self) -> str:
@@ -121,9 +133,14 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         return {USER_LABEL: self.user.name, SERVER_LABEL: self.name or "default"}
 
     async def _find_job(self) -> tuple[gantry.Job | None, int]:
-        """The job of this server that has not ended, if any, and how many have ended."""
+        """The job of this server that has not ended, if any, and how many have ended.
+
+        Only jobs the Hub submitted count (a user may label a job of their own so).
+        """
         active, ended = None, 0
         async for job in self._client().list(owner=self._owner(), labels=self._labels()):
+            if not job.submitted_by.startswith("service/"):
+                continue
             if gantry.is_end_state(job.state):
                 ended += 1
             elif active is None:
@@ -158,17 +175,27 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         }
 
     async def _submit(self) -> gantry.Job:
-        """Re-attach to this server's job, or submit one; never two."""
+        """Submit this spawn's job; a job of an earlier spawn still there is replaced.
+
+        JupyterHub gives every spawn a new API token (and OAuth secret); a job
+        left by a spawn the Hub lost (it restarted before start() returned)
+        carries the old one, with which its server could not log users in. So
+        it is cancelled, and there is never more than one live job per server.
+        """
+        client = self._client()
         job, ended = await self._find_job()
         if job is not None:
-            self.log.info("Re-attaching %s to Gantry job %d", self._log_name, job.id)
-            return job
+            self.log.info(
+                "Replacing Gantry job %d of an earlier spawn of %s", job.id, self._log_name
+            )
+            await client.cancel(job.id, "replaced by a new spawn of its server")
+            ended += 1
         env = self.get_env()
         secrets = {k: env.pop(k) for k in list(env) if k in self.secret_env_names}
-        # Deterministic per spawn: a Hub restarted during this submit repeats it
-        # with the same id, and gets this job back.
+        # Deterministic per spawn: a submit repeated after a broken connection
+        # (or by a Hub restarted meanwhile) gets this same job back.
         request_id = f"jupyterhub/{self.user.name}/{self.name or 'default'}/{ended}"
-        return await self._client().submit(
+        return await client.submit(
             script=self._script(),
             name=f"jupyterhub-{self.user.name}" + (f"-{self.name}" if self.name else ""),
             env=env,
@@ -206,9 +233,16 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         return options_form(await self._client().sites(), self._resources())
 
     async def start(self) -> tuple[str, int]:
-        """Submit (or find) the server's job and wait until its server says where it listens."""
-        self._events: asyncio.Queue[dict[str, Any]] = getattr(self, "_events", asyncio.Queue())
-        job = await self._submit()
+        """Submit the server's job and wait until its server says where it listens."""
+        self._events: list[dict[str, Any]] = []
+        try:
+            job = await self._submit()
+        except asyncio.CancelledError:
+            # start_timeout while the submit was in flight: gantryd may have
+            # the job though its id never came back.
+            _CLEANUPS.add(cleanup := asyncio.ensure_future(self._cancel_by_labels()))
+            cleanup.add_done_callback(_CLEANUPS.discard)
+            raise
         self.job_id = job.id
         self._progress(10, f"Gantry job {job.id} submitted")
         watching = asyncio.ensure_future(self._until_running_or_ended(job))
@@ -219,12 +253,21 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
                 host, port = reading.result()
                 self._progress(90, f"server listening on {host}:{port}")
                 return host, port
-            watching.result()  # raises SpawnFailed when the job ended
+            watching.result()  # raises SpawnFailed when the job ended or cannot run
             host, port = await reading
             return host, port
         finally:
             for task in (watching, reading):
                 task.cancel()
+
+    async def _cancel_by_labels(self) -> None:
+        """Cancel this server's live job, found by its labels (its id is not known)."""
+        try:
+            job, _ = await self._find_job()
+            if job is not None:
+                await self._client().cancel(job.id, "its spawn was cancelled")
+        except gantry.GantryError as error:
+            self.log.warning("Could not cancel the job of %s's spawn: %s", self._log_name, error)
 
     async def _until_running_or_ended(self, job: gantry.Job) -> None:
         """Report what Gantry says while the job waits; raise if it ends or cannot run.
@@ -234,13 +277,19 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         client = self._client()
         said = ""
         while True:
-            job = await client.get(job.id)
+            try:
+                job = await client.get(job.id)
+            except gantry.Unavailable as error:
+                # gantryd away for a moment: the spawn waits, saying so.
+                self._progress(20, f"Gantry is unavailable for now: {error}")
+                await asyncio.sleep(1)
+                continue
             state = gantry.state_name(job.state)
             if gantry.is_end_state(job.state):
                 raise SpawnFailed(
                     f"Gantry job {job.id} ended {state} before its server started: {job.reason}"
                 )
-            if state == "QUEUED" and job.reason.startswith("no site offers"):
+            if state == "QUEUED" and _CANNOT_RUN.match(job.reason):
                 await client.cancel(job.id, "no site can run this server")
                 raise SpawnFailed(f"Gantry cannot run this server: {job.reason}")
             if state in _QUEUED:
@@ -256,28 +305,33 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
 
     async def _address(self, job_id: int) -> tuple[str, int]:
         """The host and port the job printed, read from its stdout as it runs."""
-        text = ""
+        pending = b""
         async for piece in self._client().logs(job_id, follow=True):
-            text += piece.decode(errors="replace")
-            for line in text.splitlines():
-                if line.startswith(READY_MARK):
-                    host, _, port = line[len(READY_MARK) :].strip().rpartition(":")
+            *lines, pending = (pending + piece).split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                if text.startswith(READY_MARK):
+                    host, _, port = text[len(READY_MARK) :].strip().rpartition(":")
                     return host, int(port)
         raise SpawnFailed(f"Gantry job {job_id} ended without starting its server")
 
     def _progress(self, percent: int, message: str) -> None:
-        queue: asyncio.Queue[dict[str, Any]] | None = getattr(self, "_events", None)
-        if queue is not None:
-            queue.put_nowait({"progress": percent, "message": message})
+        events: list[dict[str, Any]] | None = getattr(self, "_events", None)
+        if events is not None:
+            events.append({"progress": percent, "message": message})
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
-        """What Gantry says while the server waits and starts ("waiting: no free CPU ...")."""
-        self._events = getattr(self, "_events", asyncio.Queue())
+        """What Gantry says while the server waits and starts ("waiting: no free CPU ...").
+
+        Every reader sees this spawn's events from its first.
+        """
+        seen = 0
         while self._spawn_pending:
-            try:
-                yield await asyncio.wait_for(self._events.get(), timeout=1)
-            except asyncio.TimeoutError:
-                continue
+            events: list[dict[str, Any]] = getattr(self, "_events", [])
+            while seen < len(events):
+                yield events[seen]
+                seen += 1
+            await asyncio.sleep(0.5)
 
     async def poll(self) -> int | None:
         """``None`` while the job is queued, starting or running; its exit code once it ended."""
@@ -297,14 +351,24 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         return 0 if gantry.state_name(job.state) == "COMPLETED" else 1
 
     async def stop(self, now: bool = False) -> None:
-        """Cancel the server's job and wait for its end."""
+        """Cancel the server's job and wait for its end (retrying while gantryd is away)."""
         if not self.job_id:
+            await self._cancel_by_labels()
             return
         client = self._client()
-        try:
-            await client.cancel(self.job_id, "server stopped by JupyterHub")
-            await client.wait(self.job_id, timeout=10 if now else 60)
-        except gantry.NotFound:
-            pass
-        except gantry.WaitTimeout:
-            self.log.warning("Gantry job %d had not ended when stop returned", self.job_id)
+        for attempt in range(10):
+            try:
+                await client.cancel(self.job_id, "server stopped by JupyterHub")
+                await client.wait(self.job_id, timeout=10 if now else 60)
+                return
+            except gantry.NotFound:
+                return
+            except gantry.WaitTimeout:
+                self.log.warning("Gantry job %d had not ended when stop returned", self.job_id)
+                return
+            except gantry.Unavailable as error:
+                self.log.warning(
+                    "Cancelling Gantry job %d: %s (try %d)", self.job_id, error, attempt
+                )
+                await asyncio.sleep(2)
+        raise SpawnFailed(f"could not cancel Gantry job {self.job_id}: gantryd stays unavailable")
