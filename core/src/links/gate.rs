@@ -590,12 +590,44 @@ impl GateLink {
         }
         let mut task = task_of(&job);
         if !job.spec.secret_env.is_empty() {
+            let fail = |reason: String| Op::FailAttempt {
+                job_id: job.id,
+                attempt_id: job.attempt_id.clone(),
+                actor: "gantryd".into(),
+                reason,
+                lost: false,
+            };
+            let passes = self
+                .ctx
+                .sites
+                .get(&self.name)
+                .is_some_and(|s| s.can_pass_secrets());
+            if !passes {
+                let reason = format!(
+                    "site `{}` cannot pass secret environment variables (its gate does not \
+                     offer Capabilities.secret_env); run the job on a site that can",
+                    self.name
+                );
+                let _ = store.apply_durably(fail(reason)).await;
+                return;
+            }
             match store.secrets(job.id).await {
                 Ok(secrets) if secrets.len() == job.spec.secret_env.len() => {
                     task.secret_env = secrets;
                 }
-                // Its secrets are deleted in the commit that ends it: it ended meanwhile.
-                Ok(_) => return,
+                // Its secrets are deleted in the commit that ends it: if it
+                // has not ended, they are gone some other way.
+                Ok(_) => {
+                    if let Ok(Some(now)) = store.job(job.id).await
+                        && startable(&now)
+                    {
+                        let reason = "its secret environment variables are gone from \
+                                      gantryd's database; submit it again"
+                            .to_string();
+                        let _ = store.apply_durably(fail(reason)).await;
+                    }
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(job = job.id, %error, "cannot read the job's secrets; not starting it now");
                     return;

@@ -49,6 +49,14 @@ impl SiteInfo {
         flavors
     }
 
+    /// Whether the gate passes secret environment variables to jobs.
+    pub fn can_pass_secrets(&self) -> bool {
+        self.description
+            .as_ref()
+            .and_then(|d| d.capabilities.as_ref())
+            .is_some_and(|c| c.secret_env)
+    }
+
     /// Whether the gate can stage files.
     pub fn can_stage(&self) -> bool {
         self.description

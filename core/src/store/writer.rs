@@ -109,6 +109,7 @@ pub async fn start(
     let state = load_state(&mut conn).await?;
     let (tx, rx) = mpsc::channel(8192);
     let writer = Writer {
+        sqlite: connector.backend() == Backend::Sqlite,
         connector,
         commits,
         health,
@@ -176,6 +177,9 @@ struct Writer {
     connector: Connector,
     commits: broadcast::Sender<Arc<Commit>>,
     health: HealthSender,
+    /// Whether the database is SQLite, whose write-ahead log is emptied
+    /// after a commit that deleted a job's secrets.
+    sqlite: bool,
 }
 
 impl Writer {
@@ -186,6 +190,9 @@ impl Writer {
         // When a faulted writer next tries to recover (kept across batches,
         // so that steady refusals do not put it off).
         let mut next_probe = tokio::time::Instant::now();
+        // A job's secrets were deleted and the write-ahead log may still
+        // hold them (also at start: a crash may have come in between).
+        let mut wal_pending = self.sqlite;
         loop {
             let (conn, state) = match &mut writing {
                 Writing::Live(conn, state) => (conn, state),
@@ -220,7 +227,19 @@ impl Writer {
                 }
             };
             let waiting = rx.len();
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            let received = if wal_pending {
+                // Idle with the log still to empty: try again now and then.
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        wal_pending = !empty_wal(conn).await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv_many(&mut batch, MAX_BATCH).await
+            };
+            if received == 0 {
                 return;
             }
             gather(&mut rx, &mut batch, waiting + last.0, last.1 / 2).await;
@@ -229,8 +248,14 @@ impl Writer {
             last = (batch.len(), started.elapsed());
             match applied {
                 Ok((answers, commit)) => {
+                    if self.sqlite && commit.jobs.iter().any(ended_with_secrets) {
+                        wal_pending = true;
+                    }
                     for (req, answer) in batch.drain(..).zip(answers) {
                         let _ = req.reply.send(answer);
+                    }
+                    if wal_pending {
+                        wal_pending = !empty_wal(conn).await;
                     }
                     if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
                         let _ = self.commits.send(Arc::new(commit));
@@ -389,16 +414,12 @@ async fn try_batch(
     let flushed = started.elapsed();
     let events = std::mem::take(&mut tx.events);
     let partitions = std::mem::take(&mut tx.partitions);
-    let backend = tx.backend;
     drop(tx);
     if wrote {
         db_tx.commit().await?;
     } else {
         // Nothing changed (repeated gate reports, refused ops): no commit, no fsync.
         db_tx.rollback().await?;
-    }
-    if wrote && backend == Backend::Sqlite && jobs.iter().any(ended_with_secrets) {
-        forget_deleted_secrets(conn).await;
     }
     tracing::debug!(
         jobs = jobs.len(),
@@ -422,11 +443,28 @@ fn ended_with_secrets(job: &JobRow) -> bool {
     crate::job::state::is_end(job.state) && !job.spec.secret_env.is_empty()
 }
 
-/// Move SQLite's write-ahead log into the database and empty it, so that a
-/// deleted secret (overwritten in the database by `secure_delete`) is left
-/// in no file. Only batches that ended a job with secrets pay for this.
-async fn forget_deleted_secrets(conn: &mut AnyConnection) {
-    if let Err(error) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
-        tracing::warn!(%error, "could not empty the write-ahead log after deleting a job's secrets");
+/// One try at moving SQLite's write-ahead log into the database and
+/// emptying it, on the writer's connection between batches (a checkpoint
+/// that resets the log beside the writer's transaction would void its
+/// snapshot). It never waits: while a reader holds an older snapshot the log
+/// cannot be emptied, and `false` says to try again later. Used after a
+/// commit that deleted a job's secrets, so that the deleted value
+/// (overwritten in the database by `secure_delete`) is left in no file.
+async fn empty_wal(conn: &mut AnyConnection) -> bool {
+    let tried = async {
+        conn.execute("PRAGMA busy_timeout = 0").await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        conn.execute("PRAGMA busy_timeout = 10000").await?;
+        let busy: i64 = sqlx::Row::try_get(&row?, 0)?;
+        Ok::<bool, sqlx::Error>(busy == 0)
+    };
+    match tried.await {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::warn!(%error, "cannot empty the write-ahead log yet (after deleting a job's secrets)");
+            false
+        }
     }
 }

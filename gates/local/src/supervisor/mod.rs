@@ -312,7 +312,11 @@ impl Supervisor {
         for text in lines {
             match serde_json::from_str::<Command>(&text) {
                 Ok(command) => self.command(command),
-                Err(e) => note!("gantry-supervisor: ignoring a bad command ({e}): {text}"),
+                // Not the text: a start carries the job's secret environment.
+                Err(e) => note!(
+                    "gantry-supervisor: ignoring a bad command of {} bytes ({e})",
+                    text.len()
+                ),
             }
         }
     }

@@ -152,7 +152,8 @@ impl SlurmProvider {
         let id = match commands::sbatch(host, &options, &text).await {
             Ok(id) => id,
             Err(e @ GateError::InvalidArgument { .. }) => {
-                let _ = host.remove_file(&record_path).await;
+                // Nothing was submitted: the attempt's files go, its secrets with them.
+                let _ = host.remove_dir_all(&dir).await;
                 return Err(e);
             }
             Err(e) => match self.find_by_comment(attempt).await {
@@ -161,10 +162,11 @@ impl SlurmProvider {
                     id
                 }
                 Ok(None) => {
-                    let _ = host.remove_file(&record_path).await;
+                    let _ = host.remove_dir_all(&dir).await;
                     return Err(e);
                 }
-                // Unknown: the record stays, and the next try looks first.
+                // Unknown: the record stays, and the next try looks first
+                // (the secrets file too: the job, if Slurm has it, reads it).
                 Err(_) => {
                     self.inner.state().unsure.insert(attempt.to_string());
                     return Err(e);

@@ -297,7 +297,10 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<i32> {
     let mut spec = flags.spec(program);
     if let Some(export) = &flags.export {
         for (name, value) in exported(export, std::env::vars())? {
-            spec.env.entry(name).or_insert(value);
+            // A secret goes as a secret only, never also as plain environment.
+            if !flags.secret_env.contains(&name) {
+                spec.env.entry(name).or_insert(value);
+            }
         }
     }
     for name in &flags.secret_env {
