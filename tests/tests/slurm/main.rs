@@ -236,8 +236,10 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
         ],
     );
     let waits = submit(&cluster, &["--", "true"]);
+    // Wait for the whole reason (Slurm's own in parentheses): a first poll
+    // may see PENDING before Slurm has given its reason.
     let reason = eventually(Duration::from_secs(30), "a Slurm reason", async || {
-        show_until(&cluster, &waits, "Slurm: PENDING")
+        show_until(&cluster, &waits, "Slurm: PENDING (")
     })
     .await;
     // The site says so too (gantryd asks the gate every few seconds).
