@@ -257,6 +257,65 @@ async fn the_scheduler_snapshot_pages_schedulable_jobs_only() {
     );
 }
 
+/// A StartJob answer (PENDING, "waiting for a free slot") heard after the
+/// watch stream already said the job ran and succeeded: seen on a busy
+/// machine, it once became the finished job's reason and failed it.
+#[tokio::test]
+async fn a_late_pending_report_changes_nothing_once_the_job_ran() {
+    use gantry_proto::v1::{GateJob, GateJobState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(dir.path()).await;
+    let spec = JobSpec {
+        argv: vec!["true".into()],
+        ..Default::default()
+    };
+    let a = job(store.apply(submit(spec, "alice", None)).await.unwrap());
+    let cap = gantry_core::job::Resources {
+        cpus: 1,
+        memory: 1 << 30,
+        gpus: 0,
+        nodes: 1,
+    };
+    let plan = PlanOps {
+        creates: vec![("p1".into(), "local".into(), "host".into(), cap)],
+        starts: vec![(a.id, "p1".into())],
+        deletes: vec![],
+    };
+    store.apply(Op::Plan(plan)).await.unwrap();
+    let placed = store.job(a.id).await.unwrap().unwrap();
+    let report = |state: GateJobState, reason: &str| {
+        let mut g = GateJob {
+            attempt_id: placed.attempt_id.clone(),
+            partition_id: "p1".into(),
+            job_id: a.id,
+            start_time_ms: 1,
+            end_time_ms: 2,
+            exit_code: (state == GateJobState::Succeeded).then_some(0),
+            stdout_bytes: Some(3),
+            reason: reason.into(),
+            ..Default::default()
+        };
+        g.set_state(state);
+        Op::GateReport {
+            site: "local".into(),
+            job: g,
+        }
+    };
+    for (state, reason) in [
+        (GateJobState::Running, ""),
+        (GateJobState::Succeeded, ""),
+        (
+            GateJobState::Pending,
+            "waiting for a free slot on this host (0 ahead)",
+        ),
+    ] {
+        store.apply(report(state, reason)).await.unwrap();
+    }
+    let now = store.job(a.id).await.unwrap().unwrap();
+    assert_eq!(now.state, JobState::StagingOut, "{now:?}");
+    assert_eq!(now.reason, "", "a late PENDING must not become its reason");
+}
+
 #[tokio::test]
 async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
     use gantry_proto::v1::{GateJob, GateJobState};

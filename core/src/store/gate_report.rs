@@ -70,7 +70,15 @@ impl Tx<'_> {
         }
         match gate_state {
             GateJobState::Pending => {
-                if !g.reason.is_empty() && g.reason != job.reason {
+                // Only for a job that has not started: a PENDING heard late
+                // (a StartJob answer that came after the watch stream's end,
+                // on a busy machine) must not become a finished job's reason,
+                // which decides how it ends.
+                let waiting = matches!(
+                    job.state,
+                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+                );
+                if waiting && !g.reason.is_empty() && g.reason != job.reason {
                     job.reason = g.reason.clone();
                     self.save(&job);
                 }
