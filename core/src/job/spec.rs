@@ -158,12 +158,7 @@ impl ValidSpec {
             ));
         }
         for key in spec.env.keys() {
-            if !gantry_proto::is_env_name(key) {
-                return Err(field(
-                    &format!("env[{key}]"),
-                    "variable names are letters, digits and _, not starting with a digit",
-                ));
-            }
+            env_name(&format!("env[{key}]"), key)?;
         }
         for (key, value) in &spec.labels {
             if !is_label_key(key) {
@@ -284,23 +279,27 @@ impl ValidSpec {
     }
 }
 
+/// An environment variable's name, as `name` (the field) gives it.
+fn env_name(name: &str, key: &str) -> Result<(), FieldError> {
+    if !gantry_proto::is_env_name(key) {
+        return Err(field(
+            name,
+            "variable names are letters, digits and _, not starting with a digit",
+        ));
+    }
+    Ok(())
+}
+
 /// Check `spec.secret_env` and take its values out, leaving the names.
 fn take_secrets(spec: &mut JobSpec) -> Result<Secrets, FieldError> {
     let mut total = 0;
     for (key, value) in &spec.secret_env {
         let name = format!("secret_env[{key}]");
-        if !gantry_proto::is_env_name(key) {
-            return Err(field(
-                &name,
-                "variable names are letters, digits and _, not starting with a digit",
-            ));
-        }
+        env_name(&name, key)?;
         if spec.env.contains_key(key) {
             return Err(field(&name, "is also in env: give each variable once"));
         }
-        if value.contains('\0') {
-            return Err(field(&name, "must not contain NUL bytes"));
-        }
+        no_nul(&name, value)?;
         total += key.len() + value.len();
     }
     if total > MAX_SECRET_BYTES {

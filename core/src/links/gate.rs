@@ -364,13 +364,7 @@ impl GateLink {
                         "lost by gate: {} no longer knows attempt {}",
                         self.name, job.attempt_id
                     );
-                    let op = Op::FailAttempt {
-                        job_id: job.id,
-                        attempt_id: job.attempt_id.clone(),
-                        actor: "gantryd".into(),
-                        reason,
-                        lost: true,
-                    };
+                    let op = fail_attempt(&job, "gantryd", reason, true);
                     let _ = store.apply_durably(op).await;
                 }
                 _ => {}
@@ -524,21 +518,58 @@ impl GateLink {
         matches!(state, PartitionState::Creating | PartitionState::Deleting)
     }
 
+    /// The values of `job`'s secret environment variables for its start, or
+    /// `None` (having failed the attempt where it cannot run) when they
+    /// cannot be sent: this gate does not pass secrets, or they are gone.
+    async fn secrets_of(&self, job: &JobRow) -> Option<HashMap<String, String>> {
+        let store = &self.ctx.store;
+        let passes = self
+            .ctx
+            .sites
+            .get(&self.name)
+            .is_some_and(|s| s.can_pass_secrets());
+        if !passes {
+            let reason = format!(
+                "site `{}` cannot pass secret environment variables (its gate does not \
+                 offer Capabilities.secret_env); run the job on a site that can",
+                self.name
+            );
+            let _ = store
+                .apply_durably(fail_attempt(job, "gantryd", reason, false))
+                .await;
+            return None;
+        }
+        match store.secrets(job.id).await {
+            Ok(secrets) if secrets.len() == job.spec.secret_env.len() => Some(secrets),
+            // Its secrets are deleted in the commit that ends it: if it has
+            // not ended, they are gone some other way.
+            Ok(_) => {
+                if let Ok(Some(now)) = store.job(job.id).await
+                    && startable(job, &now)
+                {
+                    let reason = "its secret environment variables are gone from \
+                                  gantryd's database; submit it again"
+                        .to_string();
+                    let _ = store
+                        .apply_durably(fail_attempt(job, "gantryd", reason, false))
+                        .await;
+                }
+                None
+            }
+            Err(error) => {
+                tracing::warn!(job = job.id, %error, "cannot read the job's secrets; not starting it now");
+                None
+            }
+        }
+    }
+
     /// Start an attempt on the gate (idempotent: safe to repeat).
     async fn dispatch(self: Arc<Self>, job: JobRow, turn: StartTurn, stale: bool) {
         let store = &self.ctx.store;
-        let attempt_id = job.attempt_id.clone();
-        let startable = move |now: &JobRow| {
-            now.attempt_id == attempt_id
-                && matches!(
-                    now.state,
-                    JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
-                )
-        };
         let job = match stale {
             false => job,
             true => match store.job(job.id).await {
-                Ok(Some(now)) if startable(&now) => now,
+                Ok(Some(now)) if startable(&job, &now) => now,
                 _ => return,
             },
         };
@@ -577,62 +608,19 @@ impl GateLink {
                     .await;
             }
             if let Err(e) = gate_files::stage_in(&self.ctx, &mut client, &job).await {
-                let op = Op::FailAttempt {
-                    job_id: job.id,
-                    attempt_id: job.attempt_id.clone(),
-                    actor: "gantryd".into(),
-                    reason: format!("staging in failed: {e}"),
-                    lost: false,
-                };
-                let _ = store.apply_durably(op).await;
+                let reason = format!("staging in failed: {e}");
+                let _ = store
+                    .apply_durably(fail_attempt(&job, "gantryd", reason, false))
+                    .await;
                 return;
             }
         }
         let mut task = task_of(&job);
         if !job.spec.secret_env.is_empty() {
-            let fail = |reason: String| Op::FailAttempt {
-                job_id: job.id,
-                attempt_id: job.attempt_id.clone(),
-                actor: "gantryd".into(),
-                reason,
-                lost: false,
-            };
-            let passes = self
-                .ctx
-                .sites
-                .get(&self.name)
-                .is_some_and(|s| s.can_pass_secrets());
-            if !passes {
-                let reason = format!(
-                    "site `{}` cannot pass secret environment variables (its gate does not \
-                     offer Capabilities.secret_env); run the job on a site that can",
-                    self.name
-                );
-                let _ = store.apply_durably(fail(reason)).await;
+            let Some(secrets) = self.secrets_of(&job).await else {
                 return;
-            }
-            match store.secrets(job.id).await {
-                Ok(secrets) if secrets.len() == job.spec.secret_env.len() => {
-                    task.secret_env = secrets;
-                }
-                // Its secrets are deleted in the commit that ends it: if it
-                // has not ended, they are gone some other way.
-                Ok(_) => {
-                    if let Ok(Some(now)) = store.job(job.id).await
-                        && startable(&now)
-                    {
-                        let reason = "its secret environment variables are gone from \
-                                      gantryd's database; submit it again"
-                            .to_string();
-                        let _ = store.apply_durably(fail(reason)).await;
-                    }
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(job = job.id, %error, "cannot read the job's secrets; not starting it now");
-                    return;
-                }
-            }
+            };
+            task.secret_env = secrets;
         }
         let request = StartJobRequest {
             attempt_id: job.attempt_id.clone(),
@@ -650,7 +638,7 @@ impl GateLink {
             // spares it the call and covers a gate restarted meanwhile.
             if (try_number > 0 || stale)
                 && let Ok(Some(now)) = store.job(job.id).await
-                && !startable(&now)
+                && !startable(&job, &now)
             {
                 return;
             }
@@ -688,19 +676,35 @@ impl GateLink {
                 }
                 Err(status) => {
                     let reason = format!("the gate refused the job: {}", status.message());
-                    let op = Op::FailAttempt {
-                        job_id: job.id,
-                        attempt_id: job.attempt_id.clone(),
-                        actor: format!("gate/{}", self.name),
-                        reason,
-                        lost: false,
-                    };
+                    let op = fail_attempt(&job, &format!("gate/{}", self.name), reason, false);
                     let _ = store.apply_durably(op).await;
                     return;
                 }
             }
         }
         tracing::warn!(site = %self.name, job = job.id, "start failed repeatedly; the next reconcile retries");
+    }
+}
+
+/// Whether `now` (`job` as read again) is still at `job`'s attempt and yet
+/// to start.
+fn startable(job: &JobRow, now: &JobRow) -> bool {
+    now.attempt_id == job.attempt_id
+        && matches!(
+            now.state,
+            JobState::Scheduled | JobState::Provisioning | JobState::StagingIn
+        )
+}
+
+/// `actor` failing `job`'s current attempt, saying why; `lost` when what
+/// ran it went away (the job may be run again).
+fn fail_attempt(job: &JobRow, actor: &str, reason: String, lost: bool) -> Op {
+    Op::FailAttempt {
+        job_id: job.id,
+        attempt_id: job.attempt_id.clone(),
+        actor: actor.to_string(),
+        reason,
+        lost,
     }
 }
 

@@ -72,6 +72,12 @@ pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exi
      array_id, array_index, requeues";
 
 impl JobRow {
+    /// Whether the job has ended with secrets, which the commit that ended
+    /// it deletes (see `Tx::flush`).
+    pub fn ended_with_secrets(&self) -> bool {
+        state::is_end(self.state) && !self.spec.secret_env.is_empty()
+    }
+
     /// Decode a row selected with [`JOB_COLUMNS`].
     pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         let outputs: String = row.try_get("outputs")?;

@@ -536,10 +536,7 @@ impl<'a> Tx<'a> {
         }
         self.created.clear();
         // A job's secrets go in the commit that ends it.
-        for job in jobs
-            .iter()
-            .filter(|j| is_end(j.state) && !j.spec.secret_env.is_empty())
-        {
+        for job in jobs.iter().filter(|j| j.ended_with_secrets()) {
             sqlx::query(self.backend.sql("DELETE FROM job_secrets WHERE job_id = ?"))
                 .bind(job.id as i64)
                 .execute(&mut *self.conn)

@@ -248,7 +248,7 @@ impl Writer {
             last = (batch.len(), started.elapsed());
             match applied {
                 Ok((answers, commit)) => {
-                    if self.sqlite && commit.jobs.iter().any(ended_with_secrets) {
+                    if self.sqlite && commit.jobs.iter().any(JobRow::ended_with_secrets) {
                         wal_pending = true;
                     }
                     for (req, answer) in batch.drain(..).zip(answers) {
@@ -436,11 +436,6 @@ async fn try_batch(
         partitions: dedup_last(partitions, |p| p.id.clone()),
     };
     Ok(Applied::Done(answers, commit))
-}
-
-/// Whether `job` has just ended with secrets, which its commit deleted.
-fn ended_with_secrets(job: &JobRow) -> bool {
-    crate::job::state::is_end(job.state) && !job.spec.secret_env.is_empty()
 }
 
 /// One try at moving SQLite's write-ahead log into the database and

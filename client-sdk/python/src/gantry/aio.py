@@ -101,10 +101,7 @@ class Client:
                 return (await self.stub.SubmitJob(request)).job
             except grpc.RpcError as e:
                 error = self._error(e)
-                delay = next(delays, None) if isinstance(error, Unavailable) else None
-                if delay is None:
-                    raise error from None
-                await asyncio.sleep(delay)
+                await self._backoff(error, delays)
 
     async def upload(self, path: str | os.PathLike[str]) -> str:
         """Store a local file in gantryd; returns its digest for ``JobSpec.inputs``."""
@@ -217,10 +214,7 @@ class Client:
                 error: GantryError = Unavailable("gantryd closed the event stream")
             except grpc.RpcError as e:
                 error = self._error(e)
-            delay = next(delays, None) if isinstance(error, Unavailable) else None
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
+            await self._backoff(error, delays)
 
     async def wait(self, job_id: int, timeout: float | None = None) -> client_pb2.Job:
         """Wait until the job (or every task of an array) has ended; returns it as it ended.
@@ -261,13 +255,13 @@ class Client:
 
     @staticmethod
     async def _backoff(
-        error: GantryError, delays: Iterator[float], clock: _common.Deadline
+        error: GantryError, delays: Iterator[float], clock: _common.Deadline | None = None
     ) -> None:
-        """Sleep before retrying after a retryable ``error``, or raise it."""
+        """Sleep before retrying after a retryable ``error`` (within ``clock``), or raise it."""
         delay = next(delays, None) if isinstance(error, Unavailable) else None
         if delay is None:
             raise error from None
-        await asyncio.sleep(clock.at_most(delay))
+        await asyncio.sleep(clock.at_most(delay) if clock is not None else delay)
 
     async def logs(
         self,
@@ -301,10 +295,7 @@ class Client:
                 error: GantryError = Unavailable("gantryd closed the log stream")
             except grpc.RpcError as e:
                 error = self._error(e)
-            delay = next(delays, None) if isinstance(error, Unavailable) else None
-            if delay is None:
-                raise error from None
-            await asyncio.sleep(delay)
+            await self._backoff(error, delays)
 
     async def download_outputs(
         self, job_id: int, dest: str | os.PathLike[str]

@@ -102,10 +102,7 @@ class Client:
                 return self.stub.SubmitJob(request).job
             except grpc.RpcError as e:
                 error = from_rpc_error(e, self.config.target)
-                delay = next(delays, None) if isinstance(error, Unavailable) else None
-                if delay is None:
-                    raise error from None
-                time.sleep(delay)
+                self._backoff(error, delays)
 
     def upload(self, path: str | os.PathLike[str]) -> str:
         """Store a local file in gantryd; returns its digest for ``JobSpec.inputs``."""
@@ -219,10 +216,7 @@ class Client:
                 error: GantryError = Unavailable("gantryd closed the event stream")
             except grpc.RpcError as e:
                 error = from_rpc_error(e, self.config.target)
-            delay = next(delays, None) if isinstance(error, Unavailable) else None
-            if delay is None:
-                raise error
-            time.sleep(delay)
+            self._backoff(error, delays)
 
     def wait(self, job_id: int, timeout: float | None = None) -> client_pb2.Job:
         """Wait until the job (or every task of an array) has ended; returns it as it ended.
@@ -259,12 +253,14 @@ class Client:
                 self._backoff(error, delays, clock)
 
     @staticmethod
-    def _backoff(error: GantryError, delays: Iterator[float], clock: _common.Deadline) -> None:
-        """Sleep before retrying after a retryable ``error``, or raise it."""
+    def _backoff(
+        error: GantryError, delays: Iterator[float], clock: _common.Deadline | None = None
+    ) -> None:
+        """Sleep before retrying after a retryable ``error`` (within ``clock``), or raise it."""
         delay = next(delays, None) if isinstance(error, Unavailable) else None
         if delay is None:
             raise error from None
-        time.sleep(clock.at_most(delay))
+        time.sleep(clock.at_most(delay) if clock is not None else delay)
 
     def logs(
         self,
@@ -302,10 +298,7 @@ class Client:
                 error: GantryError = Unavailable("gantryd closed the log stream")
             except grpc.RpcError as e:
                 error = from_rpc_error(e, self.config.target)
-            delay = next(delays, None) if isinstance(error, Unavailable) else None
-            if delay is None:
-                raise error from None
-            time.sleep(delay)
+            self._backoff(error, delays)
 
     def download_outputs(self, job_id: int, dest: str | os.PathLike[str]) -> builtins.list[Path]:
         """Write an ended job's output files under ``dest``, keeping paths and modes."""
