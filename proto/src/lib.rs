@@ -10,6 +10,7 @@ pub mod pki;
 pub mod secrets;
 pub mod serve;
 pub mod signal;
+pub mod splice;
 pub mod telemetry;
 pub mod tls;
 

@@ -6,6 +6,7 @@
 pub mod cloud;
 mod database;
 pub mod ec2_faults;
+pub mod echo;
 pub mod faults;
 mod process;
 pub mod services;

@@ -21,6 +21,7 @@ mod client;
 mod config;
 mod error;
 mod files;
+mod forward;
 mod job_ref;
 mod retry;
 mod watch;

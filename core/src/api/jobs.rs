@@ -303,6 +303,17 @@ impl Gantry for GantryService {
         self.upload(request.into_inner()).await.map(Response::new)
     }
 
+    type ForwardPortStream = ResponseStream<ForwardPortResponse>;
+
+    async fn forward_port(
+        &self,
+        request: Request<Streaming<ForwardPortRequest>>,
+    ) -> Result<Response<Self::ForwardPortStream>, Status> {
+        let caller = self.caller(&request)?;
+        let stream = self.forward(&caller, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn list_sites(
         &self,
         request: Request<ListSitesRequest>,
@@ -314,6 +325,7 @@ impl Gantry for GantryService {
             let active = self.ctx.store.active_jobs(&name).await?;
             let flavors = info.flavors();
             let desc = info.description.clone().unwrap_or_default();
+            let (port_forward, elastic) = (info.can_forward_ports(), info.is_elastic());
             sites.push(Site {
                 name,
                 provider: desc.provider,
@@ -323,6 +335,8 @@ impl Gantry for GantryService {
                 flavors,
                 partitions: partitions.len() as u32,
                 active_jobs: active.len() as u32,
+                port_forward,
+                elastic,
             });
         }
         let core = match &*self.ctx.store.health().borrow() {

@@ -57,6 +57,22 @@ impl SiteInfo {
             .is_some_and(|c| c.secret_env)
     }
 
+    /// Whether the gate forwards connections to jobs' ports (ForwardPort).
+    pub fn can_forward_ports(&self) -> bool {
+        self.capabilities().is_some_and(|c| c.port_forward)
+    }
+
+    /// Whether the gate provisions machines on demand.
+    pub fn is_elastic(&self) -> bool {
+        self.capabilities().is_some_and(|c| c.elastic)
+    }
+
+    fn capabilities(&self) -> Option<&gantry_proto::v1::Capabilities> {
+        self.description
+            .as_ref()
+            .and_then(|d| d.capabilities.as_ref())
+    }
+
     /// Whether the gate can stage files.
     pub fn can_stage(&self) -> bool {
         self.description

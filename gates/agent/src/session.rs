@@ -13,15 +13,17 @@ use gantry_gate::{
     AttemptId, FileLogReader, GateError, JobSpec, LogReader, LogSource, PartitionId, Provider,
 };
 use gantry_gate_local::{HOST_FLAVOR, LocalProvider};
+use gantry_proto::splice::{SPLICE_BUFFER, splice};
 use gantry_proto::v1::agent_client::AgentClient;
 use gantry_proto::v1::{
     AgentCommand, AgentError, AgentHello, AgentJobs, AgentMessage, AgentReply, Done, Heartbeat,
-    LogStream, Partition, agent_command::Body as Command, agent_message::Body as Up,
-    agent_reply::Body as Reply,
+    LogStream, OpenTunnel, Partition, TunnelData, agent_command::Body as Command,
+    agent_message::Body as Up, agent_reply::Body as Reply,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
 use crate::cutoff::DeadMansSwitch;
 use crate::identity::{AgentIdentity, GateAddress};
@@ -166,7 +168,7 @@ impl Agent {
             };
             match command {
                 Ok(Some(command)) => {
-                    if let Some(ended) = self.command(command, &up).await {
+                    if let Some(ended) = self.command(command, &up, &client).await {
                         break Ok(ended);
                     }
                 }
@@ -186,6 +188,7 @@ impl Agent {
         &self,
         command: AgentCommand,
         up: &mpsc::Sender<AgentMessage>,
+        client: &AgentClient<Channel>,
     ) -> Option<Ended> {
         let id = command.request_id;
         let reply = move |result: Result<Reply, GateError>| AgentReply {
@@ -249,6 +252,15 @@ impl Agent {
                 });
                 return None;
             }
+            // Connecting may wait on a busy machine; it goes on beside the rest.
+            Some(Command::OpenTunnel(open)) => {
+                let (local, client, up) = (self.local.clone(), client.clone(), up.clone());
+                tokio::spawn(async move {
+                    let result = open_tunnel(&local, client, open).await;
+                    let _ = up.send(message(Up::Reply(reply(result)))).await;
+                });
+                return None;
+            }
             Some(Command::PowerOff(off)) => {
                 let _ = up
                     .send(message(Up::Reply(reply(Ok(Reply::Done(Done {}))))))
@@ -291,6 +303,42 @@ async fn read_log(
         LogSource::Reader(mut reader) => reader.read_at(req.offset, max).await?,
     };
     Ok(Reply::Data(data))
+}
+
+/// Connect to the port for a running attempt and carry the connection over
+/// a Tunnel call of its own; `done` once connected (the call goes on).
+async fn open_tunnel(
+    local: &LocalProvider,
+    mut client: AgentClient<Channel>,
+    open: OpenTunnel,
+) -> Result<Reply, GateError> {
+    let attempt = AttemptId::parse("attempt_id", &open.attempt_id)?;
+    let port = gantry_gate::port_number("port", open.port)?;
+    let conn = local.forward_port(&attempt, port).await?;
+    let (out, rx) = mpsc::channel(SPLICE_BUFFER);
+    let first = TunnelData {
+        tunnel_id: open.tunnel_id,
+        data: Vec::new(),
+    };
+    out.try_send(Ok(first)).expect("an empty channel has room");
+    tokio::spawn(async move {
+        // The gate's bytes come back as the answer to the call.
+        let sent = ReceiverStream::new(rx).map_while(Result::ok);
+        match client.tunnel(sent).await {
+            Ok(answer) => {
+                let incoming = answer.into_inner().map(|m| m.map(|m| m.data));
+                splice(conn, incoming, out, |data| TunnelData {
+                    tunnel_id: String::new(),
+                    data,
+                })
+                .await;
+            }
+            Err(status) => {
+                tracing::warn!(attempt = %attempt, error = %status.message(), "the gate refused a tunnel")
+            }
+        }
+    });
+    Ok(Reply::Done(Done {}))
 }
 
 /// Send each change of the local runner's attempts to the gate.

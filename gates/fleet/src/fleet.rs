@@ -23,6 +23,7 @@ use crate::config::FleetConfig;
 use crate::machines::{MachineState, Machines};
 use crate::session::Session;
 use crate::tokens::JoinTokens;
+use crate::tunnels::Tunnels;
 
 /// How often the fleet checks timeouts.
 const TICK: Duration = Duration::from_secs(1);
@@ -93,6 +94,7 @@ pub struct Fleet<M> {
     pub(crate) config: FleetConfig,
     pub(crate) issuer: AgentIssuer,
     pub(crate) tokens: JoinTokens,
+    pub(crate) tunnels: Tunnels,
     pub(crate) hub: JobHub,
     state: Mutex<State>,
     /// Serializes CreatePartition, so that a retry never launches twice.
@@ -174,6 +176,7 @@ impl<M: Machines> Fleet<M> {
             config,
             issuer,
             tokens,
+            tunnels: Tunnels::default(),
             hub: JobHub::default(),
             state: Mutex::new(state),
             creating: tokio::sync::Mutex::new(()),

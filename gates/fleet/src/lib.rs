@@ -17,6 +17,7 @@ mod session;
 mod staging;
 mod storage;
 mod tokens;
+mod tunnels;
 
 pub use boot::{Boot, boot_script};
 pub use config::{FleetArgs, FleetConfig};
@@ -28,3 +29,4 @@ pub use service::{AgentService, SILENCE};
 pub use session::{COMMAND_TIMEOUT, Session, error_reply};
 pub use storage::{Bytes, Storage};
 pub use tokens::{DEFAULT_TOKEN_TTL, Grant, JoinTokens, TokenError};
+pub use tunnels::TUNNEL_WITHIN;

@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gantry_gate::{
-    AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogReader, LogSource,
-    PartitionId, Provider, Result, is_final,
+    AttemptId, Connection, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogReader,
+    LogSource, PartitionId, Provider, Result, is_final,
 };
 use gantry_proto::v1::{
-    Capabilities, GateJob, LogStream, Partition, PartitionState, ReadLogRequest, StageInResponse,
-    StartJobRequest, agent_command::Body as Command, agent_reply::Body as Reply,
+    Capabilities, GateJob, LogStream, OpenTunnel, Partition, PartitionState, ReadLogRequest,
+    StageInResponse, StartJobRequest, TunnelData, agent_command::Body as Command,
+    agent_reply::Body as Reply,
 };
+
+use futures::StreamExt;
+use gantry_proto::splice::{SPLICE_CHUNK, splice};
 
 use crate::boot::{Boot, boot_script};
 use crate::fleet::{Fleet, MACHINE};
@@ -96,6 +100,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
                 elastic: true,
                 chdir: false,
                 secret_env: true,
+                port_forward: true,
             },
             flavors: self.fleet.flavors().await?,
             images: Vec::new(),
@@ -317,6 +322,31 @@ impl<M: Machines> Provider for FleetProvider<M> {
             attempt: attempt.to_string(),
             stream,
         })))
+    }
+
+    /// Ask the attempt's agent to connect to the port, then carry the
+    /// connection over the agent's Tunnel call.
+    async fn forward_port(&self, attempt: &AttemptId, port: u16) -> Result<Box<dyn Connection>> {
+        let job = self.attempt_job(attempt)?;
+        let session = self.fleet.session(&job.partition_id)?;
+        let mut expected = self.fleet.tunnels.expect(&session.agent);
+        let open = OpenTunnel {
+            tunnel_id: expected.id.clone(),
+            attempt_id: attempt.to_string(),
+            port: u32::from(port),
+        };
+        session
+            .call(Command::OpenTunnel(open), attempt.as_str())
+            .await?;
+        let call = expected.arrival().await?;
+        let (near, far) = tokio::io::duplex(2 * SPLICE_CHUNK);
+        let head = futures::stream::iter((!call.head.is_empty()).then_some(Ok(call.head)));
+        let rest = call.incoming.map(|m| m.map(|m| m.data));
+        tokio::spawn(splice(far, head.chain(rest), call.out, |data| TunnelData {
+            tunnel_id: String::new(),
+            data,
+        }));
+        Ok(Box::new(near))
     }
 }
 

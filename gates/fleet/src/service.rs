@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gantry_gate::PartitionId;
+use gantry_proto::splice::SPLICE_BUFFER;
 use gantry_proto::v1::agent_server::Agent;
 use gantry_proto::v1::{
-    AgentCommand, AgentMessage, JoinRequest, JoinResponse, RenewRequest, RenewResponse,
+    AgentCommand, AgentMessage, JoinRequest, JoinResponse, RenewRequest, RenewResponse, TunnelData,
     agent_message::Body,
 };
 use gantry_proto::{AgentName, Principal};
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::fleet::{Fleet, agent_label};
 use crate::machines::Machines;
 use crate::session::Session;
+use crate::tunnels::TunnelCall;
 
 /// An agent that sends nothing for this long is taken for gone (agents
 /// send a heartbeat every few seconds).
@@ -190,5 +192,26 @@ impl<M: Machines> Agent for AgentService<M> {
         });
         let stream: CommandStream = Box::pin(ReceiverStream::new(rx));
         Ok(Response::new(stream))
+    }
+
+    type TunnelStream = Pin<Box<dyn Stream<Item = Result<TunnelData, Status>> + Send>>;
+
+    async fn tunnel(
+        &self,
+        request: Request<Streaming<TunnelData>>,
+    ) -> Result<Response<Self::TunnelStream>, Status> {
+        let (agent, _) = self.caller(&request)?;
+        let mut incoming = request.into_inner();
+        let first = incoming.message().await?.ok_or_else(|| {
+            Status::invalid_argument("tunnel_id: the first message must name the tunnel")
+        })?;
+        let (out, rx) = mpsc::channel(SPLICE_BUFFER);
+        let call = TunnelCall {
+            head: first.data,
+            incoming,
+            out,
+        };
+        self.fleet.tunnels.arrived(&first.tunnel_id, &agent, call)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

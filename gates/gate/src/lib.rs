@@ -11,6 +11,7 @@
 mod args;
 mod auth;
 mod error;
+mod forward;
 pub mod health;
 mod host;
 mod hub;
@@ -27,6 +28,7 @@ mod staging;
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
 pub use error::{GateError, Result, attempt_found};
+pub use forward::{connect_loopback, port_number};
 pub use host::{COMMAND_TIMEOUT, Host, LocalHost, SshHost, SshTarget};
 pub use hub::{DEFAULT_HUB_CAPACITY, JobHub, MAX_JOBS_PER_MESSAGE, WatchStream};
 pub use ids::{AttemptId, MAX_ID_LEN, PartitionId, check_id};
@@ -35,7 +37,7 @@ pub use logs::{
     read_log_file,
 };
 pub use paths::{glob_set, safe_relative_path};
-pub use provider::{Description, FileChunks, LogSource, Provider, is_final};
+pub use provider::{Connection, Description, FileChunks, LogSource, Provider, is_final};
 pub use released::RELEASED_KEPT;
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};

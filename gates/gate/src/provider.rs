@@ -11,6 +11,7 @@ use gantry_proto::v1::{
     Capabilities, FileChunk, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
 };
 use globset::GlobSet;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{GateError, Result};
 use crate::hub::JobHub;
@@ -21,6 +22,11 @@ use crate::spec::JobSpec;
 /// A stream of file pieces, for staging in or out. Files come one after
 /// another; the first chunk of each names it (relative path, mode).
 pub type FileChunks = Pin<Box<dyn Stream<Item = Result<FileChunk>> + Send>>;
+
+/// A byte stream both ways: a forwarded connection ([`Provider::forward_port`]).
+pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Connection for T {}
 
 /// What a gate says about itself in `Describe` (the harness adds the name).
 #[derive(Debug, Clone, PartialEq)]
@@ -129,5 +135,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         let _ = (attempt, globs);
         Err(GateError::Unimplemented("staging"))
+    }
+
+    /// Connect to `port` on the machine of a running attempt, as its own
+    /// processes reach it (see `Capabilities.port_forward`); see
+    /// [`connect_loopback`](crate::connect_loopback) for a ready
+    /// implementation on the gate's own machine.
+    async fn forward_port(&self, attempt: &AttemptId, port: u16) -> Result<Box<dyn Connection>> {
+        let _ = (attempt, port);
+        Err(GateError::Unimplemented("port forwarding"))
     }
 }

@@ -6,13 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use gantry_proto::splice::{SPLICE_BUFFER, splice};
 use gantry_proto::v1::gate_server::Gate;
 use gantry_proto::v1::*;
 use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::authorize_core;
 use crate::error::{GateError, Result};
+use crate::forward::port_number;
 use crate::hub::WatchStream;
 use crate::ids::{AttemptId, PartitionId};
 use crate::logs::{FileLogReader, LogRead, LogReader, read_log_file};
@@ -312,6 +315,29 @@ impl<P: Provider> Gate for GateService<P> {
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(out)))
+    }
+
+    type ForwardPortStream = ResponseStream<GateForwardPortResponse>;
+
+    async fn forward_port(
+        &self,
+        request: Request<Streaming<GateForwardPortRequest>>,
+    ) -> Result<Response<Self::ForwardPortStream>, Status> {
+        self.authorize(&request)?;
+        let mut messages = request.into_inner();
+        let first = messages.message().await?.ok_or_else(|| {
+            Status::invalid_argument("attempt_id: the first message must name the attempt")
+        })?;
+        let attempt = attempt_id(&first.attempt_id)?;
+        let port = port_number("port", first.port)?;
+        let conn = self.provider.forward_port(&attempt, port).await?;
+        let head = futures::stream::iter((!first.data.is_empty()).then_some(Ok(first.data)));
+        let rest = messages.map(|m| m.map(|m| m.data));
+        let (tx, rx) = tokio::sync::mpsc::channel(SPLICE_BUFFER);
+        tokio::spawn(splice(conn, head.chain(rest), tx, |data| {
+            GateForwardPortResponse { data }
+        }));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 

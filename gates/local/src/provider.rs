@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use gantry_gate::{
-    AttemptId, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, attempt_found, is_final, log_file_name, stage_in_dir,
-    stage_out_dir,
+    AttemptId, Connection, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
+    PartitionId, Provider, Result, attempt_found, connect_loopback, is_final, log_file_name,
+    stage_in_dir, stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
@@ -234,6 +234,7 @@ impl Provider for LocalProvider {
                 elastic: false,
                 chdir: true,
                 secret_env: true,
+                port_forward: true,
             },
             flavors: vec![flavor],
             images: Vec::new(),
@@ -457,5 +458,10 @@ impl Provider for LocalProvider {
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         Ok(stage_out_dir(self.ended_work_dir(attempt)?, globs))
+    }
+
+    async fn forward_port(&self, attempt: &AttemptId, port: u16) -> Result<Box<dyn Connection>> {
+        let job = self.get_job(attempt).await?;
+        connect_loopback(attempt, &job, port).await
     }
 }

@@ -289,6 +289,7 @@ impl Provider for SlurmProvider {
                 elastic: false,
                 chdir: true,
                 secret_env: true,
+                port_forward: false,
             },
             flavors,
             images: Vec::new(),

@@ -51,6 +51,8 @@ pub enum Command {
     Wait(cmd::wait::WaitArgs),
     /// Follow job events as they happen (a line each, or JSON lines)
     Watch(cmd::watch::WatchArgs),
+    /// Reach a port on a running job's machine from a local port (like ssh -L)
+    Forward(cmd::forward::ForwardArgs),
     /// Download an ended job's output files
     Outputs(cmd::outputs::OutputsArgs),
     /// List the sites jobs can run on, with their health and flavors

@@ -129,6 +129,20 @@ async fn a_join_token_works_once_and_an_agent_certificate_opens_nothing_else() {
     }
     .await;
     assert!(described.is_err(), "the gate API refused the agent");
+
+    // An agent cannot make up a tunnel: only one the gate asked it to open.
+    let channel = agent_listener(&cluster, Some(agent_identity(&machine.dir)))
+        .await
+        .unwrap();
+    let first = gantry_proto::v1::TunnelData {
+        tunnel_id: "tunnel-0".into(),
+        data: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+    };
+    let refused = AgentClient::new(channel)
+        .tunnel(futures::stream::iter([first]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::InstanceAttributeName;
 use gantry_e2e::cloud::{self, PlayedMachine, ec2_client, moto_endpoint};
 use gantry_e2e::ec2_faults::CapacityOutage;
+use gantry_e2e::echo;
 use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
 
 mod identity;
@@ -416,4 +417,40 @@ async fn a_flavor_out_of_capacity_sends_the_job_to_the_next_fitting_flavor() {
         ),
         "{sites}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_on_an_ec2_machine_is_reached_through_its_agent_and_no_open_port() {
+    let cluster = aws_cluster(|_| {}).await;
+    let alice = cluster.user("alice").await.unwrap();
+    let job = alice.submit(echo::upper_server("aws")).await.unwrap();
+    let port = echo::printed_port(&alice, job.id).await;
+    // The machine's security group lets nothing in (checked above); the
+    // bytes go gantryd → gate → the agent's own Tunnel call → loopback.
+    let big = echo::payload(1 << 20);
+    let answer = echo::through(&alice, job.id, port, &big).await;
+    assert!(
+        answer == big.to_ascii_uppercase(),
+        "{} bytes came back",
+        answer.len()
+    );
+    let sites = alice.sites().await.unwrap();
+    let aws = sites.iter().find(|s| s.name == "aws").unwrap();
+    assert!(aws.port_forward && aws.elastic, "{aws:?}");
+
+    let bob = cluster.user("bob").await.unwrap();
+    let err = bob.connect_port(job.id, port).await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::NotFound), "{err}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = alice.connect_port(job.id, closed).await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+    assert!(
+        err.to_string().contains("is its server listening yet?"),
+        "{err}"
+    );
+    alice.cancel(job.id, "done").await.unwrap();
 }

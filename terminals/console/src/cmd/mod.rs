@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod dev;
+pub mod forward;
 pub mod hold;
 pub mod logs;
 pub mod ls;
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
         Command::Watch(args) => watch::run(&ctx, args).await,
+        Command::Forward(args) => forward::run(&ctx, args).await,
         Command::Outputs(args) => outputs::run(&ctx, args).await,
         Command::Sites(args) => sites::run(&ctx, args).await,
         Command::Pki(args) => pki::run(&ctx, args),

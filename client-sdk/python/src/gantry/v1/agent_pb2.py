@@ -26,7 +26,7 @@ from gantry.v1 import common_pb2 as gantry_dot_v1_dot_common__pb2
 from gantry.v1 import gate_pb2 as gantry_dot_v1_dot_gate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gantry/v1/agent.proto\x12\tgantry.v1\x1a\x16gantry/v1/common.proto\x1a\x14gantry/v1/gate.proto\"-\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\"M\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x12\n\nexpires_ms\x18\x03 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"<\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x12\n\nexpires_ms\x18\x02 \x01(\x03\"\x9d\x01\n\nAgentHello\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\tresources\x18\x02 \x01(\x0b\x32\x13.gantry.v1.Capacity\x12 \n\x04jobs\x18\x03 \x03(\x0b\x32\x12.gantry.v1.GateJob\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\"\n\x05queue\x18\x05 \x01(\x0b\x32\x13.gantry.v1.Capacity\"\xb7\x01\n\x0c\x41gentMessage\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.gantry.v1.AgentHelloH\x00\x12&\n\x05reply\x18\x02 \x01(\x0b\x32\x15.gantry.v1.AgentReplyH\x00\x12$\n\x04jobs\x18\x03 \x01(\x0b\x32\x14.gantry.v1.AgentJobsH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.gantry.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"-\n\tAgentJobs\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.gantry.v1.GateJob\"\x0b\n\tHeartbeat\"\xaf\x03\n\x0c\x41gentCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12/\n\tstart_job\x18\x02 \x01(\x0b\x32\x1a.gantry.v1.StartJobRequestH\x00\x12\x35\n\ncancel_job\x18\x03 \x01(\x0b\x32\x1f.gantry.v1.GateCancelJobRequestH\x00\x12\x37\n\x0brelease_job\x18\x04 \x01(\x0b\x32 .gantry.v1.GateReleaseJobRequestH\x00\x12-\n\x08read_log\x18\x05 \x01(\x0b\x32\x19.gantry.v1.ReadLogRequestH\x00\x12(\n\tpower_off\x18\x06 \x01(\x0b\x32\x13.gantry.v1.PowerOffH\x00\x12,\n\x0b\x66\x65tch_files\x18\x07 \x01(\x0b\x32\x15.gantry.v1.FetchFilesH\x00\x12\x31\n\nlist_files\x18\x08 \x01(\x0b\x32\x1b.gantry.v1.ListFilesRequestH\x00\x12(\n\tput_files\x18\t \x01(\x0b\x32\x13.gantry.v1.PutFilesH\x00\x42\x06\n\x04\x62ody\"7\n\x0c\x46ileTransfer\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\r\"^\n\nFetchFiles\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x14\n\x0cpartition_id\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.gantry.v1.FileTransfer\"5\n\x10ListFilesRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05globs\x18\x02 \x03(\t\"7\n\x0b\x41ttemptFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04mode\x18\x03 \x01(\r\"5\n\x0c\x41ttemptFiles\x12%\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x16.gantry.v1.AttemptFile\"F\n\x08PutFiles\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x17.gantry.v1.FileTransfer\"m\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.gantry.v1.LogStream\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"\x1a\n\x08PowerOff\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x06\n\x04\x44one\"+\n\nAgentError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xce\x01\n\nAgentReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.gantry.v1.AgentErrorH\x00\x12!\n\x03job\x18\x03 \x01(\x0b\x32\x12.gantry.v1.GateJobH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\x1f\n\x04\x64one\x18\x05 \x01(\x0b\x32\x0f.gantry.v1.DoneH\x00\x12(\n\x05\x66iles\x18\x06 \x01(\x0b\x32\x17.gantry.v1.AttemptFilesH\x00\x42\x06\n\x04\x62ody2\xbd\x01\n\x05\x41gent\x12\x37\n\x04Join\x12\x16.gantry.v1.JoinRequest\x1a\x17.gantry.v1.JoinResponse\x12:\n\x05Renew\x12\x17.gantry.v1.RenewRequest\x1a\x18.gantry.v1.RenewResponse\x12?\n\x07Session\x12\x17.gantry.v1.AgentMessage\x1a\x17.gantry.v1.AgentCommand(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gantry/v1/agent.proto\x12\tgantry.v1\x1a\x16gantry/v1/common.proto\x1a\x14gantry/v1/gate.proto\"-\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\"M\n\x0cJoinResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x12\n\nexpires_ms\x18\x03 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\t\"<\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\x12\x12\n\nexpires_ms\x18\x02 \x01(\x03\"\x9d\x01\n\nAgentHello\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\tresources\x18\x02 \x01(\x0b\x32\x13.gantry.v1.Capacity\x12 \n\x04jobs\x18\x03 \x03(\x0b\x32\x12.gantry.v1.GateJob\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\"\n\x05queue\x18\x05 \x01(\x0b\x32\x13.gantry.v1.Capacity\"\xb7\x01\n\x0c\x41gentMessage\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.gantry.v1.AgentHelloH\x00\x12&\n\x05reply\x18\x02 \x01(\x0b\x32\x15.gantry.v1.AgentReplyH\x00\x12$\n\x04jobs\x18\x03 \x01(\x0b\x32\x14.gantry.v1.AgentJobsH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.gantry.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"-\n\tAgentJobs\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.gantry.v1.GateJob\"\x0b\n\tHeartbeat\"\xdd\x03\n\x0c\x41gentCommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12/\n\tstart_job\x18\x02 \x01(\x0b\x32\x1a.gantry.v1.StartJobRequestH\x00\x12\x35\n\ncancel_job\x18\x03 \x01(\x0b\x32\x1f.gantry.v1.GateCancelJobRequestH\x00\x12\x37\n\x0brelease_job\x18\x04 \x01(\x0b\x32 .gantry.v1.GateReleaseJobRequestH\x00\x12-\n\x08read_log\x18\x05 \x01(\x0b\x32\x19.gantry.v1.ReadLogRequestH\x00\x12(\n\tpower_off\x18\x06 \x01(\x0b\x32\x13.gantry.v1.PowerOffH\x00\x12,\n\x0b\x66\x65tch_files\x18\x07 \x01(\x0b\x32\x15.gantry.v1.FetchFilesH\x00\x12\x31\n\nlist_files\x18\x08 \x01(\x0b\x32\x1b.gantry.v1.ListFilesRequestH\x00\x12(\n\tput_files\x18\t \x01(\x0b\x32\x13.gantry.v1.PutFilesH\x00\x12,\n\x0bopen_tunnel\x18\n \x01(\x0b\x32\x15.gantry.v1.OpenTunnelH\x00\x42\x06\n\x04\x62ody\"7\n\x0c\x46ileTransfer\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\r\"^\n\nFetchFiles\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x14\n\x0cpartition_id\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.gantry.v1.FileTransfer\"5\n\x10ListFilesRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05globs\x18\x02 \x03(\t\"7\n\x0b\x41ttemptFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04mode\x18\x03 \x01(\r\"5\n\x0c\x41ttemptFiles\x12%\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x16.gantry.v1.AttemptFile\"F\n\x08PutFiles\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x17.gantry.v1.FileTransfer\"m\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.gantry.v1.LogStream\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"\x1a\n\x08PowerOff\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x06\n\x04\x44one\"+\n\nAgentError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xce\x01\n\nAgentReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.gantry.v1.AgentErrorH\x00\x12!\n\x03job\x18\x03 \x01(\x0b\x32\x12.gantry.v1.GateJobH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\x1f\n\x04\x64one\x18\x05 \x01(\x0b\x32\x0f.gantry.v1.DoneH\x00\x12(\n\x05\x66iles\x18\x06 \x01(\x0b\x32\x17.gantry.v1.AttemptFilesH\x00\x42\x06\n\x04\x62ody\"A\n\nOpenTunnel\x12\x11\n\ttunnel_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"-\n\nTunnelData\x12\x11\n\ttunnel_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\xf9\x01\n\x05\x41gent\x12\x37\n\x04Join\x12\x16.gantry.v1.JoinRequest\x1a\x17.gantry.v1.JoinResponse\x12:\n\x05Renew\x12\x17.gantry.v1.RenewRequest\x1a\x18.gantry.v1.RenewResponse\x12?\n\x07Session\x12\x17.gantry.v1.AgentMessage\x1a\x17.gantry.v1.AgentCommand(\x01\x30\x01\x12:\n\x06Tunnel\x12\x15.gantry.v1.TunnelData\x1a\x15.gantry.v1.TunnelData(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,29 +50,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEAT']._serialized_start=696
   _globals['_HEARTBEAT']._serialized_end=707
   _globals['_AGENTCOMMAND']._serialized_start=710
-  _globals['_AGENTCOMMAND']._serialized_end=1141
-  _globals['_FILETRANSFER']._serialized_start=1143
-  _globals['_FILETRANSFER']._serialized_end=1198
-  _globals['_FETCHFILES']._serialized_start=1200
-  _globals['_FETCHFILES']._serialized_end=1294
-  _globals['_LISTFILESREQUEST']._serialized_start=1296
-  _globals['_LISTFILESREQUEST']._serialized_end=1349
-  _globals['_ATTEMPTFILE']._serialized_start=1351
-  _globals['_ATTEMPTFILE']._serialized_end=1406
-  _globals['_ATTEMPTFILES']._serialized_start=1408
-  _globals['_ATTEMPTFILES']._serialized_end=1461
-  _globals['_PUTFILES']._serialized_start=1463
-  _globals['_PUTFILES']._serialized_end=1533
-  _globals['_READLOGREQUEST']._serialized_start=1535
-  _globals['_READLOGREQUEST']._serialized_end=1644
-  _globals['_POWEROFF']._serialized_start=1646
-  _globals['_POWEROFF']._serialized_end=1672
-  _globals['_DONE']._serialized_start=1674
-  _globals['_DONE']._serialized_end=1680
-  _globals['_AGENTERROR']._serialized_start=1682
-  _globals['_AGENTERROR']._serialized_end=1725
-  _globals['_AGENTREPLY']._serialized_start=1728
-  _globals['_AGENTREPLY']._serialized_end=1934
-  _globals['_AGENT']._serialized_start=1937
-  _globals['_AGENT']._serialized_end=2126
+  _globals['_AGENTCOMMAND']._serialized_end=1187
+  _globals['_FILETRANSFER']._serialized_start=1189
+  _globals['_FILETRANSFER']._serialized_end=1244
+  _globals['_FETCHFILES']._serialized_start=1246
+  _globals['_FETCHFILES']._serialized_end=1340
+  _globals['_LISTFILESREQUEST']._serialized_start=1342
+  _globals['_LISTFILESREQUEST']._serialized_end=1395
+  _globals['_ATTEMPTFILE']._serialized_start=1397
+  _globals['_ATTEMPTFILE']._serialized_end=1452
+  _globals['_ATTEMPTFILES']._serialized_start=1454
+  _globals['_ATTEMPTFILES']._serialized_end=1507
+  _globals['_PUTFILES']._serialized_start=1509
+  _globals['_PUTFILES']._serialized_end=1579
+  _globals['_READLOGREQUEST']._serialized_start=1581
+  _globals['_READLOGREQUEST']._serialized_end=1690
+  _globals['_POWEROFF']._serialized_start=1692
+  _globals['_POWEROFF']._serialized_end=1718
+  _globals['_DONE']._serialized_start=1720
+  _globals['_DONE']._serialized_end=1726
+  _globals['_AGENTERROR']._serialized_start=1728
+  _globals['_AGENTERROR']._serialized_end=1771
+  _globals['_AGENTREPLY']._serialized_start=1774
+  _globals['_AGENTREPLY']._serialized_end=1980
+  _globals['_OPENTUNNEL']._serialized_start=1982
+  _globals['_OPENTUNNEL']._serialized_end=2047
+  _globals['_TUNNELDATA']._serialized_start=2049
+  _globals['_TUNNELDATA']._serialized_end=2094
+  _globals['_AGENT']._serialized_start=2097
+  _globals['_AGENT']._serialized_end=2346
 # @@protoc_insertion_point(module_scope)

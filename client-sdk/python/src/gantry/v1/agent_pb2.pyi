@@ -303,6 +303,7 @@ class AgentCommand(_message.Message):
     FETCH_FILES_FIELD_NUMBER: _builtins.int
     LIST_FILES_FIELD_NUMBER: _builtins.int
     PUT_FILES_FIELD_NUMBER: _builtins.int
+    OPEN_TUNNEL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """Echoed in the reply; unique within a session."""
     @_builtins.property
@@ -343,6 +344,12 @@ class AgentCommand(_message.Message):
     def put_files(self) -> Global___PutFiles:
         """Upload files of an ended attempt. Replied with `done`."""
 
+    @_builtins.property
+    def open_tunnel(self) -> Global___OpenTunnel:
+        """Connect to a port of this machine for a running attempt and carry the
+        connection over a Tunnel call. Replied with `done` once connected.
+        """
+
     def __init__(
         self,
         *,
@@ -355,12 +362,13 @@ class AgentCommand(_message.Message):
         fetch_files: Global___FetchFiles | None = ...,
         list_files: Global___ListFilesRequest | None = ...,
         put_files: Global___PutFiles | None = ...,
+        open_tunnel: Global___OpenTunnel | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_job", b"cancel_job", "fetch_files", b"fetch_files", "list_files", b"list_files", "power_off", b"power_off", "put_files", b"put_files", "read_log", b"read_log", "release_job", b"release_job", "start_job", b"start_job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_job", b"cancel_job", "fetch_files", b"fetch_files", "list_files", b"list_files", "open_tunnel", b"open_tunnel", "power_off", b"power_off", "put_files", b"put_files", "read_log", b"read_log", "release_job", b"release_job", "start_job", b"start_job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_job", b"cancel_job", "fetch_files", b"fetch_files", "list_files", b"list_files", "power_off", b"power_off", "put_files", b"put_files", "read_log", b"read_log", "release_job", b"release_job", "request_id", b"request_id", "start_job", b"start_job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cancel_job", b"cancel_job", "fetch_files", b"fetch_files", "list_files", b"list_files", "open_tunnel", b"open_tunnel", "power_off", b"power_off", "put_files", b"put_files", "read_log", b"read_log", "release_job", b"release_job", "request_id", b"request_id", "start_job", b"start_job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["start_job", "cancel_job", "release_job", "read_log", "power_off", "fetch_files", "list_files", "put_files"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["start_job", "cancel_job", "release_job", "read_log", "power_off", "fetch_files", "list_files", "put_files", "open_tunnel"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -691,3 +699,59 @@ class AgentReply(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___AgentReply: _TypeAlias = AgentReply  # noqa: Y015
+
+@_typing.final
+class OpenTunnel(_message.Message):
+    """Connect to a port on the agent's machine and open a Tunnel call for it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    tunnel_id: _builtins.str
+    """Names the Tunnel call; chosen by the gate, unique."""
+    attempt_id: _builtins.str
+    """The attempt the connection is for; it must be running."""
+    port: _builtins.int
+    """The TCP port on the machine's loopback."""
+    def __init__(
+        self,
+        *,
+        tunnel_id: _builtins.str = ...,
+        attempt_id: _builtins.str = ...,
+        port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "port", b"port", "tunnel_id", b"tunnel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenTunnel: _TypeAlias = OpenTunnel  # noqa: Y015
+
+@_typing.final
+class TunnelData(_message.Message):
+    """A piece of a forwarded connection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    tunnel_id: _builtins.str
+    """The tunnel (the agent's first message only)."""
+    data: _builtins.bytes
+    """Bytes of the connection."""
+    def __init__(
+        self,
+        *,
+        tunnel_id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "tunnel_id", b"tunnel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TunnelData: _TypeAlias = TunnelData  # noqa: Y015

@@ -50,6 +50,11 @@ class AgentStub:
                 request_serializer=gantry_dot_v1_dot_agent__pb2.AgentMessage.SerializeToString,
                 response_deserializer=gantry_dot_v1_dot_agent__pb2.AgentCommand.FromString,
                 _registered_method=True)
+        self.Tunnel = channel.stream_stream(
+                '/gantry.v1.Agent/Tunnel',
+                request_serializer=gantry_dot_v1_dot_agent__pb2.TunnelData.SerializeToString,
+                response_deserializer=gantry_dot_v1_dot_agent__pb2.TunnelData.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -80,6 +85,18 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tunnel(self, request_iterator, context):
+        """One forwarded connection (the gate API's ForwardPort), opened by the
+        agent when told to by OpenTunnel: its first message names the tunnel,
+        then both sides send the connection's bytes. The answer stream ends
+        when the gate's side closes; the end of the agent's stream means the
+        machine's side closed. NOT_FOUND for a tunnel the gate does not wait
+        for (unknown, of another agent, or given up on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +114,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=gantry_dot_v1_dot_agent__pb2.AgentMessage.FromString,
                     response_serializer=gantry_dot_v1_dot_agent__pb2.AgentCommand.SerializeToString,
+            ),
+            'Tunnel': grpc.stream_stream_rpc_method_handler(
+                    servicer.Tunnel,
+                    request_deserializer=gantry_dot_v1_dot_agent__pb2.TunnelData.FromString,
+                    response_serializer=gantry_dot_v1_dot_agent__pb2.TunnelData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +203,33 @@ class Agent:
             '/gantry.v1.Agent/Session',
             gantry_dot_v1_dot_agent__pb2.AgentMessage.SerializeToString,
             gantry_dot_v1_dot_agent__pb2.AgentCommand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tunnel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gantry.v1.Agent/Tunnel',
+            gantry_dot_v1_dot_agent__pb2.TunnelData.SerializeToString,
+            gantry_dot_v1_dot_agent__pb2.TunnelData.FromString,
             options,
             channel_credentials,
             insecure,

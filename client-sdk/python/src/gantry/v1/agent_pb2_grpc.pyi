@@ -77,6 +77,14 @@ class AgentStub:
     """The agent's session: AgentMessages up, AgentCommands down. A second
     session of the same agent replaces the first.
     """
+    Tunnel: _grpc.StreamStreamMultiCallable[_agent_pb2.TunnelData, _agent_pb2.TunnelData]
+    """One forwarded connection (the gate API's ForwardPort), opened by the
+    agent when told to by OpenTunnel: its first message names the tunnel,
+    then both sides send the connection's bytes. The answer stream ends
+    when the gate's side closes; the end of the agent's stream means the
+    machine's side closed. NOT_FOUND for a tunnel the gate does not wait
+    for (unknown, of another agent, or given up on).
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -93,6 +101,14 @@ class AgentAsyncStub(AgentStub):
     Session: _aio.StreamStreamMultiCallable[_agent_pb2.AgentMessage, _agent_pb2.AgentCommand]  # type: ignore[assignment]
     """The agent's session: AgentMessages up, AgentCommands down. A second
     session of the same agent replaces the first.
+    """
+    Tunnel: _aio.StreamStreamMultiCallable[_agent_pb2.TunnelData, _agent_pb2.TunnelData]  # type: ignore[assignment]
+    """One forwarded connection (the gate API's ForwardPort), opened by the
+    agent when told to by OpenTunnel: its first message names the tunnel,
+    then both sides send the connection's bytes. The answer stream ends
+    when the gate's side closes; the end of the agent's stream means the
+    machine's side closed. NOT_FOUND for a tunnel the gate does not wait
+    for (unknown, of another agent, or given up on).
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +141,20 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.AgentCommand], _abc.AsyncIterator[_agent_pb2.AgentCommand]]:
         """The agent's session: AgentMessages up, AgentCommands down. A second
         session of the same agent replaces the first.
+        """
+
+    @_abc_1.abstractmethod
+    def Tunnel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.TunnelData],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.TunnelData], _abc.AsyncIterator[_agent_pb2.TunnelData]]:
+        """One forwarded connection (the gate API's ForwardPort), opened by the
+        agent when told to by OpenTunnel: its first message names the tunnel,
+        then both sides send the connection's bytes. The answer stream ends
+        when the gate's side closes; the end of the agent's stream means the
+        machine's side closed. NOT_FOUND for a tunnel the gate does not wait
+        for (unknown, of another agent, or given up on).
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -606,6 +606,8 @@ class Site(_message.Message):
     FLAVORS_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
     ACTIVE_JOBS_FIELD_NUMBER: _builtins.int
+    PORT_FORWARD_FIELD_NUMBER: _builtins.int
+    ELASTIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The gate's name, used in JobSpec.site."""
     provider: _builtins.str
@@ -620,6 +622,12 @@ class Site(_message.Message):
     """Partitions existing now."""
     active_jobs: _builtins.int
     """Jobs running or staging on this site now."""
+    port_forward: _builtins.bool
+    """Whether ForwardPort reaches the ports of jobs on this site."""
+    elastic: _builtins.bool
+    """Whether the site provisions machines on demand (a cloud): jobs run on
+    machines reachable only through ForwardPort.
+    """
     @_builtins.property
     def flavors(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Flavor]:
         """What it can provide."""
@@ -635,10 +643,12 @@ class Site(_message.Message):
         flavors: _abc.Iterable[_common_pb2.Flavor] | None = ...,
         partitions: _builtins.int = ...,
         active_jobs: _builtins.int = ...,
+        port_forward: _builtins.bool = ...,
+        elastic: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "flavors", b"flavors", "health_message", b"health_message", "healthy", b"healthy", "name", b"name", "partitions", b"partitions", "provider", b"provider", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "elastic", b"elastic", "flavors", b"flavors", "health_message", b"health_message", "healthy", b"healthy", "name", b"name", "partitions", b"partitions", "port_forward", b"port_forward", "provider", b"provider", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1311,3 +1321,55 @@ class CoreStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CoreStatus: _TypeAlias = CoreStatus  # noqa: Y015
+
+@_typing.final
+class ForwardPortRequest(_message.Message):
+    """Request of ForwardPort: the first names the job and port, each carries bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.int
+    """The job (first message only)."""
+    port: _builtins.int
+    """The TCP port, 1-65535, on the job's machine (first message only)."""
+    data: _builtins.bytes
+    """Bytes to write to the connection."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.int = ...,
+        port: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "job_id", b"job_id", "port", b"port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardPortRequest: _TypeAlias = ForwardPortRequest  # noqa: Y015
+
+@_typing.final
+class ForwardPortResponse(_message.Message):
+    """Response of ForwardPort."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes read from the connection."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardPortResponse: _TypeAlias = ForwardPortResponse  # noqa: Y015

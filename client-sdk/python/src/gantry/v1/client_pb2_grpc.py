@@ -90,6 +90,11 @@ class GantryStub:
                 request_serializer=gantry_dot_v1_dot_client__pb2.ListSitesRequest.SerializeToString,
                 response_deserializer=gantry_dot_v1_dot_client__pb2.ListSitesResponse.FromString,
                 _registered_method=True)
+        self.ForwardPort = channel.stream_stream(
+                '/gantry.v1.Gantry/ForwardPort',
+                request_serializer=gantry_dot_v1_dot_client__pb2.ForwardPortRequest.SerializeToString,
+                response_deserializer=gantry_dot_v1_dot_client__pb2.ForwardPortResponse.FromString,
+                _registered_method=True)
 
 
 class GantryServicer:
@@ -178,6 +183,22 @@ class GantryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardPort(self, request_iterator, context):
+        """A TCP connection to a port on the machine of a running job, as the
+        job's own processes reach it (its loopback, where the gate can): how a
+        server in a job on a cloud machine, which accepts no inbound connection,
+        is reached. The first message names the job and port (no data needed);
+        every message carries bytes to write. The answers carry the bytes read;
+        the stream ends when the job's side closes. Closing the request stream
+        half-closes the connection. The caller must be allowed to see the job.
+        FAILED_PRECONDITION when the job does not run or its site cannot
+        forward ports (Site.port_forward); UNAVAILABLE when nothing listens on
+        the port yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GantryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +256,11 @@ def add_GantryServicer_to_server(servicer, server):
                     servicer.ListSites,
                     request_deserializer=gantry_dot_v1_dot_client__pb2.ListSitesRequest.FromString,
                     response_serializer=gantry_dot_v1_dot_client__pb2.ListSitesResponse.SerializeToString,
+            ),
+            'ForwardPort': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardPort,
+                    request_deserializer=gantry_dot_v1_dot_client__pb2.ForwardPortRequest.FromString,
+                    response_serializer=gantry_dot_v1_dot_client__pb2.ForwardPortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -535,6 +561,33 @@ class Gantry:
             '/gantry.v1.Gantry/ListSites',
             gantry_dot_v1_dot_client__pb2.ListSitesRequest.SerializeToString,
             gantry_dot_v1_dot_client__pb2.ListSitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardPort(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gantry.v1.Gantry/ForwardPort',
+            gantry_dot_v1_dot_client__pb2.ForwardPortRequest.SerializeToString,
+            gantry_dot_v1_dot_client__pb2.ForwardPortResponse.FromString,
             options,
             channel_credentials,
             insecure,

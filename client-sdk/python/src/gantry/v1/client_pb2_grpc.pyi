@@ -76,6 +76,18 @@ class GantryStub:
     """Store an input file in gantryd; the answer's digest names it in a JobSpec."""
     ListSites: _grpc.UnaryUnaryMultiCallable[_client_pb2.ListSitesRequest, _client_pb2.ListSitesResponse]
     """The sites (gates) jobs can run on, with their flavors, prices and health."""
+    ForwardPort: _grpc.StreamStreamMultiCallable[_client_pb2.ForwardPortRequest, _client_pb2.ForwardPortResponse]
+    """A TCP connection to a port on the machine of a running job, as the
+    job's own processes reach it (its loopback, where the gate can): how a
+    server in a job on a cloud machine, which accepts no inbound connection,
+    is reached. The first message names the job and port (no data needed);
+    every message carries bytes to write. The answers carry the bytes read;
+    the stream ends when the job's side closes. Closing the request stream
+    half-closes the connection. The caller must be allowed to see the job.
+    FAILED_PRECONDITION when the job does not run or its site cannot
+    forward ports (Site.port_forward); UNAVAILABLE when nothing listens on
+    the port yet.
+    """
 
 @_typing.type_check_only
 class GantryAsyncStub(GantryStub):
@@ -112,6 +124,18 @@ class GantryAsyncStub(GantryStub):
     """Store an input file in gantryd; the answer's digest names it in a JobSpec."""
     ListSites: _aio.UnaryUnaryMultiCallable[_client_pb2.ListSitesRequest, _client_pb2.ListSitesResponse]  # type: ignore[assignment]
     """The sites (gates) jobs can run on, with their flavors, prices and health."""
+    ForwardPort: _aio.StreamStreamMultiCallable[_client_pb2.ForwardPortRequest, _client_pb2.ForwardPortResponse]  # type: ignore[assignment]
+    """A TCP connection to a port on the machine of a running job, as the
+    job's own processes reach it (its loopback, where the gate can): how a
+    server in a job on a cloud machine, which accepts no inbound connection,
+    is reached. The first message names the job and port (no data needed);
+    every message carries bytes to write. The answers carry the bytes read;
+    the stream ends when the job's side closes. Closing the request stream
+    half-closes the connection. The caller must be allowed to see the job.
+    FAILED_PRECONDITION when the job does not run or its site cannot
+    forward ports (Site.port_forward); UNAVAILABLE when nothing listens on
+    the port yet.
+    """
 
 class GantryServicer(metaclass=_abc_1.ABCMeta):
     """The service terminals talk to."""
@@ -211,5 +235,23 @@ class GantryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.ListSitesResponse, _abc.Awaitable[_client_pb2.ListSitesResponse]]:
         """The sites (gates) jobs can run on, with their flavors, prices and health."""
+
+    @_abc_1.abstractmethod
+    def ForwardPort(
+        self,
+        request_iterator: _MaybeAsyncIterator[_client_pb2.ForwardPortRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_client_pb2.ForwardPortResponse], _abc.AsyncIterator[_client_pb2.ForwardPortResponse]]:
+        """A TCP connection to a port on the machine of a running job, as the
+        job's own processes reach it (its loopback, where the gate can): how a
+        server in a job on a cloud machine, which accepts no inbound connection,
+        is reached. The first message names the job and port (no data needed);
+        every message carries bytes to write. The answers carry the bytes read;
+        the stream ends when the job's side closes. Closing the request stream
+        half-closes the connection. The caller must be allowed to see the job.
+        FAILED_PRECONDITION when the job does not run or its site cannot
+        forward ports (Site.port_forward); UNAVAILABLE when nothing listens on
+        the port yet.
+        """
 
 def add_GantryServicer_to_server(servicer: GantryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

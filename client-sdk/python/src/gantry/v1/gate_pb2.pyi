@@ -116,6 +116,7 @@ class Capabilities(_message.Message):
     ELASTIC_FIELD_NUMBER: _builtins.int
     CHDIR_FIELD_NUMBER: _builtins.int
     SECRET_ENV_FIELD_NUMBER: _builtins.int
+    PORT_FORWARD_FIELD_NUMBER: _builtins.int
     staging: _builtins.bool
     """StageIn and StageOut work."""
     log_follow: _builtins.bool
@@ -130,6 +131,8 @@ class Capabilities(_message.Message):
     """Task.secret_env works: the gate passes secrets to the process and never
     writes them where it keeps files or logs.
     """
+    port_forward: _builtins.bool
+    """ForwardPort works."""
     def __init__(
         self,
         *,
@@ -138,10 +141,11 @@ class Capabilities(_message.Message):
         elastic: _builtins.bool = ...,
         chdir: _builtins.bool = ...,
         secret_env: _builtins.bool = ...,
+        port_forward: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chdir", b"chdir", "elastic", b"elastic", "log_follow", b"log_follow", "secret_env", b"secret_env", "staging", b"staging"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chdir", b"chdir", "elastic", b"elastic", "log_follow", b"log_follow", "port_forward", b"port_forward", "secret_env", b"secret_env", "staging", b"staging"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1137,3 +1141,55 @@ class StageOutResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StageOutResponse: _TypeAlias = StageOutResponse  # noqa: Y015
+
+@_typing.final
+class GateForwardPortRequest(_message.Message):
+    """Request of ForwardPort: the first names the attempt and port, each carries bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    """The attempt (first message only)."""
+    port: _builtins.int
+    """The TCP port, 1-65535 (first message only)."""
+    data: _builtins.bytes
+    """Bytes to write to the connection."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        port: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "data", b"data", "port", b"port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GateForwardPortRequest: _TypeAlias = GateForwardPortRequest  # noqa: Y015
+
+@_typing.final
+class GateForwardPortResponse(_message.Message):
+    """Response of ForwardPort."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes read from the connection."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GateForwardPortResponse: _TypeAlias = GateForwardPortResponse  # noqa: Y015

@@ -100,6 +100,11 @@ class GateStub:
                 request_serializer=gantry_dot_v1_dot_gate__pb2.StageOutRequest.SerializeToString,
                 response_deserializer=gantry_dot_v1_dot_gate__pb2.StageOutResponse.FromString,
                 _registered_method=True)
+        self.ForwardPort = channel.stream_stream(
+                '/gantry.v1.Gate/ForwardPort',
+                request_serializer=gantry_dot_v1_dot_gate__pb2.GateForwardPortRequest.SerializeToString,
+                response_deserializer=gantry_dot_v1_dot_gate__pb2.GateForwardPortResponse.FromString,
+                _registered_method=True)
 
 
 class GateServicer:
@@ -205,6 +210,20 @@ class GateServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardPort(self, request_iterator, context):
+        """A TCP connection to a port on the (first) machine of a running attempt,
+        as the attempt's own processes reach it: its loopback where the gate can
+        (local gate, node agents). The first message names the attempt and port;
+        every message carries bytes to write, every answer the bytes read. The
+        answer stream ends when the machine's side closes; the end of the
+        request stream half-closes the connection. NOT_FOUND for an unknown
+        attempt, FAILED_PRECONDITION when it does not run, UNAVAILABLE when
+        nothing listens on the port. Only with Capabilities.port_forward.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GateServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +291,11 @@ def add_GateServicer_to_server(servicer, server):
                     servicer.StageOut,
                     request_deserializer=gantry_dot_v1_dot_gate__pb2.StageOutRequest.FromString,
                     response_serializer=gantry_dot_v1_dot_gate__pb2.StageOutResponse.SerializeToString,
+            ),
+            'ForwardPort': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardPort,
+                    request_deserializer=gantry_dot_v1_dot_gate__pb2.GateForwardPortRequest.FromString,
+                    response_serializer=gantry_dot_v1_dot_gate__pb2.GateForwardPortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -626,6 +650,33 @@ class Gate:
             '/gantry.v1.Gate/StageOut',
             gantry_dot_v1_dot_gate__pb2.StageOutRequest.SerializeToString,
             gantry_dot_v1_dot_gate__pb2.StageOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardPort(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gantry.v1.Gate/ForwardPort',
+            gantry_dot_v1_dot_gate__pb2.GateForwardPortRequest.SerializeToString,
+            gantry_dot_v1_dot_gate__pb2.GateForwardPortResponse.FromString,
             options,
             channel_credentials,
             insecure,

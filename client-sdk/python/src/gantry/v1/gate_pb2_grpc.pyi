@@ -88,6 +88,16 @@ class GateStub:
     """
     StageOut: _grpc.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]
     """Read the files of an ended attempt that match glob patterns."""
+    ForwardPort: _grpc.StreamStreamMultiCallable[_gate_pb2.GateForwardPortRequest, _gate_pb2.GateForwardPortResponse]
+    """A TCP connection to a port on the (first) machine of a running attempt,
+    as the attempt's own processes reach it: its loopback where the gate can
+    (local gate, node agents). The first message names the attempt and port;
+    every message carries bytes to write, every answer the bytes read. The
+    answer stream ends when the machine's side closes; the end of the
+    request stream half-closes the connection. NOT_FOUND for an unknown
+    attempt, FAILED_PRECONDITION when it does not run, UNAVAILABLE when
+    nothing listens on the port. Only with Capabilities.port_forward.
+    """
 
 @_typing.type_check_only
 class GateAsyncStub(GateStub):
@@ -132,6 +142,16 @@ class GateAsyncStub(GateStub):
     """
     StageOut: _aio.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]  # type: ignore[assignment]
     """Read the files of an ended attempt that match glob patterns."""
+    ForwardPort: _aio.StreamStreamMultiCallable[_gate_pb2.GateForwardPortRequest, _gate_pb2.GateForwardPortResponse]  # type: ignore[assignment]
+    """A TCP connection to a port on the (first) machine of a running attempt,
+    as the attempt's own processes reach it: its loopback where the gate can
+    (local gate, node agents). The first message names the attempt and port;
+    every message carries bytes to write, every answer the bytes read. The
+    answer stream ends when the machine's side closes; the end of the
+    request stream half-closes the connection. NOT_FOUND for an unknown
+    attempt, FAILED_PRECONDITION when it does not run, UNAVAILABLE when
+    nothing listens on the port. Only with Capabilities.port_forward.
+    """
 
 class GateServicer(metaclass=_abc_1.ABCMeta):
     """Served by every gate."""
@@ -251,5 +271,21 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gate_pb2.StageOutResponse], _abc.AsyncIterator[_gate_pb2.StageOutResponse]]:
         """Read the files of an ended attempt that match glob patterns."""
+
+    @_abc_1.abstractmethod
+    def ForwardPort(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gate_pb2.GateForwardPortRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gate_pb2.GateForwardPortResponse], _abc.AsyncIterator[_gate_pb2.GateForwardPortResponse]]:
+        """A TCP connection to a port on the (first) machine of a running attempt,
+        as the attempt's own processes reach it: its loopback where the gate can
+        (local gate, node agents). The first message names the attempt and port;
+        every message carries bytes to write, every answer the bytes read. The
+        answer stream ends when the machine's side closes; the end of the
+        request stream half-closes the connection. NOT_FOUND for an unknown
+        attempt, FAILED_PRECONDITION when it does not run, UNAVAILABLE when
+        nothing listens on the port. Only with Capabilities.port_forward.
+        """
 
 def add_GateServicer_to_server(servicer: GateServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
