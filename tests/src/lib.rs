@@ -44,14 +44,18 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Where the binaries are: `GANTRY_BIN_DIR`, else the test executable's profile folder.
+/// Where the binaries are: `GANTRY_BIN_DIR`, else the profile folder of the running test or binary.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GANTRY_BIN_DIR") {
         return PathBuf::from(dir);
     }
+    // A test runs from <profile>/deps, a binary of this crate from <profile>.
     let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("exe dir");
-    deps.parent().expect("profile dir").to_path_buf()
+    let dir = exe.parent().expect("exe dir");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("profile dir").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// Poll `probe` every 100 ms until it gives a value; after `within`, fail

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import gantry
@@ -19,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[3]
 INSTALLATION = "pytest"
 USERS = ("alice", "bob", "root")
 SERVICES = {"jupyterhub": True, "monitor": False}
+#: The AMI the AWS gate's test machines boot (one moto knows).
+TEST_IMAGE = "ami-1e749f67"
+#: moto's fake credentials, for the AWS gate.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+}
 
 
 def bin_dir() -> Path:
@@ -35,8 +45,11 @@ def bin_dir() -> Path:
 class Process:
     """One binary of the installation, logging to a file, with its address once ready."""
 
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name, self.args, self.log = name, args, log
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready: Path, timeout: float = 30.0) -> str:
@@ -48,6 +61,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=None if self.env is None else {**os.environ, **self.env},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -57,6 +71,12 @@ class Process:
                 break
             time.sleep(0.02)
         raise RuntimeError(f"{self.name} did not become ready; its log:\n{self.tail()}")
+
+    def terminate(self) -> None:
+        """SIGTERM it and wait for its end."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
 
     def kill(self) -> None:
         """SIGKILL it (a crash)."""
@@ -72,20 +92,31 @@ class Process:
 class Installation:
     """gantryd, the scheduler and a gate, with users alice, bob, root (admin).
 
-    The gate is the local one, or with ``slurm_conf`` the Slurm gate on that cluster.
+    The gate is the local one; with ``slurm_conf`` the Slurm gate on that
+    cluster; with ``moto`` (an endpoint of moto's server as EC2) the AWS gate,
+    whose machines ``gantry-machine-player`` plays on this host, as the Rust
+    tests do (moto runs nothing on its instances).
 
     Services: ``jupyterhub`` may act for users, ``monitor`` may not.
     """
 
-    def __init__(self, root: Path, cpus: int = 2, slurm_conf: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cpus: int = 2,
+        slurm_conf: Path | None = None,
+        moto: str | None = None,
+    ) -> None:
         self.root = root
         #: For tests that share the installation: the last job id before theirs.
         self.last_job_id = 0
         self.pki = root / "pki"
+        # moto's instances are one pool: each installation tags its own.
+        self.installation = f"pytest-{uuid.uuid4().hex[:8]}" if moto else INSTALLATION
         gantry_cli = str(bin_dir() / "gantry")
         pki = ["pki", "--json"]
         subprocess.run(
-            [gantry_cli, *pki, "init", "--dir", str(self.pki), "--installation", INSTALLATION],
+            [gantry_cli, *pki, "init", "--dir", str(self.pki), "--installation", self.installation],
             check=True,
             capture_output=True,
         )
@@ -100,10 +131,34 @@ class Installation:
         common = ["--listen", "127.0.0.1:0", "--pki-dir", str(self.pki)]
         self.sched = Process("gantry-sched", common, logs / "sched.log")
         sched_addr = self.sched.start(root / "sched.addr")
-        #: The site's name: ``local``, or ``slurm`` on a Slurm cluster.
-        self.site = "slurm" if slurm_conf else "local"
+        #: The site's name: ``local``, ``slurm`` on a Slurm cluster, ``aws`` on moto.
+        self.site = "aws" if moto else "slurm" if slurm_conf else "local"
         gate_args = [*common, "--name", self.site, "--work-dir", str(root / self.site)]
-        if slurm_conf is None:
+        self.player: Process | None = None
+        if moto is not None:
+            for kind in ("gate", "agent-issuer"):
+                issue = [gantry_cli, *pki, "issue", "--dir", str(self.pki), kind, "aws"]
+                subprocess.run(issue, check=True, capture_output=True)
+            aws = [
+                *common,
+                "--name",
+                "aws",
+                "--agent-listen",
+                f"127.0.0.1:{_free_port()}",
+                "--state-dir",
+                str(root / "aws-state"),
+                "--instance-types",
+                "t3.micro,t3.small",
+                "--image",
+                TEST_IMAGE,
+                "--endpoint-url",
+                moto,
+            ]
+            self.gate = Process("gantry-gate-aws", aws, logs / "gate.log", env=AWS_ENV)
+            player = ["--endpoint", moto, "--installation", self.installation, "--dir", str(root)]
+            self.player = Process("gantry-machine-player", player, logs / "machines.log")
+            self.player.start(root / "player.ready")
+        elif slurm_conf is None:
             self.gate = Process(
                 "gantry-gate-local", [*gate_args, "--cpus", str(cpus)], logs / "gate.log"
             )
@@ -119,7 +174,7 @@ class Installation:
             for name, acts in SERVICES.items()
         )
         config.write_text(
-            f'installation = "{INSTALLATION}"\n'
+            f'installation = "{self.installation}"\n'
             f'listen = "127.0.0.1:0"\nstate_dir = "{root / "core"}"\nadmins = ["root"]\n'
             f'[tls]\nca = "{self.pki / "ca.pem"}"\ncert = "{self.pki / "core.pem"}"\n'
             f'key = "{self.pki / "core.key"}"\n'
@@ -153,6 +208,15 @@ class Installation:
         return path
 
     def stop(self) -> None:
-        """Stop every process."""
+        """Stop every process (the machine player ends the machines it played)."""
         for process in (self.core, self.gate, self.sched):
             process.kill()
+        if self.player is not None:
+            self.player.terminate()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import upper_server
 from installation import Installation
 
 import gantry
@@ -82,3 +83,27 @@ async def test_a_service_submits_for_a_user(installation: Installation) -> None:
             await bob.get(job.id)
         (site,) = await hub.sites()
         assert site.name == "local"
+
+
+async def test_forward_reaches_a_server_in_a_running_job(aio_alice: gantry.aio.Client) -> None:
+    job = await aio_alice.submit(upper_server.ARGV)
+    port = 0
+    for _ in range(600):
+        text = b"".join([c async for c in aio_alice.logs(job.id)]).decode().strip()
+        if text.isdigit():
+            port = int(text)
+            break
+        await asyncio.sleep(0.1)
+    assert port, "the job printed its port"
+    async with await aio_alice.forward(job.id, port) as forward:
+        reader, writer = await asyncio.open_connection(*forward.address)
+        writer.write(b"through asyncio")
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 60) == b"THROUGH ASYNCIO"
+        writer.close()
+    # A port nobody listens on: the connection closes without a byte.
+    async with await aio_alice.forward(job.id, 1) as forward:
+        reader, writer = await asyncio.open_connection(*forward.address)
+        assert await asyncio.wait_for(reader.read(), 60) == b""
+        writer.close()
+    await aio_alice.cancel(job.id)

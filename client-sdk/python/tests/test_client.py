@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import socket
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import upper_server
 from installation import Installation
 
 import gantry
@@ -324,3 +326,42 @@ def test_a_secret_reaches_the_job_and_no_answer(
     with pytest.raises(gantry.InvalidArgument) as twice:
         alice.submit(["true"], env={"X": "1"}, secret_env={"X": "2"})
     assert twice.value.field == "secret_env[X]"
+
+
+def _printed_port(client: gantry.Client, job_id: int) -> int:
+    """The port the upper-casing server of job ``job_id`` printed."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = b"".join(client.logs(job_id)).decode().strip()
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} printed no port")
+
+
+def _ask(address: tuple[str, int], question: bytes) -> bytes:
+    """Send ``question`` to ``address``, half-close, and read the answer to its end."""
+    with socket.create_connection(address, timeout=60) as conn:
+        conn.sendall(question)
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while piece := conn.recv(65536):
+            answer += piece
+        return answer
+
+
+def test_forward_reaches_a_server_in_a_running_job_and_only_its_owners(
+    alice: gantry.Client, bob: gantry.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = alice.submit(upper_server.ARGV)
+    port = _printed_port(alice, job.id)
+    big = bytes(ord("a") + i % 26 for i in range(1 << 20))
+    with alice.forward(job.id, port) as forward:
+        assert forward.address[0] == "127.0.0.1" and forward.local_port > 0
+        assert _ask(forward.address, big) == big.upper()
+        assert _ask(forward.address, b"again") == b"AGAIN"
+    # Bob's connections are refused: the job is not his to see.
+    with bob.forward(job.id, port) as forward, caplog.at_level("WARNING", "gantry.forward"):
+        assert _ask(forward.address, b"hello") == b""
+        assert any("does not exist" in r.getMessage() for r in caplog.records), caplog.text
+    alice.cancel(job.id)

@@ -82,7 +82,8 @@ class Hub:
             "c.JupyterHub.cleanup_proxy = True",
             f"c.JupyterHub.services = [{{'name': 'tests', 'api_token': '{TOKEN}'}}]",
             "c.JupyterHub.load_roles = [{'name': 'tests', 'services': ['tests'], 'scopes': "
-            "['admin:users', 'admin:servers', 'list:users', 'read:users', 'access:servers']}]",
+            "['admin:users', 'admin:servers', 'admin:server_state', 'list:users', 'read:users', "
+            "'access:servers']}]",
         ]
         if spawner_class == "gantry":
             lines += [f"c.GantrySpawner.{k} = {v!r}" for k, v in settings.items()]

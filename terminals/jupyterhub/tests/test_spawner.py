@@ -118,6 +118,35 @@ def test_a_restarted_hub_finds_its_running_server_again(
     assert len(running) == 1, running
 
 
+def test_a_server_reached_through_gantrys_port_forwarding_survives_a_hub_restart(
+    installation: Installation, tmp_path: Path
+) -> None:
+    # As on a cloud site (`forward = "auto"` there): the Hub reaches the
+    # server through gantryd and the gate, never at the node's address.
+    hub = Hub(tmp_path, installation.profile("service", "jupyterhub"), forward="always")
+    hub.start()
+    try:
+        hub.spawn("alice")
+        server = hub.until_ready("alice")
+        state = server["state"]
+        assert state["forward_port"] and state["forward_port"] != state["server_port"], state
+        assert hub.get("/user/alice/through")[0] == 200
+        hub.stop()
+        hub.start()
+        assert hub.until_ready("alice")
+        assert hub.get("/user/alice/again") == (200, "/user/alice/again")
+        (job,) = jobs_of(installation, "alice")
+        assert gantry.state_name(job.state) == "RUNNING"
+        hub.api("DELETE", "/users/alice/server")
+
+        def ended() -> bool:
+            return gantry.is_end_state(jobs_of(installation, "alice")[0].state)
+
+        until("the job to end", ended)
+    finally:
+        hub.stop()
+
+
 def test_a_hub_restarted_while_a_spawn_waits_never_runs_two_jobs(
     hub: Hub, installation: Installation
 ) -> None:

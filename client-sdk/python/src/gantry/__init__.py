@@ -16,6 +16,7 @@ exceptions of :mod:`gantry.errors`.
 
 from ._common import SpecFields, is_end_state, parse_state, state_name
 from ._config import Config, dev_state_dir
+from ._forward import PortForward
 from .client import Client
 from .errors import (
     AlreadyExists,
@@ -65,6 +66,7 @@ __all__ = [
     "LogStream",
     "NotFound",
     "PermissionDenied",
+    "PortForward",
     "ResourceExhausted",
     "ResourceRequest",
     "Site",

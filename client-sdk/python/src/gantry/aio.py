@@ -24,10 +24,11 @@ else:  # pragma: no cover
 
 from . import _common
 from ._config import Config
+from ._forward_aio import PortForward
 from .errors import GantryError, Unavailable, WaitTimeout, from_rpc_error
 from .v1 import client_pb2, client_pb2_grpc, common_pb2
 
-__all__ = ["Client"]
+__all__ = ["Client", "PortForward"]
 
 
 class Client:
@@ -311,6 +312,15 @@ class Client:
         finally:
             writer.close()
         return writer.written
+
+    # Reaching a job
+
+    async def forward(
+        self, job_id: int, port: int, *, local_port: int = 0, host: str = "127.0.0.1"
+    ) -> PortForward:
+        """Listen locally for connections to a job's ``port``, as ``gantry.Client.forward``."""
+        forward = PortForward(self.stub, self.config.target, job_id, port)
+        return await forward._listen(host, local_port)
 
     # Sites
 

@@ -19,6 +19,7 @@ else:  # pragma: no cover
 
 from . import _common
 from ._config import Config
+from ._forward import PortForward
 from .errors import GantryError, Unavailable, WaitTimeout, from_rpc_error
 from .v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -313,6 +314,25 @@ class Client:
         finally:
             writer.close()
         return writer.written
+
+    # Reaching a job
+
+    def forward(
+        self, job_id: int, port: int, *, local_port: int = 0, host: str = "127.0.0.1"
+    ) -> PortForward:
+        """Listen on ``host:local_port`` (0: any free port) for connections to a job's ``port``.
+
+        Like ``gantry forward`` and ``ssh -L``: each connection reaches the
+        port on the job's machine as the job's own processes reach it, through
+        gantryd and the job's gate (a cloud machine accepts no inbound
+        connection; this is how its servers are reached). The job must be
+        running and its site able to forward (``Site.port_forward``); a
+        refused connection is closed and logged. Returns at once; the
+        :class:`gantry.PortForward`'s ``address`` is where to connect.
+        """
+        return PortForward(
+            self.stub, self.config.target, job_id, port, host=host, local_port=local_port
+        )
 
     # Sites
 

@@ -7,12 +7,13 @@ import re
 import shlex
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import gantry
 import gantry.aio
 from jupyterhub.spawner import Spawner
 from traitlets import Callable as CallableTrait
-from traitlets import Integer, List, Unicode, default
+from traitlets import CaselessStrEnum, Integer, List, Unicode, default
 
 from .form import options_form, user_options
 
@@ -89,6 +90,18 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         local gate on the Hub's machine.""",
     ).tag(config=True)
 
+    forward = CaselessStrEnum(
+        ["auto", "always", "never"],
+        default_value="auto",
+        help="""How the Hub reaches a server: through Gantry or at its node's address.
+
+        "auto": through Gantry's port forwarding when the server's site is
+        elastic (a cloud machine accepts no inbound connection; the bytes go
+        Hub → gantryd → gate → the machine's agent → the server's port on its
+        loopback), directly at the node's address otherwise (local, Slurm).
+        "always" and "never" choose one way for every site.""",
+    ).tag(config=True)
+
     listen_ip = Unicode("0.0.0.0", help="The address the server listens on, on its node.").tag(
         config=True
     )
@@ -104,6 +117,10 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
     ).tag(config=True)
 
     job_id = Integer(0, help="The Gantry job of the current server (kept in the Hub's state).")
+    server_port = Integer(0, help="The server's port on its node, when forwarded (kept in state).")
+    forward_port = Integer(0, help="The Hub's local port forwarding to it (kept in state).")
+
+    _forwarding: gantry.aio.PortForward | None = None
 
     @default("options_from_form")
     def _default_options_from_form(self) -> Callable[[dict[str, list[str]]], dict[str, Any]]:
@@ -209,21 +226,26 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
     # The Spawner API
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Take the job id back from the Hub's database."""
+        """Take the job id (and the forwarded ports) back from the Hub's database."""
         super().load_state(state)
         self.job_id = int(state.get("job_id", 0))
+        self.server_port = int(state.get("server_port", 0))
+        self.forward_port = int(state.get("forward_port", 0))
 
     def get_state(self) -> dict[str, Any]:
-        """Keep the job id in the Hub's database."""
+        """Keep the job id (and the forwarded ports) in the Hub's database."""
         state: dict[str, Any] = super().get_state()
         if self.job_id:
             state["job_id"] = self.job_id
+        if self.server_port:
+            state["server_port"] = self.server_port
+            state["forward_port"] = self.forward_port
         return state
 
     def clear_state(self) -> None:
         """Forget the job once its server is gone."""
         super().clear_state()
-        self.job_id = 0
+        self.job_id = self.server_port = self.forward_port = 0
 
     async def get_options_form(self) -> str:
         """Sites and flavors from Gantry, with CPUs, memory, GPUs and price; and walltime."""
@@ -249,13 +271,11 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
         reading = asyncio.ensure_future(self._address(job.id))
         try:
             done, _ = await asyncio.wait({watching, reading}, return_when=asyncio.FIRST_COMPLETED)
-            if reading in done:
-                host, port = reading.result()
-                self._progress(90, f"server listening on {host}:{port}")
-                return host, port
-            watching.result()  # raises SpawnFailed when the job ended or cannot run
+            if reading not in done:
+                watching.result()  # raises SpawnFailed when the job ended or cannot run
             host, port = await reading
-            return host, port
+            self._progress(90, f"server listening on {host}:{port}")
+            return await self._reach(job.id, host, port)
         finally:
             for task in (watching, reading):
                 task.cancel()
@@ -315,6 +335,54 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
                     return host, int(port)
         raise SpawnFailed(f"Gantry job {job_id} ended without starting its server")
 
+    async def _forwarded(self, job_id: int) -> bool:
+        """Whether the Hub reaches job ``job_id``'s server through Gantry (see ``forward``)."""
+        if self.forward != "auto":
+            return bool(self.forward == "always")
+        client = self._client()
+        site = (await client.get(job_id)).site
+        return any(s.name == site and s.elastic for s in await client.sites())
+
+    async def _reach(self, job_id: int, host: str, port: int) -> tuple[str, int]:
+        """Where the Hub reaches the server: its node, or a local port Gantry forwards."""
+        if not await self._forwarded(job_id):
+            return host, port
+        self.server_port = port
+        await self._listen()
+        self._progress(95, f"reached through Gantry at 127.0.0.1:{self.forward_port}")
+        return "127.0.0.1", self.forward_port
+
+    async def _listen(self) -> None:
+        """Forward a local port to the server: the one used before if it is free."""
+        client = self._client()
+        try:
+            forward = await client.forward(
+                self.job_id, self.server_port, local_port=self.forward_port
+            )
+        except OSError as error:
+            self.log.warning(
+                "Local port %d for %s is taken (%s); forwarding another",
+                self.forward_port,
+                self._log_name,
+                error,
+            )
+            forward = await client.forward(self.job_id, self.server_port)
+        self._forwarding = forward
+        self.forward_port = forward.local_port
+
+    async def _stop_forwarding(self) -> None:
+        if self._forwarding is not None:
+            await self._forwarding.close()
+            self._forwarding = None
+
+    async def get_url(self) -> str:
+        """The server's URL; after a Hub restart, on the port forwarded again."""
+        url: str = await super().get_url()
+        if self._forwarding is None:
+            return url
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.forward_port}"))
+
     def _progress(self, percent: int, message: str) -> None:
         events: list[dict[str, Any]] | None = getattr(self, "_events", None)
         if events is not None:
@@ -345,13 +413,18 @@ class GantrySpawner(Spawner):  # type: ignore[misc]
             # Gantry away for a moment is not the server's end.
             return None
         if not gantry.is_end_state(job.state):
+            if self.server_port and self._forwarding is None:
+                # A restarted Hub: its forwarding ended with the old process.
+                await self._listen()
             return None
+        await self._stop_forwarding()
         if job.HasField("exit_code"):
             return int(job.exit_code)
         return 0 if gantry.state_name(job.state) == "COMPLETED" else 1
 
     async def stop(self, now: bool = False) -> None:
         """Cancel the server's job and wait for its end (retrying while gantryd is away)."""
+        await self._stop_forwarding()
         if not self.job_id:
             await self._cancel_by_labels()
             return
