@@ -38,6 +38,14 @@ def until(what: str, check: Any, timeout: float = 60) -> Any:
     raise AssertionError(f"{what}: {last!r}")
 
 
+def stop_until_cancelled(hub: Hub, user: str, client: gantry.Client, job_id: int) -> None:
+    """Stop USER's server through the Hub; its Gantry job must end CANCELLED."""
+    status, _ = hub.api("DELETE", f"/users/{user}/server")
+    assert status in (202, 204)
+    ended = until("the job to end", lambda: gantry.is_end_state(client.get(job_id).state), 60)
+    assert ended and gantry.state_name(client.get(job_id).state) == "CANCELLED"
+
+
 @pytest.fixture(autouse=True)
 def fresh(installation: Installation) -> None:
     """Mark where this test's jobs begin (the installation outlives tests)."""

@@ -17,7 +17,7 @@ import gantry
 import pytest
 from hub import ROOT, Hub
 from installation import Installation
-from test_spawner import until
+from test_spawner import stop_until_cancelled
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +61,6 @@ def test_a_server_on_a_cloud_machine_is_reached_through_its_agent(
         with gantry.Client(on_aws.config("user", "alice")) as alice:
             (job,) = alice.list(labels={"jupyterhub.user": "alice"})
             assert (job.site, gantry.state_name(job.state)) == ("aws", "RUNNING")
-            status, _ = hub.api("DELETE", "/users/alice/server")
-            assert status in (202, 204)
-            ended = until(
-                "the job to end", lambda: gantry.is_end_state(alice.get(job.id).state), 60
-            )
-            assert ended and gantry.state_name(alice.get(job.id).state) == "CANCELLED"
+            stop_until_cancelled(hub, "alice", alice, job.id)
     finally:
         hub.stop()

@@ -11,7 +11,7 @@ import gantry
 import pytest
 from hub import ROOT, Hub
 from installation import Installation
-from test_spawner import until
+from test_spawner import stop_until_cancelled
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,6 @@ def test_a_server_starts_and_stops_on_slurm(on_slurm: Installation, tmp_path: Pa
         with gantry.Client(on_slurm.config("user", "alice")) as alice:
             (job,) = alice.list(labels={"jupyterhub.user": "alice"})
             assert (job.site, gantry.state_name(job.state)) == ("slurm", "RUNNING")
-            status, _ = hub.api("DELETE", "/users/alice/server")
-            assert status in (202, 204)
-            ended = until(
-                "the job to end", lambda: gantry.is_end_state(alice.get(job.id).state), 60
-            )
-            assert ended and gantry.state_name(alice.get(job.id).state) == "CANCELLED"
+            stop_until_cancelled(hub, "alice", alice, job.id)
     finally:
         hub.stop()
