@@ -144,7 +144,7 @@ class Installation:
                 "--name",
                 "aws",
                 "--agent-listen",
-                f"127.0.0.1:{_free_port()}",
+                f"127.0.0.1:{free_port()}",
                 "--state-dir",
                 str(root / "aws-state"),
                 "--instance-types",
@@ -215,7 +215,8 @@ class Installation:
             self.player.terminate()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from installation import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "gantry-spawner-test-token"
 MOCK_SERVER = [sys.executable, "-m", "jupyterhub.tests.mocksu"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def proxy_command() -> str:
