@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use gantry_proto::v1::{GateJob, JobState, PartitionState};
 
 use super::rows::{ArrayView, JobRow, PartitionRow, now_ms};
-use super::sql::{MAX_IN_LIST, list};
+use super::sql::{MAX_IN_LIST, in_list};
 use super::tx::{Tx, fits};
 use crate::error::{CoreError, Result};
 use crate::job::state::{self, is_end};
@@ -241,12 +241,12 @@ impl Tx<'_> {
                 }
                 for (reason, ids) in by_reason {
                     for chunk in ids.chunks(MAX_IN_LIST) {
+                        let (marks, values) = in_list(chunk);
                         let text = format!(
-                            "UPDATE jobs SET reason = ? WHERE id IN ({}) AND state = ? AND held = 0 AND deps_pending = 0",
-                            list(chunk.len())
+                            "UPDATE jobs SET reason = ? WHERE id IN ({marks}) AND state = ? AND held = 0 AND deps_pending = 0"
                         );
                         let mut query = sqlx::query(self.backend.sql(&text)).bind(reason.clone());
-                        for &id in chunk {
+                        for &id in values {
                             query = query.bind(id as i64);
                         }
                         query

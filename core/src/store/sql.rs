@@ -52,12 +52,29 @@ pub fn rows(rows: usize, cols: usize) -> String {
 }
 
 /// The most values one `IN (…)` list binds: the batch reads and updates
-/// that name many ids go in chunks of this many.
-pub const MAX_IN_LIST: usize = 500;
+/// that name many ids go in chunks of this many (a power of two, see
+/// [`in_list`]).
+pub const MAX_IN_LIST: usize = 512;
 
 /// `n` placeholders separated by commas, for `IN (…)`.
 pub fn list(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+/// The placeholders and values of an `IN (…)` list of `items` (at most
+/// [`MAX_IN_LIST`]), padded to the next power of two by repeating the last
+/// value, which changes nothing in an `IN`. A statement's text then takes
+/// one of ten forms whatever the batch's size, so each stays in sqlx's
+/// prepared-statement cache instead of being prepared again for every new
+/// count (one form per count would also crowd the cache).
+pub fn in_list<T>(items: &[T]) -> (String, impl Iterator<Item = &T>) {
+    let len = items.len().next_power_of_two();
+    let pad = len - items.len();
+    let padding = items
+        .last()
+        .into_iter()
+        .flat_map(move |last| std::iter::repeat_n(last, pad));
+    (list(len), items.iter().chain(padding))
 }
 
 #[cfg(test)]
@@ -73,5 +90,10 @@ mod tests {
         assert_eq!(numbered(&rows(2, 2)).0, "($1, $2), ($3, $4)");
         assert_eq!(Backend::Sqlite.sql("a = ?").0, "a = ?");
         assert_eq!(list(3), "?, ?, ?");
+        let (marks, values) = in_list(&[1, 2, 3]);
+        assert_eq!(marks, "?, ?, ?, ?");
+        assert_eq!(values.copied().collect::<Vec<_>>(), [1, 2, 3, 3]);
+        let (marks, values) = in_list(&[7]);
+        assert_eq!((marks.as_str(), values.count()), ("?", 1));
     }
 }

@@ -9,7 +9,7 @@ use gantry_proto::v1::{JobEvent, JobState};
 
 use super::ops::{NewJob, Op, Outcome};
 use super::rows::{ArrayRow, ArrayView, JobRow, now_ms};
-use super::sql::{MAX_IN_LIST, list};
+use super::sql::{MAX_IN_LIST, in_list};
 use super::tx::Tx;
 use crate::error::{FieldError, Result};
 use crate::job::state;
@@ -213,12 +213,12 @@ impl Tx<'_> {
         }
         for (owner, ids) in by_owner {
             for chunk in ids.chunks(MAX_IN_LIST) {
+                let (marks, values) = in_list(chunk);
                 let text = format!(
-                    "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({})",
-                    list(chunk.len())
+                    "SELECT client_request_id, id FROM jobs WHERE owner = ? AND client_request_id IN ({marks})"
                 );
                 let mut query = sqlx::query_as(self.backend.sql(&text)).bind(owner.to_string());
-                for id in chunk {
+                for id in values {
                     query = query.bind(id.to_string());
                 }
                 let found: Vec<(String, i64)> = query.fetch_all(&mut *self.conn).await?;

@@ -14,17 +14,19 @@ use sqlx::AnyConnection;
 
 use super::Backend;
 use super::rows::{ArrayRow, JOB_COLUMNS, JobRow, PartitionRow, now_ms};
-use super::sql::{MAX_IN_LIST, list, rows};
+use super::sql::{MAX_IN_LIST, in_list, rows};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
 
 /// Rows per multi-row statement, largest first. A batch is written in chunks
-/// of these sizes only, so each table needs at most four distinct statements
+/// of these sizes only, so each table needs at most nine distinct statements
 /// and every one of them stays in sqlx's prepared-statement cache (a new row
-/// count would mean a new statement to prepare). SQLite allows 32,766 bound
-/// values per statement; 256 rows of jobs bind 7,424.
-const CHUNKS: [usize; 4] = [256, 32, 4, 1];
+/// count would mean a new statement to prepare); powers of two, so a batch
+/// of fewer than 256 takes as many statements as its count has one bits
+/// (each statement is a round trip to sqlx's SQLite worker thread). SQLite
+/// allows 32,766 bound values per statement; 256 rows of jobs bind 7,680.
+const CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// Split `items` into slices whose lengths are all in [`CHUNKS`].
 fn chunked<T>(mut items: &[T]) -> Vec<&[T]> {
@@ -240,12 +242,10 @@ impl<'a> Tx<'a> {
             .filter(|id| !self.cache.contains_key(id) && !self.state.active.contains_key(id))
             .collect();
         for chunk in missing.chunks(MAX_IN_LIST) {
-            let text = format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({})",
-                list(chunk.len())
-            );
+            let (marks, values) = in_list(chunk);
+            let text = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})");
             let mut query = sqlx::query(self.backend.sql(&text));
-            for &id in chunk {
+            for &id in values {
                 query = query.bind(id as i64);
             }
             let rows = query
@@ -595,7 +595,7 @@ mod tests {
     fn chunks_use_only_the_fixed_sizes() {
         let items: Vec<u32> = (0..301).collect();
         let sizes: Vec<usize> = super::chunked(&items).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![256, 32, 4, 4, 4, 1]);
+        assert_eq!(sizes, vec![256, 32, 8, 4, 1]);
         assert_eq!(sizes.iter().sum::<usize>(), 301);
     }
 }
