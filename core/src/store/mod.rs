@@ -219,7 +219,9 @@ impl Store {
         let (commits, _) = broadcast::channel(4096);
         let backend = connector.backend;
         let (health_tx, health) = watch::channel(StoreHealth::Serving);
-        let writer = writer::start(connector, conn, commits.clone(), health_tx).await?;
+        // The writer makes its own connection, on its own thread.
+        drop(conn);
+        let writer = writer::start(connector, commits.clone(), health_tx).await?;
         Ok(Self {
             backend,
             read,
