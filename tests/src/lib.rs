@@ -8,6 +8,7 @@ mod database;
 pub mod ec2_faults;
 pub mod echo;
 pub mod faults;
+pub mod kit;
 mod process;
 pub mod services;
 

@@ -1,0 +1,227 @@
+//! Partitions: made once per id, READY in time, listed, refused when wrong,
+//! and deleted with the jobs on them.
+
+use std::time::Instant;
+
+use gantry_proto::v1::{
+    CreatePartitionRequest, DeletePartitionRequest, GateJobState, GetPartitionRequest,
+    ListPartitionsRequest, Partition, PartitionState,
+};
+use tonic::{Code, Status};
+
+use crate::report::Outcome;
+use crate::run::{POLL, Run, describe_job, expect_code, said};
+
+async fn create(run: &Run, id: &str, flavor: &str) -> Result<Partition, Status> {
+    let answer = run
+        .gate
+        .clone()
+        .create_partition(CreatePartitionRequest {
+            partition_id: id.into(),
+            flavor: flavor.into(),
+            labels: Default::default(),
+        })
+        .await?
+        .into_inner();
+    answer
+        .partition
+        .ok_or_else(|| Status::internal("CreatePartition answered no partition"))
+}
+
+async fn get(run: &Run, id: &str) -> Result<Partition, Status> {
+    let answer = run
+        .gate
+        .clone()
+        .get_partition(GetPartitionRequest {
+            partition_id: id.into(),
+        })
+        .await?
+        .into_inner();
+    answer
+        .partition
+        .ok_or_else(|| Status::internal("GetPartition answered no partition"))
+}
+
+async fn listed(run: &Run, id: &str) -> Result<usize, String> {
+    let all = run
+        .gate
+        .clone()
+        .list_partitions(ListPartitionsRequest {})
+        .await
+        .map_err(|s| said("ListPartitions", &s))?
+        .into_inner()
+        .partitions;
+    Ok(all.iter().filter(|p| p.partition_id == id).count())
+}
+
+fn state(p: &Partition) -> &'static str {
+    p.state()
+        .as_str_name()
+        .trim_start_matches("PARTITION_STATE_")
+}
+
+/// CreatePartition answers the partition it made, which becomes READY
+/// within the timeout; the job checks run on it.
+pub async fn create_ready(run: &Run) -> Outcome {
+    let Some(flavor) = &run.flavor else {
+        return Outcome::Skip("needs an available flavor".into());
+    };
+    let id = run.new_id("p");
+    let made = match create(run, &id, &flavor.name).await {
+        Ok(p) => p,
+        Err(s) => return Outcome::fail(said("CreatePartition", &s)),
+    };
+    if made.partition_id != id || made.flavor != flavor.name {
+        return Outcome::fail(format!(
+            "asked for {id} of {:?}, answered {} of {:?}",
+            flavor.name, made.partition_id, made.flavor
+        ));
+    }
+    let started = Instant::now();
+    let mut seen = made;
+    while seen.state() != PartitionState::Ready {
+        if matches!(
+            seen.state(),
+            PartitionState::Failed | PartitionState::Deleted
+        ) || started.elapsed() > run.timeout
+        {
+            return Outcome::fail(format!(
+                "{} after {:?}: {:?}",
+                state(&seen),
+                started.elapsed(),
+                seen.message
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+        seen = match get(run, &id).await {
+            Ok(p) => p,
+            Err(s) => return Outcome::fail(said("GetPartition", &s)),
+        };
+    }
+    *run.partition.lock().expect("not poisoned") = Some(id);
+    Outcome::Pass(format!("READY after {:?}", started.elapsed()))
+}
+
+/// A repeated CreatePartition answers the same partition, and it is
+/// listed once.
+pub async fn idempotent(run: &Run) -> Outcome {
+    let id = match run.ready_partition() {
+        Ok(id) => id,
+        Err(why) => return Outcome::Skip(why),
+    };
+    let flavor = run
+        .flavor
+        .as_ref()
+        .map(|f| f.name.clone())
+        .unwrap_or_default();
+    let first = match get(run, &id).await {
+        Ok(p) => p,
+        Err(s) => return Outcome::fail(said("GetPartition", &s)),
+    };
+    let again = match create(run, &id, &flavor).await {
+        Ok(p) => p,
+        Err(s) => return Outcome::fail(format!("the repeat: {}", said("CreatePartition", &s))),
+    };
+    if again.native_id != first.native_id || again.state() != PartitionState::Ready {
+        return Outcome::fail(format!(
+            "the repeat answered {} native id {:?}; the first is READY, native id {:?}",
+            state(&again),
+            again.native_id,
+            first.native_id
+        ));
+    }
+    match listed(run, &id).await {
+        Ok(1) => Outcome::Pass(format!("native id {:?}", first.native_id)),
+        Ok(n) => Outcome::fail(format!("ListPartitions lists it {n} times")),
+        Err(e) => Outcome::fail(e),
+    }
+}
+
+/// An unknown flavor and an id that is not one are INVALID_ARGUMENT; an
+/// unknown partition NOT_FOUND.
+pub async fn errors(run: &Run) -> Outcome {
+    let flavor = run
+        .flavor
+        .as_ref()
+        .map(|f| f.name.clone())
+        .unwrap_or_default();
+    let checks = [
+        expect_code(
+            "CreatePartition of flavor \"no-such-flavor\"",
+            create(run, &run.new_id("p"), "no-such-flavor").await,
+            Code::InvalidArgument,
+        ),
+        expect_code(
+            "CreatePartition of id \"../escape\"",
+            create(run, "../escape", &flavor).await,
+            Code::InvalidArgument,
+        ),
+        expect_code(
+            "GetPartition of an unknown id",
+            get(run, &run.new_id("p")).await,
+            Code::NotFound,
+        ),
+    ];
+    checks
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|seen| seen.join("; "))
+        .into()
+}
+
+/// DeletePartition with a job running on it: the job ends CANCELLED, the
+/// partition is gone from the list, and a repeated delete succeeds. Runs
+/// last, on the run's partition (a gate may hold only one).
+pub async fn delete_running(run: &Run) -> Outcome {
+    let id = match run.ready_partition() {
+        Ok(id) => id,
+        Err(why) => return Outcome::Skip(why),
+    };
+    let result = async {
+        let job = run.start(run.script_task("sleep 600")).await?;
+        run.wait_for(&job.attempt_id, "RUNNING", |j| {
+            j.state() == GateJobState::Running
+        })
+        .await?;
+        *run.partition.lock().expect("not poisoned") = None;
+        let deleting = delete(run, &id).await?;
+        if !matches!(
+            deleting.state(),
+            PartitionState::Deleting | PartitionState::Deleted
+        ) {
+            return Err(format!("DeletePartition answered {}", state(&deleting)));
+        }
+        let ended = run.wait_final(&job.attempt_id).await?;
+        if ended.state() != GateJobState::Cancelled {
+            return Err(format!("its job ended {}", describe_job(&ended)));
+        }
+        let started = Instant::now();
+        while listed(run, &id).await? > 0 {
+            if started.elapsed() > run.timeout {
+                return Err("still listed after DeletePartition".into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        delete(run, &id)
+            .await
+            .map_err(|e| format!("the repeat: {e}"))?;
+        Ok(format!("its job ended {}", describe_job(&ended)))
+    }
+    .await;
+    result.into()
+}
+
+async fn delete(run: &Run, id: &str) -> Result<Partition, String> {
+    let answer = run
+        .gate
+        .clone()
+        .delete_partition(DeletePartitionRequest {
+            partition_id: id.into(),
+        })
+        .await
+        .map_err(|s| said("DeletePartition", &s))?
+        .into_inner();
+    answer
+        .partition
+        .ok_or_else(|| "DeletePartition answered no partition".into())
+}

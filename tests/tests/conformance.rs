@@ -1,0 +1,78 @@
+//! The gate conformance kit (`gantry-gate-conformance`), run against our
+//! own gates as a third party runs it against theirs: the real binaries,
+//! over mTLS, with a PKI made by the installation's tools.
+
+use std::path::Path;
+
+use gantry_e2e::Process;
+use gantry_e2e::kit::{conformance, pki};
+
+async fn local_gate(dir: &Path, pki: &str, name: &str) -> Process {
+    let work = dir.join("work").display().to_string();
+    let args = [
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--pki-dir",
+        pki,
+        "--work-dir",
+        &work,
+        "--cpus",
+        "2",
+    ];
+    Process::start("gantry-gate-local", dir, &args)
+        .await
+        .expect("the local gate starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_gate_passes_every_check_of_the_kit() {
+    gantry_proto::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path(), "local");
+    let gate = local_gate(dir.path(), &pki, "local").await;
+    let address = gate.addr.to_string();
+    let (code, rows, err) = conformance(&[&address, "--name", "local", "--pki-dir", &pki]);
+    let failed: Vec<_> = rows.iter().filter(|(_, (r, _))| r != "pass").collect();
+    assert!(failed.is_empty(), "not passed: {failed:#?}\n{err}");
+    assert_eq!(code, 0, "{err}");
+    for check in [
+        "auth.core_only",
+        "start.idempotent",
+        "job.walltime",
+        "watch.snapshot",
+        "partition.delete_running",
+    ] {
+        assert!(rows.contains_key(check), "{check} did not run: {rows:?}");
+    }
+    // The kit cleaned up after itself: nothing left to list.
+    let (code, rows, _) = conformance(&[
+        &address,
+        "--name",
+        "local",
+        "--pki-dir",
+        &pki,
+        "--only",
+        "partition.create",
+        "--only",
+        "watch.snapshot",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        rows["watch.snapshot"].1, "listed 1 unreleased attempt(s)",
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_serving_another_sites_certificate_cannot_be_checked() {
+    gantry_proto::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path(), "other");
+    let gate = local_gate(dir.path(), &pki, "other").await;
+    let (code, rows, err) =
+        conformance(&[&gate.addr.to_string(), "--name", "local", "--pki-dir", &pki]);
+    assert_eq!(code, 2, "{rows:?} {err}");
+    assert!(err.contains("Describe of the gate at"), "{err}");
+}
