@@ -51,7 +51,10 @@ pub fn map(o: &Observed) -> (GateJobState, String) {
         }
         "TIMEOUT" => (
             Failed,
-            format!("Slurm: TIMEOUT after {}", hms(o.time_limit_minutes * 60)),
+            format!(
+                "walltime exceeded (Slurm: TIMEOUT after {})",
+                hms(o.time_limit_minutes * 60)
+            ),
         ),
         "CANCELLED" => (Cancelled, with_reason("CANCELLED")),
         "OUT_OF_MEMORY" => (Failed, "Slurm: OUT_OF_MEMORY (over its --mem)".into()),
@@ -109,7 +112,10 @@ mod tests {
         );
         assert_eq!(
             map(&seen("TIMEOUT", "TimeLimit", Some(0))),
-            (Failed, "Slurm: TIMEOUT after 00:01:00".into())
+            (
+                Failed,
+                "walltime exceeded (Slurm: TIMEOUT after 00:01:00)".into()
+            )
         );
         assert_eq!(map(&seen("CANCELLED", "None", None)).0, Cancelled);
         for s in [

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
+mod conformance;
 mod nodes;
 
 use common::*;
@@ -339,7 +340,10 @@ async fn time_limit(over_ssh: bool) {
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &id]));
     assert_ne!(code, 0);
     let out = until_state(&cluster, &id, "FAILED").await;
-    assert!(out.contains("Slurm: TIMEOUT after 00:01:00"), "{out}");
+    assert!(
+        out.contains("walltime exceeded (Slurm: TIMEOUT after 00:01:00)"),
+        "{out}"
+    );
     let record = slurm(
         &conf,
         "scontrol",

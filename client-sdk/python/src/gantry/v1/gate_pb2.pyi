@@ -220,7 +220,9 @@ class Task(_message.Message):
     """A script run by /bin/sh or its own #! line; or empty when `argv` is set."""
     walltime_seconds: _builtins.int
     """Kill the job after this many seconds of running; 0 means no limit.
-    A job killed for this ends FAILED with reason "walltime exceeded".
+    A job killed for this ends FAILED, not lost, with a reason that starts
+    "walltime exceeded"; the provider's own words may follow in
+    parentheses, e.g. "walltime exceeded (Slurm: TIMEOUT after 00:01:00)".
     """
     owner: _builtins.str
     """The job owner's user name, for providers that run as users."""
