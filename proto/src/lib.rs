@@ -23,6 +23,14 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gantry_descriptor");
 }
 
+impl v1::GateJobState {
+    /// True for the states an attempt never leaves: SUCCEEDED, FAILED and
+    /// CANCELLED (gate.proto).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
 /// Whether `name` can name a job's environment variable (`JobSpec.env`):
 /// letters, digits and `_`, not starting with a digit.
 pub fn is_env_name(name: &str) -> bool {

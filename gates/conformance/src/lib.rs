@@ -45,7 +45,7 @@ pub async fn check(config: &Config) -> anyhow::Result<Report> {
     let mut gate = target.core_client()?;
     let describe = gate
         .describe(DescribeRequest {
-            api_versions: vec!["gantry.v1".into()],
+            api_versions: vec![gantry_proto::API_VERSION.into()],
         })
         .await
         .with_context(|| format!("Describe of the gate at {} did not answer", target.address))?

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use gantry_proto::v1::gate_client::GateClient;
 use gantry_proto::v1::{
-    Capacity, DeletePartitionRequest, DescribeResponse, Flavor, GateCancelJobRequest,
-    GateGetJobRequest, GateJob, GateJobState, GateReadLogsRequest, GateReleaseJobRequest,
-    LogStream, StartJobRequest, Task,
+    Capacity, CreatePartitionRequest, DeletePartitionRequest, DescribeResponse, Flavor,
+    GateCancelJobRequest, GateGetJobRequest, GateJob, GateReadLogsRequest, GateReleaseJobRequest,
+    GetPartitionRequest, LogStream, Partition, StartJobRequest, Task,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -138,7 +138,7 @@ impl Run {
             .await?
             .into_inner()
             .job;
-        job.ok_or_else(|| Status::internal("StartJob answered no job"))
+        answered(job, "StartJob", "job")
     }
 
     /// GetJob, as it is.
@@ -152,7 +152,65 @@ impl Run {
             .await?
             .into_inner()
             .job;
-        job.ok_or_else(|| Status::internal("GetJob answered no job"))
+        answered(job, "GetJob", "job")
+    }
+
+    /// CancelJob, as it is.
+    pub async fn cancel(&self, attempt: &str) -> Result<GateJob, Status> {
+        let job = self
+            .gate
+            .clone()
+            .cancel_job(GateCancelJobRequest {
+                attempt_id: attempt.into(),
+            })
+            .await?
+            .into_inner()
+            .job;
+        answered(job, "CancelJob", "job")
+    }
+
+    /// CreatePartition, as it is.
+    pub async fn create_partition(&self, id: &str, flavor: &str) -> Result<Partition, Status> {
+        let partition = self
+            .gate
+            .clone()
+            .create_partition(CreatePartitionRequest {
+                partition_id: id.into(),
+                flavor: flavor.into(),
+                labels: Default::default(),
+            })
+            .await?
+            .into_inner()
+            .partition;
+        answered(partition, "CreatePartition", "partition")
+    }
+
+    /// GetPartition, as it is.
+    pub async fn get_partition(&self, id: &str) -> Result<Partition, Status> {
+        let partition = self
+            .gate
+            .clone()
+            .get_partition(GetPartitionRequest {
+                partition_id: id.into(),
+            })
+            .await?
+            .into_inner()
+            .partition;
+        answered(partition, "GetPartition", "partition")
+    }
+
+    /// DeletePartition, as it is.
+    pub async fn delete_partition(&self, id: &str) -> Result<Partition, Status> {
+        let partition = self
+            .gate
+            .clone()
+            .delete_partition(DeletePartitionRequest {
+                partition_id: id.into(),
+            })
+            .await?
+            .into_inner()
+            .partition;
+        answered(partition, "DeletePartition", "partition")
     }
 
     /// Poll GetJob until `done` holds for the attempt, or the timeout.
@@ -181,7 +239,7 @@ impl Run {
 
     /// Wait for the attempt's final state.
     pub async fn wait_final(&self, attempt: &str) -> Result<GateJob, String> {
-        self.wait_for(attempt, "ended", |j| is_final(j.state()))
+        self.wait_for(attempt, "ended", |j| j.state().is_final())
             .await
     }
 
@@ -241,36 +299,22 @@ impl Run {
     pub async fn clean_up(&self) {
         let attempts = std::mem::take(&mut *self.attempts.lock().expect("not poisoned"));
         for attempt in attempts {
-            let mut gate = self.gate.clone();
-            let _ = gate
-                .cancel_job(GateCancelJobRequest {
-                    attempt_id: attempt.clone(),
-                })
-                .await;
+            let _ = self.cancel(&attempt).await;
             let _ = self
-                .wait_for(&attempt, "ended", |j| is_final(j.state()))
+                .wait_for(&attempt, "ended", |j| j.state().is_final())
                 .await;
             let _ = self.release(&attempt).await;
         }
         let partitions = std::mem::take(&mut *self.partitions.lock().expect("not poisoned"));
         for partition in partitions {
-            let _ = self
-                .gate
-                .clone()
-                .delete_partition(DeletePartitionRequest {
-                    partition_id: partition,
-                })
-                .await;
+            let _ = self.delete_partition(&partition).await;
         }
     }
 }
 
-/// Whether a job state is final.
-pub fn is_final(state: GateJobState) -> bool {
-    matches!(
-        state,
-        GateJobState::Succeeded | GateJobState::Failed | GateJobState::Cancelled
-    )
+/// The message field a call must answer with; INTERNAL when it is missing.
+fn answered<T>(value: Option<T>, call: &str, what: &str) -> Result<T, Status> {
+    value.ok_or_else(|| Status::internal(format!("{call} answered no {what}")))
 }
 
 /// A job, as a person reads it: `FAILED exit 3 "reason"`.

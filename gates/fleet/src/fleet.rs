@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use gantry_gate::{GateError, JobHub, PartitionId, Result, is_final};
+use gantry_gate::{GateError, JobHub, PartitionId, Result};
 use gantry_proto::AgentName;
 use gantry_proto::pki::AgentIssuer;
 use gantry_proto::v1::{
@@ -240,7 +240,7 @@ impl<M: Machines> Fleet<M> {
         let ended: Vec<GateJob> = state
             .attempts
             .values()
-            .filter(|j| j.partition_id == partition && !is_final(j.state()))
+            .filter(|j| j.partition_id == partition && !j.state().is_final())
             .map(|j| GateJob {
                 state: GateJobState::Failed as i32,
                 reason: reason.to_string(),
@@ -294,7 +294,7 @@ impl<M: Machines> Fleet<M> {
             .attempts
             .values()
             .filter(|j| j.partition_id == agent.partition && !held.contains(&j.attempt_id))
-            .filter(|j| !is_final(j.state()))
+            .filter(|j| !j.state().is_final())
             .map(|j| GateJob {
                 state: GateJobState::Failed as i32,
                 reason: "lost: the machine's agent no longer knows this attempt".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gantry_gate::{
     AttemptId, Connection, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogReader,
-    LogSource, PartitionId, Provider, Result, is_final,
+    LogSource, PartitionId, Provider, Result,
 };
 use gantry_proto::v1::{
     Capabilities, GateJob, LogStream, OpenTunnel, Partition, PartitionState, ReadLogRequest,
@@ -248,7 +248,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
 
     async fn cancel_job(&self, attempt: &AttemptId) -> Result<GateJob> {
         let job = self.attempt_job(attempt)?;
-        if is_final(job.state()) {
+        if job.state().is_final() {
             return Ok(job);
         }
         let session = self.fleet.session(&job.partition_id)?;
@@ -262,7 +262,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
         let Ok(job) = self.attempt_job(attempt) else {
             return Ok(());
         };
-        if !is_final(job.state()) {
+        if !job.state().is_final() {
             return Err(GateError::release_running(attempt));
         }
         let live = {
@@ -307,7 +307,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
 
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         let job = self.attempt_job(attempt)?;
-        if !is_final(job.state()) {
+        if !job.state().is_final() {
             return Err(GateError::stage_out_running(attempt));
         }
         let session = self.fleet.session(&job.partition_id)?;

@@ -37,7 +37,7 @@ pub use logs::{
     read_log_file,
 };
 pub use paths::{glob_set, safe_relative_path};
-pub use provider::{Connection, Description, FileChunks, LogSource, Provider, is_final};
+pub use provider::{Connection, Description, FileChunks, LogSource, Provider};
 pub use released::RELEASED_KEPT;
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};

@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use gantry_proto::v1::{
-    Capabilities, FileChunk, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
+    Capabilities, FileChunk, Flavor, GateJob, LogStream, Partition, StageInResponse,
 };
 use globset::GlobSet;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -52,14 +52,6 @@ pub enum LogSource {
     /// A log the provider reads some other way (e.g. from a remote host); the
     /// harness reads and follows it as it does a file.
     Reader(Box<dyn LogReader>),
-}
-
-/// True for the states an attempt never leaves.
-pub fn is_final(state: GateJobState) -> bool {
-    matches!(
-        state,
-        GateJobState::Succeeded | GateJobState::Failed | GateJobState::Cancelled
-    )
 }
 
 /// A compute provider behind a gate. Every method is called with validated

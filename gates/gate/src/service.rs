@@ -20,7 +20,7 @@ use crate::hub::WatchStream;
 use crate::ids::{AttemptId, PartitionId};
 use crate::logs::{FileLogReader, LogRead, LogReader, read_log_file};
 use crate::paths::{glob_set, safe_relative_path};
-use crate::provider::{FileChunks, LogSource, Provider, is_final};
+use crate::provider::{FileChunks, LogSource, Provider};
 use crate::released::Released;
 use crate::spec::JobSpec;
 use crate::staging::FILE_CHUNK_BYTES;
@@ -256,7 +256,7 @@ impl<P: Provider> Gate for GateService<P> {
             let attempt = attempt.clone();
             async move {
                 match provider.get_job(&attempt).await {
-                    Ok(job) => Ok(is_final(job.state())),
+                    Ok(job) => Ok(job.state().is_final()),
                     Err(GateError::NotFound { .. }) => Ok(true),
                     Err(err) => Err(err),
                 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gantry_gate::{
     AttemptId, Connection, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, attempt_found, connect_loopback, is_final, log_file_name,
-    stage_in_dir, stage_out_dir,
+    PartitionId, Provider, Result, attempt_found, connect_loopback, log_file_name, stage_in_dir,
+    stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
@@ -82,7 +82,7 @@ impl Inner {
     /// Ask the supervisor to stop an attempt's job (its end arrives as an
     /// event); UNAVAILABLE while the supervisor cannot be reached.
     fn stop(&self, attempt: &Attempt, reason: &str) -> Result<()> {
-        if attempt.sent && !is_final(attempt.job.state()) {
+        if attempt.sent && !attempt.job.state().is_final() {
             let command = Command::Stop {
                 attempt: attempt.job.attempt_id.clone(),
                 reason: reason.into(),
@@ -197,7 +197,7 @@ impl LocalProvider {
     pub fn ended_work_dir(&self, attempt: &AttemptId) -> Result<std::path::PathBuf> {
         let state = self.inner.state();
         let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
-        if !is_final(a.job.state()) {
+        if !a.job.state().is_final() {
             return Err(GateError::stage_out_running(attempt));
         }
         Ok(a.dir.work())
@@ -410,7 +410,7 @@ impl Provider for LocalProvider {
         {
             let mut state = self.inner.state();
             if let Some(a) = state.attempts.get(attempt.as_str())
-                && !is_final(a.job.state())
+                && !a.job.state().is_final()
             {
                 return Err(GateError::release_running(attempt));
             }

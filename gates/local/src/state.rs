@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use gantry_gate::{AttemptId, JobHub, JobSpec, PartitionId, is_final};
+use gantry_gate::{AttemptId, JobHub, JobSpec, PartitionId};
 use gantry_proto::v1::{GateJob, GateJobState};
 
 use crate::alloc::{Alloc, Pool};
@@ -154,7 +154,7 @@ impl State {
         let Some(attempt) = self.attempts.get_mut(attempt_id) else {
             return;
         };
-        if is_final(attempt.job.state()) {
+        if attempt.job.state().is_final() {
             return;
         }
         let job = &mut attempt.job;
@@ -177,7 +177,7 @@ impl State {
         self.unchain(attempt_id);
         let Some(alloc) = alloc else { return };
         match passed_to.and_then(|id| self.attempts.get_mut(id)) {
-            Some(next) if !is_final(next.job.state()) => {
+            Some(next) if !next.job.state().is_final() => {
                 next.alloc = Some(alloc);
                 let id = next.job.attempt_id.clone();
                 self.unchain(&id);
@@ -258,7 +258,7 @@ impl State {
         let lost: Vec<String> = self
             .attempts
             .iter()
-            .filter(|(id, a)| a.sent && !is_final(a.job.state()) && !listed.contains(*id))
+            .filter(|(id, a)| a.sent && !a.job.state().is_final() && !listed.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in lost {
@@ -271,7 +271,7 @@ impl State {
             self.finish(hub, &id, &exit, None);
         }
         self.pool.clear();
-        for a in self.attempts.values().filter(|a| !is_final(a.job.state())) {
+        for a in self.attempts.values().filter(|a| !a.job.state().is_final()) {
             if let Some(alloc) = &a.alloc {
                 self.pool.restore(alloc);
             }

@@ -124,7 +124,7 @@ async fn states_until_end(
             .unwrap()
             .unwrap();
         for job in msg.jobs.into_iter().filter(|j| j.attempt_id == attempt) {
-            let done = gantry_gate::is_final(job.state());
+            let done = job.state().is_final();
             seen.push(job);
             if done {
                 return seen;
@@ -148,7 +148,7 @@ async fn get(c: &mut GateClient<Channel>, id: &str) -> GateJob {
 async fn wait_end(c: &mut GateClient<Channel>, attempt: &str) -> GateJob {
     for _ in 0..400 {
         let job = get(c, attempt).await;
-        if gantry_gate::is_final(job.state()) {
+        if job.state().is_final() {
             return job;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -127,7 +127,7 @@ async fn a_sigkilled_gate_loses_nothing() {
     let ended = tokio::time::timeout(Duration::from_secs(15), async {
         while let Some(msg) = stream.next().await {
             for job in msg.unwrap().jobs {
-                if job.attempt_id == "a1" && gantry_gate::is_final(job.state()) {
+                if job.attempt_id == "a1" && job.state().is_final() {
                     return job;
                 }
             }
@@ -158,7 +158,7 @@ async fn ended(c: &mut GateClient<tonic::transport::Channel>, attempt: &str) -> 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let job = get(c, attempt).await;
-        if gantry_gate::is_final(job.state()) {
+        if job.state().is_final() {
             return job;
         }
         assert!(

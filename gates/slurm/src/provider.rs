@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use gantry_gate::{
     AttemptId, Description, FileChunks, GateError, GlobSet, Host, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, attempt_found, is_final, log_file_name,
+    PartitionId, Provider, Result, attempt_found, log_file_name,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, PartitionState,
@@ -368,7 +368,7 @@ impl Provider for SlurmProvider {
             let jobs: Vec<u64> = state
                 .attempts
                 .values()
-                .filter(|a| a.record.partition_id == id.as_str() && !is_final(a.job.state()))
+                .filter(|a| a.record.partition_id == id.as_str() && !a.job.state().is_final())
                 .map(|a| a.record.slurm_job_id)
                 .filter(|&j| j != 0)
                 .collect();
@@ -494,7 +494,7 @@ impl Provider for SlurmProvider {
             }
             (a.job.clone(), a.record.slurm_job_id)
         };
-        if !is_final(job.state()) && id != 0 {
+        if !job.state().is_final() && id != 0 {
             commands::scancel(self.inner.host(), id).await?;
             self.inner.wake.notify_one();
         }
@@ -505,7 +505,7 @@ impl Provider for SlurmProvider {
         {
             let mut state = self.inner.state();
             if let Some(a) = state.attempts.get(attempt.as_str())
-                && !is_final(a.job.state())
+                && !a.job.state().is_final()
             {
                 return Err(GateError::release_running(attempt));
             }
@@ -553,7 +553,7 @@ impl Provider for SlurmProvider {
     async fn stage_out(&self, attempt: &AttemptId, globs: GlobSet) -> Result<FileChunks> {
         let state = self.inner.state();
         let a = attempt_found(state.attempts.get(attempt.as_str()), attempt)?;
-        if !is_final(a.job.state()) {
+        if !a.job.state().is_final() {
             return Err(GateError::stage_out_running(attempt));
         }
         Ok(self.inner.host().stage_out(a.dir.join("work"), globs))

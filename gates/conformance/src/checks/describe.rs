@@ -2,11 +2,10 @@
 
 use std::collections::HashSet;
 
+use gantry_proto::API_VERSION;
+
 use crate::report::Outcome;
 use crate::run::Run;
-
-/// The API version gantryd speaks.
-const API_VERSION: &str = "gantry.v1";
 
 /// The name is the one in the gate's certificate; provider and version are set.
 pub async fn identity(run: &Run) -> Outcome {

@@ -1,8 +1,8 @@
 //! Jobs: end states and exit codes, the task's command and environment,
 //! idempotent starts, refused starts, cancel and walltime.
 
-use gantry_proto::v1::{Capacity, GateCancelJobRequest, GateJob, GateJobState, Task};
-use tonic::{Code, Status};
+use gantry_proto::v1::{Capacity, GateJob, GateJobState, Task};
+use tonic::Code;
 
 use crate::report::Outcome;
 use crate::run::{Run, describe_job, expect_code, said};
@@ -297,20 +297,6 @@ pub async fn start_invalid(run: &Run) -> Outcome {
     .into()
 }
 
-async fn cancel(run: &Run, attempt: &str) -> Result<GateJob, Status> {
-    let answer = run
-        .gate
-        .clone()
-        .cancel_job(GateCancelJobRequest {
-            attempt_id: attempt.into(),
-        })
-        .await?
-        .into_inner();
-    answer
-        .job
-        .ok_or_else(|| Status::internal("CancelJob answered no job"))
-}
-
 /// A running job cancelled ends CANCELLED, not lost; cancelling it again,
 /// or cancelling one that ended, changes nothing.
 pub async fn cancel_running(run: &Run) -> Outcome {
@@ -320,14 +306,15 @@ pub async fn cancel_running(run: &Run) -> Outcome {
             j.state() == GateJobState::Running
         })
         .await?;
-        cancel(run, &job.attempt_id)
+        run.cancel(&job.attempt_id)
             .await
             .map_err(|s| said("CancelJob", &s))?;
         let ended = run.wait_final(&job.attempt_id).await?;
         if ended.state() != GateJobState::Cancelled || ended.lost {
             return Err(format!("expected CANCELLED, got {}", describe_job(&ended)));
         }
-        let again = cancel(run, &job.attempt_id)
+        let again = run
+            .cancel(&job.attempt_id)
             .await
             .map_err(|s| format!("a repeat: {}", said("CancelJob", &s)))?;
         if again.state() != GateJobState::Cancelled {
@@ -337,7 +324,8 @@ pub async fn cancel_running(run: &Run) -> Outcome {
             ));
         }
         let done = run.run_script("true").await?;
-        let late = cancel(run, &done.attempt_id)
+        let late = run
+            .cancel(&done.attempt_id)
             .await
             .map_err(|s| format!("of an ended job: {}", said("CancelJob", &s)))?;
         if late.state() != GateJobState::Succeeded {

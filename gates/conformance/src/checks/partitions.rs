@@ -3,44 +3,11 @@
 
 use std::time::Instant;
 
-use gantry_proto::v1::{
-    CreatePartitionRequest, DeletePartitionRequest, GateJobState, GetPartitionRequest,
-    ListPartitionsRequest, Partition, PartitionState,
-};
-use tonic::{Code, Status};
+use gantry_proto::v1::{GateJobState, ListPartitionsRequest, Partition, PartitionState};
+use tonic::Code;
 
 use crate::report::Outcome;
 use crate::run::{POLL, Run, describe_job, expect_code, said};
-
-async fn create(run: &Run, id: &str, flavor: &str) -> Result<Partition, Status> {
-    let answer = run
-        .gate
-        .clone()
-        .create_partition(CreatePartitionRequest {
-            partition_id: id.into(),
-            flavor: flavor.into(),
-            labels: Default::default(),
-        })
-        .await?
-        .into_inner();
-    answer
-        .partition
-        .ok_or_else(|| Status::internal("CreatePartition answered no partition"))
-}
-
-async fn get(run: &Run, id: &str) -> Result<Partition, Status> {
-    let answer = run
-        .gate
-        .clone()
-        .get_partition(GetPartitionRequest {
-            partition_id: id.into(),
-        })
-        .await?
-        .into_inner();
-    answer
-        .partition
-        .ok_or_else(|| Status::internal("GetPartition answered no partition"))
-}
 
 async fn listed(run: &Run, id: &str) -> Result<usize, String> {
     let all = run
@@ -67,7 +34,7 @@ pub async fn create_ready(run: &Run) -> Outcome {
         return Outcome::Skip("needs an available flavor".into());
     };
     let id = run.new_id("p");
-    let made = match create(run, &id, &flavor.name).await {
+    let made = match run.create_partition(&id, &flavor.name).await {
         Ok(p) => p,
         Err(s) => return Outcome::fail(said("CreatePartition", &s)),
     };
@@ -93,7 +60,7 @@ pub async fn create_ready(run: &Run) -> Outcome {
             ));
         }
         tokio::time::sleep(POLL).await;
-        seen = match get(run, &id).await {
+        seen = match run.get_partition(&id).await {
             Ok(p) => p,
             Err(s) => return Outcome::fail(said("GetPartition", &s)),
         };
@@ -114,11 +81,11 @@ pub async fn idempotent(run: &Run) -> Outcome {
         .as_ref()
         .map(|f| f.name.clone())
         .unwrap_or_default();
-    let first = match get(run, &id).await {
+    let first = match run.get_partition(&id).await {
         Ok(p) => p,
         Err(s) => return Outcome::fail(said("GetPartition", &s)),
     };
-    let again = match create(run, &id, &flavor).await {
+    let again = match run.create_partition(&id, &flavor).await {
         Ok(p) => p,
         Err(s) => return Outcome::fail(format!("the repeat: {}", said("CreatePartition", &s))),
     };
@@ -148,17 +115,18 @@ pub async fn errors(run: &Run) -> Outcome {
     let checks = [
         expect_code(
             "CreatePartition of flavor \"no-such-flavor\"",
-            create(run, &run.new_id("p"), "no-such-flavor").await,
+            run.create_partition(&run.new_id("p"), "no-such-flavor")
+                .await,
             Code::InvalidArgument,
         ),
         expect_code(
             "CreatePartition of id \"../escape\"",
-            create(run, "../escape", &flavor).await,
+            run.create_partition("../escape", &flavor).await,
             Code::InvalidArgument,
         ),
         expect_code(
             "GetPartition of an unknown id",
-            get(run, &run.new_id("p")).await,
+            run.get_partition(&run.new_id("p")).await,
             Code::NotFound,
         ),
     ];
@@ -184,7 +152,10 @@ pub async fn delete_running(run: &Run) -> Outcome {
         })
         .await?;
         *run.partition.lock().expect("not poisoned") = None;
-        let deleting = delete(run, &id).await?;
+        let deleting = run
+            .delete_partition(&id)
+            .await
+            .map_err(|s| said("DeletePartition", &s))?;
         if !matches!(
             deleting.state(),
             PartitionState::Deleting | PartitionState::Deleted
@@ -202,26 +173,11 @@ pub async fn delete_running(run: &Run) -> Outcome {
             }
             tokio::time::sleep(POLL).await;
         }
-        delete(run, &id)
+        run.delete_partition(&id)
             .await
-            .map_err(|e| format!("the repeat: {e}"))?;
+            .map_err(|s| format!("the repeat: {}", said("DeletePartition", &s)))?;
         Ok(format!("its job ended {}", describe_job(&ended)))
     }
     .await;
     result.into()
-}
-
-async fn delete(run: &Run, id: &str) -> Result<Partition, String> {
-    let answer = run
-        .gate
-        .clone()
-        .delete_partition(DeletePartitionRequest {
-            partition_id: id.into(),
-        })
-        .await
-        .map_err(|s| said("DeletePartition", &s))?
-        .into_inner();
-    answer
-        .partition
-        .ok_or_else(|| "DeletePartition answered no partition".into())
 }

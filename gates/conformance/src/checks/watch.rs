@@ -7,7 +7,7 @@ use gantry_proto::v1::{GateJob, GateJobState, WatchJobsRequest, WatchJobsRespons
 use tonic::Streaming;
 
 use crate::report::Outcome;
-use crate::run::{Run, describe_job, is_final, said};
+use crate::run::{Run, describe_job, said};
 
 async fn open(run: &Run) -> Result<Streaming<WatchJobsResponse>, String> {
     Ok(run
@@ -120,7 +120,7 @@ pub async fn changes(run: &Run) -> Outcome {
                         return Err(format!("went back to {}", describe_job(seen)));
                     }
                     rank = now;
-                    if is_final(seen.state())
+                    if seen.state().is_final()
                         && (seen.state() != GateJobState::Failed || seen.exit_code != Some(2))
                     {
                         return Err(format!(

@@ -2,7 +2,7 @@
 //! queuing the next ones in the supervisor, which starts each the moment a
 //! running attempt of its shape ends.
 
-use gantry_gate::{AttemptId, JobSpec, PartitionId, Result, is_final};
+use gantry_gate::{AttemptId, JobSpec, PartitionId, Result};
 use gantry_proto::v1::GateJobState;
 
 use super::Inner;
@@ -35,7 +35,7 @@ impl Inner {
                 // a running attempt of its shape may end first and hand it its
                 // resources.
                 match state.attempts.get_mut(&id) {
-                    Some(a) if !is_final(a.job.state()) => a.moved = Some(alloc.clone()),
+                    Some(a) if !a.job.state().is_final() => a.moved = Some(alloc.clone()),
                     _ => {
                         state.pool.release(&alloc);
                         continue;
@@ -67,7 +67,7 @@ impl Inner {
             };
             let head = state.pending.pop_front().expect("has a head");
             match state.attempts.get_mut(head.attempt.as_str()) {
-                Some(a) if !is_final(a.job.state()) => {
+                Some(a) if !a.job.state().is_final() => {
                     a.alloc = Some(alloc.clone());
                     a.job.reason.clear();
                 }
@@ -110,7 +110,7 @@ impl Inner {
         let running: Vec<String> = state
             .attempts
             .values()
-            .filter(|a| a.sent && !is_final(a.job.state()))
+            .filter(|a| a.sent && !a.job.state().is_final())
             .filter_map(|a| a.alloc.as_ref().or(a.moved.as_ref()).map(Alloc::shape))
             .collect();
         while state.chained.len() < running.len() * QUEUED_PER_RUNNING
@@ -122,7 +122,7 @@ impl Inner {
             let head = state.pending.pop_front().expect("has a head");
             let id = head.attempt.to_string();
             match state.attempts.get_mut(&id) {
-                Some(a) if !is_final(a.job.state()) => a.job.reason.clear(),
+                Some(a) if !a.job.state().is_final() => a.job.reason.clear(),
                 _ => continue,
             }
             let queued = self.launch(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use gantry_gate::{Result, is_final};
+use gantry_gate::Result;
 use gantry_proto::v1::GateJobState;
 use tokio::sync::Notify;
 
@@ -24,7 +24,7 @@ impl Inner {
             state
                 .attempts
                 .values()
-                .filter(|a| a.record.slurm_job_id != 0 && !is_final(a.job.state()))
+                .filter(|a| a.record.slurm_job_id != 0 && !a.job.state().is_final())
                 .map(|a| (a.record.slurm_job_id, a.dir.clone()))
                 .collect()
         };
@@ -52,7 +52,7 @@ impl Inner {
         }
         let mut sizes = HashMap::new();
         for (id, dir) in &dirs {
-            if seen.get(id).is_none_or(|o| is_final(states::map(o).0)) {
+            if seen.get(id).is_none_or(|o| states::map(o).0.is_final()) {
                 let stdout = self.host().size(&dir.join("stdout")).await;
                 let stderr = self.host().size(&dir.join("stderr")).await;
                 sizes.insert(*id, (stdout, stderr));
@@ -61,7 +61,7 @@ impl Inner {
         let mut state = self.state();
         for a in state.attempts.values_mut() {
             let id = a.record.slurm_job_id;
-            if id == 0 || is_final(a.job.state()) || !dirs.contains_key(&id) {
+            if id == 0 || a.job.state().is_final() || !dirs.contains_key(&id) {
                 continue;
             }
             let changed = match seen.get(&id) {
@@ -76,7 +76,7 @@ impl Inner {
                     true
                 }
             };
-            if is_final(a.job.state())
+            if a.job.state().is_final()
                 && let Some(&(stdout, stderr)) = sizes.get(&id)
             {
                 (a.job.stdout_bytes, a.job.stderr_bytes) = (stdout, stderr);
@@ -100,7 +100,7 @@ fn apply(a: &mut Attempt, o: &Observed) -> bool {
     if o.start_time > 0 {
         a.job.start_time_ms = o.start_time * 1000;
     }
-    if is_final(state) {
+    if state.is_final() {
         a.job.lost = states::lost(o);
         a.job.exit_code = o.exit_code;
         a.job.end_time_ms = if o.end_time > 0 {
