@@ -38,6 +38,20 @@ def until(what: str, check: Any, timeout: float = 60) -> Any:
     raise AssertionError(f"{what}: {last!r}")
 
 
+def until_running(client: gantry.Client, job_id: int) -> gantry.Job:
+    """Job ``job_id`` once gantryd says it is RUNNING.
+
+    The server can answer the Hub before gantryd hears from the gate that its job runs.
+    """
+
+    def running() -> gantry.Job | None:
+        job = client.get(job_id)
+        return job if gantry.state_name(job.state) == "RUNNING" else None
+
+    job: gantry.Job = until(f"job {job_id} to be RUNNING", running)
+    return job
+
+
 def stop_until_cancelled(hub: Hub, user: str, client: gantry.Client, job_id: int) -> None:
     """Stop USER's server through the Hub; its Gantry job must end CANCELLED."""
     status, _ = hub.api("DELETE", f"/users/{user}/server")
@@ -77,7 +91,8 @@ def test_a_server_is_a_job_of_its_user_and_answers_through_the_proxy(
     assert status == 200 and body == "/user/alice/some/path"
     (job,) = jobs_of(installation, "alice")
     assert (job.owner, job.submitted_by) == ("alice", "service/jupyterhub")
-    assert gantry.state_name(job.state) == "RUNNING"
+    with gantry.Client(installation.config("user", "alice")) as alice:
+        until_running(alice, job.id)
     # The Hub's token reached the server as a secret: its name is all Gantry shows.
     status, env = hub.get("/user/alice/env")
     token = json.loads(env)["JUPYTERHUB_API_TOKEN"]
@@ -144,7 +159,8 @@ def test_a_server_reached_through_gantrys_port_forwarding_survives_a_hub_restart
         assert hub.until_ready("alice")
         assert hub.get("/user/alice/again") == (200, "/user/alice/again")
         (job,) = jobs_of(installation, "alice")
-        assert gantry.state_name(job.state) == "RUNNING"
+        with gantry.Client(installation.config("user", "alice")) as alice:
+            until_running(alice, job.id)
         hub.api("DELETE", "/users/alice/server")
 
         def ended() -> bool:

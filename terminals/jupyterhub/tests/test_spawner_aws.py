@@ -17,7 +17,7 @@ import gantry
 import pytest
 from hub import ROOT, Hub
 from installation import Installation
-from test_spawner import stop_until_cancelled
+from test_spawner import stop_until_cancelled, until_running
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_a_server_on_a_cloud_machine_is_reached_through_its_agent(
         assert hub.get("/user/alice/on/aws") == (200, "/user/alice/on/aws")
         with gantry.Client(on_aws.config("user", "alice")) as alice:
             (job,) = alice.list(labels={"jupyterhub.user": "alice"})
-            assert (job.site, gantry.state_name(job.state)) == ("aws", "RUNNING")
+            assert until_running(alice, job.id).site == "aws"
             stop_until_cancelled(hub, "alice", alice, job.id)
     finally:
         hub.stop()

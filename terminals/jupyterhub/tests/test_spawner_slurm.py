@@ -11,7 +11,7 @@ import gantry
 import pytest
 from hub import ROOT, Hub
 from installation import Installation
-from test_spawner import stop_until_cancelled
+from test_spawner import stop_until_cancelled, until_running
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_a_server_starts_and_stops_on_slurm(on_slurm: Installation, tmp_path: Pa
         assert hub.get("/user/alice/on/slurm") == (200, "/user/alice/on/slurm")
         with gantry.Client(on_slurm.config("user", "alice")) as alice:
             (job,) = alice.list(labels={"jupyterhub.user": "alice"})
-            assert (job.site, gantry.state_name(job.state)) == ("slurm", "RUNNING")
+            assert until_running(alice, job.id).site == "slurm"
             stop_until_cancelled(hub, "alice", alice, job.id)
     finally:
         hub.stop()
