@@ -19,7 +19,7 @@ mod ids;
 mod logs;
 mod paths;
 mod provider;
-mod released;
+mod recent;
 mod server;
 mod service;
 mod spec;
@@ -38,7 +38,7 @@ pub use logs::{
 };
 pub use paths::{glob_set, safe_relative_path};
 pub use provider::{Connection, Description, FileChunks, LogSource, Provider};
-pub use released::RELEASED_KEPT;
+pub use recent::RECENT_IDS_KEPT;
 pub use server::{BoundGate, MAX_MESSAGE_BYTES, ServeError, bind, serve};
 pub use service::{GateService, ResponseStream};
 pub use spec::{Command, JobSpec, Layout, Resources, Warning};

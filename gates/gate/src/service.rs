@@ -21,7 +21,7 @@ use crate::ids::{AttemptId, PartitionId};
 use crate::logs::{FileLogReader, LogRead, LogReader, read_log_file};
 use crate::paths::{glob_set, safe_relative_path};
 use crate::provider::{FileChunks, LogSource, Provider};
-use crate::released::Released;
+use crate::recent::RecentIds;
 use crate::spec::JobSpec;
 use crate::staging::FILE_CHUNK_BYTES;
 
@@ -34,7 +34,8 @@ pub struct GateService<P> {
     name: String,
     installation: String,
     stop: watch::Receiver<bool>,
-    released: Released,
+    released: RecentIds,
+    deleted: RecentIds,
 }
 
 impl<P: Provider> GateService<P> {
@@ -46,7 +47,8 @@ impl<P: Provider> GateService<P> {
             name: name.into(),
             installation: installation.into(),
             stop,
-            released: Released::default(),
+            released: RecentIds::default(),
+            deleted: RecentIds::default(),
         }
     }
 
@@ -119,6 +121,18 @@ impl<P: Provider> Gate for GateService<P> {
                 GateError::invalid("flavor", "is required; Describe lists the flavors").into(),
             );
         }
+        if self.deleted.contains(id.as_str()) {
+            // A late repeat of a partition's creation: never provision again.
+            return Ok(Response::new(CreatePartitionResponse {
+                partition: Some(Partition {
+                    partition_id: id.to_string(),
+                    flavor: req.flavor,
+                    state: PartitionState::Deleted as i32,
+                    message: "deleted; a deleted partition is never made again".into(),
+                    ..Default::default()
+                }),
+            }));
+        }
         let labels: BTreeMap<_, _> = req.labels.into_iter().collect();
         let partition = self
             .provider
@@ -147,6 +161,8 @@ impl<P: Provider> Gate for GateService<P> {
     ) -> Result<Response<DeletePartitionResponse>, Status> {
         self.authorize(&request)?;
         let id = partition_id(&request.get_ref().partition_id)?;
+        // Remembered first, so a CreatePartition racing this one finds it deleted.
+        self.deleted.insert(id.as_str());
         let partition = self.provider.delete_partition(&id).await?;
         Ok(Response::new(DeletePartitionResponse {
             partition: Some(partition),
@@ -171,7 +187,7 @@ impl<P: Provider> Gate for GateService<P> {
         let attempt = attempt_id(&req.attempt_id)?;
         let partition = partition_id(&req.partition_id)?;
         let spec = JobSpec::from_task(req.task)?;
-        if self.released.contains(&attempt) {
+        if self.released.contains(attempt.as_str()) {
             return Err(Status::failed_precondition(format!(
                 "attempt {attempt} was released; a released attempt is never started again"
             )));
@@ -208,7 +224,7 @@ impl<P: Provider> Gate for GateService<P> {
         let attempt = attempt_id(&request.get_ref().attempt_id)?;
         // Remembered before the provider forgets it, so a StartJob that
         // comes after finds it released rather than gone.
-        self.released.insert(&attempt);
+        self.released.insert(attempt.as_str());
         self.provider.release_job(&attempt).await?;
         Ok(Response::new(GateReleaseJobResponse {}))
     }

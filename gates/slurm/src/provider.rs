@@ -327,16 +327,25 @@ impl Provider for SlurmProvider {
                     partition_id: id.to_string(),
                     flavor: flavor.to_string(),
                 };
-                write_json(
-                    self.inner.host(),
-                    &self.inner.partitions_dir.join(format!("{id}.json")),
-                    &record,
-                )
-                .await?;
-                self.inner
-                    .state()
-                    .partitions
-                    .insert(id.to_string(), record.clone());
+                {
+                    let mut state = self.inner.state();
+                    if let Some(other) = state.partitions.values().find(|r| r.flavor == flavor) {
+                        // Describe says max_partitions 1: one Gantry
+                        // partition stands for the whole Slurm partition.
+                        return Err(GateError::ResourceExhausted(format!(
+                            "Slurm partition `{flavor}` already has Gantry partition {}; \
+                             a flavor here holds one at a time",
+                            other.partition_id
+                        )));
+                    }
+                    // Held before the write, so a racing create finds it.
+                    state.partitions.insert(id.to_string(), record.clone());
+                }
+                let path = self.inner.partitions_dir.join(format!("{id}.json"));
+                if let Err(e) = write_json(self.inner.host(), &path, &record).await {
+                    self.inner.state().partitions.remove(id.as_str());
+                    return Err(e);
+                }
                 record
             }
         };

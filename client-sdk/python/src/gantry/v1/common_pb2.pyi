@@ -7,6 +7,7 @@ Conventions used in every file of package gantry.v1:
 - Every enum's zero value is `*_UNSPECIFIED` and is never a valid answer.
 - Ids chosen by gantryd (job ids, attempt ids, partition ids) are idempotency
   keys: a call repeated with the same id must have the effect of one call.
+  String ids (attempt and partition ids) are 1 to 64 of [A-Za-z0-9_-].
 - Sizes are bytes, durations are whole seconds, times are Unix milliseconds.
 """
 
@@ -161,10 +162,11 @@ class FileChunk(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """Path relative to the job's working directory, with `/` separators and no `..`.
-    Set on the first chunk of each file; empty on continuation chunks.
+    Set on the first chunk of each file; empty on continuation chunks. An
+    empty file is one chunk with a path and no data.
     """
     mode: _builtins.int
-    """Unix permission bits of the file (e.g. 0644); set on the first chunk."""
+    """Unix permission bits of the file (e.g. 0644); set on the first chunk; 0 is read as 0644."""
     data: _builtins.bytes
     """File content, at most 1 MiB per chunk."""
     def __init__(
@@ -239,7 +241,9 @@ class Flavor(_message.Message):
     currency: _builtins.str
     """ISO 4217 currency code of `price_per_hour`, e.g. "USD"; empty when free."""
     max_partitions: _builtins.int
-    """How many partitions of this flavor may exist at once (quota). 0 means none may be created."""
+    """How many partitions of this flavor may exist at once (quota); the gate
+    refuses more with RESOURCE_EXHAUSTED. 0 means none may be created.
+    """
     max_walltime_seconds: _builtins.int
     """Longest walltime a job may ask for on this flavor, in seconds; 0 means no limit."""
     available: _builtins.bool

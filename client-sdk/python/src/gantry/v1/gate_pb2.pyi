@@ -5,19 +5,42 @@ The gate API: what a compute provider (a "gate") serves so that gantryd can
 run jobs on it. gantryd is the only client; a gate must accept only a peer
 whose mTLS certificate names the core (`spiffe://<installation>/core`).
 
-A third party implements a gate from this file alone. The contract:
+A third party implements a gate from this file alone (docs/writing-a-gate.md
+walks through it; gantry-gate-conformance checks a gate against it). The contract:
 - gantryd chooses every id (partition_id, attempt_id) and commits it before
-  calling. Every call must be idempotent on those ids: a repeated
-  CreatePartition or StartJob answers with what the first call made
-  (never a second VM, never a second run); a repeated delete, cancel or
-  release of something gone succeeds.
+  calling. An id is 1 to 64 characters of [A-Za-z0-9_-], so a gate may use
+  it as a file name; a gate answers INVALID_ARGUMENT to any other.
+- Every call must be idempotent on those ids: a repeated CreatePartition or
+  StartJob answers with what the first call made (never a second VM, never
+  a second run); a repeated DeletePartition or ReleaseJob of something gone
+  succeeds. gantryd never uses an id again once it deleted the partition
+  or released the attempt, so a CreatePartition or StartJob of such an id
+  that arrives late is stale and must not be obeyed (see each).
 - The gate is the source of truth for what runs on its provider. It keeps
   every attempt it started, with its final state, until gantryd calls
-  ReleaseJob; WatchJobs sends all of them first, so gantryd can reconcile
-  after either side restarted.
-- Errors: NOT_FOUND for an unknown id; INVALID_ARGUMENT for a request that
-  can never succeed (message says why); RESOURCE_EXHAUSTED when a quota or
-  capacity is full now; UNAVAILABLE when retrying later may succeed.
+  ReleaseJob, across its own restarts; WatchJobs sends all of them first,
+  so gantryd can reconcile after either side restarted.
+- An attempt's state only moves forward: PENDING, RUNNING, then one final
+  state (SUCCEEDED, FAILED or CANCELLED), skipping what did not happen,
+  never back (a suspended job stays RUNNING, its reason saying so).
+  gantryd ignores a PENDING that comes after RUNNING.
+- Errors, and what gantryd does with each:
+  NOT_FOUND: an unknown id (never made or started, deleted, released).
+  INVALID_ARGUMENT: a request that can never succeed; the message names
+    the field and says why. gantryd fails the job (or the partition)
+    with that message.
+  RESOURCE_EXHAUSTED: a quota or capacity is full now. gantryd queues the
+    job again (StartJob) or holds the flavor back for a while (CreatePartition).
+  FAILED_PRECONDITION: the call does not fit the state of what it names:
+    StartJob of a released attempt or on a partition that is not READY,
+    ReleaseJob of an attempt still running, StageIn after StartJob,
+    StageOut before the attempt ended, ForwardPort to one that does not
+    run. gantryd queues a job it could not start again.
+  UNAVAILABLE (and INTERNAL, UNKNOWN, DEADLINE_EXCEEDED): retrying later
+    may succeed; gantryd retries with backoff.
+  UNIMPLEMENTED: an optional RPC whose capability is not flagged.
+  UNAUTHENTICATED or PERMISSION_DENIED: a caller that is not the core.
+- Examples name Slurm and the local gate; nothing here requires either.
 """
 
 from collections import abc as _abc
@@ -47,13 +70,13 @@ class _GateJobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GateJobS
     GATE_JOB_STATE_PENDING: _GateJobState.ValueType  # 1
     """Accepted, not running yet (waiting in the provider's own queue, booting)."""
     GATE_JOB_STATE_RUNNING: _GateJobState.ValueType  # 2
-    """The process runs."""
+    """The process runs (or is suspended by the provider)."""
     GATE_JOB_STATE_SUCCEEDED: _GateJobState.ValueType  # 3
     """Ended with exit code 0."""
     GATE_JOB_STATE_FAILED: _GateJobState.ValueType  # 4
     """Ended otherwise: a non-zero exit, a signal, walltime, the provider failed it."""
     GATE_JOB_STATE_CANCELLED: _GateJobState.ValueType  # 5
-    """Stopped by CancelJob or by the provider's own cancel."""
+    """Stopped by CancelJob, DeletePartition, or the provider's own cancel."""
 
 class GateJobState(_GateJobState, metaclass=_GateJobStateEnumTypeWrapper):
     """The state of one attempt on a gate."""
@@ -62,13 +85,13 @@ GATE_JOB_STATE_UNSPECIFIED: GateJobState.ValueType  # 0
 GATE_JOB_STATE_PENDING: GateJobState.ValueType  # 1
 """Accepted, not running yet (waiting in the provider's own queue, booting)."""
 GATE_JOB_STATE_RUNNING: GateJobState.ValueType  # 2
-"""The process runs."""
+"""The process runs (or is suspended by the provider)."""
 GATE_JOB_STATE_SUCCEEDED: GateJobState.ValueType  # 3
 """Ended with exit code 0."""
 GATE_JOB_STATE_FAILED: GateJobState.ValueType  # 4
 """Ended otherwise: a non-zero exit, a signal, walltime, the provider failed it."""
 GATE_JOB_STATE_CANCELLED: GateJobState.ValueType  # 5
-"""Stopped by CancelJob or by the provider's own cancel."""
+"""Stopped by CancelJob, DeletePartition, or the provider's own cancel."""
 Global___GateJobState: _TypeAlias = GateJobState  # noqa: Y015
 
 class _PartitionState:
@@ -87,7 +110,9 @@ class _PartitionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Partit
     PARTITION_STATE_DELETED: _PartitionState.ValueType  # 4
     """Gone; nothing is left on the provider."""
     PARTITION_STATE_FAILED: _PartitionState.ValueType  # 5
-    """Provisioning failed; `message` says why. gantryd deletes it."""
+    """Provisioning failed; `message` says why. gantryd deletes it.
+    A partition is CREATING, then READY (or FAILED), then DELETING, then DELETED.
+    """
 
 class PartitionState(_PartitionState, metaclass=_PartitionStateEnumTypeWrapper):
     """The state of a partition on a gate."""
@@ -102,7 +127,9 @@ PARTITION_STATE_DELETING: PartitionState.ValueType  # 3
 PARTITION_STATE_DELETED: PartitionState.ValueType  # 4
 """Gone; nothing is left on the provider."""
 PARTITION_STATE_FAILED: PartitionState.ValueType  # 5
-"""Provisioning failed; `message` says why. gantryd deletes it."""
+"""Provisioning failed; `message` says why. gantryd deletes it.
+A partition is CREATING, then READY (or FAILED), then DELETING, then DELETED.
+"""
 Global___PartitionState: _TypeAlias = PartitionState  # noqa: Y015
 
 @_typing.final
@@ -118,7 +145,7 @@ class Capabilities(_message.Message):
     SECRET_ENV_FIELD_NUMBER: _builtins.int
     PORT_FORWARD_FIELD_NUMBER: _builtins.int
     staging: _builtins.bool
-    """StageIn and StageOut work."""
+    """StageIn and StageOut work (and Task.stdin can name a staged file)."""
     log_follow: _builtins.bool
     """ReadLogs with follow works while the job runs."""
     elastic: _builtins.bool
@@ -220,6 +247,7 @@ class Task(_message.Message):
     """A script run by /bin/sh or its own #! line; or empty when `argv` is set."""
     walltime_seconds: _builtins.int
     """Kill the job after this many seconds of running; 0 means no limit.
+    gantryd asks for no more than the flavor's max_walltime_seconds.
     A job killed for this ends FAILED, not lost, with a reason that starts
     "walltime exceeded"; the provider's own words may follow in
     parentheses, e.g. "walltime exceeded (Slurm: TIMEOUT after 00:01:00)".
@@ -229,8 +257,11 @@ class Task(_message.Message):
     warn_signal: _builtins.str
     """A signal to send this many seconds before the walltime ends
     (`warn_seconds` > 0 and a walltime set), as `sbatch --signal`: its name
-    without "SIG" ("USR1"), Linux numbering. Empty: none. Cancel and walltime
-    send SIGTERM to the job's processes, then SIGKILL after the gate's grace.
+    without "SIG" ("USR1"), Linux numbering. Empty: none. A gate that cannot
+    send it answers INVALID_ARGUMENT naming `task.warn_signal`. Cancel and
+    walltime send SIGTERM to the job's processes, then SIGKILL after the
+    gate's grace, where the provider can (a gate whose provider kills at
+    once says so in its documentation).
     """
     warn_seconds: _builtins.int
     """Seconds before the walltime to send `warn_signal`."""
@@ -336,7 +367,9 @@ class GateJob(_message.Message):
     state: Global___GateJobState.ValueType
     """Its state."""
     exit_code: _builtins.int
-    """The exit code when a process ended (128+N for signal N)."""
+    """The exit code when a process ran and ended (128+N for signal N);
+    unset when none ran.
+    """
     reason: _builtins.str
     """Why it is in its state, for people: "walltime exceeded",
     "Slurm: PENDING (Resources)", "exit code 3".
@@ -344,9 +377,9 @@ class GateJob(_message.Message):
     native_id: _builtins.str
     """The provider's own id of the run (a Slurm job id, a pid), for people."""
     start_time_ms: _builtins.int
-    """Unix ms the process started; 0 before."""
+    """Unix ms the process started; 0 before, and when it never started."""
     end_time_ms: _builtins.int
-    """Unix ms it ended; 0 before."""
+    """Unix ms it ended; set on every final state, 0 before."""
     stdout_bytes: _builtins.int
     """On final states: the size of the attempt's stdout in bytes. gantryd does
     not copy a log the gate says is empty. Leave unset when unknown.
@@ -464,7 +497,9 @@ class DescribeRequest(_message.Message):
     API_VERSIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def api_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The API versions gantryd speaks, e.g. ["gantry.v1"]."""
+        """The API versions gantryd speaks, e.g. ["gantry.v1"]. A gate answers
+        whatever they are.
+        """
 
     def __init__(
         self,
@@ -500,7 +535,9 @@ class DescribeResponse(_message.Message):
     """The gate's software version."""
     @_builtins.property
     def api_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """API versions the gate speaks, e.g. ["gantry.v1"]; gantryd uses the highest both speak."""
+        """API versions the gate speaks, e.g. ["gantry.v1"]; gantryd uses the highest
+        both speak, and marks the site unhealthy when there is none.
+        """
 
     @_builtins.property
     def capabilities(self) -> Global___Capabilities:
@@ -1104,7 +1141,10 @@ class StageOutRequest(_message.Message):
     """Which attempt; it must have ended."""
     @_builtins.property
     def globs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Glob patterns relative to the working directory."""
+        """Glob patterns relative to the working directory: `*` and `?` match
+        within one path part, `[abc]` one of a set, `**` any number of parts,
+        `{a,b}` either. An absolute pattern or a `..` part is INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,

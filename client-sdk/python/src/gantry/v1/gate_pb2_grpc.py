@@ -112,14 +112,21 @@ class GateServicer:
     """
 
     def Describe(self, request, context):
-        """Who the gate is and what it offers. Cheap; gantryd calls it to check health.
+        """Who the gate is and what it offers. Cheap: gantryd calls it every few
+        seconds to check health. It answers even when it speaks none of the
+        request's api_versions; gantryd then marks the site unhealthy, saying so.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreatePartition(self, request, context):
-        """Provision a partition (VMs, an allocation, local slots). Idempotent on partition_id.
+        """Provision a partition (VMs, an allocation, local slots). Idempotent on
+        partition_id. INVALID_ARGUMENT for an unknown flavor; RESOURCE_EXHAUSTED
+        when the flavor's max_partitions exist already. A partition id the gate
+        deleted is answered DELETED, never provisioned again (a late repeat
+        would otherwise leave a machine nobody deletes); gates built on the Rust
+        harness remember the last 65,536 deleted ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +140,8 @@ class GateServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeletePartition(self, request, context):
-        """Tear a partition down, stopping any job still on it. Succeeds when already gone.
+        """Tear a partition down. A job still on it is stopped and ends CANCELLED.
+        Succeeds when already gone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,8 +158,12 @@ class GateServicer:
         """Start an attempt of a job on a partition. Idempotent on attempt_id: a repeat
         returns the existing attempt whatever its state. An attempt released
         earlier is FAILED_PRECONDITION, never started again (a late repeat would
-        otherwise run it twice); gates built on the harness remember the last
-        65,536 released ids.
+        otherwise run it twice): a gate refuses at least the ids it released
+        lately (gates built on the Rust harness remember the last 65,536).
+        NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
+        READY. A task the partition can never run (more than it offers, a
+        capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
+        RESOURCE_EXHAUSTED, as Partition.queue says.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,15 +177,18 @@ class GateServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Stop an attempt; its state becomes CANCELLED unless it already ended.
+        """Stop an attempt; its state becomes CANCELLED unless it already ended
+        (then it answers the attempt as it ended). NOT_FOUND when unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseJob(self, request, context):
-        """gantryd has recorded the attempt's end and its outputs: the gate may forget
-        it and free its working directory. Succeeds when already released.
+        """gantryd has recorded the attempt's end and its outputs: the gate forgets
+        it (and its secret_env) and frees its working directory. Succeeds when
+        already released or never started (staged files are freed then too);
+        FAILED_PRECONDITION while it runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,14 +196,19 @@ class GateServicer:
 
     def WatchJobs(self, request, context):
         """The state of every unreleased attempt at once, then every change as it
-        happens. The stream never ends by itself.
+        happens. The stream never ends by itself. A gate may send a full listing
+        again later (to a watcher that fell behind); clients accept it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReadLogs(self, request, context):
-        """An attempt's stdout or stderr from an offset; with `follow`, until it ends.
+        """An attempt's stdout or stderr from an offset: what exists, then the
+        stream ends (no eof); with `follow` (Capabilities.log_follow), what comes
+        until the attempt ends, the last message with eof. An offset past the
+        end sends nothing (or waits, with follow). NOT_FOUND when unknown or
+        released; INVALID_ARGUMENT for LOG_STREAM_UNSPECIFIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,15 +216,22 @@ class GateServicer:
 
     def StageIn(self, request_iterator, context):
         """Write input files into an attempt's working directory before StartJob.
-        The first message names the attempt; files follow as FileChunks.
-        Re-sending a file overwrites it.
+        The first message names the attempt and its partition (and may carry a
+        chunk); files follow as FileChunks, subdirectories made as needed. The
+        attempt is not yet known to the gate: that is normal. Re-sending a file
+        overwrites it. A path that is absolute or has a `..` part is
+        INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
+        FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StageOut(self, request, context):
-        """Read the files of an ended attempt that match glob patterns.
+        """The regular files of an ended attempt that match glob patterns, in name
+        order, each as FileChunks (an empty file is one chunk with no data);
+        symlinks are not followed; no match sends nothing. FAILED_PRECONDITION
+        before the attempt ended, NOT_FOUND when unknown. Only with Capabilities.staging.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -5,19 +5,42 @@ The gate API: what a compute provider (a "gate") serves so that gantryd can
 run jobs on it. gantryd is the only client; a gate must accept only a peer
 whose mTLS certificate names the core (`spiffe://<installation>/core`).
 
-A third party implements a gate from this file alone. The contract:
+A third party implements a gate from this file alone (docs/writing-a-gate.md
+walks through it; gantry-gate-conformance checks a gate against it). The contract:
 - gantryd chooses every id (partition_id, attempt_id) and commits it before
-  calling. Every call must be idempotent on those ids: a repeated
-  CreatePartition or StartJob answers with what the first call made
-  (never a second VM, never a second run); a repeated delete, cancel or
-  release of something gone succeeds.
+  calling. An id is 1 to 64 characters of [A-Za-z0-9_-], so a gate may use
+  it as a file name; a gate answers INVALID_ARGUMENT to any other.
+- Every call must be idempotent on those ids: a repeated CreatePartition or
+  StartJob answers with what the first call made (never a second VM, never
+  a second run); a repeated DeletePartition or ReleaseJob of something gone
+  succeeds. gantryd never uses an id again once it deleted the partition
+  or released the attempt, so a CreatePartition or StartJob of such an id
+  that arrives late is stale and must not be obeyed (see each).
 - The gate is the source of truth for what runs on its provider. It keeps
   every attempt it started, with its final state, until gantryd calls
-  ReleaseJob; WatchJobs sends all of them first, so gantryd can reconcile
-  after either side restarted.
-- Errors: NOT_FOUND for an unknown id; INVALID_ARGUMENT for a request that
-  can never succeed (message says why); RESOURCE_EXHAUSTED when a quota or
-  capacity is full now; UNAVAILABLE when retrying later may succeed.
+  ReleaseJob, across its own restarts; WatchJobs sends all of them first,
+  so gantryd can reconcile after either side restarted.
+- An attempt's state only moves forward: PENDING, RUNNING, then one final
+  state (SUCCEEDED, FAILED or CANCELLED), skipping what did not happen,
+  never back (a suspended job stays RUNNING, its reason saying so).
+  gantryd ignores a PENDING that comes after RUNNING.
+- Errors, and what gantryd does with each:
+  NOT_FOUND: an unknown id (never made or started, deleted, released).
+  INVALID_ARGUMENT: a request that can never succeed; the message names
+    the field and says why. gantryd fails the job (or the partition)
+    with that message.
+  RESOURCE_EXHAUSTED: a quota or capacity is full now. gantryd queues the
+    job again (StartJob) or holds the flavor back for a while (CreatePartition).
+  FAILED_PRECONDITION: the call does not fit the state of what it names:
+    StartJob of a released attempt or on a partition that is not READY,
+    ReleaseJob of an attempt still running, StageIn after StartJob,
+    StageOut before the attempt ended, ForwardPort to one that does not
+    run. gantryd queues a job it could not start again.
+  UNAVAILABLE (and INTERNAL, UNKNOWN, DEADLINE_EXCEEDED): retrying later
+    may succeed; gantryd retries with backoff.
+  UNIMPLEMENTED: an optional RPC whose capability is not flagged.
+  UNAUTHENTICATED or PERMISSION_DENIED: a caller that is not the core.
+- Examples name Slurm and the local gate; nothing here requires either.
 """
 
 from collections import abc as _abc
@@ -51,43 +74,76 @@ class GateStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> GateAsyncStub: ...
     Describe: _grpc.UnaryUnaryMultiCallable[_gate_pb2.DescribeRequest, _gate_pb2.DescribeResponse]
-    """Who the gate is and what it offers. Cheap; gantryd calls it to check health."""
+    """Who the gate is and what it offers. Cheap: gantryd calls it every few
+    seconds to check health. It answers even when it speaks none of the
+    request's api_versions; gantryd then marks the site unhealthy, saying so.
+    """
     CreatePartition: _grpc.UnaryUnaryMultiCallable[_gate_pb2.CreatePartitionRequest, _gate_pb2.CreatePartitionResponse]
-    """Provision a partition (VMs, an allocation, local slots). Idempotent on partition_id."""
+    """Provision a partition (VMs, an allocation, local slots). Idempotent on
+    partition_id. INVALID_ARGUMENT for an unknown flavor; RESOURCE_EXHAUSTED
+    when the flavor's max_partitions exist already. A partition id the gate
+    deleted is answered DELETED, never provisioned again (a late repeat
+    would otherwise leave a machine nobody deletes); gates built on the Rust
+    harness remember the last 65,536 deleted ids.
+    """
     GetPartition: _grpc.UnaryUnaryMultiCallable[_gate_pb2.GetPartitionRequest, _gate_pb2.GetPartitionResponse]
     """One partition's state. NOT_FOUND when the gate has no such partition."""
     DeletePartition: _grpc.UnaryUnaryMultiCallable[_gate_pb2.DeletePartitionRequest, _gate_pb2.DeletePartitionResponse]
-    """Tear a partition down, stopping any job still on it. Succeeds when already gone."""
+    """Tear a partition down. A job still on it is stopped and ends CANCELLED.
+    Succeeds when already gone.
+    """
     ListPartitions: _grpc.UnaryUnaryMultiCallable[_gate_pb2.ListPartitionsRequest, _gate_pb2.ListPartitionsResponse]
     """Every partition the gate holds, so gantryd can delete those it does not know."""
     StartJob: _grpc.UnaryUnaryMultiCallable[_gate_pb2.StartJobRequest, _gate_pb2.StartJobResponse]
     """Start an attempt of a job on a partition. Idempotent on attempt_id: a repeat
     returns the existing attempt whatever its state. An attempt released
     earlier is FAILED_PRECONDITION, never started again (a late repeat would
-    otherwise run it twice); gates built on the harness remember the last
-    65,536 released ids.
+    otherwise run it twice): a gate refuses at least the ids it released
+    lately (gates built on the Rust harness remember the last 65,536).
+    NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
+    READY. A task the partition can never run (more than it offers, a
+    capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
+    RESOURCE_EXHAUSTED, as Partition.queue says.
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_gate_pb2.GateGetJobRequest, _gate_pb2.GateGetJobResponse]
     """One attempt's state. NOT_FOUND when unknown (never started, or released)."""
     CancelJob: _grpc.UnaryUnaryMultiCallable[_gate_pb2.GateCancelJobRequest, _gate_pb2.GateCancelJobResponse]
-    """Stop an attempt; its state becomes CANCELLED unless it already ended."""
+    """Stop an attempt; its state becomes CANCELLED unless it already ended
+    (then it answers the attempt as it ended). NOT_FOUND when unknown.
+    """
     ReleaseJob: _grpc.UnaryUnaryMultiCallable[_gate_pb2.GateReleaseJobRequest, _gate_pb2.GateReleaseJobResponse]
-    """gantryd has recorded the attempt's end and its outputs: the gate may forget
-    it and free its working directory. Succeeds when already released.
+    """gantryd has recorded the attempt's end and its outputs: the gate forgets
+    it (and its secret_env) and frees its working directory. Succeeds when
+    already released or never started (staged files are freed then too);
+    FAILED_PRECONDITION while it runs.
     """
     WatchJobs: _grpc.UnaryStreamMultiCallable[_gate_pb2.WatchJobsRequest, _gate_pb2.WatchJobsResponse]
     """The state of every unreleased attempt at once, then every change as it
-    happens. The stream never ends by itself.
+    happens. The stream never ends by itself. A gate may send a full listing
+    again later (to a watcher that fell behind); clients accept it.
     """
     ReadLogs: _grpc.UnaryStreamMultiCallable[_gate_pb2.GateReadLogsRequest, _gate_pb2.GateReadLogsResponse]
-    """An attempt's stdout or stderr from an offset; with `follow`, until it ends."""
+    """An attempt's stdout or stderr from an offset: what exists, then the
+    stream ends (no eof); with `follow` (Capabilities.log_follow), what comes
+    until the attempt ends, the last message with eof. An offset past the
+    end sends nothing (or waits, with follow). NOT_FOUND when unknown or
+    released; INVALID_ARGUMENT for LOG_STREAM_UNSPECIFIED.
+    """
     StageIn: _grpc.StreamUnaryMultiCallable[_gate_pb2.StageInRequest, _gate_pb2.StageInResponse]
     """Write input files into an attempt's working directory before StartJob.
-    The first message names the attempt; files follow as FileChunks.
-    Re-sending a file overwrites it.
+    The first message names the attempt and its partition (and may carry a
+    chunk); files follow as FileChunks, subdirectories made as needed. The
+    attempt is not yet known to the gate: that is normal. Re-sending a file
+    overwrites it. A path that is absolute or has a `..` part is
+    INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
+    FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
     """
     StageOut: _grpc.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]
-    """Read the files of an ended attempt that match glob patterns."""
+    """The regular files of an ended attempt that match glob patterns, in name
+    order, each as FileChunks (an empty file is one chunk with no data);
+    symlinks are not followed; no match sends nothing. FAILED_PRECONDITION
+    before the attempt ended, NOT_FOUND when unknown. Only with Capabilities.staging.
+    """
     ForwardPort: _grpc.StreamStreamMultiCallable[_gate_pb2.GateForwardPortRequest, _gate_pb2.GateForwardPortResponse]
     """A TCP connection to a port on the (first) machine of a running attempt,
     as the attempt's own processes reach it: its loopback where the gate can
@@ -105,43 +161,76 @@ class GateAsyncStub(GateStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Describe: _aio.UnaryUnaryMultiCallable[_gate_pb2.DescribeRequest, _gate_pb2.DescribeResponse]  # type: ignore[assignment]
-    """Who the gate is and what it offers. Cheap; gantryd calls it to check health."""
+    """Who the gate is and what it offers. Cheap: gantryd calls it every few
+    seconds to check health. It answers even when it speaks none of the
+    request's api_versions; gantryd then marks the site unhealthy, saying so.
+    """
     CreatePartition: _aio.UnaryUnaryMultiCallable[_gate_pb2.CreatePartitionRequest, _gate_pb2.CreatePartitionResponse]  # type: ignore[assignment]
-    """Provision a partition (VMs, an allocation, local slots). Idempotent on partition_id."""
+    """Provision a partition (VMs, an allocation, local slots). Idempotent on
+    partition_id. INVALID_ARGUMENT for an unknown flavor; RESOURCE_EXHAUSTED
+    when the flavor's max_partitions exist already. A partition id the gate
+    deleted is answered DELETED, never provisioned again (a late repeat
+    would otherwise leave a machine nobody deletes); gates built on the Rust
+    harness remember the last 65,536 deleted ids.
+    """
     GetPartition: _aio.UnaryUnaryMultiCallable[_gate_pb2.GetPartitionRequest, _gate_pb2.GetPartitionResponse]  # type: ignore[assignment]
     """One partition's state. NOT_FOUND when the gate has no such partition."""
     DeletePartition: _aio.UnaryUnaryMultiCallable[_gate_pb2.DeletePartitionRequest, _gate_pb2.DeletePartitionResponse]  # type: ignore[assignment]
-    """Tear a partition down, stopping any job still on it. Succeeds when already gone."""
+    """Tear a partition down. A job still on it is stopped and ends CANCELLED.
+    Succeeds when already gone.
+    """
     ListPartitions: _aio.UnaryUnaryMultiCallable[_gate_pb2.ListPartitionsRequest, _gate_pb2.ListPartitionsResponse]  # type: ignore[assignment]
     """Every partition the gate holds, so gantryd can delete those it does not know."""
     StartJob: _aio.UnaryUnaryMultiCallable[_gate_pb2.StartJobRequest, _gate_pb2.StartJobResponse]  # type: ignore[assignment]
     """Start an attempt of a job on a partition. Idempotent on attempt_id: a repeat
     returns the existing attempt whatever its state. An attempt released
     earlier is FAILED_PRECONDITION, never started again (a late repeat would
-    otherwise run it twice); gates built on the harness remember the last
-    65,536 released ids.
+    otherwise run it twice): a gate refuses at least the ids it released
+    lately (gates built on the Rust harness remember the last 65,536).
+    NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
+    READY. A task the partition can never run (more than it offers, a
+    capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
+    RESOURCE_EXHAUSTED, as Partition.queue says.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_gate_pb2.GateGetJobRequest, _gate_pb2.GateGetJobResponse]  # type: ignore[assignment]
     """One attempt's state. NOT_FOUND when unknown (never started, or released)."""
     CancelJob: _aio.UnaryUnaryMultiCallable[_gate_pb2.GateCancelJobRequest, _gate_pb2.GateCancelJobResponse]  # type: ignore[assignment]
-    """Stop an attempt; its state becomes CANCELLED unless it already ended."""
+    """Stop an attempt; its state becomes CANCELLED unless it already ended
+    (then it answers the attempt as it ended). NOT_FOUND when unknown.
+    """
     ReleaseJob: _aio.UnaryUnaryMultiCallable[_gate_pb2.GateReleaseJobRequest, _gate_pb2.GateReleaseJobResponse]  # type: ignore[assignment]
-    """gantryd has recorded the attempt's end and its outputs: the gate may forget
-    it and free its working directory. Succeeds when already released.
+    """gantryd has recorded the attempt's end and its outputs: the gate forgets
+    it (and its secret_env) and frees its working directory. Succeeds when
+    already released or never started (staged files are freed then too);
+    FAILED_PRECONDITION while it runs.
     """
     WatchJobs: _aio.UnaryStreamMultiCallable[_gate_pb2.WatchJobsRequest, _gate_pb2.WatchJobsResponse]  # type: ignore[assignment]
     """The state of every unreleased attempt at once, then every change as it
-    happens. The stream never ends by itself.
+    happens. The stream never ends by itself. A gate may send a full listing
+    again later (to a watcher that fell behind); clients accept it.
     """
     ReadLogs: _aio.UnaryStreamMultiCallable[_gate_pb2.GateReadLogsRequest, _gate_pb2.GateReadLogsResponse]  # type: ignore[assignment]
-    """An attempt's stdout or stderr from an offset; with `follow`, until it ends."""
+    """An attempt's stdout or stderr from an offset: what exists, then the
+    stream ends (no eof); with `follow` (Capabilities.log_follow), what comes
+    until the attempt ends, the last message with eof. An offset past the
+    end sends nothing (or waits, with follow). NOT_FOUND when unknown or
+    released; INVALID_ARGUMENT for LOG_STREAM_UNSPECIFIED.
+    """
     StageIn: _aio.StreamUnaryMultiCallable[_gate_pb2.StageInRequest, _gate_pb2.StageInResponse]  # type: ignore[assignment]
     """Write input files into an attempt's working directory before StartJob.
-    The first message names the attempt; files follow as FileChunks.
-    Re-sending a file overwrites it.
+    The first message names the attempt and its partition (and may carry a
+    chunk); files follow as FileChunks, subdirectories made as needed. The
+    attempt is not yet known to the gate: that is normal. Re-sending a file
+    overwrites it. A path that is absolute or has a `..` part is
+    INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
+    FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
     """
     StageOut: _aio.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]  # type: ignore[assignment]
-    """Read the files of an ended attempt that match glob patterns."""
+    """The regular files of an ended attempt that match glob patterns, in name
+    order, each as FileChunks (an empty file is one chunk with no data);
+    symlinks are not followed; no match sends nothing. FAILED_PRECONDITION
+    before the attempt ended, NOT_FOUND when unknown. Only with Capabilities.staging.
+    """
     ForwardPort: _aio.StreamStreamMultiCallable[_gate_pb2.GateForwardPortRequest, _gate_pb2.GateForwardPortResponse]  # type: ignore[assignment]
     """A TCP connection to a port on the (first) machine of a running attempt,
     as the attempt's own processes reach it: its loopback where the gate can
@@ -162,7 +251,10 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.DescribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.DescribeResponse, _abc.Awaitable[_gate_pb2.DescribeResponse]]:
-        """Who the gate is and what it offers. Cheap; gantryd calls it to check health."""
+        """Who the gate is and what it offers. Cheap: gantryd calls it every few
+        seconds to check health. It answers even when it speaks none of the
+        request's api_versions; gantryd then marks the site unhealthy, saying so.
+        """
 
     @_abc_1.abstractmethod
     def CreatePartition(
@@ -170,7 +262,13 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.CreatePartitionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.CreatePartitionResponse, _abc.Awaitable[_gate_pb2.CreatePartitionResponse]]:
-        """Provision a partition (VMs, an allocation, local slots). Idempotent on partition_id."""
+        """Provision a partition (VMs, an allocation, local slots). Idempotent on
+        partition_id. INVALID_ARGUMENT for an unknown flavor; RESOURCE_EXHAUSTED
+        when the flavor's max_partitions exist already. A partition id the gate
+        deleted is answered DELETED, never provisioned again (a late repeat
+        would otherwise leave a machine nobody deletes); gates built on the Rust
+        harness remember the last 65,536 deleted ids.
+        """
 
     @_abc_1.abstractmethod
     def GetPartition(
@@ -186,7 +284,9 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.DeletePartitionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.DeletePartitionResponse, _abc.Awaitable[_gate_pb2.DeletePartitionResponse]]:
-        """Tear a partition down, stopping any job still on it. Succeeds when already gone."""
+        """Tear a partition down. A job still on it is stopped and ends CANCELLED.
+        Succeeds when already gone.
+        """
 
     @_abc_1.abstractmethod
     def ListPartitions(
@@ -205,8 +305,12 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         """Start an attempt of a job on a partition. Idempotent on attempt_id: a repeat
         returns the existing attempt whatever its state. An attempt released
         earlier is FAILED_PRECONDITION, never started again (a late repeat would
-        otherwise run it twice); gates built on the harness remember the last
-        65,536 released ids.
+        otherwise run it twice): a gate refuses at least the ids it released
+        lately (gates built on the Rust harness remember the last 65,536).
+        NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
+        READY. A task the partition can never run (more than it offers, a
+        capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
+        RESOURCE_EXHAUSTED, as Partition.queue says.
         """
 
     @_abc_1.abstractmethod
@@ -223,7 +327,9 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.GateCancelJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.GateCancelJobResponse, _abc.Awaitable[_gate_pb2.GateCancelJobResponse]]:
-        """Stop an attempt; its state becomes CANCELLED unless it already ended."""
+        """Stop an attempt; its state becomes CANCELLED unless it already ended
+        (then it answers the attempt as it ended). NOT_FOUND when unknown.
+        """
 
     @_abc_1.abstractmethod
     def ReleaseJob(
@@ -231,8 +337,10 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.GateReleaseJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.GateReleaseJobResponse, _abc.Awaitable[_gate_pb2.GateReleaseJobResponse]]:
-        """gantryd has recorded the attempt's end and its outputs: the gate may forget
-        it and free its working directory. Succeeds when already released.
+        """gantryd has recorded the attempt's end and its outputs: the gate forgets
+        it (and its secret_env) and frees its working directory. Succeeds when
+        already released or never started (staged files are freed then too);
+        FAILED_PRECONDITION while it runs.
         """
 
     @_abc_1.abstractmethod
@@ -242,7 +350,8 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gate_pb2.WatchJobsResponse], _abc.AsyncIterator[_gate_pb2.WatchJobsResponse]]:
         """The state of every unreleased attempt at once, then every change as it
-        happens. The stream never ends by itself.
+        happens. The stream never ends by itself. A gate may send a full listing
+        again later (to a watcher that fell behind); clients accept it.
         """
 
     @_abc_1.abstractmethod
@@ -251,7 +360,12 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.GateReadLogsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gate_pb2.GateReadLogsResponse], _abc.AsyncIterator[_gate_pb2.GateReadLogsResponse]]:
-        """An attempt's stdout or stderr from an offset; with `follow`, until it ends."""
+        """An attempt's stdout or stderr from an offset: what exists, then the
+        stream ends (no eof); with `follow` (Capabilities.log_follow), what comes
+        until the attempt ends, the last message with eof. An offset past the
+        end sends nothing (or waits, with follow). NOT_FOUND when unknown or
+        released; INVALID_ARGUMENT for LOG_STREAM_UNSPECIFIED.
+        """
 
     @_abc_1.abstractmethod
     def StageIn(
@@ -260,8 +374,12 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.StageInResponse, _abc.Awaitable[_gate_pb2.StageInResponse]]:
         """Write input files into an attempt's working directory before StartJob.
-        The first message names the attempt; files follow as FileChunks.
-        Re-sending a file overwrites it.
+        The first message names the attempt and its partition (and may carry a
+        chunk); files follow as FileChunks, subdirectories made as needed. The
+        attempt is not yet known to the gate: that is normal. Re-sending a file
+        overwrites it. A path that is absolute or has a `..` part is
+        INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
+        FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
         """
 
     @_abc_1.abstractmethod
@@ -270,7 +388,11 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         request: _gate_pb2.StageOutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gate_pb2.StageOutResponse], _abc.AsyncIterator[_gate_pb2.StageOutResponse]]:
-        """Read the files of an ended attempt that match glob patterns."""
+        """The regular files of an ended attempt that match glob patterns, in name
+        order, each as FileChunks (an empty file is one chunk with no data);
+        symlinks are not followed; no match sends nothing. FAILED_PRECONDITION
+        before the attempt ended, NOT_FOUND when unknown. Only with Capabilities.staging.
+        """
 
     @_abc_1.abstractmethod
     def ForwardPort(
