@@ -39,3 +39,69 @@ pub fn conformance(args: &[&str]) -> (i32, BTreeMap<String, (String, String)>, S
         .collect();
     (code, rows, err)
 }
+
+/// A gate run from a shell script that `--restart-cmd` can run again: each
+/// run kills the gate with SIGKILL and starts it on the address it had.
+/// Dropping it stops the gate.
+pub struct RestartableGate {
+    /// The gate's address.
+    pub addr: String,
+    /// The script that (re)starts it: give it to `--restart-cmd`.
+    pub restart_cmd: String,
+    dir: std::path::PathBuf,
+}
+
+impl RestartableGate {
+    /// Start `program` with `args` plus `--listen` and `--ready-file`, in `dir`.
+    pub fn start(dir: &Path, program: &Path, args: &[&str]) -> Self {
+        let quoted: Vec<String> = std::iter::once(program.display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect();
+        let script = format!(
+            r#"#!/bin/sh
+# Start the gate, or kill it with SIGKILL and start it again on its address.
+set -eu
+cd '{dir}'
+addr=127.0.0.1:0
+if [ -s gate.pid ]; then
+    pid=$(cat gate.pid)
+    addr=$(cat ready)
+    kill -9 "$pid" 2>/dev/null || true
+    # Gone, or a zombie (its socket is closed either way).
+    while [ -e /proc/$pid/stat ] && ! grep -q ') Z' /proc/$pid/stat; do sleep 0.05; done
+fi
+rm -f ready
+{command} --listen "$addr" --ready-file ready >>gate.log 2>&1 &
+echo $! >gate.pid
+tries=0
+until [ -s ready ]; do
+    tries=$((tries + 1))
+    [ $tries -lt 600 ] || {{ echo "the gate did not start; see {dir}/gate.log" >&2; exit 1; }}
+    sleep 0.05
+done
+"#,
+            dir = dir.display(),
+            command = quoted.join(" "),
+        );
+        let path = dir.join("gate.sh");
+        std::fs::write(&path, script).expect("write gate.sh");
+        let restart_cmd = format!("sh '{}'", path.display());
+        let (code, _, err) = run(Command::new("sh").arg("-c").arg(&restart_cmd));
+        assert_eq!(code, 0, "the gate did not start: {err}");
+        let addr = std::fs::read_to_string(dir.join("ready")).expect("the ready file");
+        RestartableGate {
+            addr,
+            restart_cmd,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for RestartableGate {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("gate.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}

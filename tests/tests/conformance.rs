@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use gantry_e2e::Process;
-use gantry_e2e::kit::{conformance, pki};
+use gantry_e2e::bin_dir;
+use gantry_e2e::kit::{RestartableGate, conformance, pki};
 
 async fn local_gate(dir: &Path, pki: &str, name: &str) -> Process {
     let work = dir.join("work").display().to_string();
@@ -31,17 +32,44 @@ async fn the_local_gate_passes_every_check_of_the_kit() {
     gantry_proto::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path(), "local");
-    let gate = local_gate(dir.path(), &pki, "local").await;
-    let address = gate.addr.to_string();
-    let (code, rows, err) = conformance(&[&address, "--name", "local", "--pki-dir", &pki]);
+    let work = dir.path().join("work").display().to_string();
+    let gate = RestartableGate::start(
+        dir.path(),
+        &bin_dir().join("gantry-gate-local"),
+        &[
+            "--name",
+            "local",
+            "--pki-dir",
+            &pki,
+            "--work-dir",
+            &work,
+            "--cpus",
+            "2",
+        ],
+    );
+    let address = gate.addr.clone();
+    let (code, rows, err) = conformance(&[
+        &address,
+        "--name",
+        "local",
+        "--pki-dir",
+        &pki,
+        "--restart-cmd",
+        &gate.restart_cmd,
+    ]);
     let failed: Vec<_> = rows.iter().filter(|(_, (r, _))| r != "pass").collect();
     assert!(failed.is_empty(), "not passed: {failed:#?}\n{err}");
     assert_eq!(code, 0, "{err}");
     for check in [
         "auth.core_only",
         "start.idempotent",
+        "start.capacity",
         "job.walltime",
         "watch.snapshot",
+        "logs.follow",
+        "stage.round_trip",
+        "stage.escape",
+        "restart.keeps_attempts",
         "partition.delete_running",
     ] {
         assert!(rows.contains_key(check), "{check} did not run: {rows:?}");

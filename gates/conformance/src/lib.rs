@@ -34,6 +34,10 @@ pub struct Config {
     pub walltime: u64,
     /// Run only the checks whose names start with one of these.
     pub only: Vec<String>,
+    /// A shell command that kills the gate (`kill -9`) and starts it again
+    /// on the same address, returning once it is started; the restart
+    /// check runs only with it.
+    pub restart_cmd: Option<String>,
 }
 
 /// Run the checks. An error means the gate could not be checked at all
@@ -58,7 +62,7 @@ pub async fn check(config: &Config) -> anyhow::Result<Report> {
         config.timeout,
     );
     let mut report = Report::new(config.only.clone());
-    checks::all(&run, &mut report, config.walltime).await;
+    checks::all(&run, &mut report, config).await;
     run.clean_up().await;
     Ok(report)
 }

@@ -41,6 +41,12 @@ struct Args {
     /// `--only job. --only watch.`.
     #[arg(long)]
     only: Vec<String>,
+    /// A shell command that kills the gate with SIGKILL and starts it again
+    /// on the same address, returning once it is started (the kit then
+    /// waits for Describe). With it, restart.keeps_attempts checks that
+    /// every attempt keeps its true state across the restart.
+    #[arg(long, value_name = "CMD")]
+    restart_cmd: Option<String>,
     /// Print one JSON object per check instead of the table.
     #[arg(long)]
     json: bool,
@@ -57,6 +63,7 @@ async fn main() -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         walltime: args.walltime,
         only: args.only,
+        restart_cmd: args.restart_cmd,
     };
     match check(&config).await {
         Ok(report) => {

@@ -94,6 +94,16 @@ impl Report {
         });
     }
 
+    /// Run `check` as `name` whatever `--only` says: others need what it
+    /// makes (the READY partition).
+    pub async fn prerequisite(&mut self, name: &str, check: impl Future<Output = Outcome>) {
+        let outcome = check.await;
+        self.rows.push(Row {
+            name: name.into(),
+            outcome,
+        });
+    }
+
     fn selected(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|p| name.starts_with(p.as_str()))
     }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use gantry_proto::v1::gate_client::GateClient;
 use gantry_proto::v1::{
-    Capacity, CreatePartitionRequest, DeletePartitionRequest, DescribeResponse, Flavor,
+    Capacity, CreatePartitionRequest, DeletePartitionRequest, DescribeResponse, FileChunk, Flavor,
     GateCancelJobRequest, GateGetJobRequest, GateJob, GateReadLogsRequest, GateReleaseJobRequest,
-    GetPartitionRequest, LogStream, Partition, StartJobRequest, Task,
+    GetPartitionRequest, LogStream, Partition, StageInRequest, StageInResponse, StageOutRequest,
+    StartJobRequest, Task,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -20,6 +21,9 @@ use crate::connect::Target;
 
 /// How often a wait asks again.
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// The most a FileChunk may carry (common.proto).
+pub const STAGE_CHUNK_BYTES: usize = 1 << 20;
 
 /// The run's state, shared by every check.
 pub struct Run {
@@ -282,6 +286,79 @@ impl Run {
             .await
             .map(|d| String::from_utf8_lossy(&d).into_owned())
             .map_err(|s| said("ReadLogs", &s))
+    }
+
+    /// StageIn of `files` (path, mode, content) into `attempt`'s working
+    /// directory on `partition`, each cut into chunks of at most 1 MiB.
+    pub async fn stage_in(
+        &self,
+        attempt: &str,
+        partition: &str,
+        files: &[(&str, u32, &[u8])],
+    ) -> Result<StageInResponse, Status> {
+        let mut messages = vec![StageInRequest {
+            attempt_id: attempt.into(),
+            partition_id: partition.into(),
+            chunk: None,
+        }];
+        for (path, mode, data) in files {
+            let mut pieces: Vec<&[u8]> = data.chunks(STAGE_CHUNK_BYTES).collect();
+            if pieces.is_empty() {
+                pieces.push(&[]);
+            }
+            for (i, piece) in pieces.into_iter().enumerate() {
+                let first = i == 0;
+                messages.push(StageInRequest {
+                    chunk: Some(FileChunk {
+                        path: if first {
+                            path.to_string()
+                        } else {
+                            String::new()
+                        },
+                        mode: if first { *mode } else { 0 },
+                        data: piece.to_vec(),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let answer = self
+            .gate
+            .clone()
+            .stage_in(futures::stream::iter(messages))
+            .await?;
+        Ok(answer.into_inner())
+    }
+
+    /// StageOut of `globs`: each file as (path, mode, content), in the order sent.
+    pub async fn stage_out(
+        &self,
+        attempt: &str,
+        globs: &[&str],
+    ) -> Result<Vec<(String, u32, Vec<u8>)>, Status> {
+        let mut reply = self
+            .gate
+            .clone()
+            .stage_out(StageOutRequest {
+                attempt_id: attempt.into(),
+                globs: globs.iter().map(|g| g.to_string()).collect(),
+            })
+            .await?
+            .into_inner();
+        let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        while let Some(message) = reply.message().await? {
+            let chunk = message.chunk.unwrap_or_default();
+            match files.last_mut() {
+                Some(file) if chunk.path.is_empty() => file.2.extend_from_slice(&chunk.data),
+                None if chunk.path.is_empty() => {
+                    return Err(Status::internal(
+                        "StageOut's first chunk carries no path".to_string(),
+                    ));
+                }
+                _ => files.push((chunk.path, chunk.mode, chunk.data)),
+            }
+        }
+        Ok(files)
     }
 
     /// ReleaseJob, as it is.

@@ -2,9 +2,9 @@
 //! and over SSH: the gate alone (no gantryd, which would delete the kit's
 //! partitions as unknown to it).
 
-use gantry_e2e::kit::{conformance, pki};
+use gantry_e2e::kit::{RestartableGate, conformance, pki};
 use gantry_e2e::services::{slurm_conf, ssh_config};
-use gantry_e2e::{Process, SSH_HOST};
+use gantry_e2e::{SSH_HOST, bin_dir};
 
 use super::common::SERIAL;
 
@@ -39,8 +39,6 @@ async fn passes_the_kit(over_ssh: bool) {
     let mut args = vec![
         "--name",
         "slurm",
-        "--listen",
-        "127.0.0.1:0",
         "--pki-dir",
         &pki,
         "--work-dir",
@@ -53,12 +51,10 @@ async fn passes_the_kit(over_ssh: bool) {
     if let Some(config) = &ssh {
         args.extend(["--ssh", SSH_HOST, "--ssh-config", config]);
     }
-    let gate = Process::start("gantry-gate-slurm", dir.path(), &args)
-        .await
-        .expect("the Slurm gate starts");
+    let gate = RestartableGate::start(dir.path(), &bin_dir().join("gantry-gate-slurm"), &args);
     // Slurm counts walltime in whole minutes.
     let (code, rows, err) = conformance(&[
-        &gate.addr.to_string(),
+        &gate.addr,
         "--name",
         "slurm",
         "--pki-dir",
@@ -67,9 +63,11 @@ async fn passes_the_kit(over_ssh: bool) {
         "60",
         "--timeout",
         "180",
+        "--restart-cmd",
+        &gate.restart_cmd,
     ]);
     let failed: Vec<_> = rows.iter().filter(|(_, (r, _))| r != "pass").collect();
     assert!(failed.is_empty(), "not passed: {failed:#?}\n{err}");
     assert_eq!(code, 0, "{err}");
-    assert!(rows.len() >= 25, "{rows:?}");
+    assert!(rows.len() >= 36, "{rows:?}");
 }

@@ -80,3 +80,83 @@ pub async fn errors(run: &Run) -> Outcome {
     .await
     .into()
 }
+
+/// With `follow` (Capabilities.log_follow), ReadLogs sends what the job
+/// writes while it runs, each chunk at its offset, and ends after the job
+/// does with `eof` on its last message.
+pub async fn follow(run: &Run) -> Outcome {
+    let flagged = run
+        .describe
+        .capabilities
+        .as_ref()
+        .is_some_and(|c| c.log_follow);
+    if !flagged {
+        return Outcome::Skip("Capabilities.log_follow is not flagged".into());
+    }
+    async {
+        let job = run
+            .start(run.script_task("echo first; sleep 2; echo second"))
+            .await?;
+        let mut reply = run
+            .gate
+            .clone()
+            .read_logs(GateReadLogsRequest {
+                attempt_id: job.attempt_id.clone(),
+                stream: LogStream::Stdout.into(),
+                offset: 0,
+                follow: true,
+            })
+            .await
+            .map_err(|s| said("ReadLogs", &s))?
+            .into_inner();
+        let mut data = Vec::new();
+        let mut eof = false;
+        let mut before_end = false;
+        let deadline = tokio::time::Instant::now() + run.timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, reply.message())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the follow did not end within {:?}; read {:?}",
+                        run.timeout,
+                        String::from_utf8_lossy(&data)
+                    )
+                })?
+                .map_err(|s| said("ReadLogs", &s))?;
+            let Some(message) = next else { break };
+            let chunk = message.chunk.unwrap_or_default();
+            if eof {
+                return Err("a message came after the one with eof".into());
+            }
+            if chunk.offset != data.len() as u64 {
+                return Err(format!(
+                    "a chunk says offset {}, but its data starts at {}",
+                    chunk.offset,
+                    data.len()
+                ));
+            }
+            data.extend_from_slice(&chunk.data);
+            eof = chunk.eof;
+            if data.starts_with(b"first\n") && !data.ends_with(b"second\n") && !before_end {
+                let now = run
+                    .get(&job.attempt_id)
+                    .await
+                    .map_err(|s| said("GetJob", &s))?;
+                before_end = !now.state().is_final();
+            }
+        }
+        if data != b"first\nsecond\n" || !eof {
+            return Err(format!(
+                "read {:?}, eof {eof}; expected \"first\\nsecond\\n\" ending with eof",
+                String::from_utf8_lossy(&data)
+            ));
+        }
+        if !before_end {
+            return Err("the first line came only after the job ended".into());
+        }
+        Ok("read while it ran, then eof".into())
+    }
+    .await
+    .into()
+}

@@ -138,8 +138,9 @@ pub async fn errors(run: &Run) -> Outcome {
 }
 
 /// DeletePartition with a job running on it: the job ends CANCELLED, the
-/// partition is gone from the list, and a repeated delete succeeds. Runs
-/// last, on the run's partition (a gate may hold only one).
+/// partition is gone from the list, a repeated delete succeeds, and a
+/// CreatePartition of the deleted id answers DELETED. Runs last, on the
+/// run's partition (a gate may hold only one).
 pub async fn delete_running(run: &Run) -> Outcome {
     let id = match run.ready_partition() {
         Ok(id) => id,
@@ -176,8 +177,72 @@ pub async fn delete_running(run: &Run) -> Outcome {
         run.delete_partition(&id)
             .await
             .map_err(|s| format!("the repeat: {}", said("DeletePartition", &s)))?;
-        Ok(format!("its job ended {}", describe_job(&ended)))
+        // A late CreatePartition of the deleted id must not provision again.
+        let flavor = run.flavor.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+        let remade = run
+            .create_partition(&id, &flavor)
+            .await
+            .map_err(|s| format!("of the deleted id: {}", said("CreatePartition", &s)))?;
+        if remade.state() != PartitionState::Deleted {
+            return Err(format!(
+                "CreatePartition of the deleted id answered {}: a deleted partition is never made again",
+                state(&remade)
+            ));
+        }
+        Ok(format!(
+            "its job ended {}; made again: DELETED",
+            describe_job(&ended)
+        ))
     }
     .await;
+    result.into()
+}
+
+/// The flavor's `max_partitions` is a quota: with that many of the flavor
+/// listed, one more CreatePartition is RESOURCE_EXHAUSTED. Makes at most
+/// two more partitions to get there, and deletes them.
+pub async fn quota(run: &Run) -> Outcome {
+    let (Some(flavor), Ok(_)) = (&run.flavor, run.ready_partition()) else {
+        return Outcome::Skip("needs a READY partition (partition.create failed)".into());
+    };
+    let all = match run
+        .gate
+        .clone()
+        .list_partitions(ListPartitionsRequest {})
+        .await
+    {
+        Ok(answer) => answer.into_inner().partitions,
+        Err(s) => return Outcome::fail(said("ListPartitions", &s)),
+    };
+    let held = all.iter().filter(|p| p.flavor == flavor.name).count() as u32;
+    let room = flavor.max_partitions.saturating_sub(held);
+    if room > 2 {
+        return Outcome::Skip(format!(
+            "flavor {:?} allows {} partitions, {held} exist; the kit makes at most 2 more",
+            flavor.name, flavor.max_partitions
+        ));
+    }
+    let mut made = Vec::new();
+    let result = async {
+        for _ in 0..room {
+            let id = run.new_id("p");
+            run.create_partition(&id, &flavor.name)
+                .await
+                .map_err(|s| format!("within the quota: {}", said("CreatePartition", &s)))?;
+            made.push(id);
+        }
+        expect_code(
+            &format!(
+                "CreatePartition beyond max_partitions {} of {:?}",
+                flavor.max_partitions, flavor.name
+            ),
+            run.create_partition(&run.new_id("p"), &flavor.name).await,
+            Code::ResourceExhausted,
+        )
+    }
+    .await;
+    for id in made {
+        let _ = run.delete_partition(&id).await;
+    }
     result.into()
 }

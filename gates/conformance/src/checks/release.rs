@@ -34,11 +34,14 @@ pub async fn forgets(run: &Run) -> Outcome {
             j.state() == GateJobState::Running
         })
         .await?;
-        expect_code(
+        let refused = expect_code(
             "ReleaseJob of a running attempt",
             run.release(&running.attempt_id).await,
             Code::FailedPrecondition,
-        )
+        );
+        let _ = run.cancel(&running.attempt_id).await;
+        run.wait_final(&running.attempt_id).await?;
+        refused
     }
     .await
     .into()

@@ -9,7 +9,7 @@ use tonic::Streaming;
 use crate::report::Outcome;
 use crate::run::{Run, describe_job, said};
 
-async fn open(run: &Run) -> Result<Streaming<WatchJobsResponse>, String> {
+pub(crate) async fn open(run: &Run) -> Result<Streaming<WatchJobsResponse>, String> {
     Ok(run
         .gate
         .clone()
@@ -32,7 +32,7 @@ async fn next(
 }
 
 /// Read until `initial_done`: the listing.
-async fn listing(
+pub(crate) async fn listing(
     run: &Run,
     stream: &mut Streaming<WatchJobsResponse>,
 ) -> Result<HashMap<String, GateJob>, String> {
