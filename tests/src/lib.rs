@@ -93,6 +93,9 @@ pub struct Options {
     /// Extra gate entries in gantryd's config that point at the local
     /// gate's address under another name (an impostor, to test identity).
     pub aliases: Vec<String>,
+    /// Extra gate entries in gantryd's config: a name and a port of
+    /// 127.0.0.1 where the test serves a gate of its own.
+    pub other_gates: Vec<(String, u16)>,
     /// gantryd's database; `None` picks the suite's default
     /// (see [`shared_postgres`]).
     pub database_url: Option<String>,
@@ -161,6 +164,7 @@ impl Default for Options {
             cpus: 2,
             admins: vec!["root".into()],
             aliases: Vec::new(),
+            other_gates: Vec::new(),
             database_url: None,
             slurm_conf: None,
             ssh_config: None,
@@ -386,10 +390,10 @@ impl Cluster {
             ),
         )?;
         let mut text = std::fs::read_to_string(&config)?;
-        for alias in &options.aliases {
+        let aliases = options.aliases.iter().map(|a| (a, gate.addr.port()));
+        for (name, port) in aliases.chain(options.other_gates.iter().map(|(n, p)| (n, *p))) {
             text.push_str(&format!(
-                "[[gates]]\nname = {alias:?}\naddress = \"https://127.0.0.1:{}\"\n",
-                gate.addr.port()
+                "[[gates]]\nname = {name:?}\naddress = \"https://127.0.0.1:{port}\"\n"
             ));
         }
         let database_url = match options.database_url.clone() {

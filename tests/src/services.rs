@@ -65,3 +65,31 @@ pub fn ssh_config() -> PathBuf {
         })
         .clone()
 }
+
+/// The project's Python (`target/python`, made or checked by
+/// `scripts/python-env`): grpcio and the SDK's generated `gantry.v1`
+/// modules, for gates written in Python.
+pub fn python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let out = std::process::Command::new(repo.join("scripts/python-env"))
+                .output()
+                .unwrap_or_else(|e| panic!("run scripts/python-env: {e}"));
+            assert!(
+                out.status.success(),
+                "scripts/python-env failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("python")
+        })
+        .clone()
+}
+
+/// A file of the repository, by its path from the root.
+pub fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}

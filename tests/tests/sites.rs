@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use gantry_client::{JobSpec, JobState};
-use gantry_e2e::{Cluster, Options, eventually};
+use gantry_e2e::services::{python, repo_file};
+use gantry_e2e::{Cluster, Options, eventually, free_port};
+use gantry_proto::identity::Principal;
 use gantry_proto::v1::ResourceRequest;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,4 +83,86 @@ async fn a_job_no_site_can_hold_says_why() {
     .await;
     assert_eq!(reason, "no site offers 512 GiB of memory");
     assert_eq!(alice.get(job.id).await.unwrap().state(), JobState::Queued);
+}
+
+/// Describe's api_versions is the version handshake: a gate that speaks no
+/// version gantryd speaks is an unhealthy site whose message says which it
+/// speaks, and no job goes there. The gate is a Python one of the test's
+/// (tests/python/old_api_gate.py), as a third party might have written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_speaking_no_version_gantryd_speaks_is_an_unhealthy_site_that_says_so() {
+    let port = free_port();
+    let options = Options {
+        other_gates: vec![("old".into(), port)],
+        ..Default::default()
+    };
+    let cluster = Cluster::start(options).await.unwrap();
+    cluster
+        .pki()
+        .issue(&Principal::Gate("old".into()), &[])
+        .unwrap();
+    let ca = cluster.pki().ca_path();
+    let pki = ca.parent().unwrap().display().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let gate = std::process::Command::new(python())
+        .arg(repo_file("tests/python/old_api_gate.py"))
+        .args(["--name", "old", "--listen", &listen, "--pki-dir", &pki])
+        .spawn()
+        .expect("start the Python gate");
+    let _gate = KillOnDrop(gate);
+    let alice = cluster.user("alice").await.unwrap();
+    let old = eventually(
+        Duration::from_secs(60),
+        "site old to say which versions it speaks",
+        async || {
+            let sites = alice.sites().await.map_err(|e| e.to_string())?;
+            sites
+                .into_iter()
+                .find(|s| s.name == "old" && s.health_message.contains("gantry.v0"))
+                .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .await;
+    assert!(!old.healthy, "{old:?}");
+    assert_eq!(
+        old.health_message, r#"the gate speaks ["gantry.v0"], not gantry.v1"#,
+        "{old:?}"
+    );
+    let refused = alice
+        .submit(JobSpec {
+            argv: vec!["true".into()],
+            site: "old".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let local = alice
+        .submit(JobSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), alice.wait(local.id, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.state(), done.site.as_str()),
+        (JobState::Completed, "local")
+    );
+    assert_eq!(
+        alice.get(refused.id).await.unwrap().state(),
+        JobState::Queued
+    );
+}
+
+/// Kills the child when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
