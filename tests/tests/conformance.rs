@@ -7,6 +7,7 @@ use std::path::Path;
 use gantry_e2e::Process;
 use gantry_e2e::bin_dir;
 use gantry_e2e::kit::{RestartableGate, conformance, pki};
+use gantry_e2e::services::{python, repo_file};
 
 async fn local_gate(dir: &Path, pki: &str, name: &str) -> Process {
     let work = dir.join("work").display().to_string();
@@ -103,4 +104,51 @@ async fn a_gate_serving_another_sites_certificate_cannot_be_checked() {
         conformance(&[&gate.addr.to_string(), "--name", "local", "--pki-dir", &pki]);
     assert_eq!(code, 2, "{rows:?} {err}");
     assert!(err.contains("Describe of the gate at"), "{err}");
+}
+
+/// The Python reference gate (gates/examples/python), a third party's gate
+/// in another language, passes the kit too, a restart included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_reference_gate_passes_every_check_of_the_kit() {
+    gantry_proto::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path(), "py");
+    let work = dir.path().join("work").display().to_string();
+    let script = repo_file("gates/examples/python/gate.py")
+        .display()
+        .to_string();
+    let gate = RestartableGate::start(
+        dir.path(),
+        &python(),
+        &[
+            &script,
+            "--name",
+            "py",
+            "--pki-dir",
+            &pki,
+            "--work-dir",
+            &work,
+        ],
+    );
+    let (code, rows, err) = conformance(&[
+        &gate.addr,
+        "--name",
+        "py",
+        "--pki-dir",
+        &pki,
+        "--restart-cmd",
+        &gate.restart_cmd,
+    ]);
+    let not_passed: Vec<_> = rows.iter().filter(|(_, (r, _))| r != "pass").collect();
+    // Its capabilities leave out chdir (and port forwarding, which the kit
+    // does not check yet).
+    let expected: Vec<&str> = not_passed.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        expected,
+        ["job.chdir"],
+        "not passed: {not_passed:#?}\n{err}"
+    );
+    assert_eq!(rows["job.chdir"].0, "skip");
+    assert_eq!(code, 0, "{err}");
+    assert!(rows.len() >= 36, "{rows:?}");
 }
