@@ -3,7 +3,11 @@
 isort:skip_file
 The gate API: what a compute provider (a "gate") serves so that gantryd can
 run jobs on it. gantryd is the only client; a gate must accept only a peer
-whose mTLS certificate names the core (`spiffe://<installation>/core`).
+whose mTLS certificate, from the installation's CA, carries the URI SAN
+`spiffe://<installation>/core`. The gate's own certificate carries
+`spiffe://<installation>/gate/<name>` and the DNS name
+`<name>.gate.<installation>`, which gantryd verifies (`gantry pki issue
+gate NAME` makes one; docs/writing-a-gate.md lists the files).
 
 A third party implements a gate from this file alone (docs/writing-a-gate.md
 walks through it; gantry-gate-conformance checks a gate against it). The contract:

@@ -159,7 +159,8 @@ class GateServicer:
         returns the existing attempt whatever its state. An attempt released
         earlier is FAILED_PRECONDITION, never started again (a late repeat would
         otherwise run it twice): a gate refuses at least the ids it released
-        lately (gates built on the Rust harness remember the last 65,536).
+        lately (gates built on the Rust harness remember the last 65,536, in
+        memory, so a restarted one forgets them; keeping them on disk is better).
         NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
         READY. A task the partition can never run (more than it offers, a
         capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is

@@ -3,7 +3,11 @@
 isort:skip_file
 The gate API: what a compute provider (a "gate") serves so that gantryd can
 run jobs on it. gantryd is the only client; a gate must accept only a peer
-whose mTLS certificate names the core (`spiffe://<installation>/core`).
+whose mTLS certificate, from the installation's CA, carries the URI SAN
+`spiffe://<installation>/core`. The gate's own certificate carries
+`spiffe://<installation>/gate/<name>` and the DNS name
+`<name>.gate.<installation>`, which gantryd verifies (`gantry pki issue
+gate NAME` makes one; docs/writing-a-gate.md lists the files).
 
 A third party implements a gate from this file alone (docs/writing-a-gate.md
 walks through it; gantry-gate-conformance checks a gate against it). The contract:
@@ -99,7 +103,8 @@ class GateStub:
     returns the existing attempt whatever its state. An attempt released
     earlier is FAILED_PRECONDITION, never started again (a late repeat would
     otherwise run it twice): a gate refuses at least the ids it released
-    lately (gates built on the Rust harness remember the last 65,536).
+    lately (gates built on the Rust harness remember the last 65,536, in
+    memory, so a restarted one forgets them; keeping them on disk is better).
     NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
     READY. A task the partition can never run (more than it offers, a
     capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
@@ -186,7 +191,8 @@ class GateAsyncStub(GateStub):
     returns the existing attempt whatever its state. An attempt released
     earlier is FAILED_PRECONDITION, never started again (a late repeat would
     otherwise run it twice): a gate refuses at least the ids it released
-    lately (gates built on the Rust harness remember the last 65,536).
+    lately (gates built on the Rust harness remember the last 65,536, in
+    memory, so a restarted one forgets them; keeping them on disk is better).
     NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
     READY. A task the partition can never run (more than it offers, a
     capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
@@ -306,7 +312,8 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         returns the existing attempt whatever its state. An attempt released
         earlier is FAILED_PRECONDITION, never started again (a late repeat would
         otherwise run it twice): a gate refuses at least the ids it released
-        lately (gates built on the Rust harness remember the last 65,536).
+        lately (gates built on the Rust harness remember the last 65,536, in
+        memory, so a restarted one forgets them; keeping them on disk is better).
         NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
         READY. A task the partition can never run (more than it offers, a
         capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
