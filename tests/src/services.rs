@@ -5,18 +5,23 @@
 
 use std::path::PathBuf;
 
-/// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
+/// `scripts/NAME start ARGS` with `env`; the path it prints (its only line on stdout).
 pub fn start_script(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts").join(name))
-        .arg("start")
+    let start: &std::ffi::OsStr = "start".as_ref();
+    let args: Vec<&std::ffi::OsStr> = std::iter::once(start).chain(args.iter().copied()).collect();
+    script_path(name, &args, env)
+}
+
+/// `scripts/NAME ARGS` with `env`; the path it prints (its only line on stdout).
+fn script_path(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> PathBuf {
+    let out = std::process::Command::new(repo_file("scripts").join(name))
         .args(args)
         .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/{name} start failed: {}",
+        "scripts/{name} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
@@ -72,18 +77,7 @@ pub fn ssh_config() -> PathBuf {
 pub fn python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
-        .get_or_init(|| {
-            let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let out = std::process::Command::new(repo.join("scripts/python-env"))
-                .output()
-                .unwrap_or_else(|e| panic!("run scripts/python-env: {e}"));
-            assert!(
-                out.status.success(),
-                "scripts/python-env failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("python")
-        })
+        .get_or_init(|| script_path("python-env", &[], &[]).join("python"))
         .clone()
 }
 

@@ -299,6 +299,12 @@ impl<P: Provider> Gate for GateService<P> {
         })?;
         let attempt = attempt_id(&first.attempt_id)?;
         let partition = partition_id(&first.partition_id)?;
+        if self.released.contains(attempt.as_str()) {
+            // A late repeat would make a directory nobody frees again.
+            return Err(Status::failed_precondition(format!(
+                "attempt {attempt} was released; nothing is staged for it again"
+            )));
+        }
         let head = futures::stream::iter(first.chunk.map(Ok));
         let rest = messages.filter_map(|msg| async move {
             match msg {

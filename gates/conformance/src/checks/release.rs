@@ -8,8 +8,8 @@ use crate::report::Outcome;
 use crate::run::{Run, expect_code, said};
 
 /// After ReleaseJob an attempt is NOT_FOUND to GetJob and ReadLogs, a
-/// repeated release succeeds, and releasing a running attempt is
-/// FAILED_PRECONDITION.
+/// repeated release succeeds, StageIn for it is FAILED_PRECONDITION (with
+/// staging), and releasing a running attempt is FAILED_PRECONDITION.
 pub async fn forgets(run: &Run) -> Outcome {
     async {
         let job = run.run_script("echo kept").await?;
@@ -29,6 +29,15 @@ pub async fn forgets(run: &Run) -> Outcome {
         run.release(&job.attempt_id)
             .await
             .map_err(|s| format!("a repeat: {}", said("ReleaseJob", &s)))?;
+        if run.describe.capabilities.is_some_and(|c| c.staging) {
+            let partition = run.ready_partition()?;
+            expect_code(
+                "StageIn for a released attempt",
+                run.stage_in(&job.attempt_id, &partition, &[("late", 0o644, b"x")])
+                    .await,
+                Code::FailedPrecondition,
+            )?;
+        }
         let running = run.start(run.script_task("sleep 600")).await?;
         run.wait_for(&running.attempt_id, "RUNNING", |j| {
             j.state() == GateJobState::Running

@@ -37,7 +37,8 @@ walks through it; gantry-gate-conformance checks a gate against it). The contrac
     job again (StartJob) or holds the flavor back for a while (CreatePartition).
   FAILED_PRECONDITION: the call does not fit the state of what it names:
     StartJob of a released attempt or on a partition that is not READY,
-    ReleaseJob of an attempt still running, StageIn after StartJob,
+    ReleaseJob of an attempt still running, StageIn after StartJob (or
+    after ReleaseJob),
     StageOut before the attempt ended, ForwardPort to one that does not
     run. gantryd queues a job it could not start again.
   UNAVAILABLE (and INTERNAL, UNKNOWN, DEADLINE_EXCEEDED): retrying later

@@ -222,7 +222,8 @@ class GateServicer:
         attempt is not yet known to the gate: that is normal. Re-sending a file
         overwrites it. A path that is absolute or has a `..` part is
         INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
-        FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
+        FAILED_PRECONDITION once the attempt started or after it was released.
+        Only with Capabilities.staging.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,8 @@ walks through it; gantry-gate-conformance checks a gate against it). The contrac
     job again (StartJob) or holds the flavor back for a while (CreatePartition).
   FAILED_PRECONDITION: the call does not fit the state of what it names:
     StartJob of a released attempt or on a partition that is not READY,
-    ReleaseJob of an attempt still running, StageIn after StartJob,
+    ReleaseJob of an attempt still running, StageIn after StartJob (or
+    after ReleaseJob),
     StageOut before the attempt ended, ForwardPort to one that does not
     run. gantryd queues a job it could not start again.
   UNAVAILABLE (and INTERNAL, UNKNOWN, DEADLINE_EXCEEDED): retrying later
@@ -141,7 +142,8 @@ class GateStub:
     attempt is not yet known to the gate: that is normal. Re-sending a file
     overwrites it. A path that is absolute or has a `..` part is
     INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
-    FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
+    FAILED_PRECONDITION once the attempt started or after it was released.
+    Only with Capabilities.staging.
     """
     StageOut: _grpc.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]
     """The regular files of an ended attempt that match glob patterns, in name
@@ -229,7 +231,8 @@ class GateAsyncStub(GateStub):
     attempt is not yet known to the gate: that is normal. Re-sending a file
     overwrites it. A path that is absolute or has a `..` part is
     INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
-    FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
+    FAILED_PRECONDITION once the attempt started or after it was released.
+    Only with Capabilities.staging.
     """
     StageOut: _aio.UnaryStreamMultiCallable[_gate_pb2.StageOutRequest, _gate_pb2.StageOutResponse]  # type: ignore[assignment]
     """The regular files of an ended attempt that match glob patterns, in name
@@ -386,7 +389,8 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         attempt is not yet known to the gate: that is normal. Re-sending a file
         overwrites it. A path that is absolute or has a `..` part is
         INVALID_ARGUMENT; NOT_FOUND for an unknown partition;
-        FAILED_PRECONDITION once the attempt started. Only with Capabilities.staging.
+        FAILED_PRECONDITION once the attempt started or after it was released.
+        Only with Capabilities.staging.
         """
 
     @_abc_1.abstractmethod
