@@ -10,6 +10,7 @@
 
 mod args;
 mod auth;
+pub mod batch;
 mod error;
 mod forward;
 pub mod health;
@@ -27,6 +28,7 @@ mod staging;
 
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
+pub use batch::{AttemptRecord, BatchConfig, BatchProvider, BatchSystem};
 pub use error::{GateError, Result, attempt_found};
 pub use forward::{connect_loopback, port_number};
 pub use host::{COMMAND_TIMEOUT, Host, LocalHost, SshHost, SshTarget};

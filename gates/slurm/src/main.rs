@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use gantry_gate::GateArgs;
-use gantry_gate::{Host, LocalHost, SshHost, SshTarget};
-use gantry_gate_slurm::{SlurmConfig, SlurmProvider};
+use gantry_gate::{BatchConfig, GateArgs, Host, LocalHost, SshHost, SshTarget};
+use gantry_gate_slurm::{Slurm, SlurmProvider};
 
 /// Serve the Gantry gate API for a Slurm cluster: each job is a batch job
 /// submitted with sbatch, watched with squeue — on this host, or with --ssh
@@ -85,13 +84,13 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("--slurm-conf {}: cannot read it: {e}", conf.display()),
         }
     }
-    let config = SlurmConfig {
+    let config = BatchConfig {
         host,
         work_dir: cli.work_dir,
         poll: Duration::from_secs_f64(cli.poll),
         queue_factor: cli.queue_factor,
     };
-    let provider = SlurmProvider::open(config).await?;
+    let provider = SlurmProvider::open(Slurm::default(), config).await?;
     gantry_gate::serve(Arc::new(provider), &cli.gate).await?;
     Ok(())
 }

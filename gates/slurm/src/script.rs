@@ -3,7 +3,13 @@
 
 use std::path::Path;
 
-use gantry_gate::{AttemptId, Command, JobSpec};
+use gantry_gate::batch::script;
+use gantry_gate::{AttemptId, JobSpec};
+
+/// The attempt whose job carries `comment`, if it is one of ours.
+pub fn attempt_of(comment: &str) -> Option<&str> {
+    comment.strip_prefix("gantry:")
+}
 
 /// The `--comment` that marks a Slurm job as this attempt's, so a gate that
 /// restarts finds it even if it died between `sbatch` and writing its id down.
@@ -11,79 +17,30 @@ pub fn comment(attempt: &str) -> String {
     format!("gantry:{attempt}")
 }
 
-/// The file in the attempt directory that carries the job's secrets from the
-/// gate to the job, which deletes it as it starts.
-pub const SECRETS_FILE: &str = "secrets";
-
-/// The secrets file's text: `export NAME='value'` lines.
-pub fn secrets_text(spec: &JobSpec) -> String {
-    spec.secret_env
-        .0
-        .iter()
-        .map(|(k, v)| format!("export {k}={}\n", quote(v)))
-        .collect()
-}
-
-/// Single-quote `s` for sh.
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The batch script: the task's environment, then the program (argv), or
-/// the task's own script (`script` in the attempt directory, run by its
-/// `#!` line or by sh). Slurm starts it in `work/` or the task's own
-/// directory (`--chdir`).
-pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &JobSpec) -> String {
-    let mut s = String::from("#!/bin/sh\n");
-    s.push_str(&format!(
-        "# Written by gantry-gate-slurm for Gantry job {} (attempt {attempt}).\n",
-        spec.job_id
-    ));
-    let mut env = spec.env.clone();
-    env.insert("GANTRY_JOB_ID".into(), spec.job_id.to_string());
-    env.insert("GANTRY_ATTEMPT_ID".into(), attempt.to_string());
-    env.insert("GANTRY_PARTITION_ID".into(), partition.to_string());
-    env.insert("GANTRY_NTASKS".into(), spec.layout.tasks.to_string());
-    let hostfile = dir.join("hostfile").to_string_lossy().into_owned();
-    env.insert("GANTRY_HOSTFILE".into(), hostfile.clone());
-    for (k, v) in &env {
-        s.push_str(&format!("export {k}={}\n", quote(v)));
-    }
-    if !spec.secret_env.is_empty() {
-        // The job's secrets are not in this script (Slurm keeps it): the gate
-        // wrote them for this start only, readable by the job's user alone;
-        // the job reads them and deletes them.
-        let secrets = quote(&dir.join(SECRETS_FILE).to_string_lossy());
-        s.push_str(&format!(
-            "if [ ! -r {secrets} ]; then echo 'gantry: this job'\\''s secrets were already used; a job run again by Slurm does not get them' >&2; exit 1; fi\n\
-             . {secrets}\n\
-             rm -f {secrets}\n"
-        ));
-    }
-    // The job's nodes, one per line and comma-separated; srun gives its
-    // tasks the job's environment (sbatch ran with --export=NONE, which srun
-    // would otherwise inherit).
-    let hostfile = quote(&hostfile);
-    s.push_str(&format!(
+/// Lines of the batch script that write the job's nodes to `hostfile`, one
+/// per line, and export `GANTRY_NODELIST`; srun gives its tasks the job's
+/// environment (sbatch ran with --export=NONE, which srun would otherwise
+/// inherit).
+pub fn nodelist_lines(hostfile: &str) -> String {
+    format!(
         "scontrol show hostnames \"$SLURM_JOB_NODELIST\" >{hostfile}\n\
          export GANTRY_NODELIST=\"$(paste -sd, {hostfile})\"\n\
          export SLURM_EXPORT_ENV=ALL\n"
-    ));
-    match &spec.command {
-        Command::Argv(argv) => {
-            let words: Vec<String> = argv.iter().map(|a| quote(a)).collect();
-            s.push_str(&format!("exec {}\n", words.join(" ")));
-        }
-        Command::Script(text) => {
-            let path = quote(&dir.join("script").to_string_lossy());
-            if text.starts_with("#!") {
-                s.push_str(&format!("exec {path}\n"));
-            } else {
-                s.push_str(&format!("exec /bin/sh {path}\n"));
-            }
-        }
-    }
-    s
+    )
+}
+
+/// The batch script of the attempt in `dir` (see
+/// [`batch_script`](gantry_gate::batch::script::batch_script)); Slurm starts
+/// it in `work/` or the task's own directory (`--chdir`).
+pub fn batch_script(dir: &Path, attempt: &AttemptId, partition: &str, spec: &JobSpec) -> String {
+    script::batch_script(
+        "gantry-gate-slurm",
+        dir,
+        attempt,
+        partition,
+        spec,
+        nodelist_lines,
+    )
 }
 
 /// `sbatch` options for the attempt on Slurm partition `slurm_partition`.
@@ -99,11 +56,7 @@ pub fn sbatch_options(
         spec.name.clone()
     };
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    // Where the job runs: the attempt's `work/`, or the task's own directory.
-    let cwd = spec
-        .chdir
-        .as_ref()
-        .map_or_else(|| dir.join("work"), |d| Path::new(d).to_path_buf());
+    let cwd = script::job_cwd(dir, spec);
     let mut o = vec![
         format!("--job-name={name}"),
         format!("--comment={}", comment(attempt.as_str())),
@@ -147,6 +100,7 @@ pub fn sbatch_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_gate::Command;
     use std::time::Duration;
 
     fn spec(command: Command) -> JobSpec {
@@ -168,35 +122,6 @@ mod tests {
             stdin: None,
             chdir: None,
         }
-    }
-
-    #[test]
-    fn secrets_go_to_their_own_file_never_into_the_script() {
-        let attempt = AttemptId::parse("a", "a1").unwrap();
-        let mut s = spec(Command::Argv(vec!["true".into()]));
-        s.secret_env = gantry_proto::secrets::Secrets(
-            [("TOKEN".to_string(), "it's s3cr3t".to_string())].into(),
-        );
-        let script = batch_script(Path::new("/w/attempts/a1"), &attempt, "p1", &s);
-        assert!(!script.contains("s3cr3t"), "{script}");
-        assert!(
-            script.contains(". '/w/attempts/a1/secrets'\nrm -f '/w/attempts/a1/secrets'\n"),
-            "{script}"
-        );
-        assert_eq!(secrets_text(&s), "export TOKEN='it'\\''s s3cr3t'\n");
-        // The secrets come after the job's env (they win) and before it runs.
-        let env_at = script.find("export A=").unwrap();
-        let secrets_at = script.find(". '/w/").unwrap();
-        let exec_at = script.find("exec ").unwrap();
-        assert!(env_at < secrets_at && secrets_at < exec_at, "{script}");
-        // Without secrets, nothing about them.
-        let plain = batch_script(
-            Path::new("/w"),
-            &attempt,
-            "p1",
-            &spec(Command::Argv(vec!["true".into()])),
-        );
-        assert!(!plain.contains("secrets"), "{plain}");
     }
 
     #[test]

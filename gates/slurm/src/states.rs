@@ -1,6 +1,8 @@
 //! Slurm's job states in Gantry's terms: every state `squeue`/`sacct` can
 //! show, with a reason a person can read.
 
+use gantry_gate::batch::JobStatus;
+use gantry_gate::batch::hms;
 use gantry_proto::v1::GateJobState;
 
 /// What one Slurm job looks like to the gate.
@@ -26,6 +28,25 @@ pub struct Observed {
 /// BOOT_FAIL), not by the job's own doing (`GateJob.lost`).
 pub fn lost(o: &Observed) -> bool {
     matches!(o.state.as_str(), "NODE_FAIL" | "BOOT_FAIL")
+}
+
+/// What Slurm shows, in Gantry's terms.
+pub fn status(o: &Observed) -> JobStatus {
+    let (state, reason) = map(o);
+    let end = state.is_final();
+    JobStatus {
+        state,
+        reason,
+        exit_code: if end { o.exit_code } else { None },
+        lost: end && lost(o),
+        // A pending job's start time is Slurm's guess.
+        start_time: if state == GateJobState::Pending {
+            0
+        } else {
+            o.start_time
+        },
+        end_time: if end { o.end_time } else { 0 },
+    }
 }
 
 /// The Gantry state and reason for what Slurm shows.
@@ -68,16 +89,6 @@ pub fn map(o: &Observed) -> (GateJobState, String) {
         "REVOKED" | "SPECIAL_EXIT" => (Failed, with_reason(&o.state)),
         other => (Failed, format!("Slurm: {other}")),
     }
-}
-
-/// Seconds as `HH:MM:SS`, as Slurm writes time limits.
-pub fn hms(seconds: u64) -> String {
-    format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
 }
 
 #[cfg(test)]
@@ -131,6 +142,5 @@ mod tests {
             assert_eq!(lost(&seen(s, "", None)), s.ends_with("_FAIL"), "{s}");
         }
         assert!(!lost(&seen("FAILED", "NonZeroExitCode", Some(3))));
-        assert_eq!(hms(3725), "01:02:05");
     }
 }

@@ -1,19 +1,21 @@
-//! What the gate keeps on disk under its work directory, so a restarted
-//! gate knows its partitions and finds its Slurm jobs again:
+//! What a batch gate keeps on disk under its work directory, so a restarted
+//! gate knows its partitions and finds its jobs again:
 //! `partitions/<id>.json` and `attempts/<id>/attempt.json` (next to the
 //! attempt's `work/`, `stdout`, `stderr`, `job.sh` and `script`).
 
 use std::path::{Path, PathBuf};
 
-use gantry_gate::{GateError, Host, Result};
 use serde::{Deserialize, Serialize};
 
-/// A Gantry partition: a share of one Slurm partition.
+use crate::error::{GateError, Result};
+use crate::host::Host;
+
+/// A Gantry partition: one queue of the batch system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     /// gantryd's id.
     pub partition_id: String,
-    /// The Slurm partition (the flavor).
+    /// The queue (the flavor).
     pub flavor: String,
 }
 
@@ -26,8 +28,13 @@ pub struct AttemptRecord {
     pub partition_id: String,
     /// gantryd's job id.
     pub job_id: u64,
-    /// Slurm's job id; 0 while it is being submitted.
-    pub slurm_job_id: u64,
+    /// The batch system's job id; 0 while it is being submitted. (The
+    /// Slurm gate of 0.1 wrote it as `slurm_job_id`.)
+    #[serde(alias = "slurm_job_id")]
+    pub native_job_id: u64,
+    /// The gate asked the system to cancel it.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 /// Write `value` as JSON to `path` on `host` atomically (temp file + rename).
@@ -61,4 +68,16 @@ pub async fn read_all<T: for<'de> Deserialize<'de>>(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_records_slurm_gates_wrote_before() {
+        let old = r#"{"attempt_id":"a1","partition_id":"p1","job_id":7,"slurm_job_id":42}"#;
+        let r: AttemptRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.native_job_id, r.cancelled), (42, false));
+    }
 }
