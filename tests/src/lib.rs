@@ -107,6 +107,10 @@ pub struct Options {
     /// (written by `scripts/sshd`), its work directory in the login user's
     /// home.
     pub ssh_config: Option<PathBuf>,
+    /// Run jobs on the Grid Engine cell of this `sge.env` (site `sge`,
+    /// `gantry-gate-sge`; see [`services::sge_env`]); with `ssh_config`,
+    /// over SSH as with Slurm.
+    pub sge_env: Option<PathBuf>,
     /// gantryd's state directory (its SQLite database, logs and outputs);
     /// `None`: `core/` in the cluster's directory.
     pub core_state_dir: Option<PathBuf>,
@@ -168,6 +172,7 @@ impl Default for Options {
             database_url: None,
             slurm_conf: None,
             ssh_config: None,
+            sge_env: None,
             core_state_dir: None,
             core_wrapper: Vec::new(),
             gate_work_dir: None,
@@ -264,6 +269,8 @@ impl Cluster {
         let pki = Pki::init(&dir.path().join("pki"), &installation)?;
         let site = if options.slurm_conf.is_some() {
             "slurm"
+        } else if options.sge_env.is_some() {
+            "sge"
         } else if options.aws.is_some() {
             "aws"
         } else {
@@ -348,6 +355,13 @@ impl Cluster {
                 args.extend(aws.gate_args.iter().map(String::as_str));
                 Process::start_with_env("gantry-gate-aws", dir.path(), &args, &cloud::AWS_ENV)
                     .await?
+            }
+            (None, None) if options.sge_env.is_some() => {
+                let vars = services::sge_vars(options.sge_env.as_deref().expect("checked"));
+                let env: Vec<(&str, &str)> =
+                    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let args = [&common[..], &["--poll", "0.25"]].concat();
+                Process::start_with_env("gantry-gate-sge", dir.path(), &args, &env).await?
             }
             (None, None) => {
                 let cpus = options.cpus.to_string();

@@ -27,6 +27,27 @@ fn script_path(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> P
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The test Grid Engine cell's settings file (`sge.env`, from `scripts/sge`):
+/// `GANTRY_TEST_SGE_ENV`, or a cell this test starts (or finds up) in
+/// /tmp/gantry-test-sge.
+pub fn sge_env() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_SGE_ENV") {
+        Some(env) => env.into(),
+        None => start_script("sge", &["/tmp/gantry-test-sge".as_ref()], &[]),
+    }
+}
+
+/// The variables of an `sge.env` (SGE_ROOT, SGE_CELL and the ports) that
+/// every Grid Engine command needs.
+pub fn sge_vars(env: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(env)
+        .unwrap_or_else(|e| panic!("read {}: {e}", env.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The test cluster's slurm.conf: `GANTRY_TEST_SLURM_CONF`, or a cluster
 /// this test starts (or finds up) in /tmp/gantry-test-slurm.
 pub fn slurm_conf() -> PathBuf {
