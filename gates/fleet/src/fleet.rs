@@ -237,12 +237,25 @@ impl<M: Machines> Fleet<M> {
         reason: &str,
         lost: bool,
     ) {
+        self.end_attempts(state, partition, GateJobState::Failed, reason, lost);
+    }
+
+    /// End every unended attempt of `partition` in `end` with `reason`
+    /// (CANCELLED when its partition is deleted, as gate.proto says).
+    pub(crate) fn end_attempts(
+        &self,
+        state: &mut State,
+        partition: &str,
+        end: GateJobState,
+        reason: &str,
+        lost: bool,
+    ) {
         let ended: Vec<GateJob> = state
             .attempts
             .values()
             .filter(|j| j.partition_id == partition && !j.state().is_final())
             .map(|j| GateJob {
-                state: GateJobState::Failed as i32,
+                state: end as i32,
                 reason: reason.to_string(),
                 end_time_ms: now_ms(),
                 lost,

@@ -9,8 +9,8 @@ use gantry_gate::{
     LogSource, PartitionId, Provider, Result,
 };
 use gantry_proto::v1::{
-    Capabilities, GateJob, LogStream, OpenTunnel, Partition, PartitionState, ReadLogRequest,
-    StageInResponse, StartJobRequest, TunnelData, agent_command::Body as Command,
+    Capabilities, GateJob, GateJobState, LogStream, OpenTunnel, Partition, PartitionState,
+    ReadLogRequest, StageInResponse, StartJobRequest, TunnelData, agent_command::Body as Command,
     agent_reply::Body as Reply,
 };
 
@@ -191,8 +191,13 @@ impl<M: Machines> Provider for FleetProvider<M> {
             part.message = "terminating its machines".into();
             let session = part.session.take();
             let flavor = part.flavor.clone();
-            self.fleet
-                .fail_attempts(&mut state, id.as_str(), "its partition was deleted", false);
+            self.fleet.end_attempts(
+                &mut state,
+                id.as_str(),
+                GateJobState::Cancelled,
+                "its partition was deleted",
+                false,
+            );
             Some((flavor, session))
         };
         let Some((flavor, session)) = known else {
@@ -228,6 +233,14 @@ impl<M: Machines> Provider for FleetProvider<M> {
             return Err(GateError::invalid(
                 "task.resources.nodes",
                 "this gate's partitions are one machine each; a job spans one node",
+            ));
+        }
+        if spec.chdir.is_some() {
+            // Describe does not flag chdir: a machine made for the job has
+            // no directory of the user's to run in.
+            return Err(GateError::invalid(
+                "task.chdir",
+                "this gate's machines hold no directory of yours; stage the job's files in instead",
             ));
         }
         let session = self.fleet.session(partition.as_str())?;

@@ -14,6 +14,7 @@ use gantry_e2e::ec2_faults::CapacityOutage;
 use gantry_e2e::echo;
 use gantry_e2e::{AwsSite, Cluster, Options, eventually, run};
 
+mod conformance;
 mod identity;
 mod kills;
 

@@ -137,9 +137,10 @@ pub async fn errors(run: &Run) -> Outcome {
         .into()
 }
 
-/// DeletePartition with a job running on it: the job ends CANCELLED, the
-/// partition is gone from the list, a repeated delete succeeds, and a
-/// CreatePartition of the deleted id answers DELETED. Runs last, on the
+/// DeletePartition with a job running on it: the job ends CANCELLED, a
+/// repeated delete succeeds and comes to DELETED, the partition is then
+/// gone from the list, and a CreatePartition of the deleted id answers
+/// DELETED. Runs last, on the
 /// run's partition (a gate may hold only one).
 pub async fn delete_running(run: &Run) -> Outcome {
     let id = match run.ready_partition() {
@@ -167,16 +168,25 @@ pub async fn delete_running(run: &Run) -> Outcome {
         if ended.state() != GateJobState::Cancelled {
             return Err(format!("its job ended {}", describe_job(&ended)));
         }
+        // Repeated, as gantryd repeats it, until DELETED (a gate whose
+        // teardown takes time answers DELETING meanwhile); then unlisted.
         let started = Instant::now();
-        while listed(run, &id).await? > 0 {
+        loop {
+            let again = run
+                .delete_partition(&id)
+                .await
+                .map_err(|s| format!("the repeat: {}", said("DeletePartition", &s)))?;
+            if again.state() == PartitionState::Deleted {
+                break;
+            }
             if started.elapsed() > run.timeout {
-                return Err("still listed after DeletePartition".into());
+                return Err(format!("DeletePartition still answers {}", state(&again)));
             }
             tokio::time::sleep(POLL).await;
         }
-        run.delete_partition(&id)
-            .await
-            .map_err(|s| format!("the repeat: {}", said("DeletePartition", &s)))?;
+        if listed(run, &id).await? > 0 {
+            return Err("listed after DeletePartition answered DELETED".into());
+        }
         // A late CreatePartition of the deleted id must not provision again.
         let flavor = run.flavor.as_ref().map(|f| f.name.clone()).unwrap_or_default();
         let remade = run

@@ -141,7 +141,9 @@ class GateServicer:
 
     def DeletePartition(self, request, context):
         """Tear a partition down. A job still on it is stopped and ends CANCELLED.
-        Succeeds when already gone.
+        Succeeds when already gone. A gate whose teardown takes time answers
+        DELETING and gantryd repeats the call until it answers DELETED; a
+        DELETED partition is no longer listed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -95,7 +95,9 @@ class GateStub:
     """One partition's state. NOT_FOUND when the gate has no such partition."""
     DeletePartition: _grpc.UnaryUnaryMultiCallable[_gate_pb2.DeletePartitionRequest, _gate_pb2.DeletePartitionResponse]
     """Tear a partition down. A job still on it is stopped and ends CANCELLED.
-    Succeeds when already gone.
+    Succeeds when already gone. A gate whose teardown takes time answers
+    DELETING and gantryd repeats the call until it answers DELETED; a
+    DELETED partition is no longer listed.
     """
     ListPartitions: _grpc.UnaryUnaryMultiCallable[_gate_pb2.ListPartitionsRequest, _gate_pb2.ListPartitionsResponse]
     """Every partition the gate holds, so gantryd can delete those it does not know."""
@@ -184,7 +186,9 @@ class GateAsyncStub(GateStub):
     """One partition's state. NOT_FOUND when the gate has no such partition."""
     DeletePartition: _aio.UnaryUnaryMultiCallable[_gate_pb2.DeletePartitionRequest, _gate_pb2.DeletePartitionResponse]  # type: ignore[assignment]
     """Tear a partition down. A job still on it is stopped and ends CANCELLED.
-    Succeeds when already gone.
+    Succeeds when already gone. A gate whose teardown takes time answers
+    DELETING and gantryd repeats the call until it answers DELETED; a
+    DELETED partition is no longer listed.
     """
     ListPartitions: _aio.UnaryUnaryMultiCallable[_gate_pb2.ListPartitionsRequest, _gate_pb2.ListPartitionsResponse]  # type: ignore[assignment]
     """Every partition the gate holds, so gantryd can delete those it does not know."""
@@ -294,7 +298,9 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gate_pb2.DeletePartitionResponse, _abc.Awaitable[_gate_pb2.DeletePartitionResponse]]:
         """Tear a partition down. A job still on it is stopped and ends CANCELLED.
-        Succeeds when already gone.
+        Succeeds when already gone. A gate whose teardown takes time answers
+        DELETING and gantryd repeats the call until it answers DELETED; a
+        DELETED partition is no longer listed.
         """
 
     @_abc_1.abstractmethod
