@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use gantry_gate::{BatchConfig, GateArgs, Host, LocalHost, SshHost, SshTarget};
+use gantry_gate::GateArgs;
+use gantry_gate::batch::BatchArgs;
 use gantry_gate_sge::{GridEngine, SgeProvider};
 
 /// Serve the Gantry gate API for a Grid Engine cluster: each job is a batch
@@ -45,28 +45,8 @@ struct Cli {
     /// complex is consumable YES: the gate divides); `none` asks nothing.
     #[arg(long, env = "GANTRY_GATE_SGE_MEMORY", default_value = "mem_free")]
     memory_request: String,
-    /// Run Grid Engine's commands and keep the work directory on this login
-    /// node, reached with the system's ssh (`[user@]host`,
-    /// `ssh://[user@]host[:port]` or a Host of the ssh config): key
-    /// authentication only (BatchMode), the host key must already be in
-    /// known_hosts, one master connection for everything.
-    #[arg(long, env = "GANTRY_GATE_SSH", value_name = "DESTINATION")]
-    ssh: Option<String>,
-    /// The ssh_config file to use with --ssh [default: ~/.ssh/config].
-    #[arg(
-        long,
-        env = "GANTRY_GATE_SSH_CONFIG",
-        requires = "ssh",
-        value_name = "FILE"
-    )]
-    ssh_config: Option<PathBuf>,
-    /// Seconds between asking Grid Engine for the jobs' states.
-    #[arg(long, env = "GANTRY_GATE_POLL", default_value_t = 2.0)]
-    poll: f64,
-    /// How many times a partition's capacity gantryd may hand this gate
-    /// beyond it; Grid Engine queues the rest.
-    #[arg(long, env = "GANTRY_GATE_QUEUE_FACTOR", default_value_t = 100)]
-    queue_factor: u32,
+    #[command(flatten)]
+    batch: BatchArgs,
 }
 
 #[tokio::main]
@@ -74,9 +54,6 @@ async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
     let cli = Cli::parse();
-    if cli.poll.is_nan() || cli.poll <= 0.0 {
-        anyhow::bail!("--poll: must be more than 0 seconds");
-    }
     // The times qstat and qacct print are the host's local time: UTC here.
     let mut env = vec![("TZ".to_string(), "UTC".to_string())];
     let settings = [
@@ -96,29 +73,13 @@ async fn main() -> anyhow::Result<()> {
             env.push((name.to_string(), value));
         }
     }
-    let host: Arc<dyn Host> = match cli.ssh {
-        None => Arc::new(LocalHost { env }),
-        Some(destination) => Arc::new(
-            SshHost::connect(SshTarget {
-                destination,
-                config_file: cli.ssh_config,
-                env,
-            })
-            .await?,
-        ),
-    };
+    let config = cli.batch.config(cli.work_dir, env).await?;
     // A cluster the commands cannot reach: say so now, in this gate's own log.
-    if let Err(e) = host.run("qconf", &["-sql".to_string()], None).await {
+    if let Err(e) = config.host.run("qconf", &["-sql".to_string()], None).await {
         anyhow::bail!("cannot reach Grid Engine (qconf -sql): {e}");
     }
     let memory = Some(cli.memory_request).filter(|m| m != "none");
     let system = GridEngine::new(cli.pe, memory);
-    let config = BatchConfig {
-        host,
-        work_dir: cli.work_dir,
-        poll: Duration::from_secs_f64(cli.poll),
-        queue_factor: cli.queue_factor,
-    };
     let provider = SgeProvider::open(system, config).await?;
     gantry_gate::serve(Arc::new(provider), &cli.gate).await?;
     Ok(())

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use gantry_gate::{BatchConfig, GateArgs, Host, LocalHost, SshHost, SshTarget};
+use gantry_gate::GateArgs;
+use gantry_gate::batch::BatchArgs;
 use gantry_gate_slurm::{Slurm, SlurmProvider};
 
 /// Serve the Gantry gate API for a Slurm cluster: each job is a batch job
@@ -25,27 +25,8 @@ struct Cli {
     /// The slurm.conf Slurm's commands should read [default: Slurm's own default].
     #[arg(long, env = "SLURM_CONF")]
     slurm_conf: Option<PathBuf>,
-    /// Run Slurm's commands and keep the work directory on this login node,
-    /// reached with the system's ssh (`[user@]host`, `ssh://[user@]host[:port]`
-    /// or a Host of the ssh config): key authentication only (BatchMode), the host key must
-    /// already be in known_hosts, one master connection for everything.
-    #[arg(long, env = "GANTRY_GATE_SSH", value_name = "DESTINATION")]
-    ssh: Option<String>,
-    /// The ssh_config file to use with --ssh [default: ~/.ssh/config].
-    #[arg(
-        long,
-        env = "GANTRY_GATE_SSH_CONFIG",
-        requires = "ssh",
-        value_name = "FILE"
-    )]
-    ssh_config: Option<PathBuf>,
-    /// Seconds between asking Slurm for the jobs' states.
-    #[arg(long, env = "GANTRY_GATE_POLL", default_value_t = 2.0)]
-    poll: f64,
-    /// How many times a partition's capacity gantryd may hand this gate
-    /// beyond it; Slurm queues the rest.
-    #[arg(long, env = "GANTRY_GATE_QUEUE_FACTOR", default_value_t = 100)]
-    queue_factor: u32,
+    #[command(flatten)]
+    batch: BatchArgs,
 }
 
 #[tokio::main]
@@ -53,25 +34,13 @@ async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
     let cli = Cli::parse();
-    if cli.poll.is_nan() || cli.poll <= 0.0 {
-        anyhow::bail!("--poll: must be more than 0 seconds");
-    }
     let env: Vec<(String, String)> = cli
         .slurm_conf
         .iter()
         .map(|conf| ("SLURM_CONF".into(), conf.to_string_lossy().into_owned()))
         .collect();
-    let host: Arc<dyn Host> = match cli.ssh {
-        None => Arc::new(LocalHost { env }),
-        Some(destination) => Arc::new(
-            SshHost::connect(SshTarget {
-                destination,
-                config_file: cli.ssh_config,
-                env,
-            })
-            .await?,
-        ),
-    };
+    let config = cli.batch.config(cli.work_dir, env).await?;
+    let host = config.host.clone();
     // A slurm.conf Slurm cannot read makes each of its commands retry for a
     // minute and then fail: say so now, in this gate's own log.
     if let Some(conf) = &cli.slurm_conf {
@@ -84,12 +53,6 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("--slurm-conf {}: cannot read it: {e}", conf.display()),
         }
     }
-    let config = BatchConfig {
-        host,
-        work_dir: cli.work_dir,
-        poll: Duration::from_secs_f64(cli.poll),
-        queue_factor: cli.queue_factor,
-    };
     let provider = SlurmProvider::open(Slurm::default(), config).await?;
     gantry_gate::serve(Arc::new(provider), &cli.gate).await?;
     Ok(())

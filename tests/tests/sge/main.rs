@@ -5,8 +5,10 @@
 //! and `over_ssh`, reaching it as it would a login node (`--ssh`, the sshd
 //! of `scripts/sshd`, logging in as a user of its own).
 //!
-//! The tests share the cell and run one at a time (nextest group `sge`);
-//! `scripts/test` starts it and passes `GANTRY_TEST_SGE_ENV`.
+//! The tests share the cell and run one at a time, with the Slurm tests
+//! (nextest group `batch-clusters`: they share the sshd, whose logins a
+//! Slurm test counts); `scripts/test` starts it and passes
+//! `GANTRY_TEST_SGE_ENV`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -7,7 +7,8 @@
 //! loopback started by `scripts/sshd`, logging in as a user of its own).
 //!
 //! The tests share that one cluster and run one at a time (nextest group
-//! `slurm`); `scripts/test` starts it and the sshd and passes
+//! `batch-clusters`, with the Grid Engine tests, which use the same sshd);
+//! `scripts/test` starts it and the sshd and passes
 //! `GANTRY_TEST_SLURM_CONF` and `GANTRY_TEST_SSH_CONFIG`. Jobs that span
 //! nodes run on a second cluster of two nodes (`nodes`,
 //! `GANTRY_TEST_SLURM_NODES_CONF`).

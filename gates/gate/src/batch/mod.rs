@@ -12,6 +12,7 @@
 //! its output in that directory, so the work directory must be on a file
 //! system the compute nodes share.
 
+mod args;
 mod poll;
 mod provider;
 mod records;
@@ -31,6 +32,7 @@ use crate::host::Host;
 use crate::hub::JobHub;
 use crate::ids::AttemptId;
 use crate::spec::JobSpec;
+pub use args::BatchArgs;
 pub use records::{AttemptRecord, PartitionRecord, read_all, write_json};
 pub use submit::{check_fits, hms};
 
