@@ -3,6 +3,7 @@
 //! certificates made at test time. Binaries are found next to the test
 //! executable (`target/<profile>/`); build them first (`scripts/test` does).
 
+pub mod as_alice;
 pub mod cloud;
 mod database;
 pub mod ec2_faults;

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::types::InstanceAttributeName;
+pub(crate) use gantry_e2e::as_alice::{show, submit, until_state};
 use gantry_e2e::cloud::{self, PlayedMachine, ec2_client, moto_endpoint};
 use gantry_e2e::ec2_faults::CapacityOutage;
 use gantry_e2e::echo;
@@ -28,39 +29,6 @@ pub(crate) async fn aws_cluster(change: impl FnOnce(&mut AwsSite)) -> Cluster {
     })
     .await
     .unwrap()
-}
-
-/// `gantry submit ARGS` as alice; the job id.
-pub(crate) fn submit(cluster: &Cluster, args: &[&str]) -> String {
-    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
-    assert_eq!(code, 0, "{err}");
-    out.split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("no job id in {out:?}"))
-        .to_string()
-}
-
-/// `gantry show ID --json` as alice.
-pub(crate) fn show(cluster: &Cluster, id: &str) -> String {
-    run(cluster.cli("alice").args(["show", id, "--json"])).1
-}
-
-/// Wait until job `id` is in `state`, for up to a minute.
-pub(crate) async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
-    let wanted = format!("\"state\":\"{state}\"");
-    eventually(
-        Duration::from_secs(60),
-        &format!("job {id} to reach {state}"),
-        async || {
-            let out = show(cluster, id);
-            if out.replace(' ', "").contains(&wanted) {
-                Ok(out)
-            } else {
-                Err(format!("{out}\n--- gate:\n{}", cluster.gate.log_tail()))
-            }
-        },
-    )
-    .await
 }
 
 /// The machines the player has played so far.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod conformance;
 
+use gantry_e2e::as_alice::{show, submit, until_shown, until_state};
 use gantry_e2e::services::{LOGIN_USER, sge_env, sge_vars, ssh_config};
 use gantry_e2e::{Cluster, Options, eventually, run};
 
@@ -62,42 +63,6 @@ fn acct<'a>(record: &'a str, key: &str) -> &'a str {
         .find_map(|l| l.strip_prefix(key).filter(|v| v.starts_with(' ')))
         .unwrap_or("")
         .trim()
-}
-
-/// `gantry submit ARGS`; the job id.
-fn submit(cluster: &Cluster, args: &[&str]) -> String {
-    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
-    assert_eq!(code, 0, "{err}");
-    out.split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("no job id in {out:?}"))
-        .to_string()
-}
-
-/// `gantry show ID --json`.
-fn show(cluster: &Cluster, id: &str) -> String {
-    run(cluster.cli("alice").args(["show", id, "--json"])).1
-}
-
-/// Poll `gantry show ID --json` until it contains `text`; the output.
-async fn until_shown(cluster: &Cluster, id: &str, text: &str) -> String {
-    eventually(
-        Duration::from_secs(60),
-        &format!("job {id} to show {text}"),
-        async || {
-            let out = show(cluster, id);
-            if out.contains(text) {
-                Ok(out)
-            } else {
-                Err(out)
-            }
-        },
-    )
-    .await
-}
-
-async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
-    until_shown(cluster, id, &format!("\"state\": \"{state}\"")).await
 }
 
 /// The Grid Engine job id gantryd recorded ("running on sge (ID)").

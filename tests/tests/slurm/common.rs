@@ -2,10 +2,10 @@
 //! as alice, waiting for a job's state, and a file jobs wait for.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+pub(crate) use gantry_e2e::as_alice::{show, show_until, submit, submitted_id, until_state};
 use gantry_e2e::services::{slurm_conf, ssh_config};
-use gantry_e2e::{Cluster, Options, eventually, run};
+use gantry_e2e::{Cluster, Options, run};
 
 /// How many logins the test sshd has accepted so far.
 pub(crate) fn ssh_logins(config: &std::path::Path) -> usize {
@@ -78,21 +78,6 @@ pub(crate) fn slurm(conf: &PathBuf, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub(crate) fn submitted_id(stdout: &str) -> String {
-    stdout
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("no job id in {stdout:?}"))
-        .to_string()
-}
-
-/// `gantry submit ARGS`; the job id.
-pub(crate) fn submit(cluster: &Cluster, args: &[&str]) -> String {
-    let (code, out, err) = run(cluster.cli("alice").arg("submit").args(args));
-    assert_eq!(code, 0, "{err}");
-    submitted_id(&out)
-}
-
 /// The Slurm job id gantryd recorded ("running on slurm (ID)").
 pub(crate) fn slurm_job_of(cluster: &Cluster, id: &str) -> String {
     let (_, out, _) = run(cluster.cli("alice").args(["show", id]));
@@ -109,36 +94,6 @@ pub(crate) fn field(scontrol: &str, key: &str) -> String {
         .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
         .unwrap_or("")
         .to_string()
-}
-
-/// Poll `gantry show ID --json` until its state is `state`.
-pub(crate) async fn until_state(cluster: &Cluster, id: &str, state: &str) -> String {
-    let what = format!("job {id} to reach {state}");
-    let wanted = format!("\"state\":\"{state}\"");
-    eventually(Duration::from_secs(60), &what, async || {
-        let out = show(cluster, id);
-        if out.replace(' ', "").contains(&wanted) {
-            Ok(out)
-        } else {
-            Err(out)
-        }
-    })
-    .await
-}
-
-/// `gantry show ID --json` if it contains `text`, else `Err` with it.
-pub(crate) fn show_until(cluster: &Cluster, id: &str, text: &str) -> Result<String, String> {
-    let out = show(cluster, id);
-    if out.contains(text) {
-        Ok(out)
-    } else {
-        Err(out)
-    }
-}
-
-/// `gantry show ID --json`.
-pub(crate) fn show(cluster: &Cluster, id: &str) -> String {
-    run(cluster.cli("alice").args(["show", id, "--json"])).1
 }
 
 /// Resumes the test cluster's node when dropped.
