@@ -195,10 +195,10 @@ impl<B: BatchSystem> Provider for BatchProvider<B> {
             }
             state.attempts.insert(
                 attempt.to_string(),
-                super::attempt(record, inner.dir(attempt)),
+                super::attempt(record.clone(), inner.dir(attempt)),
             );
         }
-        let submitted = self.submit(attempt, partition, &queue, &spec).await;
+        let submitted = self.submit(attempt, record, &queue, &spec).await;
         let (job, cancel) = {
             let mut state = inner.state();
             let submitted = match submitted {

@@ -2,7 +2,7 @@
 //! attempt's files are written and the batch job handed to the system.
 
 use crate::error::{GateError, Result};
-use crate::ids::{AttemptId, PartitionId};
+use crate::ids::AttemptId;
 use crate::spec::{Command, JobSpec};
 
 use super::script::{self, SECRETS_FILE};
@@ -96,7 +96,8 @@ pub fn hms(seconds: u64) -> String {
 }
 
 impl<B: BatchSystem> BatchProvider<B> {
-    /// Write the attempt's files and hand it to the system.
+    /// Write the attempt's files (`record`, with no job id yet) and hand it
+    /// to the system.
     ///
     /// When submitting fails in a way that leaves it unknown whether the
     /// system took the job (the connection to the login node broke, a
@@ -106,7 +107,7 @@ impl<B: BatchSystem> BatchProvider<B> {
     pub(super) async fn submit(
         &self,
         attempt: &AttemptId,
-        partition: &PartitionId,
+        mut record: AttemptRecord,
         queue: &Queue,
         spec: &JobSpec,
     ) -> Result<Submission> {
@@ -115,13 +116,6 @@ impl<B: BatchSystem> BatchProvider<B> {
         let name = inner.system.name();
         let dir = inner.dir(attempt);
         let record_path = dir.join("attempt.json");
-        let mut record = AttemptRecord {
-            attempt_id: attempt.to_string(),
-            partition_id: partition.to_string(),
-            job_id: spec.job_id,
-            native_job_id: 0,
-            cancelled: false,
-        };
         if inner.state().unsure.contains(attempt.as_str()) {
             let found = self.find(attempt).await?;
             inner.state().unsure.remove(attempt.as_str());
@@ -133,7 +127,7 @@ impl<B: BatchSystem> BatchProvider<B> {
             }
         }
         let gate = format!("gantry-gate-{}", inner.system.provider());
-        let text = script::batch_script(&gate, &dir, attempt, partition.as_str(), spec, |f| {
+        let text = script::batch_script(&gate, &dir, attempt, &record.partition_id, spec, |f| {
             inner.system.nodelist_lines(f)
         });
         // Written before submitting: a gate that dies in between finds the
