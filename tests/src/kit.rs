@@ -40,6 +40,46 @@ pub fn conformance(args: &[&str]) -> (i32, BTreeMap<String, (String, String)>, S
     (code, rows, err)
 }
 
+/// Assert that the kit passed every check but the `skipped` ones (which
+/// may only be skipped) and exited 0; `context` is shown with a failure
+/// (the gate's log, say).
+pub fn assert_passed(
+    code: i32,
+    rows: &BTreeMap<String, (String, String)>,
+    err: &str,
+    skipped: &[&str],
+    context: &str,
+) {
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|(name, (r, _))| r != "pass" && !(r == "skip" && skipped.contains(&name.as_str())))
+        .collect();
+    assert!(failed.is_empty(), "not passed: {failed:#?}\n{err}{context}");
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The flags that put a batch gate's work directory in `dir` on this
+/// host, or (`over_ssh`) under the login user's home on the test login
+/// node (`scripts/sshd`), reached with `--ssh`.
+pub fn work_dir_flags(dir: &Path, over_ssh: bool) -> Vec<String> {
+    if !over_ssh {
+        let work = dir.join("work").display().to_string();
+        return vec!["--work-dir".into(), work];
+    }
+    let name = dir.file_name().expect("named").to_string_lossy();
+    let config = crate::services::ssh_config().display().to_string();
+    [
+        "--work-dir",
+        &format!("gantry-conformance/{name}"),
+        "--ssh",
+        crate::SSH_HOST,
+        "--ssh-config",
+        &config,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A gate run from a shell script that `--restart-cmd` can run again: each
 /// run kills the gate with SIGKILL and starts it on the address it had.
 /// Dropping it stops the gate.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use gantry_e2e::Process;
 use gantry_e2e::bin_dir;
-use gantry_e2e::kit::{RestartableGate, conformance, pki};
+use gantry_e2e::kit::{RestartableGate, assert_passed, conformance, pki};
 use gantry_e2e::services::{python, repo_file};
 
 async fn local_gate(dir: &Path, pki: &str, name: &str) -> Process {
@@ -58,9 +58,7 @@ async fn the_local_gate_passes_every_check_of_the_kit() {
         "--restart-cmd",
         &gate.restart_cmd,
     ]);
-    let failed: Vec<_> = rows.iter().filter(|(_, (r, _))| r != "pass").collect();
-    assert!(failed.is_empty(), "not passed: {failed:#?}\n{err}");
-    assert_eq!(code, 0, "{err}");
+    assert_passed(code, &rows, &err, &[], "");
     for check in [
         "auth.core_only",
         "start.idempotent",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gantry_e2e::cloud::{
     AWS_ENV, MachinePlayer, TEST_IMAGE, create_bucket, ec2_client, live_instances, moto_endpoint,
 };
-use gantry_e2e::kit::{RestartableGate, conformance};
+use gantry_e2e::kit::{RestartableGate, assert_passed, conformance};
 use gantry_e2e::{bin_dir, eventually, free_port};
 use gantry_proto::identity::Principal;
 use gantry_proto::pki::Pki;
@@ -78,20 +78,12 @@ async fn the_aws_gate_passes_every_check_of_the_kit() {
         "--restart-cmd",
         &gate.restart_cmd,
     ]);
+    let log = std::fs::read_to_string(dir.path().join("gate.log")).unwrap_or_default();
     // Skipped by design: its machines hold no directory of the user's
     // (chdir is not flagged), and a flavor allows more partitions than
     // the kit makes to reach the quota.
     let skipped = ["job.chdir", "partition.quota"];
-    let failed: Vec<_> = rows
-        .iter()
-        .filter(|(name, (r, _))| r != "pass" && !(r == "skip" && skipped.contains(&name.as_str())))
-        .collect();
-    let log = std::fs::read_to_string(dir.path().join("gate.log")).unwrap_or_default();
-    assert!(
-        failed.is_empty(),
-        "not passed: {failed:#?}\n{err}\n--- gate:\n{log}"
-    );
-    assert_eq!(code, 0, "{err}");
+    assert_passed(code, &rows, &err, &skipped, &format!("\n--- gate:\n{log}"));
     assert!(rows.len() >= 36, "{rows:?}");
     // The kit deleted its partitions: the gate terminated their machines.
     eventually(Duration::from_secs(60), "no instance left", async || {
