@@ -3,6 +3,7 @@
 //! certificates made at test time. Binaries are found next to the test
 //! executable (`target/<profile>/`); build them first (`scripts/test` does).
 
+pub mod accounts;
 pub mod as_alice;
 pub mod cloud;
 mod database;
@@ -125,6 +126,10 @@ pub struct Options {
     /// Run jobs on EC2 (site `aws`, `gantry-gate-aws`) against moto, with
     /// a [`cloud::MachinePlayer`] playing the machines.
     pub aws: Option<AwsSite>,
+    /// The gate's flags of whose account jobs run as (`--run-as`,
+    /// `--user-map`, ...): by default `--run-as gate`, since the suite's
+    /// users (alice, bob) have no Unix accounts.
+    pub run_as: Vec<String>,
 }
 
 /// The AWS site of a cluster.
@@ -179,6 +184,7 @@ impl Default for Options {
             gate_work_dir: None,
             queue_factor: None,
             aws: None,
+            run_as: vec!["--run-as".into(), "gate".into()],
         }
     }
 }
@@ -371,6 +377,7 @@ impl Cluster {
                 if let Some(factor) = &factor {
                     args.extend(["--queue-factor", factor.as_str()]);
                 }
+                args.extend(options.run_as.iter().map(String::as_str));
                 Process::start("gantry-gate-local", dir.path(), &args).await?
             }
             (Some(conf), None) => {

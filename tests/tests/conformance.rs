@@ -22,6 +22,8 @@ async fn local_gate(dir: &Path, pki: &str, name: &str) -> Process {
         &work,
         "--cpus",
         "2",
+        "--run-as",
+        "gate",
     ];
     Process::start("gantry-gate-local", dir, &args)
         .await
@@ -46,6 +48,8 @@ async fn the_local_gate_passes_every_check_of_the_kit() {
             &work,
             "--cpus",
             "2",
+            "--run-as",
+            "gate",
         ],
     );
     let address = gate.addr.clone();

@@ -160,7 +160,10 @@ class Installation:
             self.player.start(root / "player.ready")
         elif slurm_conf is None:
             self.gate = Process(
-                "gantry-gate-local", [*gate_args, "--cpus", str(cpus)], logs / "gate.log"
+                "gantry-gate-local",
+                # The tests' users (alice, bob) have no Unix accounts.
+                [*gate_args, "--cpus", str(cpus), "--run-as", "gate"],
+                logs / "gate.log",
             )
         else:
             issue = [gantry_cli, *pki, "issue", "--dir", str(self.pki), "gate", "slurm"]

@@ -326,6 +326,7 @@ impl Gantry for GantryService {
             let flavors = info.flavors();
             let desc = info.description.clone().unwrap_or_default();
             let (port_forward, elastic) = (info.can_forward_ports(), info.is_elastic());
+            let run_as = desc.run_as;
             sites.push(Site {
                 name,
                 provider: desc.provider,
@@ -337,6 +338,7 @@ impl Gantry for GantryService {
                 active_jobs: active.len() as u32,
                 port_forward,
                 elastic,
+                run_as,
             });
         }
         let core = match &*self.ctx.store.health().borrow() {

@@ -104,6 +104,7 @@ impl<M: Machines> Provider for FleetProvider<M> {
             },
             flavors: self.fleet.flavors().await?,
             images: Vec::new(),
+            run_as: None,
         })
     }
 

@@ -31,6 +31,9 @@ pub enum GateError {
     /// The provider cannot answer now; retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// The job's owner may not run jobs here (no Unix account the gate may use).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The gate does not offer this optional feature (see `Capabilities`).
     #[error("this gate does not support {0}")]
     Unimplemented(&'static str),
@@ -120,6 +123,7 @@ impl From<GateError> for Status {
                 crate::health::unavailable(&m);
                 Status::unavailable(m)
             }
+            GateError::PermissionDenied(m) => Status::permission_denied(m),
             GateError::Unimplemented(_) => Status::unimplemented(err.to_string()),
             GateError::Io { .. } | GateError::Internal(_) => {
                 tracing::error!(error = %err, "internal gate error");
@@ -152,6 +156,10 @@ mod tests {
             ),
             (GateError::Unavailable("later".into()), Code::Unavailable),
             (GateError::Unimplemented("staging"), Code::Unimplemented),
+            (
+                GateError::PermissionDenied("no account".into()),
+                Code::PermissionDenied,
+            ),
             (GateError::Internal("boom".into()), Code::Internal),
         ];
         for (err, code) in cases {

@@ -8,6 +8,7 @@
 //! ([`JobHub`]), and the file helpers gates share: log following
 //! ([`read_log_file`]) and staging ([`stage_in_dir`], [`stage_out_dir`]).
 
+mod accounts;
 mod args;
 mod auth;
 pub mod batch;
@@ -26,6 +27,7 @@ mod service;
 mod spec;
 mod staging;
 
+pub use accounts::{Account, AccountMap, DEFAULT_MIN_UID, RunAs, RunAsArgs, RunAsMode};
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
 pub use batch::{AttemptRecord, BatchConfig, BatchProvider, BatchSystem};

@@ -41,6 +41,9 @@ pub struct Description {
     pub flavors: Vec<Flavor>,
     /// OS images jobs can run on; empty when not applicable.
     pub images: Vec<String>,
+    /// Whose Unix account jobs run as ([`crate::RunAs::info`]); `None` when
+    /// the gate does not say (jobs on machines of their own partition).
+    pub run_as: Option<gantry_proto::v1::RunAs>,
 }
 
 /// Where an attempt's stdout or stderr can be read.

@@ -106,6 +106,7 @@ impl<P: Provider> Gate for GateService<P> {
             capabilities: Some(d.capabilities),
             flavors: d.flavors,
             images: d.images,
+            run_as: d.run_as,
         }))
     }
 

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gantry_gate::RunAs;
+
 /// How the local gate runs jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalConfig {
@@ -21,6 +23,8 @@ pub struct LocalConfig {
     /// that do not fit now wait PENDING, first come first started, so a slot
     /// that frees is refilled here at once. 0 queues nothing.
     pub queue_factor: u32,
+    /// Whose account jobs run as.
+    pub run_as: RunAs,
 }
 
 impl LocalConfig {
@@ -34,6 +38,7 @@ impl LocalConfig {
             supervisor: crate::link::default_binary(),
             kill_grace: Duration::from_secs(3),
             queue_factor: DEFAULT_QUEUE_FACTOR,
+            run_as: RunAs::this_process(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the supervisor is asked to start for one attempt.
 
-use gantry_gate::{AttemptId, Command, JobSpec, PartitionId};
+use gantry_gate::{Account, AttemptId, Command, JobSpec, PartitionId};
 
 use crate::alloc::Alloc;
 use crate::config::LocalConfig;
@@ -15,7 +15,9 @@ pub const ATTEMPT_ENV: &str = "GANTRY_ATTEMPT_ID";
 /// The [`Start`] command of an attempt: its program (a script task runs
 /// through its `#!` line or `/bin/sh`), its whole environment (a login's
 /// minimum, the job's own variables and the `GANTRY_*` ones), what it holds
-/// (CPUs, GPUs), its walltime and warning signal.
+/// (CPUs, GPUs), its walltime and warning signal, and the account it runs
+/// as (`None`: the supervisor's own).
+#[allow(clippy::too_many_arguments)]
 pub fn start_command(
     config: &LocalConfig,
     host: &Host,
@@ -24,6 +26,7 @@ pub fn start_command(
     partition: &PartitionId,
     spec: &JobSpec,
     alloc: &Alloc,
+    account: Option<&Account>,
 ) -> Start {
     let (argv, script) = match &spec.command {
         Command::Argv(argv) => (argv.clone(), None),
@@ -42,7 +45,10 @@ pub fn start_command(
             (argv, Some(script))
         }
     };
-    let mut env = host.login_env.clone();
+    let mut env = match account {
+        Some(account) => login_env(account),
+        None => host.login_env.clone(),
+    };
     env.extend(spec.env.clone());
     // Secrets go to the supervisor over its socket and into the process's
     // environment only; the supervisor writes no environment to disk.
@@ -84,7 +90,22 @@ pub fn start_command(
         shape: alloc.shape(),
         slot_env,
         held: serde_json::to_value(alloc).expect("an allocation serializes"),
+        account: account.cloned(),
     }
+}
+
+/// What `login` gives `account` (Debian's `/etc/login.defs` PATH for a user).
+pub fn login_env(account: &Account) -> std::collections::BTreeMap<String, String> {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", &account.home),
+        ("USER", &account.name),
+        ("LOGNAME", &account.name),
+        ("SHELL", &account.shell),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// The host CPU ids of `alloc`'s slots, sorted.
@@ -152,6 +173,7 @@ mod tests {
                 &partition,
                 &spec(text),
                 &Alloc::default(),
+                None,
             )
         };
         let s = start("echo hi");

@@ -38,6 +38,7 @@ pub struct Connection {
 pub struct Link {
     sender: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     queues: std::sync::atomic::AtomicBool,
+    protocol: std::sync::atomic::AtomicU32,
 }
 
 impl Link {
@@ -59,8 +60,22 @@ impl Link {
                  it sends no warning signals (--signal) and jobs get the gate's environment"
             );
         }
+        if connection.protocol < crate::protocol::ACCOUNTS_PROTOCOL {
+            tracing::warn!(
+                protocol = connection.protocol,
+                "an older gantry-supervisor runs for this work directory; until it exits \
+                 it cannot run jobs as their owners, and such jobs wait"
+            );
+        }
         self.queues
             .store(current, std::sync::atomic::Ordering::Relaxed);
+        self.protocol
+            .store(connection.protocol, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The protocol version of the supervisor attached last.
+    pub fn protocol(&self) -> u32 {
+        self.protocol.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the supervisor keeps a queue ([`crate::protocol::Start::queued`]).

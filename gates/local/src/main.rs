@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use gantry_gate::GateArgs;
+use gantry_gate::{GateArgs, RunAs, RunAsArgs};
 use gantry_gate_local::{DEFAULT_QUEUE_FACTOR, LocalConfig, LocalProvider, default_supervisor};
 
 /// Serve the Gantry gate API for this machine: jobs run as local processes.
@@ -35,6 +35,8 @@ struct Cli {
     /// (0: refuse what does not fit now).
     #[arg(long, env = "GANTRY_GATE_QUEUE_FACTOR", default_value_t = DEFAULT_QUEUE_FACTOR)]
     queue_factor: u32,
+    #[command(flatten)]
+    run_as: RunAsArgs,
 }
 
 #[tokio::main]
@@ -45,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     if cli.cpus == Some(0) {
         anyhow::bail!("--cpus: must be at least 1");
     }
+    let run_as = RunAs::from_args_here(&cli.run_as)?;
     let config = LocalConfig {
         work_dir: cli.work_dir,
         cpus: cli.cpus,
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         supervisor: cli.supervisor.unwrap_or_else(default_supervisor),
         kill_grace: Duration::from_secs(cli.kill_grace),
         queue_factor: cli.queue_factor,
+        run_as,
     };
     if !config.supervisor.is_file() {
         anyhow::bail!(

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use gantry_gate::Account;
 use gantry_proto::v1::GateJobState;
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +17,12 @@ use serde::{Deserialize, Serialize};
 /// ([`Start::env_complete`]), stdin ([`Start::stdin`]) and a working
 /// directory of the job's choosing ([`Start::chdir`]); 4: the supervisor's
 /// queue ([`Start::queued`]) replaces a successor bound to one running
-/// attempt (2), which a gate no longer sends.
-pub const PROTOCOL: u32 = 4;
+/// attempt (2), which a gate no longer sends; 5: jobs run as their owner's
+/// account ([`Start::account`]).
+pub const PROTOCOL: u32 = 5;
+
+/// The first protocol whose supervisor runs a job as another account.
+pub const ACCOUNTS_PROTOCOL: u32 = 5;
 
 /// The reason of an attempt whose supervisor died while it ran.
 pub const LOST_REASON: &str = "lost: the job's supervisor died";
@@ -100,6 +105,11 @@ pub struct Start {
     /// it): passed on with its CPUs, and reported in [`Known::held`].
     #[serde(default)]
     pub held: serde_json::Value,
+    /// Run it as this account (protocol 5): groups, gid and uid set before
+    /// exec, its directory, logs and staged files made the account's.
+    /// `None`: as the supervisor's own.
+    #[serde(default)]
+    pub account: Option<Account>,
 }
 
 /// A signal sent before the walltime ends.
@@ -279,7 +289,7 @@ mod tests {
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(serde_json::from_slice::<Command>(&bytes).unwrap(), cmd);
         let text = String::from_utf8(line(&Event::Synced { protocol: PROTOCOL })).unwrap();
-        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":4}\n");
+        assert_eq!(text, "{\"ev\":\"synced\",\"protocol\":5}\n");
         let old: Event = serde_json::from_str("{\"ev\":\"synced\"}").unwrap();
         assert_eq!(old, Event::Synced { protocol: 1 });
     }

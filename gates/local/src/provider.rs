@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gantry_gate::{
     AttemptId, Connection, Description, FileChunks, GateError, GlobSet, JobHub, JobSpec, LogSource,
-    PartitionId, Provider, Result, attempt_found, connect_loopback, log_file_name, stage_in_dir,
-    stage_out_dir,
+    PartitionId, Provider, Result, RunAs, attempt_found, connect_loopback, log_file_name,
+    stage_in_dir, stage_out_dir,
 };
 use gantry_proto::v1::{
     Capabilities, Capacity, Flavor, GateJob, GateJobState, LogStream, Partition, StageInResponse,
@@ -131,6 +131,37 @@ async fn follow(inner: Weak<Inner>, mut events: link::Events) {
     }
 }
 
+/// Jobs run as their owners reach their directories under `work_dir`:
+/// make it searchable by all (it is the gate's own), and refuse a parent
+/// that is not, saying which.
+fn reachable_by_every_account(work_dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .map_err(GateError::io(format!("stat {}", p.display())))
+    };
+    let own = mode(work_dir)?;
+    if own & 0o001 == 0 {
+        let searchable = std::fs::Permissions::from_mode(own | 0o011);
+        std::fs::set_permissions(work_dir, searchable)
+            .map_err(GateError::io(format!("chmod {}", work_dir.display())))?;
+    }
+    for parent in work_dir.ancestors().skip(1) {
+        let parent_mode = mode(parent)?;
+        if parent_mode & 0o001 == 0 {
+            return Err(GateError::Internal(format!(
+                "--run-as owner: jobs could not reach their directories under {}: {} is not \
+                 searchable by other accounts (mode {:o}); `chmod o+x` it or choose another --work-dir",
+                work_dir.display(),
+                parent.display(),
+                parent_mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl LocalProvider {
     /// Open the gate's work directory (creating it), recover the partitions
     /// and attempts a previous gate left, and start watching those whose
@@ -146,6 +177,9 @@ impl LocalProvider {
             .map_err(io("resolve", &config.work_dir))?;
         let attempts_dir = work_dir.join("attempts");
         std::fs::create_dir_all(&attempts_dir).map_err(io("create", &attempts_dir))?;
+        if matches!(config.run_as, RunAs::Owner(_)) {
+            reachable_by_every_account(&work_dir)?;
+        }
         let host = Host::detect();
         let capacity = Capacity {
             cpus: config.cpus.unwrap_or(host.cpu_ids.len() as u32),
@@ -238,6 +272,7 @@ impl Provider for LocalProvider {
             },
             flavors: vec![flavor],
             images: Vec::new(),
+            run_as: Some(self.inner.config.run_as.info()),
         })
     }
 
@@ -287,11 +322,14 @@ impl Provider for LocalProvider {
         partition: &PartitionId,
         spec: JobSpec,
     ) -> Result<GateJob> {
+        // Looked up before the lock: the account databases may be remote (NSS).
+        let account = self.inner.config.run_as.local_account(&spec.owner);
         {
             let mut state = self.inner.state();
             if let Some(existing) = state.attempts.get(attempt.as_str()) {
                 return Ok(existing.job.clone());
             }
+            let account = account?;
             state.partitions.check_ready(partition.as_str())?;
             if spec.layout.nodes > 1 {
                 return Err(GateError::invalid(
@@ -352,12 +390,14 @@ impl Provider for LocalProvider {
                 moved: None,
             };
             state.attempts.insert(attempt.to_string(), entry);
+            let pending = Pending {
+                attempt: attempt.clone(),
+                partition: partition.clone(),
+                spec,
+                account,
+            };
             if waits {
-                state.pending.push_back(Pending {
-                    attempt: attempt.clone(),
-                    partition: partition.clone(),
-                    spec,
-                });
+                state.pending.push_back(pending);
                 self.inner.drain_locked(&mut state);
                 return Ok(job);
             }
@@ -365,10 +405,7 @@ impl Provider for LocalProvider {
                 .alloc
                 .clone()
                 .unwrap_or_default();
-            if let Err(e) = self
-                .inner
-                .launch(&mut state, attempt, partition, &spec, &held, false)
-            {
+            if let Err(e) = self.inner.launch(&mut state, &pending, &held, false) {
                 // Nothing runs: forget the attempt so a retry starts it afresh.
                 if let Some(alloc) = state
                     .attempts

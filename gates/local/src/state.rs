@@ -57,6 +57,8 @@ pub struct Pending {
     pub partition: PartitionId,
     /// What it runs.
     pub spec: JobSpec,
+    /// The account it runs as (`None`: the gate's own).
+    pub account: Option<gantry_gate::Account>,
 }
 
 /// Unix ms now.
@@ -320,6 +322,7 @@ mod tests {
         Pending {
             attempt: AttemptId::parse("attempt", id).unwrap(),
             partition: gantry_gate::PartitionId::parse("partition", "p").unwrap(),
+            account: None,
             spec: JobSpec::from_task(Some(gantry_proto::v1::Task {
                 job_id: 1,
                 argv: vec!["true".into()],

@@ -26,7 +26,7 @@ impl Drop for Gate {
 fn spawn_gate(pki: &Path, work: &Path, ready: &Path) -> Gate {
     let _ = std::fs::remove_file(ready);
     let child = Command::new(env!("CARGO_BIN_EXE_gantry-gate-local"))
-        .args(["--name", "local", "--cpus", "4"])
+        .args(["--name", "local", "--cpus", "4", "--run-as", "gate"])
         .arg("--pki-dir")
         .arg(pki)
         .arg("--work-dir")

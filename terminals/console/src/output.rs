@@ -285,6 +285,27 @@ pub struct SiteView {
     pub partitions: u32,
     /// Jobs running or staging now.
     pub active_jobs: u32,
+    /// Whose Unix account jobs run as; `null` when the gate does not say.
+    pub run_as: Option<RunAsView>,
+}
+
+/// Whose Unix account a site runs jobs as, as JSON.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RunAsView {
+    /// Each job as its owner's account.
+    pub owner: bool,
+    /// Otherwise the one account every job runs as.
+    pub account: String,
+}
+
+/// Whose account a site's jobs run as, for people: `each owner`, `root`,
+/// `-` when the gate does not say.
+pub fn run_as(site: &Site) -> String {
+    match &site.run_as {
+        None => "-".into(),
+        Some(r) if r.owner => "each owner".into(),
+        Some(r) => r.account.clone(),
+    }
 }
 
 /// A flavor as JSON.
@@ -433,6 +454,10 @@ impl From<&Site> for SiteView {
             flavors: s.flavors.iter().map(FlavorView::from).collect(),
             partitions: s.partitions,
             active_jobs: s.active_jobs,
+            run_as: s.run_as.as_ref().map(|r| RunAsView {
+                owner: r.owner,
+                account: r.account.clone(),
+            }),
         }
     }
 }

@@ -233,6 +233,9 @@ def test_a_waiting_spawn_the_user_cancels_cancels_its_job(
     with gantry.Client(installation.config("user", "root")) as root:
         blocker = root.submit(["sleep", "300"], cpus=2)
         try:
+            # Servers of earlier tests may still be stopping: until the blocker holds every CPU,
+            # alice's smaller job could be backfilled beside them.
+            until_running(root, blocker.id)
             hub.spawn("alice")
             (job,) = until("alice's job", lambda: jobs_of(installation, "alice"))
             assert gantry.state_name(job.state) == "QUEUED"

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::BatchConfig;
+use crate::RunAs;
 use crate::error::{GateError, Result};
 use crate::host::{Host, LocalHost, SshHost, SshTarget};
 
@@ -59,7 +60,12 @@ impl BatchArgs {
                 .await?,
             ),
         };
+        let account = host.run("id", &["-un".to_string()], None).await?;
+        let run_as = RunAs::Gate {
+            account: account.trim().to_string(),
+        };
         Ok(BatchConfig {
+            run_as,
             host,
             work_dir,
             poll: Duration::from_secs_f64(self.poll),

@@ -173,6 +173,8 @@ pub struct BatchConfig {
     /// How many times a partition's capacity gantryd may hand the gate
     /// beyond it (the system queues the rest).
     pub queue_factor: u32,
+    /// Whose account jobs run as.
+    pub run_as: crate::RunAs,
 }
 
 /// How long what [`BatchSystem::queues`] said is reused.

@@ -53,6 +53,7 @@ impl<B: BatchSystem> Provider for BatchProvider<B> {
             },
             flavors,
             images: Vec::new(),
+            run_as: Some(self.inner.config.run_as.info()),
         })
     }
 

@@ -2,14 +2,14 @@
 //! queuing the next ones in the supervisor, which starts each the moment a
 //! running attempt of its shape ends.
 
-use gantry_gate::{AttemptId, JobSpec, PartitionId, Result};
+use gantry_gate::{GateError, Result};
 use gantry_proto::v1::GateJobState;
 
 use super::Inner;
 use crate::alloc::{Alloc, shape_of};
 use crate::launch;
-use crate::protocol::Command;
-use crate::state::State;
+use crate::protocol::{ACCOUNTS_PROTOCOL, Command};
+use crate::state::{Pending, State};
 
 /// How many attempts wait in the supervisor per running one. The gate tops
 /// its queue up only after it hears of a takeover (a round trip of a
@@ -41,14 +41,7 @@ impl Inner {
                         continue;
                     }
                 }
-                let moved = self.launch(
-                    state,
-                    &next.attempt,
-                    &next.partition,
-                    &next.spec,
-                    &alloc,
-                    false,
-                );
+                let moved = self.launch(state, &next, &alloc, false);
                 if let Err(e) = moved {
                     tracing::warn!(attempt = %id, error = %e, "cannot move a waiting attempt to a free slot");
                     if let Some(a) = state.attempts.get_mut(&id)
@@ -76,14 +69,7 @@ impl Inner {
                     continue;
                 }
             }
-            if let Err(e) = self.launch(
-                state,
-                &head.attempt,
-                &head.partition,
-                &head.spec,
-                &alloc,
-                false,
-            ) {
+            if let Err(e) = self.launch(state, &head, &alloc, false) {
                 // Nobody is waiting on a call to retry it: the attempt fails.
                 state.end_unstarted(
                     &self.hub,
@@ -125,14 +111,7 @@ impl Inner {
                 Some(a) if !a.job.state().is_final() => a.job.reason.clear(),
                 _ => continue,
             }
-            let queued = self.launch(
-                state,
-                &head.attempt,
-                &head.partition,
-                &head.spec,
-                &Alloc::default(),
-                true,
-            );
+            let queued = self.launch(state, &head, &Alloc::default(), true);
             match queued {
                 Ok(()) => state.chained.push_back(head),
                 Err(e) => state.end_unstarted(
@@ -150,12 +129,23 @@ impl Inner {
     pub(super) fn launch(
         &self,
         state: &mut State,
-        attempt: &AttemptId,
-        partition: &PartitionId,
-        spec: &JobSpec,
+        job: &Pending,
         alloc: &Alloc,
         queued: bool,
     ) -> Result<()> {
+        let Pending {
+            attempt,
+            partition,
+            spec,
+            account,
+        } = job;
+        if account.is_some() && self.link.protocol() < ACCOUNTS_PROTOCOL {
+            return Err(GateError::Unavailable(
+                "an older gantry-supervisor runs for this work directory (it outlived an \
+                 upgrade) and cannot run jobs as their owners; it exits once its jobs end"
+                    .into(),
+            ));
+        }
         let a = state
             .attempts
             .get_mut(attempt.as_str())
@@ -168,6 +158,7 @@ impl Inner {
             partition,
             spec,
             alloc,
+            account.as_ref(),
         );
         if queued {
             start.queued = true;

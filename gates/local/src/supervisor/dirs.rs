@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use gantry_gate::Account;
+
 use crate::protocol::Script;
 
 /// At most this many spare directories are kept.
@@ -42,6 +44,8 @@ impl Dirs {
         let spare = work_dir.join("spare");
         std::fs::create_dir_all(&attempts)?;
         std::fs::create_dir_all(&spare)?;
+        // Jobs run as other accounts pass through to their own directories.
+        std::fs::set_permissions(&attempts, std::fs::Permissions::from_mode(0o711))?;
         let mut spares = Vec::new();
         let mut next_spare = 0;
         for entry in std::fs::read_dir(&spare)?.flatten() {
@@ -74,7 +78,16 @@ impl Dirs {
 
     /// Make `attempt`'s directory ready to run in: reuse what staging in
     /// created or a spare, else create it; write the script; open the logs.
-    pub fn prepare(&mut self, attempt: &str, script: Option<&Script>) -> io::Result<Prepared> {
+    /// For a job run as `account`, `work/` (with what was staged into it),
+    /// the logs and the script become the account's and no one else's;
+    /// the attempt's directory stays the supervisor's, so the job cannot put
+    /// a link where the gate reads its logs.
+    pub fn prepare(
+        &mut self,
+        attempt: &str,
+        script: Option<&Script>,
+        account: Option<&Account>,
+    ) -> io::Result<Prepared> {
         let dir = self.of(attempt);
         let work = dir.join("work");
         if !dir.exists() {
@@ -99,11 +112,15 @@ impl Dirs {
                 .truncate(true)
                 .open(dir.join(name))
         };
-        Ok(Prepared {
+        let prepared = Prepared {
             work,
             stdout: log("stdout")?,
             stderr: log("stderr")?,
-        })
+        };
+        if let Some(account) = account {
+            hand_over(&dir, &prepared, account)?;
+        }
+        Ok(prepared)
     }
 
     /// Remove `attempt`'s directory, or keep it as a spare when its `work/`
@@ -134,6 +151,30 @@ impl Dirs {
     }
 }
 
+/// Make what `account`'s job uses its own: `work/` and everything in it,
+/// its logs and script; readable by no one else.
+fn hand_over(dir: &Path, prepared: &Prepared, account: &Account) -> io::Result<()> {
+    use std::os::unix::fs::{fchown, lchown};
+    let owner = (Some(account.uid), Some(account.gid));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    for log in [&prepared.stdout, &prepared.stderr] {
+        fchown(log, owner.0, owner.1)?;
+        log.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    let script = dir.join("script");
+    if let Ok(meta) = std::fs::symlink_metadata(&script) {
+        lchown(&script, owner.0, owner.1)?;
+        let mode = meta.permissions().mode() & 0o100 | 0o600;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(mode))?;
+    }
+    // Staged in by the gate as itself; never following a link.
+    for entry in walkdir::WalkDir::new(&prepared.work).follow_links(false) {
+        let entry = entry.map_err(io::Error::other)?;
+        lchown(entry.path(), owner.0, owner.1)?;
+    }
+    std::fs::set_permissions(&prepared.work, std::fs::Permissions::from_mode(0o700))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +183,7 @@ mod tests {
     fn reuses_released_directories_with_empty_logs() {
         let tmp = tempfile::tempdir().unwrap();
         let mut dirs = Dirs::open(tmp.path()).unwrap();
-        let p = dirs.prepare("a1", None).unwrap();
+        let p = dirs.prepare("a1", None, None).unwrap();
         std::fs::write(dirs.of("a1").join("stdout"), "old output").unwrap();
         drop(p);
         dirs.release("a1");
@@ -153,7 +194,7 @@ mod tests {
             text: "#!/bin/sh\necho hi\n".into(),
             executable: true,
         };
-        let p = dirs.prepare("a2", Some(&script)).unwrap();
+        let p = dirs.prepare("a2", Some(&script), None).unwrap();
         assert!(dirs.spares.is_empty());
         assert!(p.work.is_dir());
         assert_eq!(std::fs::read(dirs.of("a2").join("stdout")).unwrap(), b"");
@@ -174,13 +215,13 @@ mod tests {
         assert!(dirs.spares.is_empty());
 
         // Spares survive a restart; staged-in directories are used as they are.
-        dirs.prepare("a3", None).unwrap();
+        dirs.prepare("a3", None, None).unwrap();
         dirs.release("a3");
         let mut again = Dirs::open(tmp.path()).unwrap();
         assert_eq!(again.spares.len(), 1);
         std::fs::create_dir_all(again.of("a4").join("work")).unwrap();
         std::fs::write(again.of("a4").join("work/in.txt"), "x").unwrap();
-        let p = again.prepare("a4", None).unwrap();
+        let p = again.prepare("a4", None, None).unwrap();
         assert!(p.work.join("in.txt").is_file());
         assert_eq!(again.spares.len(), 1);
     }

@@ -27,6 +27,7 @@ macro_rules! note {
     }};
 }
 
+mod account;
 mod client;
 mod dirs;
 mod journal;

@@ -107,6 +107,7 @@ mod tests {
             shape: shape.into(),
             slot_env: BTreeMap::new(),
             held: serde_json::Value::Null,
+            account: None,
         }
     }
 

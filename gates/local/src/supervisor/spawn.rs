@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use super::account::Become;
 use super::dirs::Dirs;
 use super::sys;
 use crate::protocol::Start;
@@ -18,20 +19,32 @@ pub(super) fn spawn(
     start: &Start,
 ) -> Result<u32, (i32, String)> {
     let program = start.argv.first().cloned().unwrap_or_default();
+    let account = start.account.as_ref();
     let prepared = dirs
-        .prepare(&start.attempt, start.script.as_ref())
+        .prepare(&start.attempt, start.script.as_ref(), account)
         .map_err(|e| (126, format!("cannot prepare its directory: {e}")))?;
     let cwd = match &start.chdir {
         None => prepared.work.clone(),
         Some(dir) if Path::new(dir).is_dir() => PathBuf::from(dir),
         Some(dir) => return Err((1, format!("cannot run in `{dir}`: not a directory here"))),
     };
+    // A job run as an account opens its stdin as that account (below).
     let stdin = match &start.stdin {
-        None => Stdio::null(),
-        Some(path) => std::fs::File::open(cwd.join(path))
+        Some(path) if account.is_none() => std::fs::File::open(cwd.join(path))
             .map(Stdio::from)
             .map_err(|e| (1, format!("cannot open its stdin `{path}`: {e}")))?,
+        _ => Stdio::null(),
     };
+    let become_account = account
+        .map(|a| {
+            Become::new(
+                a,
+                &cwd,
+                start.stdin.as_ref().map(|p| cwd.join(p)).as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(|e| (126, format!("cannot run as its account: {e}")))?;
     let pinned = !start.cpus.is_empty();
     if pinned {
         match sys::cpu_set(&start.cpus).and_then(|set| sys::set_affinity(&set)) {
@@ -63,6 +76,14 @@ pub(super) fn spawn(
     if start.env_complete {
         command.env_clear();
     }
+    if let Some(become_account) = become_account {
+        // SAFETY: `Become::run` makes only async-signal-safe calls on data
+        // prepared before the fork.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || become_account.run());
+        }
+    }
     let spawned = command
         .args(start.argv.iter().skip(1))
         .envs(&start.env)
@@ -84,7 +105,8 @@ pub(super) fn spawn(
             } else {
                 126
             };
-            Err((code, format!("cannot start `{program}`: {e}")))
+            let who = account.map_or(String::new(), |a| format!(" as `{}`", a.name));
+            Err((code, format!("cannot start `{program}`{who}: {e}")))
         }
     }
 }

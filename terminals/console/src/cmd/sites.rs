@@ -10,6 +10,8 @@ use crate::output;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  gantry sites\n  gantry sites --json | jq '.[] | select(.healthy)'\n\n\
+                  JOBS RUN AS: the Unix account jobs run as there: `each owner` (a job runs\n\
+                  as its owner's own account) or the one account every job runs as.\n\n\
                   While gantryd itself accepts no changes (its database disk is full or\n\
                   failing), a first line says so and why (on stderr with --json)."
 )]
@@ -72,6 +74,7 @@ fn print_table(sites: &[Site]) {
         "FLAVORS",
         "PARTITIONS",
         "ACTIVE JOBS",
+        "JOBS RUN AS",
     ]);
     for site in sites {
         let health = if site.healthy {
@@ -91,6 +94,7 @@ fn print_table(sites: &[Site]) {
             },
             site.partitions.to_string(),
             site.active_jobs.to_string(),
+            output::run_as(site),
         ]);
     }
     crate::out!("{table}");

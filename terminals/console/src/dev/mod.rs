@@ -175,6 +175,9 @@ async fn start(
         pki_dir,
         "--work-dir".into(),
         arg(layout.local()),
+        // One person's installation: every job is theirs and runs as them.
+        "--run-as".into(),
+        "gate".into(),
     ];
     if let Some(cpus) = options.cpus {
         args.extend(["--cpus".into(), cpus.to_string()]);

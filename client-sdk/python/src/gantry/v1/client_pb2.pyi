@@ -608,6 +608,7 @@ class Site(_message.Message):
     ACTIVE_JOBS_FIELD_NUMBER: _builtins.int
     PORT_FORWARD_FIELD_NUMBER: _builtins.int
     ELASTIC_FIELD_NUMBER: _builtins.int
+    RUN_AS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The gate's name, used in JobSpec.site."""
     provider: _builtins.str
@@ -632,6 +633,10 @@ class Site(_message.Message):
     def flavors(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Flavor]:
         """What it can provide."""
 
+    @_builtins.property
+    def run_as(self) -> _common_pb2.RunAs:
+        """Whose Unix account jobs run as there; unset when the gate does not say."""
+
     def __init__(
         self,
         *,
@@ -645,10 +650,11 @@ class Site(_message.Message):
         active_jobs: _builtins.int = ...,
         port_forward: _builtins.bool = ...,
         elastic: _builtins.bool = ...,
+        run_as: _common_pb2.RunAs | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run_as", b"run_as"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "elastic", b"elastic", "flavors", b"flavors", "health_message", b"health_message", "healthy", b"healthy", "name", b"name", "partitions", b"partitions", "port_forward", b"port_forward", "provider", b"provider", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "elastic", b"elastic", "flavors", b"flavors", "health_message", b"health_message", "healthy", b"healthy", "name", b"name", "partitions", b"partitions", "port_forward", b"port_forward", "provider", b"provider", "run_as", b"run_as", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -273,3 +273,33 @@ class Flavor(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Flavor: _TypeAlias = Flavor  # noqa: Y015
+
+@_typing.final
+class RunAs(_message.Message):
+    """Whose Unix account a gate runs jobs as."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    owner: _builtins.bool
+    """True: each job runs as the Unix account of its owner (`Task.owner`,
+    mapped to an account by the gate's configuration), and the files it
+    writes are theirs; StartJob refuses with PERMISSION_DENIED a job whose
+    owner has no account the gate may use (none, root, a system account).
+    """
+    account: _builtins.str
+    """False: the one account every job runs as (the gate's own), e.g. "gantry"."""
+    def __init__(
+        self,
+        *,
+        owner: _builtins.bool = ...,
+        account: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunAs: _TypeAlias = RunAs  # noqa: Y015

@@ -45,6 +45,9 @@ walks through it; gantry-gate-conformance checks a gate against it). The contrac
     may succeed; gantryd retries with backoff.
   UNIMPLEMENTED: an optional RPC whose capability is not flagged.
   UNAUTHENTICATED or PERMISSION_DENIED: a caller that is not the core.
+  PERMISSION_DENIED also answers StartJob of a job whose owner may not
+    run jobs on the gate (no Unix account it may run it as); gantryd
+    fails the job with the message.
 - Examples name Slurm and the local gate; nothing here requires either.
 """
 
@@ -258,7 +261,11 @@ class Task(_message.Message):
     parentheses, e.g. "walltime exceeded (Slurm: TIMEOUT after 00:01:00)".
     """
     owner: _builtins.str
-    """The job owner's user name, for providers that run as users."""
+    """The job owner's user name (of their `user/<name>` identity). A gate
+    that runs jobs as their owners (`DescribeResponse.run_as.owner`) runs it
+    as the Unix account this name maps to, or refuses it with
+    PERMISSION_DENIED saying why.
+    """
     warn_signal: _builtins.str
     """A signal to send this many seconds before the walltime ends
     (`warn_seconds` > 0 and a walltime set), as `sbatch --signal`: its name
@@ -532,6 +539,7 @@ class DescribeResponse(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     FLAVORS_FIELD_NUMBER: _builtins.int
     IMAGES_FIELD_NUMBER: _builtins.int
+    RUN_AS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The gate's name: the site name users give. Must match the name in its certificate."""
     provider: _builtins.str
@@ -556,6 +564,12 @@ class DescribeResponse(_message.Message):
     def images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """OS images it can run jobs on (cloud gates); empty when not applicable."""
 
+    @_builtins.property
+    def run_as(self) -> _common_pb2.RunAs:
+        """Whose Unix account jobs run as; unset when the gate does not say (a
+        cloud gate's jobs run on machines of their own partition).
+        """
+
     def __init__(
         self,
         *,
@@ -566,10 +580,11 @@ class DescribeResponse(_message.Message):
         capabilities: Global___Capabilities | None = ...,
         flavors: _abc.Iterable[_common_pb2.Flavor] | None = ...,
         images: _abc.Iterable[_builtins.str] | None = ...,
+        run_as: _common_pb2.RunAs | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "run_as", b"run_as"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_versions", b"api_versions", "capabilities", b"capabilities", "flavors", b"flavors", "images", b"images", "name", b"name", "provider", b"provider", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_versions", b"api_versions", "capabilities", b"capabilities", "flavors", b"flavors", "images", b"images", "name", b"name", "provider", b"provider", "run_as", b"run_as", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

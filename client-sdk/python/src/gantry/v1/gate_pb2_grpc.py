@@ -166,7 +166,8 @@ class GateServicer:
         NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
         READY. A task the partition can never run (more than it offers, a
         capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
-        RESOURCE_EXHAUSTED, as Partition.queue says.
+        RESOURCE_EXHAUSTED, as Partition.queue says. PERMISSION_DENIED: its
+        owner has no Unix account this gate may run it as (`Task.owner`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,6 +45,9 @@ walks through it; gantry-gate-conformance checks a gate against it). The contrac
     may succeed; gantryd retries with backoff.
   UNIMPLEMENTED: an optional RPC whose capability is not flagged.
   UNAUTHENTICATED or PERMISSION_DENIED: a caller that is not the core.
+  PERMISSION_DENIED also answers StartJob of a job whose owner may not
+    run jobs on the gate (no Unix account it may run it as); gantryd
+    fails the job with the message.
 - Examples name Slurm and the local gate; nothing here requires either.
 """
 
@@ -111,7 +114,8 @@ class GateStub:
     NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
     READY. A task the partition can never run (more than it offers, a
     capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
-    RESOURCE_EXHAUSTED, as Partition.queue says.
+    RESOURCE_EXHAUSTED, as Partition.queue says. PERMISSION_DENIED: its
+    owner has no Unix account this gate may run it as (`Task.owner`).
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_gate_pb2.GateGetJobRequest, _gate_pb2.GateGetJobResponse]
     """One attempt's state. NOT_FOUND when unknown (never started, or released)."""
@@ -202,7 +206,8 @@ class GateAsyncStub(GateStub):
     NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
     READY. A task the partition can never run (more than it offers, a
     capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
-    RESOURCE_EXHAUSTED, as Partition.queue says.
+    RESOURCE_EXHAUSTED, as Partition.queue says. PERMISSION_DENIED: its
+    owner has no Unix account this gate may run it as (`Task.owner`).
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_gate_pb2.GateGetJobRequest, _gate_pb2.GateGetJobResponse]  # type: ignore[assignment]
     """One attempt's state. NOT_FOUND when unknown (never started, or released)."""
@@ -326,7 +331,8 @@ class GateServicer(metaclass=_abc_1.ABCMeta):
         NOT_FOUND for an unknown partition, FAILED_PRECONDITION for one not
         READY. A task the partition can never run (more than it offers, a
         capability the gate lacks) is INVALID_ARGUMENT; one that does not fit now waits PENDING or is
-        RESOURCE_EXHAUSTED, as Partition.queue says.
+        RESOURCE_EXHAUSTED, as Partition.queue says. PERMISSION_DENIED: its
+        owner has no Unix account this gate may run it as (`Task.owner`).
         """
 
     @_abc_1.abstractmethod
