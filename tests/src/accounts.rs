@@ -72,3 +72,24 @@ fn retry_locked(cmd: &mut Command) {
     }
     panic!("{cmd:?} failed: {last}");
 }
+
+/// A directory every account can pass through (mode 0711), for a gate's
+/// work directory: a gate that runs jobs as their owners needs one.
+pub fn searchable_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+/// The flags of a gate that runs each job as its owner's account, mapped
+/// by `users` (TOML `user = "account"` lines, written to `dir/users.toml`)
+/// and by nothing else.
+pub fn run_as_owner(dir: &std::path::Path, users: &str) -> Vec<String> {
+    let map = dir.join("users.toml");
+    std::fs::write(&map, users).unwrap();
+    let flags = ["--run-as", "owner", "--same-name", "false", "--user-map"];
+    let mut flags: Vec<String> = flags.map(String::from).to_vec();
+    flags.push(map.display().to_string());
+    flags
+}

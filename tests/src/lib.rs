@@ -118,8 +118,8 @@ pub struct Options {
     pub core_state_dir: Option<PathBuf>,
     /// A command gantryd runs under (see [`Process::start_wrapped`]).
     pub core_wrapper: Vec<String>,
-    /// The local gate's work directory; `None`: `local/` in the cluster's
-    /// directory.
+    /// The gate's work directory (on this machine); `None`: a directory
+    /// named after the site in the cluster's directory.
     pub gate_work_dir: Option<PathBuf>,
     /// The local gate's `--queue-factor`; `None`: its default.
     pub queue_factor: Option<u32>,
@@ -367,7 +367,8 @@ impl Cluster {
                 let vars = services::sge_vars(options.sge_env.as_deref().expect("checked"));
                 let env: Vec<(&str, &str)> =
                     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let args = [&common[..], &["--poll", "0.25"]].concat();
+                let mut args = [&common[..], &["--poll", "0.25"]].concat();
+                args.extend(options.run_as.iter().map(String::as_str));
                 Process::start_with_env("gantry-gate-sge", dir.path(), &args, &env).await?
             }
             (None, None) => {
@@ -382,7 +383,8 @@ impl Cluster {
             }
             (Some(conf), None) => {
                 let conf = conf.display().to_string();
-                let args = [&common[..], &["--slurm-conf", &conf, "--poll", "0.25"]].concat();
+                let mut args = [&common[..], &["--slurm-conf", &conf, "--poll", "0.25"]].concat();
+                args.extend(options.run_as.iter().map(String::as_str));
                 Process::start("gantry-gate-slurm", dir.path(), &args).await?
             }
         };

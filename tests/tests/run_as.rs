@@ -3,10 +3,10 @@
 //! files are the account's, another user's job cannot read them, and a user
 //! with no account the gate may use is refused saying why.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use gantry_e2e::accounts::UnixAccount;
+use gantry_e2e::accounts::{UnixAccount, run_as_owner, searchable_dir};
 use gantry_e2e::as_alice::{submitted_id, until_state};
 use gantry_e2e::{Cluster, Options, eventually, run};
 
@@ -44,34 +44,16 @@ async fn until_shown_to(cluster: &Cluster, user: &str, id: &str, text: &str) -> 
     .await
 }
 
-/// A directory every account can pass through (the gate refuses a work
-/// directory under one that is not).
-fn searchable_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_job_runs_as_its_owners_account_and_what_it_writes_is_theirs() {
     let alice = UnixAccount::ensure("gantry-ta", &["gantry-tg"]);
     UnixAccount::ensure("gantry-tb", &[]);
     let extra_group = UnixAccount::group_id("gantry-tg");
     let dir = searchable_dir();
-    let map = dir.path().join("users.toml");
-    std::fs::write(
-        &map,
-        "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\nmallory = \"root\"\nsys = \"daemon\"\n",
-    )
-    .unwrap();
     let work = dir.path().join("local");
     let cluster = Cluster::start(Options {
         gate_work_dir: Some(work.clone()),
-        run_as: ["--run-as", "owner", "--same-name", "false", "--user-map"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([map.display().to_string()])
-            .collect(),
+        run_as: run_as_owner(dir.path(), "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\n"),
         ..Default::default()
     })
     .await

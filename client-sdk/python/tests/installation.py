@@ -168,7 +168,7 @@ class Installation:
         else:
             issue = [gantry_cli, *pki, "issue", "--dir", str(self.pki), "gate", "slurm"]
             subprocess.run(issue, check=True, capture_output=True)
-            slurm = [*gate_args, "--slurm-conf", str(slurm_conf), "--poll", "1"]
+            slurm = [*gate_args, "--slurm-conf", str(slurm_conf), "--poll", "1", "--run-as", "gate"]
             self.gate = Process("gantry-gate-slurm", slurm, logs / "gate.log")
         gate_addr = self.gate.start(root / "gate.addr")
         config = root / "gantryd.toml"

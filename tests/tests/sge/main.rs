@@ -351,3 +351,71 @@ async fn killed_gate(over_ssh: bool) {
 fn go_open(dir: &Path) {
     std::fs::write(dir.join("go"), "").unwrap();
 }
+
+/// Jobs submitted as their owners' accounts (`--run-as owner`, the gate on
+/// the cell's host as root): Grid Engine records them as the job's owner,
+/// what they write is theirs, and a user the map does not name is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn grid_engine_jobs_run_as_their_owners_accounts() {
+    use gantry_e2e::accounts::{UnixAccount, run_as_owner, searchable_dir};
+    use std::os::unix::fs::MetadataExt;
+    let _serial = SERIAL.lock().await;
+    let alice = UnixAccount::ensure("gantry-ta", &["gantry-tg"]);
+    let env = sge_env();
+    let dir = searchable_dir();
+    let work = dir.path().join("sge");
+    let cluster = Cluster::start(Options {
+        sge_env: Some(env.clone()),
+        gate_work_dir: Some(work.clone()),
+        run_as: run_as_owner(dir.path(), "alice = \"gantry-ta\"\n"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = submit(
+        &cluster,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "id -un; echo mine > out.txt; ls -ln out.txt",
+        ],
+    );
+    until_state(&cluster, &id, "COMPLETED").await;
+    let record = sge(&env, "qacct", &["-j", &sge_job_of(&cluster, &id)]);
+    assert_eq!(acct(&record, "owner"), "gantry-ta", "{record}");
+    let (_, log, _) = run(cluster.cli("alice").args(["logs", &id]));
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("gantry-ta"), "{log}");
+    // `ls -ln`: mode, links, uid, gid.
+    let ids: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let (uid, gid) = (alice.uid.to_string(), alice.gid.to_string());
+    assert_eq!(
+        ids.get(2..4),
+        Some(&[uid.as_str(), gid.as_str()][..]),
+        "{log}"
+    );
+    // The gate keeps the attempt's directory; its logs were alice's.
+    let attempts = std::fs::metadata(work.join("attempts")).unwrap();
+    assert_eq!(attempts.mode() & 0o001, 0o001);
+
+    let (_, out, err) = run(cluster.cli("carol").args(["submit", "--", "true"]));
+    let carols = out
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    let shown = eventually(Duration::from_secs(60), "carol's job to fail", async || {
+        let (_, out, _) = run(cluster.cli("carol").args(["show", &carols, "--json"]));
+        if out.contains("\"state\": \"FAILED\"") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    })
+    .await;
+    assert!(
+        shown.contains("is not in this site's --user-map"),
+        "{shown}"
+    );
+}

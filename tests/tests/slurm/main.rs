@@ -19,6 +19,7 @@ use std::time::Duration;
 mod common;
 mod conformance;
 mod nodes;
+mod run_as;
 
 use common::*;
 use gantry_e2e::services::{LOGIN_USER, ssh_config, start_script};

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::BatchConfig;
-use crate::RunAs;
 use crate::error::{GateError, Result};
 use crate::host::{Host, LocalHost, SshHost, SshTarget};
+use crate::{RunAs, RunAsArgs};
 
 /// Flags every batch gate takes (`#[command(flatten)]` them).
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +35,9 @@ pub struct BatchArgs {
     /// beyond it; the batch system queues the rest.
     #[arg(long, env = "GANTRY_GATE_QUEUE_FACTOR", default_value_t = 100)]
     pub queue_factor: u32,
+    /// Whose Unix account jobs run as.
+    #[command(flatten)]
+    pub run_as: RunAsArgs,
 }
 
 impl BatchArgs {
@@ -60,10 +63,11 @@ impl BatchArgs {
                 .await?,
             ),
         };
+        // Whose jobs the commands run as: root's may become their owners'.
         let account = host.run("id", &["-un".to_string()], None).await?;
-        let run_as = RunAs::Gate {
-            account: account.trim().to_string(),
-        };
+        let uid = host.run("id", &["-u".to_string()], None).await?;
+        let run_as = RunAs::from_args(&self.run_as, account.trim(), uid.trim() == "0")
+            .map_err(|e| GateError::invalid("--run-as", e.to_string()))?;
         Ok(BatchConfig {
             run_as,
             host,

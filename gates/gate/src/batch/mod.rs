@@ -13,6 +13,7 @@
 //! system the compute nodes share.
 
 mod args;
+mod owner;
 mod poll;
 mod provider;
 mod records;
@@ -207,6 +208,8 @@ struct Inner<B> {
     queues: tokio::sync::Mutex<Option<(Instant, Vec<Queue>)>>,
     /// Wakes the poller early (after a submit or a cancel).
     wake: Arc<Notify>,
+    /// The uids of the accounts jobs were submitted as.
+    uids: owner::Uids,
 }
 
 #[derive(Default)]
@@ -235,6 +238,11 @@ impl<B: BatchSystem> Inner<B> {
     /// Where commands run and files are.
     fn host(&self) -> &dyn Host {
         self.config.host.as_ref()
+    }
+
+    /// The account `owner`'s job is submitted as (`None`: the gate's own).
+    async fn account_of(&self, owner: &str) -> Result<Option<String>> {
+        owner::account_of(&self.config.run_as, &self.uids, self.host(), owner).await
     }
 
     /// The system's queues (at most [`QUEUES_TTL`] old).
@@ -300,6 +308,12 @@ impl<B: BatchSystem> BatchProvider<B> {
         for d in [&attempts_dir, &partitions_dir] {
             host.create_dir_all(d).await?;
         }
+        if matches!(config.run_as, crate::RunAs::Owner(_)) {
+            // Jobs run as their owners pass through to their own directories.
+            let dirs = [&work_dir, &attempts_dir].map(|d| d.to_string_lossy().into_owned());
+            let args = [&["o+x".to_string()], &dirs[..]].concat();
+            host.run("chmod", &args, None).await?;
+        }
         let mut state = State::default();
         for (_, p) in read_all::<PartitionRecord>(host, &partitions_dir, None).await? {
             state.partitions.insert(p.partition_id.clone(), p);
@@ -326,6 +340,7 @@ impl<B: BatchSystem> BatchProvider<B> {
             state: Mutex::new(state),
             queues: tokio::sync::Mutex::new(None),
             wake: Arc::new(Notify::new()),
+            uids: owner::Uids::default(),
         });
         let provider = Self { inner };
         provider.adopt(unsubmitted).await?;

@@ -57,12 +57,14 @@ pub fn batch_script(
     if !spec.secret_env.is_empty() {
         // The job's secrets are not in this script (the system keeps it):
         // the gate wrote them for this start only, readable by the job's
-        // user alone; the job reads them and deletes them.
+        // user alone; the job reads them, empties the file and deletes it
+        // (a job run as its owner cannot: the directory is the gate's).
         let secrets = quote(&dir.join(SECRETS_FILE).to_string_lossy());
         s.push_str(&format!(
-            "if [ ! -r {secrets} ]; then echo 'gantry: this job'\\''s secrets were already used; a job run again by the batch system does not get them' >&2; exit 1; fi\n\
+            "if [ ! -s {secrets} ]; then echo 'gantry: this job'\\''s secrets were already used; a job run again by the batch system does not get them' >&2; exit 1; fi\n\
              . {secrets}\n\
-             rm -f {secrets}\n"
+             : > {secrets}\n\
+             rm -f {secrets} 2>/dev/null\n"
         ));
     }
     s.push_str(&nodelist(&quote(&hostfile)));
@@ -131,7 +133,9 @@ mod tests {
         let script = batch_script("g", dir, &attempt, "p1", &s, nodes);
         assert!(!script.contains("s3cr3t"), "{script}");
         assert!(
-            script.contains(". '/w/attempts/a1/secrets'\nrm -f '/w/attempts/a1/secrets'\n"),
+            script.contains(
+                ". '/w/attempts/a1/secrets'\n: > '/w/attempts/a1/secrets'\nrm -f '/w/attempts/a1/secrets' 2>/dev/null\n"
+            ),
             "{script}"
         );
         assert_eq!(secrets_text(&s), "export TOKEN='it'\\''s s3cr3t'\n");

@@ -6,7 +6,7 @@ use crate::ids::AttemptId;
 use crate::spec::{Command, JobSpec};
 
 use super::script::{self, SECRETS_FILE};
-use super::{AttemptRecord, BatchProvider, BatchSystem, Queue, Submit, write_json};
+use super::{AttemptRecord, BatchProvider, BatchSystem, Queue, Submit, owner, write_json};
 
 /// What became of a submission that did not fail.
 pub(super) enum Submission {
@@ -110,6 +110,7 @@ impl<B: BatchSystem> BatchProvider<B> {
         mut record: AttemptRecord,
         queue: &Queue,
         spec: &JobSpec,
+        account: Option<String>,
     ) -> Result<Submission> {
         let inner = &self.inner;
         let host = inner.host();
@@ -145,8 +146,12 @@ impl<B: BatchSystem> BatchProvider<B> {
                 host.write(&dir.join(SECRETS_FILE), secrets.as_bytes(), 0o600)
                     .await?;
             }
-            host.write(&dir.join("job.sh"), text.as_bytes(), 0o644)
-                .await
+            host.write(&dir.join("job.sh"), text.as_bytes(), 0o600)
+                .await?;
+            match &account {
+                Some(account) => owner::hand_over(host, &dir, account).await,
+                None => Ok(()),
+            }
         };
         match written.await {
             Ok(()) => {}
@@ -167,7 +172,17 @@ impl<B: BatchSystem> BatchProvider<B> {
             spec,
             script: &text,
         };
-        let id = match inner.system.submit(host, job).await {
+        let submitted = match account {
+            Some(account) => {
+                let host = owner::AsAccount {
+                    host: inner.config.host.clone(),
+                    account,
+                };
+                inner.system.submit(&host, job).await
+            }
+            None => inner.system.submit(host, job).await,
+        };
+        let id = match submitted {
             Ok(id) => id,
             Err(e @ GateError::InvalidArgument { .. }) => {
                 // Nothing was submitted: the attempt's files go, its secrets with them.

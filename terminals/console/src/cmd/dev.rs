@@ -16,7 +16,9 @@ a PKI under <state>/pki and writes the profile <state>/client.toml that other
 gantry commands find by themselves. A process that dies (try `kill -9` on
 gantryd or the gate while jobs run) is started again on its address and
 recovers from its state; Ctrl-C stops everything in order. Jobs, history and
-certificates stay in the state directory for the next start.
+certificates stay in the state directory for the next start. It is one
+person's installation: every job runs as the account running `gantry dev`
+(the local gate's `--run-as gate`).
 
 Examples:
   gantry dev                    # then, in another terminal: gantry submit -- echo hello
