@@ -210,6 +210,15 @@ impl Process {
         }
     }
 
+    /// Give `flag` the value `value` from the next start on (added when
+    /// it was not given).
+    pub fn set_flag(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
+            _ => self.args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
     /// Start it again on the same address.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();

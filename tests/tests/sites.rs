@@ -166,3 +166,60 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// What a partition offers follows its gate: restarted with more CPUs, the
+/// gate's partition holds more, and a job that waited for room starts on
+/// it without a new partition (the gate queues nothing here, so only
+/// gantryd's view of the partition lets it in).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_offers_what_its_gate_says_now() {
+    let mut cluster = Cluster::start(Options {
+        cpus: 2,
+        queue_factor: Some(0),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let two_cpus = || JobSpec {
+        argv: vec!["sleep".into(), "300".into()],
+        resources: Some(ResourceRequest {
+            cpus: Some(2),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let first = alice.submit(two_cpus()).await.unwrap();
+    let running = async |id: u64| {
+        let job = alice.get(id).await.map_err(|e| e.to_string())?;
+        if job.state() == JobState::Running {
+            Ok(job)
+        } else {
+            Err(format!("{job:?}"))
+        }
+    };
+    let first = eventually(
+        Duration::from_secs(30),
+        "the first job to run",
+        async || running(first.id).await,
+    )
+    .await;
+    let second = alice.submit(two_cpus()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = alice.get(second.id).await.unwrap();
+    assert_eq!(waiting.state(), JobState::Queued, "{waiting:?}");
+
+    cluster.gate.set_flag("--cpus", "4");
+    cluster.gate.restart().await.unwrap();
+    let second = eventually(
+        Duration::from_secs(30),
+        "the second job to run",
+        async || running(second.id).await,
+    )
+    .await;
+    assert_eq!(second.partition_id, first.partition_id);
+    assert_eq!(
+        alice.get(first.id).await.unwrap().state(),
+        JobState::Running
+    );
+}

@@ -65,6 +65,16 @@ pub fn spawn(name: String, ctx: Ctx) {
     tokio::spawn(link.run());
 }
 
+/// A capacity as the gate API says it, in gantryd's terms.
+fn resources(c: v1::Capacity) -> crate::job::Resources {
+    crate::job::Resources {
+        cpus: c.cpus,
+        memory: c.memory_bytes,
+        gpus: c.gpus,
+        nodes: c.nodes,
+    }
+}
+
 fn retryable(code: Code) -> bool {
     matches!(
         code,
@@ -131,11 +141,18 @@ impl GateLink {
                 gantry_proto::API_VERSION
             ));
         }
+        let mut flavors_changed = false;
         self.ctx.sites.update(&self.name, |s| {
+            let before = s.description.as_ref().map(|d| &d.flavors);
+            flavors_changed = before.is_some_and(|f| *f != desc.flavors);
             s.healthy = true;
             s.message.clear();
             s.description = Some(desc);
         });
+        if flavors_changed {
+            // What a flavor offers changed: so may its partitions.
+            self.reread_partitions().await?;
+        }
         Ok(())
     }
 
@@ -381,6 +398,7 @@ impl GateLink {
             .map_err(|s| format!("cannot list partitions: {}", s.message()))?
             .into_inner()
             .partitions;
+        self.refresh_partitions(&ours, &theirs).await;
         let theirs_ids: HashSet<&str> = theirs.iter().map(|p| p.partition_id.as_str()).collect();
         for p in &ours {
             if p.state == PartitionState::Ready && !theirs_ids.contains(p.id.as_str()) {
@@ -413,6 +431,60 @@ impl GateLink {
                 })
                 .await;
         }
+        Ok(())
+    }
+
+    /// Take what the gate says its READY partitions offer now (`theirs`,
+    /// from ListPartitions), where it differs from what gantryd has
+    /// (`ours`): capacity, queue room and message. Nodes drain, are added
+    /// or resized, and a gate restarts with another queue factor.
+    async fn refresh_partitions(&self, ours: &[PartitionRow], theirs: &[v1::Partition]) {
+        for gp in theirs {
+            let Some(p) = ours.iter().find(|p| p.id == gp.partition_id) else {
+                continue;
+            };
+            if p.state != PartitionState::Ready || gp.state() != PartitionState::Ready {
+                continue;
+            }
+            let capacity = gp.capacity.map(resources);
+            let queue = gp.queue.map(resources).unwrap_or_default();
+            let same = capacity.is_none_or(|c| c == p.capacity)
+                && queue == p.queue
+                && gp.message == p.message;
+            if same {
+                continue;
+            }
+            tracing::info!(site = %self.name, partition = %p.id, ?capacity, ?queue, message = %gp.message, "the gate says the partition changed");
+            let op = Op::Partition {
+                id: p.id.clone(),
+                state: PartitionState::Ready,
+                capacity,
+                queue: Some(queue),
+                message: gp.message.clone(),
+                refused: false,
+            };
+            if let Err(e) = self.ctx.store.apply_durably(op).await {
+                tracing::warn!(partition = %p.id, error = %e, "cannot record partition change");
+            }
+        }
+    }
+
+    /// Read every partition of the gate again (its flavors changed).
+    async fn reread_partitions(&self) -> Result<(), String> {
+        let ours = self
+            .ctx
+            .store
+            .partitions(&self.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let theirs = self
+            .client()
+            .list_partitions(v1::ListPartitionsRequest {})
+            .await
+            .map_err(|s| format!("cannot list partitions: {}", s.message()))?
+            .into_inner()
+            .partitions;
+        self.refresh_partitions(&ours, &theirs).await;
         Ok(())
     }
 
@@ -455,12 +527,6 @@ impl GateLink {
             // The attempts that waited for it were started when its READY
             // commit was seen (`KnownPartitions::update`).
             _ => return false,
-        };
-        let resources = |c: v1::Capacity| crate::job::Resources {
-            cpus: c.cpus,
-            memory: c.memory_bytes,
-            gpus: c.gpus,
-            nodes: c.nodes,
         };
         let mut refused = false;
         let (state, capacity, queue, message) = match answer {
