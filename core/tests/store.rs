@@ -136,7 +136,7 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
     let plan = PlanOps {
         creates: vec![("p1".into(), "local".into(), "host".into(), cap)],
         starts: vec![(a.id, "p1".into()), (b.id, "p1".into())],
-        deletes: vec![],
+        ..Default::default()
     };
     let Outcome::Refused(refused) = store.apply(Op::Plan(plan)).await.unwrap() else {
         panic!()
@@ -196,7 +196,7 @@ async fn a_partition_its_gate_refuses_fails_the_jobs_waiting_for_it() {
     let plan = PlanOps {
         creates: vec![("p1".into(), "aws".into(), "t3.micro".into(), cap)],
         starts: vec![(a.id, "p1".into())],
-        deletes: vec![],
+        ..Default::default()
     };
     store.apply(Op::Plan(plan)).await.unwrap();
     let op = Op::Partition {
@@ -279,7 +279,7 @@ async fn a_late_pending_report_changes_nothing_once_the_job_ran() {
     let plan = PlanOps {
         creates: vec![("p1".into(), "local".into(), "host".into(), cap)],
         starts: vec![(a.id, "p1".into())],
-        deletes: vec![],
+        ..Default::default()
     };
     store.apply(Op::Plan(plan)).await.unwrap();
     let placed = store.job(a.id).await.unwrap().unwrap();
@@ -339,7 +339,7 @@ async fn a_lost_attempt_is_queued_again_while_the_job_has_retries() {
         let plan = PlanOps {
             creates: std::mem::take(&mut creates),
             starts: vec![(a.id, "p1".into())],
-            deletes: vec![],
+            ..Default::default()
         };
         // The 1-CPU partition takes it again: the lost attempt freed it.
         let Outcome::Refused(refused) = store.apply(Op::Plan(plan)).await.unwrap() else {
@@ -431,4 +431,41 @@ async fn reasons_reach_queued_jobs_only() {
         "waiting for resources",
         "a held job keeps its own reason"
     );
+}
+
+/// A job that asked for no walltime gets its flavor's default when placed,
+/// as a batch system gives its partition's DefaultTime; one that asked
+/// keeps its own.
+#[tokio::test]
+async fn a_job_without_a_walltime_gets_its_flavors_default_when_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(dir.path()).await;
+    let unset = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
+    let own = JobSpec {
+        argv: vec!["true".into()],
+        resources: Some(gantry_proto::v1::ResourceRequest {
+            walltime: "30s".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let own = job(store.apply(submit(own, "alice", None)).await.unwrap());
+    assert_eq!((unset.walltime, own.walltime), (0, 30));
+    let cap = gantry_core::job::Resources {
+        cpus: 4,
+        memory: 4 << 30,
+        gpus: 0,
+        nodes: 1,
+    };
+    let plan = PlanOps {
+        creates: vec![("p1".into(), "hpc".into(), "short".into(), cap)],
+        starts: vec![(unset.id, "p1".into()), (own.id, "p1".into())],
+        default_walltimes: [(("hpc".to_string(), "short".to_string()), 120)].into(),
+        ..Default::default()
+    };
+    store.apply(Op::Plan(plan)).await.unwrap();
+    let unset = store.job(unset.id).await.unwrap().unwrap();
+    let own = store.job(own.id).await.unwrap().unwrap();
+    assert_eq!((unset.walltime, own.walltime), (120, 30));
+    assert_eq!(unset.to_proto().walltime_seconds, 120);
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::{FlavorSpec, PartitionPhase, Resources};
+use crate::domain::{FlavorSpec, PartitionPhase, Resources, allows_walltime};
 use crate::slots::{SiteKey, Slot};
 use crate::view::{Job, View};
 
@@ -32,6 +32,8 @@ pub(crate) struct Part {
     /// queue only to take over the resources of one of them.
     pub shapes: Vec<Resources>,
     pub ready: bool,
+    /// Its flavor.
+    pub flavor: Arc<str>,
     /// Its flavor's walltime limit (0: none).
     pub max_walltime_seconds: u64,
     pub hold: Option<Hold>,
@@ -68,6 +70,41 @@ pub(crate) struct Candidates {
     pub creatable: Vec<Creatable>,
     /// An upper bound of what is free on any one partition.
     max_free: Resources,
+    /// The sites whose flavors are queues of one cluster (not elastic, more
+    /// than one flavor), with their flavors: there a job may use only the
+    /// one flavor a user of that cluster would land in ([`preferred`]).
+    queue_sites: Vec<(SiteKey, Vec<FlavorSpec>)>,
+}
+
+/// The flavor of `flavors` (the queues of one cluster) a job needing
+/// `need` for `walltime_seconds` lands in, as a Slurm user's would: the
+/// default when it fits, else the one of the shortest walltime limit that
+/// allows it, then the smallest; `None` when none fits.
+pub(crate) fn preferred<'a>(
+    flavors: &'a [FlavorSpec],
+    need: &Resources,
+    walltime_seconds: u64,
+) -> Option<&'a str> {
+    let fitting = flavors
+        .iter()
+        .filter(|f| need.fits_in(&f.capacity) && f.allows_walltime(walltime_seconds));
+    fitting
+        .min_by_key(|f| {
+            let limit = match f.max_walltime_seconds {
+                0 => u64::MAX,
+                s => s,
+            };
+            let c = f.capacity;
+            (
+                !f.is_default,
+                limit,
+                c.cpus,
+                c.memory_bytes,
+                c.gpus,
+                f.name.as_str(),
+            )
+        })
+        .map(|f| f.name.as_str())
 }
 
 fn flavor_walltime(view: &View, site: SiteKey, flavor: &Arc<str>) -> u64 {
@@ -115,6 +152,7 @@ impl Candidates {
                 queue_room,
                 shapes,
                 ready: live.phase == PartitionPhase::Ready,
+                flavor: live.flavor.clone(),
                 max_walltime_seconds: flavor_walltime(view, live.site, &live.flavor),
                 hold: None,
             });
@@ -122,6 +160,9 @@ impl Candidates {
         for (site, spec) in view.sites.described() {
             if !spec.healthy {
                 continue;
+            }
+            if !spec.elastic && spec.flavors.len() > 1 {
+                out.queue_sites.push((site, spec.flavors.clone()));
             }
             for flavor in spec.flavors.iter().filter(|f| f.available) {
                 let count = counts
@@ -142,14 +183,32 @@ impl Candidates {
 
     fn eligible(job: &Job, site: SiteKey, max_walltime_seconds: u64) -> bool {
         job.site().is_none_or(|s| s == site)
-            && (max_walltime_seconds == 0
-                || (job.walltime_seconds() != 0 && job.walltime_seconds() <= max_walltime_seconds))
+            && allows_walltime(max_walltime_seconds, job.walltime_seconds())
     }
 
-    /// Whether `job` may run on `part` (site, walltime, shape), free or not.
-    pub fn could_hold(job: &Job, part: &Part) -> bool {
+    /// The flavor `job` must use on each site whose flavors are one
+    /// cluster's queues (`None`: none there fits it).
+    fn preferences<'a>(&'a self, job: &Job) -> Vec<(SiteKey, Option<&'a str>)> {
+        let need = job.resources();
+        self.queue_sites
+            .iter()
+            .map(|(site, flavors)| (*site, preferred(flavors, &need, job.walltime_seconds())))
+            .collect()
+    }
+
+    /// Whether `flavor` of `site` is one `job` may use, by `preferences`.
+    fn allowed(preferences: &[(SiteKey, Option<&str>)], site: SiteKey, flavor: &str) -> bool {
+        preferences
+            .iter()
+            .find(|(s, _)| *s == site)
+            .is_none_or(|(_, p)| *p == Some(flavor))
+    }
+
+    /// Whether `job` may run on `part` (site, flavor, walltime, shape), free or not.
+    pub fn could_hold(&self, job: &Job, part: &Part) -> bool {
         Self::eligible(job, part.site, part.max_walltime_seconds)
             && job.resources().fits_in(&part.capacity)
+            && Self::allowed(&self.preferences(job), part.site, &part.flavor)
     }
 
     /// Where `job` should go now (at `now_ms`), respecting reservations:
@@ -166,8 +225,11 @@ impl Candidates {
         }
         let mut best: Option<(usize, FitScore)> = None;
         let mut fits_but_held = false;
+        let preferences = self.preferences(job);
         for (i, part) in self.parts.iter().enumerate() {
-            if !Self::eligible(job, part.site, part.max_walltime_seconds) {
+            if !Self::eligible(job, part.site, part.max_walltime_seconds)
+                || !Self::allowed(&preferences, part.site, &part.flavor)
+            {
                 continue;
             }
             let now = need.fits_in(&part.free);
@@ -202,6 +264,7 @@ impl Candidates {
                 c.count < c.flavor.max_partitions
                     && need.fits_in(&c.flavor.capacity)
                     && Self::eligible(job, c.site, c.flavor.max_walltime_seconds)
+                    && Self::allowed(&preferences, c.site, &c.flavor.name)
             })
             .min_by(|(_, a), (_, b)| {
                 let key = |c: &Creatable| {
@@ -253,6 +316,7 @@ impl Candidates {
             queue_room: free,
             shapes: vec![job.resources()],
             ready: false,
+            flavor: c.flavor.name.as_str().into(),
             max_walltime_seconds: c.flavor.max_walltime_seconds,
             hold: None,
         });

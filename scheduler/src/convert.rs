@@ -61,6 +61,7 @@ fn flavor(field: &str, f: pb::Flavor) -> Result<FlavorSpec, InvalidField> {
         max_partitions: f.max_partitions,
         max_walltime_seconds: f.max_walltime_seconds,
         available: f.available,
+        is_default: f.is_default,
     })
 }
 

@@ -89,14 +89,23 @@ pub struct FlavorSpec {
     pub max_walltime_seconds: u64,
     /// Whether partitions of it may be created now.
     pub available: bool,
+    /// Whether it is its site's default (Slurm's default partition).
+    pub is_default: bool,
 }
 
 impl FlavorSpec {
-    /// Whether a job asking `walltime_seconds` (0 = unlimited) may run on this flavor.
+    /// Whether a job asking `walltime_seconds` may run on this flavor: 0
+    /// (none asked) always may, and gets the flavor's default time.
     pub fn allows_walltime(&self, walltime_seconds: u64) -> bool {
-        self.max_walltime_seconds == 0
-            || (walltime_seconds != 0 && walltime_seconds <= self.max_walltime_seconds)
+        allows_walltime(self.max_walltime_seconds, walltime_seconds)
     }
+}
+
+/// Whether a job asking `walltime_seconds` (0: none, so it gets the
+/// flavor's default time) may run where the limit is `max_walltime_seconds`
+/// (0: none).
+pub fn allows_walltime(max_walltime_seconds: u64, walltime_seconds: u64) -> bool {
+    max_walltime_seconds == 0 || walltime_seconds <= max_walltime_seconds
 }
 
 /// A site (a gate) as the scheduler needs it.
@@ -311,12 +320,14 @@ mod tests {
             max_partitions: 1,
             max_walltime_seconds: 0,
             available: true,
+            is_default: false,
         };
         assert!(f.allows_walltime(0));
         f.max_walltime_seconds = 60;
         assert!(f.allows_walltime(60));
         assert!(!f.allows_walltime(61));
-        assert!(!f.allows_walltime(0), "unlimited does not fit a limit");
+        // A job that asks for no time gets the flavor's default.
+        assert!(f.allows_walltime(0), "none asked fits a limit");
     }
 
     impl Resources {

@@ -24,7 +24,7 @@ pub(crate) fn reserve(
     let mut best: Option<(usize, i64, crate::domain::Resources)> = None;
     let mut ends = Vec::new();
     for (i, part) in cands.parts.iter().enumerate() {
-        if held.contains(&part.site) || part.hold.is_some() || !Candidates::could_hold(job, part) {
+        if held.contains(&part.site) || part.hold.is_some() || !cands.could_hold(job, part) {
             continue;
         }
         ends.clear();

@@ -202,6 +202,7 @@ mod tests {
                 max_partitions: 1,
                 max_walltime_seconds: 0,
                 available: true,
+                is_default: false,
             }],
             elastic: false,
             idle_timeout_seconds: 0,

@@ -188,6 +188,18 @@ where
             }
         }
     }
+    ops.default_walltimes = sites
+        .iter()
+        .flat_map(|(name, site)| {
+            site.flavors().into_iter().filter_map(move |f| {
+                let w = match f.default_walltime_seconds {
+                    0 => f.max_walltime_seconds,
+                    w => w,
+                };
+                (w > 0).then(|| ((name.clone(), f.name), w))
+            })
+        })
+        .collect();
     ops.starts = plan
         .start_jobs
         .into_iter()

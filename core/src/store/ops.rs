@@ -37,6 +37,10 @@ pub struct PlanOps {
     pub starts: Vec<(u64, String)>,
     /// Idle partitions to delete.
     pub deletes: Vec<String>,
+    /// The walltime a job that asked for none gets on a flavor (site,
+    /// flavor): its default time, else its limit; flavors with neither are
+    /// absent.
+    pub default_walltimes: HashMap<(String, String), u64>,
 }
 
 /// One change to make durably.
@@ -397,7 +401,10 @@ impl Tx<'_> {
         self.prefetch_jobs(&ids).await?;
         let mut refused = Vec::new();
         for (job_id, partition_id) in plan.starts {
-            match self.place(job_id, &partition_id).await? {
+            match self
+                .place(job_id, &partition_id, &plan.default_walltimes)
+                .await?
+            {
                 Ok(()) => {}
                 Err(why) => refused.push((job_id, why)),
             }
@@ -420,7 +427,12 @@ impl Tx<'_> {
         Ok(Outcome::Refused(refused))
     }
 
-    async fn place(&mut self, job_id: u64, partition_id: &str) -> Result<Result<(), String>> {
+    async fn place(
+        &mut self,
+        job_id: u64,
+        partition_id: &str,
+        default_walltimes: &HashMap<(String, String), u64>,
+    ) -> Result<Result<(), String>> {
         let Some(mut job) = self.job(job_id).await? else {
             return Ok(Err("no such job".into()));
         };
@@ -458,6 +470,14 @@ impl Tx<'_> {
         }
         job.site = partition.site.clone();
         job.partition_id = partition.id.clone();
+        if job.walltime == 0
+            && let Some(w) =
+                default_walltimes.get(&(partition.site.clone(), partition.flavor.clone()))
+        {
+            // As a batch system gives a job without a time limit its
+            // partition's default; the gate enforces it like any other.
+            job.walltime = *w;
+        }
         job.attempt_id = uuid::Uuid::now_v7().to_string();
         job.placed_ms = now_ms();
         let message = format!(

@@ -134,6 +134,7 @@ impl JobRow {
             array_index: self.array_index,
             array: None,
             requeues: self.requeues,
+            walltime_seconds: self.walltime,
         }
     }
 

@@ -496,7 +496,8 @@ impl<'a> Tx<'a> {
                  exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
                  attempt_id = excluded.attempt_id, held = excluded.held, deps_pending = excluded.deps_pending, \
                  placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
-                 last_seq = excluded.last_seq, outputs = excluded.outputs, requeues = excluded.requeues",
+                 last_seq = excluded.last_seq, outputs = excluded.outputs, requeues = excluded.requeues, \
+                 walltime = excluded.walltime",
             );
             let mut query = sqlx::query(self.backend.sql(&text));
             for j in chunk {

@@ -270,6 +270,8 @@ impl Machines for Ec2Machines {
                 } else {
                     format!("{name} has no price in the gate's price table (--prices)")
                 },
+                is_default: false,
+                default_walltime_seconds: 0,
             });
         }
         for wanted in &self.settings.instance_types {

@@ -258,6 +258,9 @@ impl Provider for LocalProvider {
             max_walltime_seconds: 0,
             available: true,
             unavailable_reason: String::new(),
+            // Its one flavor: there is no choice to guide.
+            is_default: false,
+            default_walltime_seconds: 0,
         };
         Ok(Description {
             provider: "local".into(),

@@ -21,6 +21,8 @@ pub struct SlurmPartition {
     pub avail: String,
     /// Its time limit in seconds (0: none).
     pub max_seconds: u64,
+    /// Its DefaultTime in seconds (0: none, the limit applies).
+    pub default_seconds: u64,
     /// CPUs of the nodes that can run jobs.
     pub cpus: u32,
     /// Memory of those nodes, bytes.
@@ -64,10 +66,11 @@ impl SlurmPartition {
 }
 
 /// The `sinfo` format the gate reads: partition, avail, time limit, node,
-/// CPUs, memory (MB), gres, state; one line per node and partition.
+/// CPUs, memory (MB), gres, state, default time; one line per node and
+/// partition.
 /// `%N` is the node's name (unique), not its host name: several nodes may
 /// share a host (`slurmd -N`, MULTIPLE_SLURMD).
-const SINFO_FORMAT: &str = "%P|%a|%l|%N|%c|%m|%G|%T";
+const SINFO_FORMAT: &str = "%P|%a|%l|%N|%c|%m|%G|%T|%L";
 
 /// The cluster's partitions.
 pub async fn partitions(host: &dyn Host) -> Result<Vec<SlurmPartition>> {
@@ -100,6 +103,7 @@ pub fn parse_sinfo(out: &str) -> Vec<SlurmPartition> {
             default,
             avail: f[1].to_string(),
             max_seconds: parse_limit(f[2]),
+            default_seconds: f.get(8).map_or(0, |t| parse_limit(t)),
             ..Default::default()
         });
         let state = f[7].trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']);
@@ -145,7 +149,7 @@ pub fn parse_sinfo(out: &str) -> Vec<SlurmPartition> {
 /// A time limit as sinfo prints it (`infinite`, `1:00:00`, `2-00:00:00`,
 /// `30`), in seconds; 0 for none.
 pub fn parse_limit(text: &str) -> u64 {
-    if text == "infinite" || text == "UNLIMITED" || text.is_empty() {
+    if matches!(text, "infinite" | "UNLIMITED" | "n/a" | "") {
         return 0;
     }
     let (days, rest) = match text.split_once('-') {
@@ -507,10 +511,10 @@ mod tests {
 
     #[test]
     fn reads_partitions_and_node_states() {
-        let out = "debug*|up|infinite|n1|8|16000|(null)|idle\n\
-                   debug*|up|infinite|n2|4|8000|gpu:2|drained\n\
-                   gpu|up|1-00:00:00|n3|16|64000|gpu:a100:4(S:0-1)|mixed\n\
-                   off|down|30|n4|2|1000|(null)|idle\n";
+        let out = "debug*|up|infinite|n1|8|16000|(null)|idle|n/a\n\
+                   debug*|up|infinite|n2|4|8000|gpu:2|drained|n/a\n\
+                   gpu|up|1-00:00:00|n3|16|64000|gpu:a100:4(S:0-1)|mixed|1:00:00\n\
+                   off|down|30|n4|2|1000|(null)|idle|n/a\n";
         let parts = parse_sinfo(out);
         let debug = &parts[0];
         assert_eq!(debug.name, "debug");
@@ -520,6 +524,8 @@ mod tests {
         assert_eq!(debug.unavailable(), None);
         let gpu = &parts[1];
         assert_eq!((gpu.gpus, gpu.max_seconds), (4, 86400));
+        assert_eq!((debug.default_seconds, gpu.default_seconds), (0, 3600));
+        assert!(!gpu.default);
         assert_eq!(gpu.largest, (16, 64000 * 1024 * 1024, 4));
         assert!(parts[2].unavailable().unwrap().contains("down"));
         assert_eq!(parse_limit("1:02:03"), 3723);

@@ -52,6 +52,8 @@ fn queue(p: SlurmPartition) -> Queue {
         largest: p.largest,
         node_count: p.node_count(),
         max_seconds: p.max_seconds,
+        default_seconds: p.default_seconds,
+        default: p.default,
         unavailable: p.unavailable(),
         name: p.name,
     }

@@ -32,6 +32,7 @@ fn flavor(name: &str, cpus: u32, price: f64, max_partitions: u32) -> FlavorSpec 
         max_partitions,
         max_walltime_seconds: 0,
         available: true,
+        is_default: false,
     }
 }
 
@@ -300,15 +301,19 @@ fn a_reservation_only_holds_its_own_site() {
 
 #[test]
 fn creates_the_cheapest_flavor_that_fits_and_packs_onto_it() {
+    let cloud = site(
+        "cloud",
+        vec![
+            flavor("small", 2, 0.1, 10),
+            flavor("big", 8, 0.9, 10),
+            flavor("mid", 4, 0.3, 10),
+        ],
+    );
     let mut fx = Fx::new(
-        vec![site(
-            "cloud",
-            vec![
-                flavor("small", 2, 0.1, 10),
-                flavor("big", 8, 0.9, 10),
-                flavor("mid", 4, 0.3, 10),
-            ],
-        )],
+        vec![SiteSpec {
+            elastic: true,
+            ..cloud
+        }],
         vec![],
     );
     fx.jobs(vec![queued(1, 0, 3, 0), queued(2, 0, 1, 0)]);
@@ -609,4 +614,64 @@ fn rss_bytes() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// A cluster's queues as Slurm's users meet them: `short` (the default,
+/// 2-minute limit) and `long` (no limit), existing already. A job lands in
+/// the default when it fits — also one that names no walltime (it gets the
+/// default's time) — else in the queue of the shortest limit that allows it,
+/// even when another is emptier.
+#[test]
+fn jobs_land_in_the_default_queue_when_they_fit_else_the_tightest() {
+    let short = FlavorSpec {
+        max_walltime_seconds: 120,
+        is_default: true,
+        ..flavor("short", 4, 0.0, 1)
+    };
+    let medium = FlavorSpec {
+        max_walltime_seconds: HOUR,
+        ..flavor("medium", 4, 0.0, 1)
+    };
+    let long = flavor("long", 8, 0.0, 1);
+    let mut fx = Fx::new(
+        vec![site("hpc", vec![long, medium, short])],
+        vec![
+            queueing_partition("pl", "hpc", "long", 8, 800),
+            queueing_partition("pm", "hpc", "medium", 4, 400),
+            queueing_partition("ps", "hpc", "short", 4, 400),
+        ],
+    );
+    fx.jobs(vec![
+        queued(1, 0, 1, 60),       // fits short
+        queued(2, 0, 1, 0),        // no walltime: short, with its default
+        queued(3, 0, 1, 600),      // over short's limit: medium, not long
+        queued(4, 0, 6, 60),       // too big for short and medium: long
+        queued(5, 0, 1, 2 * HOUR), // over medium's: long
+    ]);
+    let plan = fx.pass();
+    let on: Vec<(u64, &str)> = plan
+        .start_jobs
+        .iter()
+        .map(|s| (s.job_id.0, s.partition_id.as_str()))
+        .collect();
+    assert_eq!(on, [(1, "ps"), (2, "ps"), (3, "pm"), (4, "pl"), (5, "pl")]);
+}
+
+/// Where the default has no partition yet, one is made for it rather than
+/// the job going to a queue that exists.
+#[test]
+fn the_default_queue_is_made_rather_than_another_used() {
+    let short = FlavorSpec {
+        max_walltime_seconds: 120,
+        is_default: true,
+        ..flavor("short", 4, 0.0, 1)
+    };
+    let mut fx = Fx::new(
+        vec![site("hpc", vec![flavor("long", 8, 0.0, 1), short])],
+        vec![partition("pl", "hpc", "long", 8)],
+    );
+    fx.jobs(vec![queued(1, 0, 1, 60)]);
+    let plan = fx.pass();
+    assert_eq!(plan.create_partitions.len(), 1, "{plan:?}");
+    assert_eq!(plan.create_partitions[0].flavor, "short");
 }

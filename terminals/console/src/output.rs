@@ -117,6 +117,9 @@ pub struct JobView {
     pub array: Option<ArrayView>,
     /// Times it went back to the queue after its compute was lost.
     pub requeues: u32,
+    /// The walltime it runs with, in seconds: asked, or its partition's
+    /// default once placed (0: none).
+    pub walltime_seconds: u64,
 }
 
 /// An array as a whole, as JSON.
@@ -329,6 +332,10 @@ pub struct FlavorView {
     pub max_partitions: u32,
     /// Longest walltime in seconds (0: no limit).
     pub max_walltime_seconds: u64,
+    /// Walltime a job that asks for none gets, in seconds (0: the limit).
+    pub default_walltime_seconds: u64,
+    /// The site's default flavor.
+    pub is_default: bool,
     /// Usable now.
     pub available: bool,
     /// Why not.
@@ -405,6 +412,7 @@ impl From<&Job> for JobView {
             array_index: (j.array_id != 0).then_some(j.array_index),
             array: j.array.as_ref().map(ArrayView::from),
             requeues: j.requeues,
+            walltime_seconds: j.walltime_seconds,
         }
     }
 }
@@ -437,6 +445,8 @@ impl From<&Flavor> for FlavorView {
             currency: f.currency.clone(),
             max_partitions: f.max_partitions,
             max_walltime_seconds: f.max_walltime_seconds,
+            default_walltime_seconds: f.default_walltime_seconds,
+            is_default: f.is_default,
             available: f.available,
             unavailable_reason: f.unavailable_reason.clone(),
         }

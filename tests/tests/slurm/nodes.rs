@@ -85,3 +85,41 @@ async fn spans_nodes(over_ssh: bool) {
     assert_ne!(code, 0);
     assert!(err.contains("1 tasks cannot span 2 nodes"), "{err}");
 }
+
+/// On a cluster of `short` (the default, 2-minute limit, 1-minute
+/// DefaultTime) and `long` (no limit), a job lands where a Slurm user's
+/// would: in `short` when it fits, taking its default time when it names
+/// none, and in `long` when its walltime is over `short`'s limit; `gantry
+/// sites` shows each partition's limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_land_in_the_partition_a_slurm_user_would() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, conf) = cluster_on(slurm_nodes_conf(), false).await;
+    let (_, sites, _) = run(cluster.cli("alice").arg("sites"));
+    assert!(sites.contains("short (default)"), "{sites}");
+    assert!(sites.contains("limit 2m, default 1m"), "{sites}");
+
+    let unset = submit(&cluster, &["--", "true"]);
+    let one_minute = submit(&cluster, &["--walltime", "1m", "--", "true"]);
+    let five = submit(&cluster, &["--walltime", "5m", "--", "true"]);
+    for (id, partition, limit) in [
+        (&unset, "short", "00:01:00"),
+        (&one_minute, "short", "00:01:00"),
+        (&five, "long", "00:05:00"),
+    ] {
+        let (code, _, err) = run(cluster.cli("alice").args(["wait", id]));
+        assert_eq!(code, 0, "{err}\n{}", show(&cluster, id));
+        let record = slurm(
+            &conf,
+            "scontrol",
+            &["show", "job", "-o", &slurm_job_of(&cluster, id)],
+        );
+        assert_eq!(field(&record, "Partition"), partition, "job {id}: {record}");
+        assert_eq!(field(&record, "TimeLimit"), limit, "job {id}: {record}");
+    }
+    let (_, shown, _) = run(cluster.cli("alice").args(["show", &unset]));
+    assert!(
+        shown.contains("walltime=60s (its partition's default)"),
+        "{shown}"
+    );
+}

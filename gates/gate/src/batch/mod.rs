@@ -52,6 +52,10 @@ pub struct Queue {
     pub node_count: u32,
     /// Its time limit in seconds (0: none).
     pub max_seconds: u64,
+    /// The time a job that asks for none gets, in seconds (0: the limit).
+    pub default_seconds: u64,
+    /// Whether it is the system's default queue.
+    pub default: bool,
     /// Why it cannot run jobs now, when it cannot.
     pub unavailable: Option<String>,
 }

@@ -38,6 +38,8 @@ impl<B: BatchSystem> Provider for BatchProvider<B> {
                 max_walltime_seconds: q.max_seconds,
                 available: q.unavailable.is_none(),
                 unavailable_reason: q.unavailable.unwrap_or_default(),
+                is_default: q.default,
+                default_walltime_seconds: q.default_seconds,
             })
             .collect();
         Ok(Description {

@@ -243,7 +243,7 @@ mod tests {
             largest: (2, 2 << 30, 0),
             node_count: 2,
             max_seconds: 60,
-            unavailable: None,
+            ..Default::default()
         }
     }
 

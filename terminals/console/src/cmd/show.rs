@@ -52,6 +52,16 @@ fn pairs(map: &std::collections::BTreeMap<String, String>) -> String {
     }
 }
 
+/// The walltime asked (`2:00:00`), or the one its partition gave a job
+/// that asked none (`120s (its partition's default)`), or `-`.
+fn walltime(asked: &str, seconds: u64) -> String {
+    match (asked, seconds) {
+        ("", 0) => "-".into(),
+        ("", s) => format!("{s}s (its partition's default)"),
+        (asked, _) => asked.into(),
+    }
+}
+
 fn or_dash(text: &str) -> String {
     if text.is_empty() {
         "-".into()
@@ -135,7 +145,7 @@ fn print_job(job: &Job) {
                 } else {
                     String::new()
                 },
-                or_dash(&r.walltime)
+                walltime(&r.walltime, job.walltime_seconds)
             ),
         ),
         ("signal", or_dash(&spec.signal)),

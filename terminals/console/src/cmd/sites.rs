@@ -42,7 +42,8 @@ pub async fn run(ctx: &Ctx, _args: SitesArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One line per flavor: `host: 8 cpus, 15.5 GiB, 0 gpus, free`.
+/// One line per flavor: `host: 8 cpus, 15.5 GiB, 0 gpus, free`, or
+/// `short (default): 8 cpus, 15.5 GiB, 0 gpus, free, limit 2m, default 1m`.
 pub fn flavor_line(f: &Flavor) -> String {
     let c = f.capacity.unwrap_or_default();
     let price = if f.price_per_hour == 0.0 {
@@ -50,8 +51,9 @@ pub fn flavor_line(f: &Flavor) -> String {
     } else {
         format!("{} {}/h", f.price_per_hour, f.currency)
     };
+    let default = if f.is_default { " (default)" } else { "" };
     let mut line = format!(
-        "{}: {} cpus, {}, {} gpus, {price}",
+        "{}{default}: {} cpus, {}, {} gpus, {price}",
         f.name,
         c.cpus,
         output::bytes(c.memory_bytes),
@@ -59,6 +61,13 @@ pub fn flavor_line(f: &Flavor) -> String {
     );
     if c.nodes > 1 {
         line.push_str(&format!(", {} nodes", c.nodes));
+    }
+    let time = |s: u64| humantime::format_duration(std::time::Duration::from_secs(s));
+    if f.max_walltime_seconds > 0 {
+        line.push_str(&format!(", limit {}", time(f.max_walltime_seconds)));
+    }
+    if f.default_walltime_seconds > 0 {
+        line.push_str(&format!(", default {}", time(f.default_walltime_seconds)));
     }
     if !f.available {
         line.push_str(&format!(" (unavailable: {})", f.unavailable_reason));

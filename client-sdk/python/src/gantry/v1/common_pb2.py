@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gantry/v1/common.proto\x12\tgantry.v1\"[\n\x08LogChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.gantry.v1.LogStream\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\"5\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"K\n\x08\x43\x61pacity\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\r\n\x05nodes\x18\x04 \x01(\r\"\xcc\x01\n\x06\x46lavor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x13.gantry.v1.Capacity\x12\x16\n\x0eprice_per_hour\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x16\n\x0emax_partitions\x18\x05 \x01(\r\x12\x1c\n\x14max_walltime_seconds\x18\x06 \x01(\x04\x12\x11\n\tavailable\x18\x07 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x08 \x01(\t\"\'\n\x05RunAs\x12\r\n\x05owner\x18\x01 \x01(\x08\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t*\x84\x02\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x02\x12\x1a\n\x16JOB_STATE_PROVISIONING\x10\x03\x12\x18\n\x14JOB_STATE_STAGING_IN\x10\x04\x12\x15\n\x11JOB_STATE_RUNNING\x10\x05\x12\x19\n\x15JOB_STATE_STAGING_OUT\x10\x06\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x07\x12\x14\n\x10JOB_STATE_FAILED\x10\x08\x12\x17\n\x13JOB_STATE_CANCELLED\x10\t*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gantry/v1/common.proto\x12\tgantry.v1\"[\n\x08LogChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.gantry.v1.LogStream\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\"5\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"K\n\x08\x43\x61pacity\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\r\n\x05nodes\x18\x04 \x01(\r\"\x82\x02\n\x06\x46lavor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x13.gantry.v1.Capacity\x12\x16\n\x0eprice_per_hour\x18\x03 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x16\n\x0emax_partitions\x18\x05 \x01(\r\x12\x1c\n\x14max_walltime_seconds\x18\x06 \x01(\x04\x12\x11\n\tavailable\x18\x07 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x08 \x01(\t\x12\x12\n\nis_default\x18\t \x01(\x08\x12 \n\x18\x64\x65\x66\x61ult_walltime_seconds\x18\n \x01(\x04\"\'\n\x05RunAs\x12\r\n\x05owner\x18\x01 \x01(\x08\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t*\x84\x02\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x02\x12\x1a\n\x16JOB_STATE_PROVISIONING\x10\x03\x12\x18\n\x14JOB_STATE_STAGING_IN\x10\x04\x12\x15\n\x11JOB_STATE_RUNNING\x10\x05\x12\x19\n\x15JOB_STATE_STAGING_OUT\x10\x06\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x07\x12\x14\n\x10JOB_STATE_FAILED\x10\x08\x12\x17\n\x13JOB_STATE_CANCELLED\x10\t*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gantry.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=511
-  _globals['_JOBSTATE']._serialized_end=771
-  _globals['_LOGSTREAM']._serialized_start=773
-  _globals['_LOGSTREAM']._serialized_end=858
+  _globals['_JOBSTATE']._serialized_start=565
+  _globals['_JOBSTATE']._serialized_end=825
+  _globals['_LOGSTREAM']._serialized_start=827
+  _globals['_LOGSTREAM']._serialized_end=912
   _globals['_LOGCHUNK']._serialized_start=37
   _globals['_LOGCHUNK']._serialized_end=128
   _globals['_FILECHUNK']._serialized_start=130
@@ -42,7 +42,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPACITY']._serialized_start=185
   _globals['_CAPACITY']._serialized_end=260
   _globals['_FLAVOR']._serialized_start=263
-  _globals['_FLAVOR']._serialized_end=467
-  _globals['_RUNAS']._serialized_start=469
-  _globals['_RUNAS']._serialized_end=508
+  _globals['_FLAVOR']._serialized_end=521
+  _globals['_RUNAS']._serialized_start=523
+  _globals['_RUNAS']._serialized_end=562
 # @@protoc_insertion_point(module_scope)

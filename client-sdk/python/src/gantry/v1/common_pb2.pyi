@@ -234,6 +234,8 @@ class Flavor(_message.Message):
     MAX_WALLTIME_SECONDS_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
     UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    DEFAULT_WALLTIME_SECONDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name unique within the gate, e.g. "host", "c5.xlarge", "debug"."""
     price_per_hour: _builtins.float
@@ -250,6 +252,17 @@ class Flavor(_message.Message):
     """False when the flavor exists but cannot be used now (a drained Slurm partition)."""
     unavailable_reason: _builtins.str
     """Why the flavor is unavailable, for people."""
+    is_default: _builtins.bool
+    """The site's default (Slurm's `Default=YES` partition): a job that names
+    no flavor goes to it when it fits. On a site that is not elastic, a
+    job that does not fit the default goes to the flavor of the shortest
+    walltime limit that allows it (then the smallest), as a Slurm user's
+    job would; an elastic site's flavors are chosen by price.
+    """
+    default_walltime_seconds: _builtins.int
+    """The walltime a job that asks for none gets here, in seconds (Slurm's
+    DefaultTime); 0: `max_walltime_seconds`, and none when that is 0 too.
+    """
     @_builtins.property
     def capacity(self) -> Global___Capacity:
         """What one partition of this flavor offers."""
@@ -265,10 +278,12 @@ class Flavor(_message.Message):
         max_walltime_seconds: _builtins.int = ...,
         available: _builtins.bool = ...,
         unavailable_reason: _builtins.str = ...,
+        is_default: _builtins.bool = ...,
+        default_walltime_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "currency", b"currency", "max_partitions", b"max_partitions", "max_walltime_seconds", b"max_walltime_seconds", "name", b"name", "price_per_hour", b"price_per_hour", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "currency", b"currency", "default_walltime_seconds", b"default_walltime_seconds", "is_default", b"is_default", "max_partitions", b"max_partitions", "max_walltime_seconds", b"max_walltime_seconds", "name", b"name", "price_per_hour", b"price_per_hour", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
