@@ -62,6 +62,7 @@ fn flavor(field: &str, f: pb::Flavor) -> Result<FlavorSpec, InvalidField> {
         max_walltime_seconds: f.max_walltime_seconds,
         available: f.available,
         is_default: f.is_default,
+        unavailable_reason: f.unavailable_reason,
     })
 }
 

@@ -91,6 +91,8 @@ pub struct FlavorSpec {
     pub available: bool,
     /// Whether it is its site's default (Slurm's default partition).
     pub is_default: bool,
+    /// Why it cannot be used now, for people (empty when it can).
+    pub unavailable_reason: String,
 }
 
 impl FlavorSpec {
@@ -321,6 +323,7 @@ mod tests {
             max_walltime_seconds: 0,
             available: true,
             is_default: false,
+            unavailable_reason: String::new(),
         };
         assert!(f.allows_walltime(0));
         f.max_walltime_seconds = 60;

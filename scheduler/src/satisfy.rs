@@ -92,6 +92,26 @@ pub fn unsatisfiable(
     {
         return None;
     }
+    // What cannot be used now offers nothing now (a Slurm partition whose
+    // every node is drained) but may once it can: say why it cannot now.
+    let down: Vec<&str> = flavors
+        .iter()
+        .filter(|f| !f.available)
+        .map(|f| f.unavailable_reason.as_str())
+        .collect();
+    if !down.is_empty() {
+        let scope = pinned.map_or("no site can".to_string(), |s| format!("site `{s}` cannot"));
+        let why = if down.iter().all(|w| w.is_empty()) {
+            "it is unavailable".to_string()
+        } else {
+            down.iter()
+                .filter(|w| !w.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Some(format!("{scope} run it now: {why}"));
+    }
     if flavors.is_empty() {
         let Some(site) = pinned else {
             return Some("no site offers any flavor yet".into());
@@ -190,8 +210,9 @@ mod tests {
                     price_per_hour: 0.0,
                     max_partitions: 0,
                     max_walltime_seconds: wall,
-                    available: false,
+                    available: true,
                     is_default: false,
+                    unavailable_reason: String::new(),
                 })
                 .collect(),
             elastic: false,
@@ -279,5 +300,17 @@ mod tests {
         // A job that asks for no time gets the flavor's default.
         assert!(unsatisfiable(&need(1, 1, 0), 0, None, false, &[&s]).is_none());
         assert!(unsatisfiable(&need(1, 1, 0), 3600, None, false, &[&s]).is_none());
+    }
+
+    #[test]
+    fn a_flavor_that_offers_nothing_now_says_why() {
+        let mut s = site("hpc", &[(0, 0, 0, 0)]);
+        s.flavors[0].available = false;
+        s.flavors[0].unavailable_reason =
+            "every node of Slurm partition debug is unavailable (1 drained)".into();
+        assert_eq!(
+            unsatisfiable(&need(1, GIB, 0), 0, Some("hpc"), true, &[&s]).unwrap(),
+            "site `hpc` cannot run it now: every node of Slurm partition debug is unavailable (1 drained)"
+        );
     }
 }

@@ -203,6 +203,7 @@ mod tests {
                 max_walltime_seconds: 0,
                 available: true,
                 is_default: false,
+                unavailable_reason: String::new(),
             }],
             elastic: false,
             idle_timeout_seconds: 0,

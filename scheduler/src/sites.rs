@@ -25,8 +25,8 @@ pub(crate) struct Sites {
 }
 
 /// The parts of a flavor that decide whether a job could ever run on it.
-fn shape(f: &FlavorSpec) -> (&str, crate::domain::Resources, u64) {
-    (&f.name, f.capacity, f.max_walltime_seconds)
+fn shape(f: &FlavorSpec) -> (&str, crate::domain::Resources, u64, bool) {
+    (&f.name, f.capacity, f.max_walltime_seconds, f.available)
 }
 
 impl Sites {
@@ -105,6 +105,7 @@ mod tests {
                 max_walltime_seconds: 0,
                 available: true,
                 is_default: false,
+                unavailable_reason: String::new(),
             }],
             elastic: false,
             idle_timeout_seconds: 0,

@@ -61,28 +61,51 @@ async fn a_gate_must_prove_its_name_and_a_down_gate_only_makes_its_site_unhealth
     );
 }
 
+/// What no site could ever run is refused at submit, naming what is too
+/// big and the most offered; while a site is down, such a job is taken and
+/// waits, saying why (the site may offer more once it answers).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_no_site_can_hold_says_why() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
+async fn a_job_no_site_can_ever_hold_is_refused_saying_why() {
+    let mut cluster = Cluster::start(Options::default()).await.unwrap();
     let alice = cluster.user("alice").await.unwrap();
-    let spec = JobSpec {
+    let spec = || JobSpec {
         argv: vec!["true".into()],
         resources: Some(ResourceRequest {
-            memory: "512GiB".into(),
+            memory: "512TiB".into(),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let job = alice.submit(spec).await.unwrap();
-    let reason = eventually(Duration::from_secs(30), "a pending reason", async || {
-        let job = alice.get(job.id).await.map_err(|e| e.to_string())?;
-        (!job.reason.is_empty())
-            .then_some(job.reason.clone())
-            .ok_or_else(|| format!("{job:?}"))
+    let err = alice.submit(spec()).await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no site can ever run this job: it asks for 512 TiB of memory (the most any site offers is"),
+        "{text}"
+    );
+    let (code, _, err) = gantry_e2e::run(
+        cluster
+            .cli("alice")
+            .args(["submit", "--mem", "512T", "--", "true"]),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("512 TiB of memory (the most any site offers is"),
+        "{err}"
+    );
+
+    cluster.gate.kill9();
+    eventually(Duration::from_secs(30), "the site to be down", async || {
+        let sites = alice.sites().await.map_err(|e| e.to_string())?;
+        if sites.iter().any(|s| s.name == "local" && !s.healthy) {
+            Ok(())
+        } else {
+            Err(format!("{sites:?}"))
+        }
     })
     .await;
-    assert_eq!(reason, "no site offers 512 GiB of memory");
-    assert_eq!(alice.get(job.id).await.unwrap().state(), JobState::Queued);
+    let job = alice.submit(spec()).await.unwrap();
+    assert_eq!(job.state(), JobState::Queued);
 }
 
 /// Describe's api_versions is the version handshake: a gate that speaks no

@@ -59,6 +59,12 @@ impl Gantry for GantryService {
             CoreError::from(FieldError::new("spec", "the request has no job spec"))
         })?;
         let spec = ValidSpec::parse(spec, |site| config.has_site(site)).map_err(CoreError::from)?;
+        let never = self.ctx.sites.with_all(|sites| {
+            super::fits::never_runs(&spec.resources, spec.walltime, spec.site.as_deref(), sites)
+        });
+        if let Some(e) = never {
+            return Err(CoreError::from(e).into());
+        }
         for (i, input) in spec.spec.inputs.iter().enumerate() {
             if !self.ctx.files.blob(&input.digest).exists() {
                 return Err(CoreError::from(FieldError::new(

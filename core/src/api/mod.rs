@@ -2,6 +2,7 @@
 //! caller, convert input, call the store, convert output.
 
 mod files;
+mod fits;
 mod forward;
 mod jobs;
 mod watch;

@@ -114,6 +114,11 @@ impl Sites {
         self.sites.read().expect("sites lock").clone()
     }
 
+    /// `f` of every configured site, without copying them.
+    pub fn with_all<T>(&self, f: impl FnOnce(&BTreeMap<String, SiteInfo>) -> T) -> T {
+        f(&self.sites.read().expect("sites lock"))
+    }
+
     /// A copy of one site.
     pub fn get(&self, name: &str) -> Option<SiteInfo> {
         self.sites.read().expect("sites lock").get(name).cloned()

@@ -33,6 +33,7 @@ fn flavor(name: &str, cpus: u32, price: f64, max_partitions: u32) -> FlavorSpec 
         max_walltime_seconds: 0,
         available: true,
         is_default: false,
+        unavailable_reason: String::new(),
     }
 }
 

@@ -259,10 +259,15 @@ async fn grid_engine_cancel_a_pending_reason_and_a_too_big_job_say_why() {
     let queued = sge(&env, "qstat", &["-u", "*"]);
     assert!(queued.trim().is_empty(), "jobs left in qstat:\n{queued}");
 
-    // More than any host has: refused, saying what is too big.
-    let big = submit(&cluster, &["--cpus", "4096", "--", "true"]);
-    until_shown(&cluster, &big, "CPU").await;
-    run(cluster.cli("alice").args(["cancel", &big]));
+    // More than any host has: refused at submit, saying what is too big.
+    let (code, _, err) = run(cluster
+        .cli("alice")
+        .args(["submit", "--cpus", "4096", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("4096 CPUs (the most any site offers is"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

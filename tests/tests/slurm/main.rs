@@ -238,14 +238,8 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
             "reason=gantry-test",
         ],
     );
-    let waits = submit(&cluster, &["--", "true"]);
-    // Wait for the whole reason (Slurm's own in parentheses): a first poll
-    // may see PENDING before Slurm has given its reason.
-    let reason = eventually(Duration::from_secs(30), "a Slurm reason", async || {
-        show_until(&cluster, &waits, "Slurm: PENDING (")
-    })
-    .await;
-    // The site says so too (gantryd asks the gate every few seconds).
+    // Once gantryd hears of it (the gate's partition changed), a job waits
+    // in gantryd saying why; resumed, it runs.
     eventually(
         Duration::from_secs(30),
         "the drained node in `gantry sites`",
@@ -259,24 +253,31 @@ async fn cancel_drain_and_too_big(over_ssh: bool) {
         },
     )
     .await;
+    let waits = submit(&cluster, &["--", "true"]);
+    let reason = eventually(
+        Duration::from_secs(30),
+        "the drained node as its reason",
+        async || show_until(&cluster, &waits, "is unavailable (1 drained)"),
+    )
+    .await;
+    assert!(reason.contains("\"state\": \"QUEUED\""), "{reason}");
     slurm(
         &conf,
         "scontrol",
         &["update", "nodename=localhost", "state=resume"],
     );
-    assert!(reason.contains("Slurm: PENDING ("), "{reason}");
     let (code, _, _) = run(cluster.cli("alice").args(["wait", &waits]));
     assert_eq!(code, 0);
 
-    // More than any node has: refused, saying what is too big.
-    let big = submit(&cluster, &["--cpus", "4096", "--", "true"]);
-    eventually(
-        Duration::from_secs(30),
-        "a reason for a too-big job",
-        async || show_until(&cluster, &big, "CPU"),
-    )
-    .await;
-    run(cluster.cli("alice").args(["cancel", &big]));
+    // More than any node has: refused at submit, saying what is too big.
+    let (code, _, err) = run(cluster
+        .cli("alice")
+        .args(["submit", "--cpus", "4096", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("4096 CPUs (the most any site offers is"),
+        "{err}"
+    );
 
     // A secret reaches the job through a file of its own (0600), which the
     // job deletes as it starts: no script Slurm or the gate keeps holds it.
