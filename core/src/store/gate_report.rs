@@ -52,6 +52,10 @@ impl Tx<'_> {
             return Ok(Outcome::Gate(unwanted));
         }
         let actor = format!("gate/{site}");
+        if !g.native_id.is_empty() && g.native_id != job.native_id {
+            job.native_id = g.native_id.clone();
+            self.save(&job);
+        }
         // An end reported before the start was (a short job between two
         // polls of a gate): it did run, and its history says so.
         let started_unseen = matches!(

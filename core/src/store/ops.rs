@@ -470,6 +470,7 @@ impl Tx<'_> {
         }
         job.site = partition.site.clone();
         job.partition_id = partition.id.clone();
+        job.flavor = partition.flavor.clone();
         if job.walltime == 0
             && let Some(w) =
                 default_walltimes.get(&(partition.site.clone(), partition.flavor.clone()))

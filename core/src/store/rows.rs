@@ -63,13 +63,17 @@ pub struct JobRow {
     pub array_index: u32,
     /// Times it went back to the queue after its compute was lost.
     pub requeues: u32,
+    /// Its partition's flavor, once placed (a Slurm partition's name).
+    pub flavor: String,
+    /// The provider's id of its run (a Slurm job id, a pid), once the gate said.
+    pub native_id: String,
 }
 
 /// The columns [`JobRow::from_row`] reads, for SELECTs.
 pub const JOB_COLUMNS: &str = "id, owner, submitted_by, spec, state, reason, exit_code, priority, \
      cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
      deps_pending, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, client_request_id, \
-     array_id, array_index, requeues";
+     array_id, array_index, requeues, flavor, native_id";
 
 impl JobRow {
     /// Whether the job has ended with secrets, which the commit that ended
@@ -108,6 +112,8 @@ impl JobRow {
             array_id: row.try_get::<i64, _>("array_id")? as u64,
             array_index: row.try_get::<i64, _>("array_index")? as u32,
             requeues: row.try_get::<i64, _>("requeues")? as u32,
+            flavor: row.try_get("flavor")?,
+            native_id: row.try_get("native_id")?,
         })
     }
 
@@ -135,6 +141,8 @@ impl JobRow {
             array: None,
             requeues: self.requeues,
             walltime_seconds: self.walltime,
+            flavor: self.flavor.clone(),
+            native_id: self.native_id.clone(),
         }
     }
 

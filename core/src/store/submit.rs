@@ -295,6 +295,8 @@ fn new_row(new: &NewJob, id: u64, deps: &Deps, task: Option<&Task>) -> JobRow {
         array_id: task.map_or(0, |t| t.array_id),
         array_index: task.map_or(0, |t| t.index),
         requeues: 0,
+        flavor: String::new(),
+        native_id: String::new(),
         spec,
     }
 }

@@ -25,7 +25,7 @@ use crate::job::state::{self, is_active, is_end};
 /// count would mean a new statement to prepare); powers of two, so a batch
 /// of fewer than 256 takes as many statements as its count has one bits
 /// (each statement is a round trip to sqlx's SQLite worker thread). SQLite
-/// allows 32,766 bound values per statement; 256 rows of jobs bind 7,680.
+/// allows 32,766 bound values per statement; 256 rows of jobs bind 8,192.
 const CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// Split `items` into slices whose lengths are all in [`CHUNKS`].
@@ -388,7 +388,11 @@ impl<'a> Tx<'a> {
             job.site.clear();
             job.partition_id.clear();
             job.attempt_id.clear();
+            job.flavor.clear();
+            job.native_id.clear();
             job.placed_ms = 0;
+            // A walltime its last partition gave it goes with it.
+            job.walltime = asked_walltime(&job.spec);
         }
         if !message.is_empty() || is_end(to) || to == JobState::Queued {
             job.reason = message.to_string();
@@ -488,16 +492,16 @@ impl<'a> Tx<'a> {
                 "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \
                  cpus, memory, gpus, nodes, walltime, req_site, site, partition_id, attempt_id, held, \
                  deps_pending, client_request_id, submit_ms, placed_ms, start_ms, end_ms, last_seq, outputs, \
-                 array_id, array_index, requeues) VALUES ",
+                 array_id, array_index, requeues, flavor, native_id) VALUES ",
             );
-            text.push_str(&rows(chunk.len(), 30));
+            text.push_str(&rows(chunk.len(), 32));
             text.push_str(
                 " ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason, \
                  exit_code = excluded.exit_code, site = excluded.site, partition_id = excluded.partition_id, \
                  attempt_id = excluded.attempt_id, held = excluded.held, deps_pending = excluded.deps_pending, \
                  placed_ms = excluded.placed_ms, start_ms = excluded.start_ms, end_ms = excluded.end_ms, \
                  last_seq = excluded.last_seq, outputs = excluded.outputs, requeues = excluded.requeues, \
-                 walltime = excluded.walltime",
+                 walltime = excluded.walltime, flavor = excluded.flavor, native_id = excluded.native_id",
             );
             let mut query = sqlx::query(self.backend.sql(&text));
             for j in chunk {
@@ -531,7 +535,9 @@ impl<'a> Tx<'a> {
                     .bind(j.outputs.join("\n"))
                     .bind(j.array_id as i64)
                     .bind(j.array_index as i64)
-                    .bind(j.requeues as i64);
+                    .bind(j.requeues as i64)
+                    .bind(j.flavor.clone())
+                    .bind(j.native_id.clone());
             }
             query.execute(&mut *self.conn).await?;
         }
@@ -588,6 +594,16 @@ impl<'a> Tx<'a> {
         }
         Ok(jobs)
     }
+}
+
+/// The walltime `spec` asked for (0: none).
+fn asked_walltime(spec: &gantry_proto::v1::JobSpec) -> u64 {
+    spec.resources
+        .as_ref()
+        .map(|r| r.walltime.as_str())
+        .filter(|w| !w.is_empty())
+        .and_then(|w| crate::job::units::parse_walltime(w).ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

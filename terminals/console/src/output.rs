@@ -120,6 +120,10 @@ pub struct JobView {
     /// The walltime it runs with, in seconds: asked, or its partition's
     /// default once placed (0: none).
     pub walltime_seconds: u64,
+    /// Its partition's flavor (a Slurm partition's name), once placed.
+    pub flavor: String,
+    /// The provider's id of its run (a Slurm job id, a pid).
+    pub native_id: String,
 }
 
 /// An array as a whole, as JSON.
@@ -413,6 +417,8 @@ impl From<&Job> for JobView {
             array: j.array.as_ref().map(ArrayView::from),
             requeues: j.requeues,
             walltime_seconds: j.walltime_seconds,
+            flavor: j.flavor.clone(),
+            native_id: j.native_id.clone(),
         }
     }
 }

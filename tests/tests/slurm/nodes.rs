@@ -119,4 +119,18 @@ async fn jobs_land_in_the_partition_a_slurm_user_would() {
         shown.contains("walltime=60s (its partition's default)"),
         "{shown}"
     );
+    // `gantry show` names the Slurm partition and the Slurm job.
+    let slurm_id = slurm_job_of(&cluster, &unset);
+    let line = |key: &str| {
+        let found = shown.lines().find(|l| l.starts_with(key));
+        found
+            .unwrap_or_else(|| panic!("no {key} in {shown}"))
+            .to_string()
+    };
+    assert!(line("partition ").contains(" short ("), "{shown}");
+    let id_line = line("id on site");
+    assert!(
+        id_line.trim_end().ends_with(&format!(" {slurm_id}")),
+        "{shown}"
+    );
 }

@@ -62,6 +62,16 @@ fn walltime(asked: &str, seconds: u64) -> String {
     }
 }
 
+/// `short (01a2…)`: the partition's flavor (a Slurm partition) and
+/// gantryd's id of it; `-` before it is placed.
+fn partition(flavor: &str, id: &str) -> String {
+    match (flavor, id) {
+        (_, "") => "-".into(),
+        ("", id) => id.into(),
+        (flavor, id) => format!("{flavor} ({id})"),
+    }
+}
+
 fn or_dash(text: &str) -> String {
     if text.is_empty() {
         "-".into()
@@ -117,7 +127,8 @@ fn print_job(job: &Job) {
         ("reason", or_dash(&view.reason)),
         ("exit code", output::exit_text(view.exit_code)),
         ("site", or_dash(&view.site)),
-        ("partition", or_dash(&view.partition_id)),
+        ("partition", partition(&view.flavor, &view.partition_id)),
+        ("id on site", or_dash(&view.native_id)),
         ("attempt", or_dash(&view.attempt_id)),
         ("attempts", attempts(view.requeues)),
         ("submitted", output::time_and_age(view.submit_time_ms, now)),

@@ -377,6 +377,8 @@ class Job(_message.Message):
     ARRAY_FIELD_NUMBER: _builtins.int
     REQUEUES_FIELD_NUMBER: _builtins.int
     WALLTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    FLAVOR_FIELD_NUMBER: _builtins.int
+    NATIVE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """gantryd's id of the job; increasing with submission order."""
     owner: _builtins.str
@@ -429,6 +431,12 @@ class Job(_message.Message):
     placed, its partition's default time when it asked for none (as Slurm
     gives a job its partition's DefaultTime); 0: none.
     """
+    flavor: _builtins.str
+    """Its partition's flavor once placed: the Slurm partition, the instance type."""
+    native_id: _builtins.str
+    """The provider's own id of its run, once its gate said (a Slurm job id,
+    a Grid Engine job id, a pid).
+    """
     @_builtins.property
     def spec(self) -> Global___JobSpec:
         """The spec as submitted, with defaults filled in."""
@@ -470,10 +478,12 @@ class Job(_message.Message):
         array: Global___ArraySummary | None = ...,
         requeues: _builtins.int = ...,
         walltime_seconds: _builtins.int = ...,
+        flavor: _builtins.str = ...,
+        native_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "array", b"array", "exit_code", b"exit_code", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "array", b"array", "array_id", b"array_id", "array_index", b"array_index", "attempt_id", b"attempt_id", "end_time_ms", b"end_time_ms", "exit_code", b"exit_code", "held", b"held", "id", b"id", "last_event_seq", b"last_event_seq", "output_files", b"output_files", "owner", b"owner", "partition_id", b"partition_id", "reason", b"reason", "requeues", b"requeues", "site", b"site", "spec", b"spec", "start_time_ms", b"start_time_ms", "state", b"state", "submit_time_ms", b"submit_time_ms", "submitted_by", b"submitted_by", "walltime_seconds", b"walltime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "array", b"array", "array_id", b"array_id", "array_index", b"array_index", "attempt_id", b"attempt_id", "end_time_ms", b"end_time_ms", "exit_code", b"exit_code", "flavor", b"flavor", "held", b"held", "id", b"id", "last_event_seq", b"last_event_seq", "native_id", b"native_id", "output_files", b"output_files", "owner", b"owner", "partition_id", b"partition_id", "reason", b"reason", "requeues", b"requeues", "site", b"site", "spec", b"spec", "start_time_ms", b"start_time_ms", "state", b"state", "submit_time_ms", b"submit_time_ms", "submitted_by", b"submitted_by", "walltime_seconds", b"walltime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
