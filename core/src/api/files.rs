@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry_proto::v1::{
-    DownloadOutputsResponse, FileChunk, GateReadLogsRequest, LogChunk, LogStream, ReadLogsRequest,
-    ReadLogsResponse, UploadInputRequest, UploadInputResponse,
+    DownloadOutputsResponse, FileChunk, GateReadLogsRequest, JobState, LogChunk, LogStream,
+    ReadLogsRequest, ReadLogsResponse, UploadInputRequest, UploadInputResponse,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
@@ -150,7 +150,21 @@ impl GantryService {
                         return;
                     }
                     if !req.follow {
-                        let _ = tx.send(Err(status)).await;
+                        // Placed but not yet started on its gate (StartJob
+                        // is on its way): nothing is written yet.
+                        let unstarted = matches!(
+                            job.state,
+                            JobState::Queued
+                                | JobState::Scheduled
+                                | JobState::Provisioning
+                                | JobState::StagingIn
+                        );
+                        let answer = if status.code() == tonic::Code::NotFound && unstarted {
+                            Ok(eof(stream, offset))
+                        } else {
+                            Err(status)
+                        };
+                        let _ = tx.send(answer).await;
                         return;
                     }
                     tokio::select! {
