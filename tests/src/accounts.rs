@@ -93,3 +93,13 @@ pub fn run_as_owner(dir: &std::path::Path, users: &str) -> Vec<String> {
     flags.push(map.display().to_string());
     flags
 }
+
+/// `user`'s job cannot read `path`: its `cat` fails, saying permission denied.
+pub async fn cannot_read(cluster: &crate::Cluster, user: &str, path: &std::path::Path) {
+    use crate::as_alice::{submit_by, until_shown_by};
+    let peek = format!("cat {}", path.display());
+    let id = submit_by(cluster, user, &["--", "sh", "-c", &peek]);
+    until_shown_by(cluster, user, &id, "\"exit_code\": 1").await;
+    let (_, err, _) = crate::run(cluster.cli(user).args(["logs", "--stderr", &id]));
+    assert!(err.contains("Permission denied"), "{err}");
+}

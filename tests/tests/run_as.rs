@@ -6,8 +6,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use gantry_e2e::accounts::{UnixAccount, run_as_owner, searchable_dir};
-use gantry_e2e::as_alice::{submitted_id, until_state};
+use gantry_e2e::accounts::{UnixAccount, cannot_read, run_as_owner, searchable_dir};
+use gantry_e2e::as_alice::{submit_by, until_shown_by, until_state};
 use gantry_e2e::{Cluster, Options, eventually, run};
 
 /// The `Uid:`, `Gid:` or `Groups:` values of /proc/PID/status.
@@ -21,27 +21,6 @@ fn status_ids(pid: &str, key: &str) -> Vec<u32> {
         .split_whitespace()
         .map(|n| n.parse().unwrap())
         .collect()
-}
-
-/// `gantry submit` as `user`; the job id.
-fn submit_as(cluster: &Cluster, user: &str, args: &[&str]) -> String {
-    let (code, out, err) = run(cluster.cli(user).arg("submit").args(args));
-    assert_eq!(code, 0, "{err}");
-    submitted_id(&out)
-}
-
-/// `gantry show ID --json` as `user`, once it shows `text`.
-async fn until_shown_to(cluster: &Cluster, user: &str, id: &str, text: &str) -> String {
-    let what = format!("{user}'s job {id} to show {text}");
-    eventually(Duration::from_secs(60), &what, async || {
-        let out = run(cluster.cli(user).args(["show", id, "--json"])).1;
-        if out.contains(text) {
-            Ok(out)
-        } else {
-            Err(format!("{out}\n--- gate:\n{}", cluster.gate.log_tail()))
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,7 +48,7 @@ async fn each_job_runs_as_its_owners_account_and_what_it_writes_is_theirs() {
     std::fs::write(cluster.dir().join("in.txt"), "staged\n").unwrap();
     let script = "echo pid=$$; id -un; echo home=$HOME user=$USER; cat in.txt; \
                   echo result > out.txt; sleep 120";
-    let id = submit_as(
+    let id = submit_by(
         &cluster,
         "alice",
         &["--input", "in.txt", "--", "sh", "-c", script],
@@ -117,11 +96,7 @@ async fn each_job_runs_as_its_owners_account_and_what_it_writes_is_theirs() {
     }
 
     // Bob's job cannot read it.
-    let peek = format!("cat {}", job_dir.join("in.txt").display());
-    let bobs = submit_as(&cluster, "bob", &["--", "sh", "-c", &peek]);
-    until_shown_to(&cluster, "bob", &bobs, "\"exit_code\": 1").await;
-    let (_, err, _) = run(cluster.cli("bob").args(["logs", "--stderr", &bobs]));
-    assert!(err.contains("Permission denied"), "{err}");
+    cannot_read(&cluster, "bob", &job_dir.join("in.txt")).await;
 
     let (code, _, err) = run(cluster.cli("alice").args(["cancel", &id]));
     assert_eq!(code, 0, "{err}");
@@ -162,8 +137,8 @@ async fn a_user_without_an_account_the_gate_may_use_is_refused_saying_why() {
         ("carol", "is not in this site's --user-map"),
     ];
     for (user, why) in cases {
-        let id = submit_as(&cluster, user, &["--", "true"]);
-        let shown = until_shown_to(&cluster, user, &id, "\"state\": \"FAILED\"").await;
+        let id = submit_by(&cluster, user, &["--", "true"]);
+        let shown = until_shown_by(&cluster, user, &id, "\"state\": \"FAILED\"").await;
         assert!(shown.contains(why), "{user}: {shown}");
         assert!(
             shown.contains("the gate refused the job"),
@@ -171,6 +146,6 @@ async fn a_user_without_an_account_the_gate_may_use_is_refused_saying_why() {
         );
     }
     // The mapped user runs.
-    let id = submit_as(&cluster, "alice", &["--", "true"]);
+    let id = submit_by(&cluster, "alice", &["--", "true"]);
     until_state(&cluster, &id, "COMPLETED").await;
 }

@@ -387,17 +387,7 @@ impl GateLink {
                 _ => {}
             }
         }
-        let ours = store
-            .partitions(&self.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let theirs = self
-            .client()
-            .list_partitions(v1::ListPartitionsRequest {})
-            .await
-            .map_err(|s| format!("cannot list partitions: {}", s.message()))?
-            .into_inner()
-            .partitions;
+        let (ours, theirs) = self.both_partitions().await?;
         self.refresh_partitions(&ours, &theirs).await;
         let theirs_ids: HashSet<&str> = theirs.iter().map(|p| p.partition_id.as_str()).collect();
         for p in &ours {
@@ -471,6 +461,13 @@ impl GateLink {
 
     /// Read every partition of the gate again (its flavors changed).
     async fn reread_partitions(&self) -> Result<(), String> {
+        let (ours, theirs) = self.both_partitions().await?;
+        self.refresh_partitions(&ours, &theirs).await;
+        Ok(())
+    }
+
+    /// This site's partitions as gantryd has them, and as the gate lists them.
+    async fn both_partitions(&self) -> Result<(Vec<PartitionRow>, Vec<v1::Partition>), String> {
         let ours = self
             .ctx
             .store
@@ -484,8 +481,7 @@ impl GateLink {
             .map_err(|s| format!("cannot list partitions: {}", s.message()))?
             .into_inner()
             .partitions;
-        self.refresh_partitions(&ours, &theirs).await;
-        Ok(())
+        Ok((ours, theirs))
     }
 
     /// Carry out a partition's state on the gate, polling while it is in

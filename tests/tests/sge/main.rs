@@ -15,7 +15,9 @@ use std::time::Duration;
 
 mod conformance;
 
-use gantry_e2e::as_alice::{show, submit, until_shown, until_state};
+use gantry_e2e::as_alice::{
+    refused, show, submit, submit_by, until_shown, until_shown_by, until_state,
+};
 use gantry_e2e::services::{LOGIN_USER, sge_env, sge_vars, ssh_config};
 use gantry_e2e::{Cluster, Options, eventually, run};
 
@@ -260,10 +262,7 @@ async fn grid_engine_cancel_a_pending_reason_and_a_too_big_job_say_why() {
     assert!(queued.trim().is_empty(), "jobs left in qstat:\n{queued}");
 
     // More than any host has: refused at submit, saying what is too big.
-    let (code, _, err) = run(cluster
-        .cli("alice")
-        .args(["submit", "--cpus", "4096", "--", "true"]));
-    assert_ne!(code, 0);
+    let err = refused(&cluster, &["--cpus", "4096", "--", "true"]);
     assert!(
         err.contains("4096 CPUs (the most any site offers is"),
         "{err}"
@@ -404,21 +403,8 @@ async fn grid_engine_jobs_run_as_their_owners_accounts() {
     let attempts = std::fs::metadata(work.join("attempts")).unwrap();
     assert_eq!(attempts.mode() & 0o001, 0o001);
 
-    let (_, out, err) = run(cluster.cli("carol").args(["submit", "--", "true"]));
-    let carols = out
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("{err}"))
-        .to_string();
-    let shown = eventually(Duration::from_secs(60), "carol's job to fail", async || {
-        let (_, out, _) = run(cluster.cli("carol").args(["show", &carols, "--json"]));
-        if out.contains("\"state\": \"FAILED\"") {
-            Ok(out)
-        } else {
-            Err(out)
-        }
-    })
-    .await;
+    let carols = submit_by(&cluster, "carol", &["--", "true"]);
+    let shown = until_shown_by(&cluster, "carol", &carols, "\"state\": \"FAILED\"").await;
     assert!(
         shown.contains("is not in this site's --user-map"),
         "{shown}"

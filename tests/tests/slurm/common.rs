@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-pub(crate) use gantry_e2e::as_alice::{show, show_until, submit, submitted_id, until_state};
+pub(crate) use gantry_e2e::as_alice::{
+    refused, show, show_until, submit, submit_by, submitted_id, until_shown_by, until_state,
+};
 use gantry_e2e::services::{slurm_conf, ssh_config};
 use gantry_e2e::{Cluster, Options, run};
 

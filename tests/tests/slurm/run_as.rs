@@ -6,7 +6,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use gantry_e2e::accounts::{UnixAccount, run_as_owner, searchable_dir};
+use gantry_e2e::accounts::{UnixAccount, cannot_read, run_as_owner, searchable_dir};
 use gantry_e2e::services::slurm_conf;
 use gantry_e2e::{Cluster, Options, eventually, run};
 
@@ -70,19 +70,7 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     assert_eq!(std::fs::metadata(&attempt_dir).unwrap().uid(), 0);
 
     // Bob's job cannot read what alice's wrote.
-    let peek = format!("cat {}", attempt_dir.join("work/out.txt").display());
-    let bobs = submitted_id(&run(cluster.cli("bob").args(["submit", "--", "sh", "-c", &peek])).1);
-    eventually(Duration::from_secs(60), "bob's job to fail", async || {
-        let (_, out, _) = run(cluster.cli("bob").args(["show", &bobs, "--json"]));
-        if out.contains("\"exit_code\": 1") {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    })
-    .await;
-    let (_, err, _) = run(cluster.cli("bob").args(["logs", "--stderr", &bobs]));
-    assert!(err.contains("Permission denied"), "{err}");
+    cannot_read(&cluster, "bob", &attempt_dir.join("work/out.txt")).await;
 
     go.open();
     until_state(&cluster, &id, "COMPLETED").await;
@@ -93,16 +81,8 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     );
 
     // A user the map does not name is refused, saying why.
-    let carols = submitted_id(&run(cluster.cli("carol").args(["submit", "--", "true"])).1);
-    let shown = eventually(Duration::from_secs(60), "carol's job to fail", async || {
-        let (_, out, _) = run(cluster.cli("carol").args(["show", &carols, "--json"]));
-        if out.contains("\"state\": \"FAILED\"") {
-            Ok(out)
-        } else {
-            Err(out)
-        }
-    })
-    .await;
+    let carols = submit_by(&cluster, "carol", &["--", "true"]);
+    let shown = until_shown_by(&cluster, "carol", &carols, "\"state\": \"FAILED\"").await;
     assert!(
         shown.contains("is not in this site's --user-map"),
         "{shown}"
