@@ -460,7 +460,7 @@ async fn a_job_without_a_walltime_gets_its_flavors_default_when_placed() {
     let plan = PlanOps {
         creates: vec![("p1".into(), "hpc".into(), "short".into(), cap)],
         starts: vec![(unset.id, "p1".into()), (own.id, "p1".into())],
-        default_walltimes: [(("hpc".to_string(), "short".to_string()), 120)].into(),
+        default_walltimes: [("hpc".to_string(), [("short".to_string(), 120)].into())].into(),
         ..Default::default()
     };
     store.apply(Op::Plan(plan)).await.unwrap();

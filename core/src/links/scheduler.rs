@@ -188,18 +188,22 @@ where
             }
         }
     }
-    ops.default_walltimes = sites
-        .iter()
-        .flat_map(|(name, site)| {
-            site.flavors().into_iter().filter_map(move |f| {
+    for (name, site) in &sites {
+        let defaults: HashMap<String, u64> = site
+            .flavors()
+            .into_iter()
+            .filter_map(|f| {
                 let w = match f.default_walltime_seconds {
                     0 => f.max_walltime_seconds,
                     w => w,
                 };
-                (w > 0).then(|| ((name.clone(), f.name), w))
+                (w > 0).then_some((f.name, w))
             })
-        })
-        .collect();
+            .collect();
+        if !defaults.is_empty() {
+            ops.default_walltimes.insert(name.clone(), defaults);
+        }
+    }
     ops.starts = plan
         .start_jobs
         .into_iter()

@@ -37,10 +37,10 @@ pub struct PlanOps {
     pub starts: Vec<(u64, String)>,
     /// Idle partitions to delete.
     pub deletes: Vec<String>,
-    /// The walltime a job that asked for none gets on a flavor (site,
-    /// flavor): its default time, else its limit; flavors with neither are
-    /// absent.
-    pub default_walltimes: HashMap<(String, String), u64>,
+    /// The walltime a job that asked for none gets on a flavor, by site
+    /// and flavor: its default time, else its limit; flavors with neither
+    /// are absent.
+    pub default_walltimes: HashMap<String, HashMap<String, u64>>,
 }
 
 /// One change to make durably.
@@ -431,7 +431,7 @@ impl Tx<'_> {
         &mut self,
         job_id: u64,
         partition_id: &str,
-        default_walltimes: &HashMap<(String, String), u64>,
+        default_walltimes: &HashMap<String, HashMap<String, u64>>,
     ) -> Result<Result<(), String>> {
         let Some(mut job) = self.job(job_id).await? else {
             return Ok(Err("no such job".into()));
@@ -472,8 +472,9 @@ impl Tx<'_> {
         job.partition_id = partition.id.clone();
         job.flavor = partition.flavor.clone();
         if job.walltime == 0
-            && let Some(w) =
-                default_walltimes.get(&(partition.site.clone(), partition.flavor.clone()))
+            && let Some(w) = default_walltimes
+                .get(&partition.site)
+                .and_then(|flavors| flavors.get(&partition.flavor))
         {
             // As a batch system gives a job without a time limit its
             // partition's default; the gate enforces it like any other.

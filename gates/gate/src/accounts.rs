@@ -169,12 +169,8 @@ impl RunAs {
             Self::Gate { .. } => Ok(None),
             Self::Owner(map) => {
                 let name = map.account_name(owner)?;
-                let account = Account::local(&name)?.ok_or_else(|| {
-                    GateError::PermissionDenied(format!(
-                        "user `{owner}` has no Unix account `{name}` on this site; \
-                         ask its operator to create one or to map `{owner}` in the gate's --user-map"
-                    ))
-                })?;
+                let account =
+                    Account::local(&name)?.ok_or_else(|| AccountMap::no_account(owner, &name))?;
                 map.check(owner, account.uid, &account.name)?;
                 Ok(Some(account))
             }
@@ -256,6 +252,14 @@ impl AccountMap {
             )));
         }
         Ok(name)
+    }
+
+    /// The refusal of `owner`'s job when the account `name` does not exist.
+    pub fn no_account(owner: &str, name: &str) -> GateError {
+        GateError::PermissionDenied(format!(
+            "user `{owner}` has no Unix account `{name}` on this site; \
+             ask its operator to create one or to map `{owner}` in the gate's --user-map"
+        ))
     }
 
     /// Refuse an account found by lookup that is the system's (root and

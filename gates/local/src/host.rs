@@ -37,22 +37,33 @@ impl Host {
     }
 }
 
-/// What `login` gives the user this process runs as (Debian's
-/// `/etc/login.defs` defaults for PATH).
+/// What `login` gives the user this process runs as.
 fn login_env() -> BTreeMap<String, String> {
     let uid = nix::unistd::getuid();
-    let user = nix::unistd::User::from_uid(uid).ok().flatten();
-    let path = if uid.is_root() {
+    match nix::unistd::User::from_uid(uid).ok().flatten() {
+        Some(u) => {
+            let (home, shell) = (u.dir.to_string_lossy(), u.shell.to_string_lossy());
+            login_env_of(uid.as_raw(), Some((&u.name, &home, &shell)))
+        }
+        None => login_env_of(uid.as_raw(), None),
+    }
+}
+
+/// What `login` gives the account `uid`, whose name, home and shell are
+/// `user` when it has an entry: Debian's `/etc/login.defs` PATH (root's
+/// with the sbin directories), HOME, USER, LOGNAME and SHELL.
+pub fn login_env_of(uid: u32, user: Option<(&str, &str, &str)>) -> BTreeMap<String, String> {
+    let path = if uid == 0 {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     } else {
         "/usr/local/bin:/usr/bin:/bin"
     };
     let mut env = BTreeMap::from([("PATH".to_string(), path.to_string())]);
-    if let Some(user) = user {
-        env.insert("HOME".into(), user.dir.to_string_lossy().into_owned());
-        env.insert("USER".into(), user.name.clone());
-        env.insert("LOGNAME".into(), user.name);
-        env.insert("SHELL".into(), user.shell.to_string_lossy().into_owned());
+    if let Some((name, home, shell)) = user {
+        env.insert("HOME".into(), home.to_string());
+        env.insert("USER".into(), name.to_string());
+        env.insert("LOGNAME".into(), name.to_string());
+        env.insert("SHELL".into(), shell.to_string());
     }
     env
 }

@@ -4,7 +4,7 @@ use gantry_gate::{Account, AttemptId, Command, JobSpec, PartitionId};
 
 use crate::alloc::Alloc;
 use crate::config::LocalConfig;
-use crate::host::Host;
+use crate::host::{Host, login_env_of};
 use crate::layout::{AttemptDir, AttemptMeta};
 use crate::protocol::{Script, Start, WarnAt};
 
@@ -46,7 +46,7 @@ pub fn start_command(
         }
     };
     let mut env = match account {
-        Some(account) => login_env(account),
+        Some(a) => login_env_of(a.uid, Some((&a.name, &a.home, &a.shell))),
         None => host.login_env.clone(),
     };
     env.extend(spec.env.clone());
@@ -92,20 +92,6 @@ pub fn start_command(
         held: serde_json::to_value(alloc).expect("an allocation serializes"),
         account: account.cloned(),
     }
-}
-
-/// What `login` gives `account` (Debian's `/etc/login.defs` PATH for a user).
-pub fn login_env(account: &Account) -> std::collections::BTreeMap<String, String> {
-    [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("HOME", &account.home),
-        ("USER", &account.name),
-        ("LOGNAME", &account.name),
-        ("SHELL", &account.shell),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 /// The host CPU ids of `alloc`'s slots, sorted.

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use gantry_proto::v1::StageInResponse;
 use globset::GlobSet;
 
-use crate::RunAs;
-use crate::error::{GateError, Result};
+use crate::error::Result;
 use crate::host::Host;
 use crate::provider::{FileChunks, LogSource};
+use crate::{AccountMap, RunAs};
 
 /// The uids of the accounts jobs were submitted as, by name.
 #[derive(Default)]
@@ -49,10 +49,7 @@ pub(super) async fn account_of(
             let args = ["-c", script, "sh", &name].map(String::from);
             let out = host.run("sh", &args, None).await?;
             let Ok(uid) = out.trim().parse::<u32>() else {
-                return Err(GateError::PermissionDenied(format!(
-                    "user `{owner}` has no Unix account `{name}` on this site; \
-                     ask its operator to create one or to map `{owner}` in the gate's --user-map"
-                )));
+                return Err(AccountMap::no_account(owner, &name));
             };
             uids.0
                 .lock()
