@@ -72,6 +72,11 @@ pub struct Account {
 }
 
 impl Account {
+    /// What `login` gives it ([`login_env_of`]).
+    pub fn login_env(&self) -> BTreeMap<String, String> {
+        login_env_of(self.uid, Some((&self.name, &self.home, &self.shell)))
+    }
+
     /// The account `name` of this machine, if there is one.
     pub fn local(name: &str) -> Result<Option<Self>, GateError> {
         let user = nix::unistd::User::from_name(name)
@@ -90,6 +95,25 @@ impl Account {
             shell: user.shell.to_string_lossy().into_owned(),
         }))
     }
+}
+
+/// What `login` gives the account `uid`, whose name, home and shell are
+/// `user` when it has an entry: Debian's `/etc/login.defs` PATH (root's
+/// with the sbin directories), HOME, USER, LOGNAME and SHELL.
+pub fn login_env_of(uid: u32, user: Option<(&str, &str, &str)>) -> BTreeMap<String, String> {
+    let path = if uid == 0 {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    } else {
+        "/usr/local/bin:/usr/bin:/bin"
+    };
+    let mut env = BTreeMap::from([("PATH".to_string(), path.to_string())]);
+    if let Some((name, home, shell)) = user {
+        env.insert("HOME".into(), home.to_string());
+        env.insert("USER".into(), name.to_string());
+        env.insert("LOGNAME".into(), name.to_string());
+        env.insert("SHELL".into(), shell.to_string());
+    }
+    env
 }
 
 /// Whose account jobs run as, checked at start.

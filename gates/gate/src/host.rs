@@ -26,6 +26,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// login directory over SSH). Errors reaching the host are UNAVAILABLE.
 #[tonic::async_trait]
 pub trait Host: Send + Sync + 'static {
+    /// The environment added to every command it runs (e.g. `SLURM_CONF`).
+    fn env(&self) -> &[(String, String)];
+
     /// Run `program args` with `stdin`; its stdout when it exits 0, else
     /// UNAVAILABLE carrying its stderr.
     async fn run(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> Result<String>;

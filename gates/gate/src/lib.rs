@@ -27,7 +27,9 @@ mod service;
 mod spec;
 mod staging;
 
-pub use accounts::{Account, AccountMap, DEFAULT_MIN_UID, RunAs, RunAsArgs, RunAsMode};
+pub use accounts::{
+    Account, AccountMap, DEFAULT_MIN_UID, RunAs, RunAsArgs, RunAsMode, login_env_of,
+};
 pub use args::{GateArgs, GateConfig};
 pub use auth::authorize_core;
 pub use batch::{AttemptRecord, BatchConfig, BatchProvider, BatchSystem};

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gantry_gate::login_env_of;
+
 /// The host's resources as the local gate sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
@@ -47,25 +49,6 @@ fn login_env() -> BTreeMap<String, String> {
         }
         None => login_env_of(uid.as_raw(), None),
     }
-}
-
-/// What `login` gives the account `uid`, whose name, home and shell are
-/// `user` when it has an entry: Debian's `/etc/login.defs` PATH (root's
-/// with the sbin directories), HOME, USER, LOGNAME and SHELL.
-pub fn login_env_of(uid: u32, user: Option<(&str, &str, &str)>) -> BTreeMap<String, String> {
-    let path = if uid == 0 {
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    } else {
-        "/usr/local/bin:/usr/bin:/bin"
-    };
-    let mut env = BTreeMap::from([("PATH".to_string(), path.to_string())]);
-    if let Some((name, home, shell)) = user {
-        env.insert("HOME".into(), home.to_string());
-        env.insert("USER".into(), name.to_string());
-        env.insert("LOGNAME".into(), name.to_string());
-        env.insert("SHELL".into(), shell.to_string());
-    }
-    env
 }
 
 fn cpu_ids() -> Vec<usize> {

@@ -4,7 +4,7 @@ use gantry_gate::{Account, AttemptId, Command, JobSpec, PartitionId};
 
 use crate::alloc::Alloc;
 use crate::config::LocalConfig;
-use crate::host::{Host, login_env_of};
+use crate::host::Host;
 use crate::layout::{AttemptDir, AttemptMeta};
 use crate::protocol::{Script, Start, WarnAt};
 
@@ -46,7 +46,7 @@ pub fn start_command(
         }
     };
     let mut env = match account {
-        Some(a) => login_env_of(a.uid, Some((&a.name, &a.home, &a.shell))),
+        Some(a) => a.login_env(),
         None => host.login_env.clone(),
     };
     env.extend(spec.env.clone());

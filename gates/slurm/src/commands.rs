@@ -177,14 +177,22 @@ pub fn parse_gpus(gres: &str) -> u32 {
         .sum()
 }
 
-/// Submit a batch script; Slurm's job id.
-pub async fn sbatch(host: &dyn Host, options: &[String], script: &str) -> Result<u64> {
+/// Submit a batch script from an environment of `env` alone (and the
+/// host's own, e.g. `SLURM_CONF`); Slurm's job id.
+pub async fn sbatch(
+    host: &dyn Host,
+    env: &BTreeMap<String, String>,
+    options: &[String],
+    script: &str,
+) -> Result<u64> {
+    let mut args = vec!["-i".to_string()];
+    let vars = env.iter().chain(host.env().iter().map(|(k, v)| (k, v)));
+    args.extend(vars.map(|(k, v)| format!("{k}={v}")));
+    args.push("sbatch".into());
+    args.push("--parsable".into());
+    args.extend(options.iter().cloned());
     let out = host
-        .run(
-            "sbatch",
-            &[&["--parsable".to_string()], options].concat(),
-            Some(script.as_bytes()),
-        )
+        .run("env", &args, Some(script.as_bytes()))
         .await
         .map_err(refusal)?;
     // `--parsable` prints `id` or `id;cluster`.

@@ -87,7 +87,7 @@ impl BatchSystem for Slurm {
 
     async fn submit(&self, host: &dyn Host, job: Submit<'_>) -> Result<u64> {
         let options = script::sbatch_options(job.dir, job.attempt, &job.queue.name, job.spec);
-        commands::sbatch(host, &options, job.script).await
+        commands::sbatch(host, job.login_env, &options, job.script).await
     }
 
     async fn find(&self, host: &dyn Host, _attempts: &[&str]) -> Result<BTreeMap<String, u64>> {

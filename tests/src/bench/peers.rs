@@ -79,6 +79,8 @@ pub fn sbatch_on(args: &Args, cluster: &SlurmCluster, n: usize) -> Option<Sbatch
     let out = std::process::Command::new(args.repo.join("scripts/peers/sbatch_bench.sh"))
         .arg(n.to_string())
         .env("SLURM_CONF", &cluster.conf)
+        // Slurm here runs about two such jobs a second.
+        .env("SBATCH_BENCH_TIMEOUT", (120 + n).to_string())
         .stderr(std::process::Stdio::null())
         .output();
     let out = out.ok().filter(|o| o.status.success())?;

@@ -33,7 +33,8 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
 
     let go = go_file();
     let script = format!(
-        "id -un; id -Gn; echo mine > out.txt; while [ ! -e {} ]; do sleep 0.2; done",
+        "id -un; id -Gn; echo \"user=$USER logname=$LOGNAME path=$PATH gate=${{RUST_LOG-none}}\"; \
+         echo mine > out.txt; while [ ! -e {} ]; do sleep 0.2; done",
         go.path().display()
     );
     let id = submit(&cluster, &["--", "sh", "-c", &script]);
@@ -77,6 +78,13 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     let (_, log, _) = run(cluster.cli("alice").args(["logs", &id]));
     assert!(
         log.starts_with("gantry-ta\n") && log.contains("gantry-tg"),
+        "{log}"
+    );
+    // It starts from its account's login environment, nothing of the gate's.
+    assert!(
+        log.contains(
+            "user=gantry-ta logname=gantry-ta path=/usr/local/bin:/usr/bin:/bin gate=none\n"
+        ),
         "{log}"
     );
 

@@ -116,6 +116,10 @@ pub struct Submit<'a> {
     pub spec: &'a JobSpec,
     /// The batch script ([`script::batch_script`]).
     pub script: &'a str,
+    /// The login environment of the account the job runs as (PATH, HOME,
+    /// USER, LOGNAME, SHELL): the job starts from it and the batch script
+    /// adds the task's own; nothing of the gate's environment reaches it.
+    pub login_env: &'a BTreeMap<String, String>,
 }
 
 /// How to talk to one batch system, through commands run on a [`Host`].
@@ -212,8 +216,8 @@ struct Inner<B> {
     queues: tokio::sync::Mutex<Option<(Instant, Vec<Queue>)>>,
     /// Wakes the poller early (after a submit or a cancel).
     wake: Arc<Notify>,
-    /// The uids of the accounts jobs were submitted as.
-    uids: owner::Uids,
+    /// The accounts jobs were submitted as.
+    logins: owner::Logins,
 }
 
 #[derive(Default)]
@@ -244,9 +248,9 @@ impl<B: BatchSystem> Inner<B> {
         self.config.host.as_ref()
     }
 
-    /// The account `owner`'s job is submitted as (`None`: the gate's own).
-    async fn account_of(&self, owner: &str) -> Result<Option<String>> {
-        owner::account_of(&self.config.run_as, &self.uids, self.host(), owner).await
+    /// Who submits `owner`'s job, and the environment it starts from.
+    async fn submitter(&self, owner: &str) -> Result<owner::Submitter> {
+        owner::submitter(&self.config.run_as, &self.logins, self.host(), owner).await
     }
 
     /// The system's queues (at most [`QUEUES_TTL`] old).
@@ -344,7 +348,7 @@ impl<B: BatchSystem> BatchProvider<B> {
             state: Mutex::new(state),
             queues: tokio::sync::Mutex::new(None),
             wake: Arc::new(Notify::new()),
-            uids: owner::Uids::default(),
+            logins: owner::Logins::default(),
         });
         let provider = Self { inner };
         provider.adopt(unsubmitted).await?;

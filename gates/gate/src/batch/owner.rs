@@ -7,7 +7,7 @@
 //! script and secrets — is made beforehand and given to the account, so the
 //! job can neither read another's nor put a link where the gate reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,49 +17,89 @@ use globset::GlobSet;
 use crate::error::Result;
 use crate::host::Host;
 use crate::provider::{FileChunks, LogSource};
-use crate::{AccountMap, RunAs};
+use crate::{AccountMap, RunAs, login_env_of};
 
-/// The uids of the accounts jobs were submitted as, by name.
+/// Who submits a job, and the environment it starts from.
+pub(super) struct Submitter {
+    /// The owner's account the job is submitted as (`None`: the gate's own).
+    pub account: Option<String>,
+    /// What `login` gives that account on the host ([`login_env_of`]): a
+    /// job starts from it, never from the gate's own environment.
+    pub login_env: BTreeMap<String, String>,
+}
+
+/// The accounts jobs were submitted as, by name, as the host's password
+/// database says them (`None`: it has no such account).
 #[derive(Default)]
-pub(super) struct Uids(Mutex<HashMap<String, u32>>);
+pub(super) struct Logins(Mutex<HashMap<String, Option<Login>>>);
 
-/// The account `owner`'s job is submitted as on `host`; `None` when every
-/// job runs as the gate's own. PERMISSION_DENIED, saying why, when `owner`
-/// may not run jobs here.
-pub(super) async fn account_of(
+/// An account of the host.
+#[derive(Clone)]
+struct Login {
+    uid: u32,
+    env: BTreeMap<String, String>,
+}
+
+impl Logins {
+    /// Account `name` of `host` (looked up once).
+    async fn get(&self, host: &dyn Host, name: &str) -> Result<Option<Login>> {
+        if let Some(known) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(known.clone());
+        }
+        let script = "getent passwd \"$1\" || echo none";
+        let args = ["-c", script, "sh", name].map(String::from);
+        let login = parse_passwd(&host.run("sh", &args, None).await?, name);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), login.clone());
+        Ok(login)
+    }
+}
+
+/// Account `name` in a line of the password database
+/// (`name:x:uid:gid:gecos:home:shell`).
+fn parse_passwd(line: &str, name: &str) -> Option<Login> {
+    let fields: Vec<&str> = line.trim_end().split(':').collect();
+    let [found, _, uid, _, _, home, shell] = fields[..] else {
+        return None;
+    };
+    let uid = uid.parse().ok().filter(|_| found == name)?;
+    let env = login_env_of(uid, Some((name, home, shell)));
+    Some(Login { uid, env })
+}
+
+/// Who submits `owner`'s job on `host`: the owner's account under
+/// `--run-as owner`, else the gate's. PERMISSION_DENIED, saying why, when
+/// `owner` may not run jobs here.
+pub(super) async fn submitter(
     run_as: &RunAs,
-    uids: &Uids,
+    logins: &Logins,
     host: &dyn Host,
     owner: &str,
-) -> Result<Option<String>> {
-    let RunAs::Owner(map) = run_as else {
-        return Ok(None);
-    };
-    let name = map.account_name(owner)?;
-    let known = uids
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&name)
-        .copied();
-    let uid = match known {
-        Some(uid) => uid,
-        None => {
-            let script = "id -u -- \"$1\" 2>/dev/null || echo none";
-            let args = ["-c", script, "sh", &name].map(String::from);
-            let out = host.run("sh", &args, None).await?;
-            let Ok(uid) = out.trim().parse::<u32>() else {
+) -> Result<Submitter> {
+    match run_as {
+        RunAs::Gate { account } => Ok(Submitter {
+            account: None,
+            // An account without an entry starts from an empty environment.
+            login_env: logins
+                .get(host, account)
+                .await?
+                .map(|l| l.env)
+                .unwrap_or_default(),
+        }),
+        RunAs::Owner(map) => {
+            let name = map.account_name(owner)?;
+            let Some(login) = logins.get(host, &name).await? else {
                 return Err(AccountMap::no_account(owner, &name));
             };
-            uids.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.clone(), uid);
-            uid
+            map.check(owner, login.uid, &name)?;
+            Ok(Submitter {
+                account: Some(name),
+                login_env: login.env,
+            })
         }
-    };
-    map.check(owner, uid, &name)?;
-    Ok(Some(name))
+    }
 }
 
 /// Give what `account`'s job uses in the attempt directory `dir` to it.
@@ -81,6 +121,10 @@ pub(super) struct AsAccount {
 
 #[tonic::async_trait]
 impl Host for AsAccount {
+    fn env(&self) -> &[(String, String)] {
+        self.host.env()
+    }
+
     async fn run(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> Result<String> {
         let mut all = vec!["-u".to_string(), self.account.clone(), "--".into()];
         all.push(program.to_string());
@@ -130,5 +174,27 @@ impl Host for AsAccount {
 
     fn log(&self, path: PathBuf) -> LogSource {
         self.host.log(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_account_of_its_passwd_line() {
+        let login = parse_passwd(
+            "alice:x:1001:1001:Alice,,,:/home/alice:/bin/bash\n",
+            "alice",
+        )
+        .expect("an account");
+        assert_eq!(login.uid, 1001);
+        assert_eq!(login.env["HOME"], "/home/alice");
+        assert_eq!(login.env["SHELL"], "/bin/bash");
+        assert_eq!(login.env["USER"], "alice");
+        assert_eq!(login.env["PATH"], "/usr/local/bin:/usr/bin:/bin");
+        // `getent passwd 0` finds root by its uid: not an account named `0`.
+        assert!(parse_passwd("root:x:0:0:root:/root:/bin/bash", "0").is_none());
+        assert!(parse_passwd("none\n", "bob").is_none());
     }
 }

@@ -183,7 +183,7 @@ impl<B: BatchSystem> Provider for BatchProvider<B> {
         })?;
         check_fits(kind, &queue, &spec)?;
         inner.system.check(&queue, &spec)?;
-        let account = inner.account_of(&spec.owner).await?;
+        let submitter = inner.submitter(&spec.owner).await?;
         let record = AttemptRecord {
             attempt_id: attempt.to_string(),
             partition_id: partition.to_string(),
@@ -202,7 +202,7 @@ impl<B: BatchSystem> Provider for BatchProvider<B> {
                 super::attempt(record.clone(), inner.dir(attempt)),
             );
         }
-        let submitted = self.submit(attempt, record, &queue, &spec, account).await;
+        let submitted = self.submit(attempt, record, &queue, &spec, submitter).await;
         let (job, cancel) = {
             let mut state = inner.state();
             let submitted = match submitted {

@@ -110,8 +110,9 @@ impl<B: BatchSystem> BatchProvider<B> {
         mut record: AttemptRecord,
         queue: &Queue,
         spec: &JobSpec,
-        account: Option<String>,
+        submitter: owner::Submitter,
     ) -> Result<Submission> {
+        let owner::Submitter { account, login_env } = submitter;
         let inner = &self.inner;
         let host = inner.host();
         let name = inner.system.name();
@@ -171,6 +172,7 @@ impl<B: BatchSystem> BatchProvider<B> {
             queue,
             spec,
             script: &text,
+            login_env: &login_env,
         };
         let submitted = match account {
             Some(account) => {

@@ -23,6 +23,10 @@ pub struct LocalHost {
 
 #[tonic::async_trait]
 impl Host for LocalHost {
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     async fn run(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> Result<String> {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)

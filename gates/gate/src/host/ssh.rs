@@ -204,6 +204,10 @@ fn with_sources(error: &dyn std::error::Error) -> String {
 
 #[tonic::async_trait]
 impl Host for SshHost {
+    fn env(&self) -> &[(String, String)] {
+        &self.inner.target.env
+    }
+
     async fn run(&self, program: &str, args: &[String], stdin: Option<&[u8]>) -> Result<String> {
         let _session = self.inner.commands.acquire().await.expect("never closed");
         let connection = self.connection().await?;
