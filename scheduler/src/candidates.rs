@@ -28,6 +28,8 @@ pub(crate) struct Part {
     pub free: Resources,
     /// What its gate's queue still takes: capacity and queue less what is placed.
     pub queue_room: Resources,
+    /// What its gate queues beyond its capacity.
+    pub queue: Resources,
     /// The shapes of the jobs placed on it: a job may wait in the gate's
     /// queue only to take over the resources of one of them.
     pub shapes: Vec<Resources>,
@@ -150,6 +152,7 @@ impl Candidates {
                 capacity: live.capacity,
                 free: live.capacity.saturating_sub(&p.used),
                 queue_room,
+                queue: live.queue,
                 shapes,
                 ready: live.phase == PartitionPhase::Ready,
                 flavor: live.flavor.clone(),
@@ -209,6 +212,25 @@ impl Candidates {
         Self::eligible(job, part.site, part.max_walltime_seconds)
             && job.resources().fits_in(&part.capacity)
             && Self::allowed(&self.preferences(job), part.site, &part.flavor)
+    }
+
+    /// A site whose gate's queue is full where `job` would otherwise wait:
+    /// a partition that could hold it, whose gate queues jobs its size and
+    /// already runs one of its shape.
+    pub fn queue_full_site(&self, job: &Job) -> Option<SiteKey> {
+        let need = job.resources();
+        let preferences = self.preferences(job);
+        self.parts
+            .iter()
+            .find(|part| {
+                part.shapes.iter().any(|s| same_shape(&need, s))
+                    && need.consumed().fits_in(&part.queue)
+                    && !need.fits_in(&part.queue_room)
+                    && need.fits_in(&part.capacity)
+                    && Self::eligible(job, part.site, part.max_walltime_seconds)
+                    && Self::allowed(&preferences, part.site, &part.flavor)
+            })
+            .map(|part| part.site)
     }
 
     /// Where `job` should go now (at `now_ms`), respecting reservations:
@@ -314,6 +336,8 @@ impl Candidates {
             capacity,
             free,
             queue_room: free,
+            // Not known until the gate says (elastic gates queue nothing).
+            queue: Resources::default(),
             shapes: vec![job.resources()],
             ready: false,
             flavor: c.flavor.name.as_str().into(),

@@ -28,6 +28,8 @@ pub(crate) enum Reason {
     Priority,
     /// Its site is unhealthy.
     SiteUnhealthy,
+    /// The queue of a site's gate, where it would wait, is full.
+    QueueFull,
     /// The text in `View::unsat`.
     Unsatisfiable,
 }

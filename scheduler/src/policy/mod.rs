@@ -14,6 +14,7 @@ use std::ops::Bound;
 use crate::candidates::{Candidates, Choice};
 use crate::domain::{CreatePartition, JobId, PartitionPhase, Pending, Plan, StartJob};
 use crate::reservation::reserve;
+use crate::slots::SiteKey;
 use crate::view::{Place, QueueKey, Reason, View};
 
 /// The reason sent for a job that could run but waits for room.
@@ -125,6 +126,7 @@ pub fn pass(view: &mut View, now_ms: i64, config: &PolicyConfig) -> PassOutput {
                     if !fits_but_held {
                         reserve(view, &mut cands, &job, now_ms, &mut held);
                     }
+                    let mut full_site = None;
                     let site_down = job
                         .site()
                         .is_some_and(|s| view.sites.spec(s).is_none_or(|spec| !spec.healthy));
@@ -132,10 +134,13 @@ pub fn pass(view: &mut View, now_ms: i64, config: &PolicyConfig) -> PassOutput {
                         Reason::Priority
                     } else if site_down {
                         Reason::SiteUnhealthy
+                    } else if let Some(site) = cands.queue_full_site(&job) {
+                        full_site = Some(site);
+                        Reason::QueueFull
                     } else {
                         Reason::Waiting
                     };
-                    report(view, &mut out.plan, id, reason);
+                    report(view, &mut out.plan, id, reason, full_site);
                 }
             }
         }
@@ -145,7 +150,14 @@ pub fn pass(view: &mut View, now_ms: i64, config: &PolicyConfig) -> PassOutput {
     out
 }
 
-fn reason_text(view: &View, id: JobId, reason: Reason) -> Option<(String, bool)> {
+/// The text of `reason` for `id`; `full_site` is the site whose full queue
+/// it waits for (with [`Reason::QueueFull`]).
+fn reason_text(
+    view: &View,
+    id: JobId,
+    reason: Reason,
+    full_site: Option<SiteKey>,
+) -> Option<(String, bool)> {
     let job = &view.jobs[&id];
     Some(match reason {
         Reason::None => return None,
@@ -164,19 +176,26 @@ fn reason_text(view: &View, id: JobId, reason: Reason) -> Option<(String, bool)>
             };
             (text, false)
         }
+        Reason::QueueFull => {
+            let name = &view.sites.get(full_site?).name;
+            (
+                format!("waiting for room in site `{name}`'s queue, which is full"),
+                false,
+            )
+        }
         Reason::Unsatisfiable => (view.unsat.get(&id)?.to_string(), true),
     })
 }
 
 /// Send `reason` for `id` unless it is the last one sent.
-fn report(view: &mut View, plan: &mut Plan, id: JobId, reason: Reason) {
+fn report(view: &mut View, plan: &mut Plan, id: JobId, reason: Reason, full_site: Option<SiteKey>) {
     view.dirty.remove(&id);
     let job = view.jobs.get_mut(&id).expect("examined job exists");
     if job.reason == reason {
         return;
     }
     job.reason = reason;
-    if let Some((text, unsatisfiable)) = reason_text(view, id, reason) {
+    if let Some((text, unsatisfiable)) = reason_text(view, id, reason, full_site) {
         plan.pending.push(Pending {
             job_id: id,
             reason: text,
@@ -200,7 +219,7 @@ fn send_dirty_reasons(view: &mut View, out: &mut PassOutput, cap: usize) {
             _ => continue,
         };
         job.reason = reason;
-        if let Some((text, unsatisfiable)) = reason_text(view, id, reason) {
+        if let Some((text, unsatisfiable)) = reason_text(view, id, reason, None) {
             out.plan.pending.push(Pending {
                 job_id: id,
                 reason: text,

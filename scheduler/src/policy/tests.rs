@@ -212,7 +212,10 @@ fn a_queueing_gate_is_given_capacity_plus_queue_in_priority_order() {
     let plan = fx.pass();
     assert_eq!(started(&plan), vec![1, 2, 3, 4, 5, 6]);
     assert!(reason(&plan, 11).is_some());
-    assert_eq!(reason(&plan, 7), Some(WAITING_FOR_RESOURCES));
+    assert_eq!(
+        reason(&plan, 7),
+        Some("waiting for room in site `s`'s queue, which is full")
+    );
 }
 
 #[test]
