@@ -107,8 +107,11 @@ pub struct Options {
     /// With `slurm_conf`: reach the cluster the way a gate reaches a login
     /// node, over SSH to the host `gantry-test-login` of this ssh_config
     /// (written by `scripts/sshd`), its work directory in the login user's
-    /// home.
+    /// home (or `gate_work_dir`, on this same machine).
     pub ssh_config: Option<PathBuf>,
+    /// With `ssh_config`: the account to log in as (`root` for jobs run as
+    /// their owners); `None`: the ssh_config's.
+    pub ssh_login: Option<String>,
     /// Run jobs on the Grid Engine cell of this `sge.env` (site `sge`,
     /// `gantry-gate-sge`; see [`services::sge_env`]); with `ssh_config`,
     /// over SSH as with Slurm.
@@ -178,6 +181,7 @@ impl Default for Options {
             database_url: None,
             slurm_conf: None,
             ssh_config: None,
+            ssh_login: None,
             sge_env: None,
             core_state_dir: None,
             core_wrapper: Vec::new(),
@@ -314,9 +318,17 @@ impl Cluster {
         ];
         let remote = options.ssh_config.as_ref().map(|config| {
             let name = dir.path().file_name().expect("named").to_string_lossy();
-            (config.clone(), format!("gantry-e2e/{name}"))
+            let work = match &options.gate_work_dir {
+                Some(work) => work.display().to_string(),
+                None => format!("gantry-e2e/{name}"),
+            };
+            (config.clone(), work)
         });
         let ssh_config = remote.as_ref().map(|(c, _)| c.display().to_string());
+        let destination = match &options.ssh_login {
+            Some(login) => format!("{login}@{SSH_HOST}"),
+            None => SSH_HOST.to_string(),
+        };
         let common = match (&remote, &ssh_config) {
             (Some((_, work)), Some(config)) => [
                 &common[..],
@@ -324,7 +336,7 @@ impl Cluster {
                     "--work-dir",
                     work,
                     "--ssh",
-                    SSH_HOST,
+                    &destination,
                     "--ssh-config",
                     config,
                 ],

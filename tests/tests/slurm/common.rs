@@ -1,7 +1,7 @@
 //! What the Slurm tests share: the cluster, Slurm's own commands, the CLI
 //! as alice, waiting for a job's state, and a file jobs wait for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub(crate) use gantry_e2e::as_alice::{
     refused, show, show_until, submit, submit_by, submitted_id, until_shown_by, until_state,
@@ -66,7 +66,7 @@ pub(crate) async fn cluster_on(conf: PathBuf, over_ssh: bool) -> (Cluster, PathB
 }
 
 /// A Slurm command against the test cluster; its stdout.
-pub(crate) fn slurm(conf: &PathBuf, program: &str, args: &[&str]) -> String {
+pub(crate) fn slurm(conf: &Path, program: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(program)
         .args(args)
         .env("SLURM_CONF", conf)

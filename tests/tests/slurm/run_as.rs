@@ -1,13 +1,15 @@
 //! Jobs submitted as their owners' Unix accounts (`--run-as owner`, the gate
-//! on the cluster's host as root): Slurm records them as the job's user, the
-//! files they write are theirs, another user's job cannot read them, and a
-//! user with no account is refused.
+//! on the cluster's host as root, or logged in to the login node as root
+//! over SSH): Slurm records them as the job's user, the files they write are
+//! theirs, another user's job cannot read them, and a user with no account
+//! is refused.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use gantry_e2e::accounts::{UnixAccount, cannot_read, run_as_owner, searchable_dir};
-use gantry_e2e::services::slurm_conf;
+use gantry_e2e::services::{slurm_conf, ssh_config};
 use gantry_e2e::{Cluster, Options, eventually, run};
 
 use crate::common::*;
@@ -23,11 +25,48 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     let cluster = Cluster::start(Options {
         slurm_conf: Some(conf.clone()),
         gate_work_dir: Some(work.clone()),
-        run_as: run_as_owner(dir.path(), "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\n"),
+        run_as: run_as_owner(dir.path(), USER_MAP),
         ..Default::default()
     })
     .await
     .unwrap();
+    jobs_run_as_their_owners(&cluster, &conf, &work, &alice).await;
+}
+
+/// The same over SSH, logged in to the login node as root, which submits
+/// each job through `runuser` as its owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn slurm_jobs_run_as_their_owners_accounts_over_a_root_ssh_login() {
+    let _serial = SERIAL.lock().await;
+    let alice = UnixAccount::ensure("gantry-ta", &["gantry-tg"]);
+    UnixAccount::ensure("gantry-tb", &[]);
+    let conf = slurm_conf();
+    let dir = searchable_dir();
+    let work = dir.path().join("slurm");
+    let cluster = Cluster::start(Options {
+        slurm_conf: Some(conf.clone()),
+        ssh_config: Some(ssh_config()),
+        ssh_login: Some("root".into()),
+        gate_work_dir: Some(work.clone()),
+        run_as: run_as_owner(dir.path(), USER_MAP),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    jobs_run_as_their_owners(&cluster, &conf, &work, &alice).await;
+}
+
+const USER_MAP: &str = "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\n";
+
+/// Alice's job runs as `alice`'s account (Slurm's record, its process, its
+/// files, its environment), bob's cannot read them, and carol, whom the
+/// map does not name, is refused.
+async fn jobs_run_as_their_owners(
+    cluster: &Cluster,
+    conf: &Path,
+    work: &Path,
+    alice: &UnixAccount,
+) {
     let (_, sites, _) = run(cluster.cli("alice").arg("sites"));
     assert!(sites.contains("each owner"), "{sites}");
 
@@ -37,13 +76,13 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
          echo mine > out.txt; while [ ! -e {} ]; do sleep 0.2; done",
         go.path().display()
     );
-    let id = submit(&cluster, &["--", "sh", "-c", &script]);
-    let shown = until_state(&cluster, &id, "RUNNING").await;
+    let id = submit(cluster, &["--", "sh", "-c", &script]);
+    let shown = until_state(cluster, &id, "RUNNING").await;
     // Slurm's word: the job is alice's account's.
     let record = slurm(
-        &conf,
+        conf,
         "scontrol",
-        &["show", "job", "-o", &slurm_job_of(&cluster, &id)],
+        &["show", "job", "-o", &slurm_job_of(cluster, &id)],
     );
     assert_eq!(
         field(&record, "UserId"),
@@ -71,10 +110,10 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     assert_eq!(std::fs::metadata(&attempt_dir).unwrap().uid(), 0);
 
     // Bob's job cannot read what alice's wrote.
-    cannot_read(&cluster, "bob", &attempt_dir.join("work/out.txt")).await;
+    cannot_read(cluster, "bob", &attempt_dir.join("work/out.txt")).await;
 
     go.open();
-    until_state(&cluster, &id, "COMPLETED").await;
+    until_state(cluster, &id, "COMPLETED").await;
     let (_, log, _) = run(cluster.cli("alice").args(["logs", &id]));
     assert!(
         log.starts_with("gantry-ta\n") && log.contains("gantry-tg"),
@@ -89,8 +128,8 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
     );
 
     // A user the map does not name is refused, saying why.
-    let carols = submit_by(&cluster, "carol", &["--", "true"]);
-    let shown = until_shown_by(&cluster, "carol", &carols, "\"state\": \"FAILED\"").await;
+    let carols = submit_by(cluster, "carol", &["--", "true"]);
+    let shown = until_shown_by(cluster, "carol", &carols, "\"state\": \"FAILED\"").await;
     assert!(
         shown.contains("is not in this site's --user-map"),
         "{shown}"
