@@ -1,6 +1,6 @@
 //! A Gantry gate that runs jobs on a Slurm cluster through Slurm's own
-//! commands (`sinfo`, `sbatch --parsable`, `squeue --json`, `scontrol show
-//! job`, `sacct`, `scancel`), run on the gate's host or on a login node over
+//! commands (`sinfo`, `sbatch --parsable`, `squeue`, `scontrol show job`,
+//! `sacct`, `scancel`), run on the gate's host or on a login node over
 //! SSH (one multiplexed connection for the commands and, over SFTP, the
 //! files).
 //!
@@ -102,11 +102,12 @@ impl BatchSystem for Slurm {
         let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
         let mut seen = commands::squeue(host, &ids).await?;
         for id in &ids {
-            if seen.contains_key(id) {
+            if seen.get(id).is_some_and(|o| !states::map(o).0.is_final()) {
                 continue;
             }
-            // Gone from squeue: slurmctld may still hold it (scontrol), or
-            // only Slurm's records of finished jobs (sacct).
+            // Ended (squeue shows no exit code), or gone from squeue:
+            // slurmctld may still hold it (scontrol), or only Slurm's
+            // records of finished jobs (sacct).
             let found = match commands::scontrol_job(host, *id).await? {
                 Some(o) => Some(o),
                 None => {
