@@ -5,7 +5,6 @@
 //! is refused.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
 
 use gantry_e2e::accounts::{UnixAccount, cannot_read, run_as_owner, searchable_dir};
@@ -17,20 +16,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn slurm_jobs_run_as_their_owners_accounts() {
     let _serial = SERIAL.lock().await;
-    let alice = UnixAccount::ensure("gantry-ta", &["gantry-tg"]);
-    UnixAccount::ensure("gantry-tb", &[]);
-    let conf = slurm_conf();
-    let dir = searchable_dir();
-    let work = dir.path().join("slurm");
-    let cluster = Cluster::start(Options {
-        slurm_conf: Some(conf.clone()),
-        gate_work_dir: Some(work.clone()),
-        run_as: run_as_owner(dir.path(), USER_MAP),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    jobs_run_as_their_owners(&cluster, &conf, &work, &alice).await;
+    jobs_run_as_their_owners(Options::default()).await;
 }
 
 /// The same over SSH, logged in to the login node as root, which submits
@@ -38,35 +24,32 @@ async fn slurm_jobs_run_as_their_owners_accounts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slurm_jobs_run_as_their_owners_accounts_over_a_root_ssh_login() {
     let _serial = SERIAL.lock().await;
+    jobs_run_as_their_owners(Options {
+        ssh_config: Some(ssh_config()),
+        ssh_login: Some("root".into()),
+        ..Default::default()
+    })
+    .await;
+}
+
+/// On a cluster started with `options` and `--run-as owner`: alice's job
+/// runs as her account (Slurm's record, its process, its files, its
+/// environment), bob's cannot read them, and carol, whom the map does not
+/// name, is refused.
+async fn jobs_run_as_their_owners(options: Options) {
     let alice = UnixAccount::ensure("gantry-ta", &["gantry-tg"]);
     UnixAccount::ensure("gantry-tb", &[]);
     let conf = slurm_conf();
     let dir = searchable_dir();
     let work = dir.path().join("slurm");
-    let cluster = Cluster::start(Options {
+    let cluster = &Cluster::start(Options {
         slurm_conf: Some(conf.clone()),
-        ssh_config: Some(ssh_config()),
-        ssh_login: Some("root".into()),
         gate_work_dir: Some(work.clone()),
-        run_as: run_as_owner(dir.path(), USER_MAP),
-        ..Default::default()
+        run_as: run_as_owner(dir.path(), "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\n"),
+        ..options
     })
     .await
     .unwrap();
-    jobs_run_as_their_owners(&cluster, &conf, &work, &alice).await;
-}
-
-const USER_MAP: &str = "alice = \"gantry-ta\"\nbob = \"gantry-tb\"\n";
-
-/// Alice's job runs as `alice`'s account (Slurm's record, its process, its
-/// files, its environment), bob's cannot read them, and carol, whom the
-/// map does not name, is refused.
-async fn jobs_run_as_their_owners(
-    cluster: &Cluster,
-    conf: &Path,
-    work: &Path,
-    alice: &UnixAccount,
-) {
     let (_, sites, _) = run(cluster.cli("alice").arg("sites"));
     assert!(sites.contains("each owner"), "{sites}");
 
@@ -80,7 +63,7 @@ async fn jobs_run_as_their_owners(
     let shown = until_state(cluster, &id, "RUNNING").await;
     // Slurm's word: the job is alice's account's.
     let record = slurm(
-        conf,
+        &conf,
         "scontrol",
         &["show", "job", "-o", &slurm_job_of(cluster, &id)],
     );
