@@ -423,15 +423,14 @@ pub fn parse_sacct(out: &str, id: u64) -> Option<Observed> {
     // `CANCELLED by 1001`
     let state = field(1).split_whitespace().next()?.to_string();
     let (code, sig) = exit_code(field(2));
-    let seconds = |t: &str| t.parse::<i64>().unwrap_or(0);
     Some(Observed {
         state,
         reason: field(6).to_string(),
         exit_code: sig.map(|s| 128 + s).or(code),
         signal: sig,
         time_limit_minutes: parse_limit(field(5)) / 60,
-        start_time: seconds(field(3)),
-        end_time: seconds(field(4)),
+        start_time: unix_seconds(field(3)),
+        end_time: unix_seconds(field(4)),
     })
 }
 

@@ -126,19 +126,18 @@ pub fn pass(view: &mut View, now_ms: i64, config: &PolicyConfig) -> PassOutput {
                     if !fits_but_held {
                         reserve(view, &mut cands, &job, now_ms, &mut held);
                     }
-                    let mut full_site = None;
                     let site_down = job
                         .site()
                         .is_some_and(|s| view.sites.spec(s).is_none_or(|spec| !spec.healthy));
-                    let reason = if fits_but_held {
-                        Reason::Priority
+                    let (reason, full_site) = if fits_but_held {
+                        (Reason::Priority, None)
                     } else if site_down {
-                        Reason::SiteUnhealthy
-                    } else if let Some(site) = cands.queue_full_site(&job) {
-                        full_site = Some(site);
-                        Reason::QueueFull
+                        (Reason::SiteUnhealthy, None)
                     } else {
-                        Reason::Waiting
+                        match cands.queue_full_site(&job) {
+                            Some(site) => (Reason::QueueFull, Some(site)),
+                            None => (Reason::Waiting, None),
+                        }
                     };
                     report(view, &mut out.plan, id, reason, full_site);
                 }
