@@ -7,11 +7,12 @@
 # every job reached a final state). Progress goes to stderr. Fails if a job
 # ends in any state but COMPLETED. For a local cluster: scripts/slurm start DIR.
 #   SLURM_CONF=/tmp/gantry-slurm/slurm.conf scripts/peers/sbatch_bench.sh N
+# SBATCH_BENCH_POLL: seconds between squeue calls (default 0.1).
 set -euo pipefail
 
 me="sbatch_bench"
 TIMEOUT_S=${SBATCH_BENCH_TIMEOUT:-600}   # for the whole run
-POLL_S=0.1
+POLL_S=${SBATCH_BENCH_POLL:-0.1}   # seconds between squeue calls
 
 log() { printf '%s: %s\n' "$me" "$*" >&2; }
 die() { log "$*"; exit 1; }

@@ -1,12 +1,13 @@
-//! Issue 3's measurement: on one single-node Slurm (`scripts/slurm`), `n`
-//! trivial jobs from submit to completion straight through `sbatch`, then
-//! through Gantry (gantryd, gantry-sched, gantry-gate-slurm polling every
-//! 0.25 s); then the time Gantry adds per job, measured one job at a time
-//! (a burst of jobs measures mostly how Slurm's scheduler takes a burst):
-//! `sbatch` of the very job the gate writes, then `squeue` every 0.25 s
-//! until it completed, against `gantry submit` then wait, on the same
-//! cluster, each split by slurmctld's log into the submitter's two sides
-//! and Slurm's part.
+//! Issue 3's and 16's measurement: on one single-node Slurm
+//! (`scripts/slurm`), bursts of `n` trivial jobs from submit to completion
+//! straight through `sbatch`, then through Gantry (gantryd, gantry-sched,
+//! gantry-gate-slurm), both polling Slurm every 0.25 s and both begun just
+//! after one of Slurm's scheduling passes, `--runs` times; then the time
+//! Gantry adds per job, measured one job at a time (a burst measures mostly
+//! how Slurm's scheduler takes a burst): `sbatch` of the very job the gate
+//! writes, then `squeue` every 0.25 s until it completed, against `gantry
+//! submit` then wait, on the same cluster, each split by slurmctld's log
+//! into the submitter's two sides and Slurm's part.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use gantry_client::{JobSpec, JobState};
 use gantry_gate_slurm::script;
 
 use super::peers::{SlurmCluster, sbatch_on};
-use super::scenarios::{clients, figure, submit_many};
+use super::report::Spread;
+use super::scenarios::{clients, figure, median_figure, submit_many, with_peer};
 use super::{Args, Report};
 use crate::{Cluster, Options};
 
@@ -135,21 +137,71 @@ pub async fn slurm(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A burst of `n` `true` jobs: by `sbatch`, one after another as a user
-/// would, then through Gantry, each from its first submit until all
-/// completed. Gantry's events after `seen` are this burst's; the last one's.
+/// A burst of `n` `true` jobs, `args.runs` times: by `sbatch`, one after
+/// another as a user would, then through Gantry, each from its first submit
+/// until all completed and each begun just after one of Slurm's scheduling
+/// passes ([`SlurmCluster::after_a_pass`]). The figures are the medians;
+/// "time added" is the median of each run's Gantry-minus-sbatch. Gantry's
+/// events after `seen` are this burst's; the last one's is returned.
 async fn burst(
     args: &Args,
     slurm: &SlurmCluster,
     cluster: &Cluster,
     n: usize,
-    seen: u64,
+    mut seen: u64,
     report: &mut Report,
 ) -> anyhow::Result<u64> {
-    let straight = (!args.no_peers)
-        .then(|| sbatch_on(args, slurm, n))
-        .flatten();
     let watcher = cluster.user("bench").await?;
+    let (mut gantry, mut straight, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.runs.max(1) {
+        let peer = if args.no_peers {
+            None
+        } else {
+            slurm.after_a_pass()?;
+            sbatch_on(args, slurm, n)
+        };
+        slurm.after_a_pass()?;
+        let (gantry_s, last) = gantry_burst(cluster, &watcher, n, seen).await?;
+        seen = last;
+        gantry.push(n as f64 / gantry_s);
+        if let Some(s) = peer {
+            straight.push(s.complete_per_s);
+            let sbatch_s = n as f64 / s.complete_per_s;
+            added.push((gantry_s - sbatch_s) / n as f64 * 1000.0);
+        }
+    }
+    let metric = format!("{n} `true` jobs submit -> completed on single-node Slurm");
+    let f = median_figure(
+        "slurm",
+        &format!("{metric}, through Gantry"),
+        &gantry,
+        "jobs/s",
+        ">= sbatch",
+    );
+    let Some((peer, _)) = Spread::median_of(&straight) else {
+        report.add(f);
+        return Ok(seen);
+    };
+    report.add(with_peer(f, &format!("sbatch, {n} jobs"), Some(peer)));
+    report.add(median_figure(
+        "slurm",
+        &format!("time Gantry adds per job, {n} jobs (its total minus sbatch's, per job)"),
+        &added,
+        "ms",
+        "<= 0",
+    ));
+    Ok(seen)
+}
+
+/// One burst of `n` jobs through Gantry (4 SDK clients), watched by
+/// `watcher` from event `seen`: seconds from the first submit until all
+/// ended, and the last event's sequence number.
+async fn gantry_burst(
+    cluster: &Cluster,
+    watcher: &gantry_client::Client,
+    n: usize,
+    seen: u64,
+) -> anyhow::Result<(f64, u64)> {
     let mut events = Box::pin(watcher.watch(seen, vec![], true));
     let start = Instant::now();
     let submitter = tokio::spawn(submit_many(clients(cluster, 4).await?, n, false));
@@ -167,32 +219,9 @@ async fn burst(
             ended += 1;
         }
     }
-    let gantry_s = start.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64();
     submitter.await??;
-    let metric = format!("{n} `true` jobs submit -> completed on single-node Slurm");
-    let mut f = figure(
-        "slurm",
-        &format!("{metric}, through Gantry"),
-        n as f64 / gantry_s,
-        "jobs/s",
-        ">= sbatch",
-    );
-    let Some(s) = straight else {
-        report.add(f);
-        return Ok(last);
-    };
-    f.peer = Some(format!("sbatch, {n} jobs"));
-    f.peer_value = Some(s.complete_per_s);
-    let sbatch_s = n as f64 / s.complete_per_s;
-    report.add(f);
-    report.add(figure(
-        "slurm",
-        &format!("time Gantry adds per job, {n} jobs (its total minus sbatch's, per job)"),
-        (gantry_s - sbatch_s) / n as f64 * 1000.0,
-        "ms",
-        "<= 0",
-    ));
-    Ok(last)
+    Ok((secs, last))
 }
 
 /// The Slurm job id in a RUNNING event's message ("running on slurm (ID)").
