@@ -52,10 +52,10 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let channel = tls
         .endpoint_verifying(&config.scheduler.address, identity.as_deref())?
         .connect_lazy();
-    links::scheduler::spawn(channel, ctx.clone());
+    let scheduler_up = links::scheduler::spawn(channel, ctx.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(report_health(ctx.store.health(), health));
+    tokio::spawn(report_health(ctx.store.health(), scheduler_up, health));
 
     let bound = gantry_proto::serve::bind(&config.listen).await?;
     let service = GantryServer::new(GantryService::new(ctx))
@@ -66,6 +66,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(service);
+    let server = gantry_proto::reflection::add_reflection(server, &[API]);
     if let Some(path) = &ready_file {
         gantry_proto::serve::write_ready_file(path, bound.addr)?;
     }
@@ -80,27 +81,31 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     Ok(())
 }
 
-/// Keep the gRPC health service (`grpc.health.v1`) in step with the store:
-/// gantryd and its client API are NOT_SERVING while the database refuses
-/// writes, SERVING otherwise.
+/// The client API's full gRPC name.
+const API: &str = gantry_proto::v1::gantry_server::SERVICE_NAME;
+
+/// Keep the gRPC health service (`grpc.health.v1`) in step with gantryd's
+/// readiness: the client API (`gantry.v1.Gantry`) is SERVING while the
+/// database takes writes; gantryd as a whole (`""`) is SERVING when, in
+/// addition, its session with the scheduler is up (without it, jobs are
+/// accepted but none starts).
 async fn report_health(
     mut store: tokio::sync::watch::Receiver<StoreHealth>,
+    mut scheduler_up: tokio::sync::watch::Receiver<bool>,
     reporter: tonic_health::server::HealthReporter,
 ) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
     loop {
-        let status = match &*store.borrow_and_update() {
-            StoreHealth::Serving => tonic_health::ServingStatus::Serving,
-            StoreHealth::Faulted(_) => tonic_health::ServingStatus::NotServing,
-        };
-        reporter.set_service_status("", status).await;
+        let writable = matches!(*store.borrow_and_update(), StoreHealth::Serving);
+        let scheduled = *scheduler_up.borrow_and_update();
+        let status = |up: bool| if up { Serving } else { NotServing };
+        reporter.set_service_status(API, status(writable)).await;
         reporter
-            .set_service_status(
-                <GantryServer<GantryService> as tonic::server::NamedService>::NAME,
-                status,
-            )
+            .set_service_status("", status(writable && scheduled))
             .await;
-        if store.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = store.changed() => if changed.is_err() { return },
+            changed = scheduler_up.changed() => if changed.is_err() { return },
         }
     }
 }

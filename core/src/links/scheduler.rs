@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gantry_proto::v1::scheduler_client::SchedulerClient;
 use gantry_proto::v1::{self, SchedSite, SessionRequest, SessionResponse};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tonic::transport::Channel;
 
 use super::Ctx;
@@ -17,15 +17,19 @@ use crate::store::{Op, Outcome, PlanOps, now_ms};
 /// Jobs per snapshot message.
 const SNAPSHOT_CHUNK: usize = 5000;
 
-/// Start the scheduler link; it runs until the process ends.
-pub fn spawn(channel: Channel, ctx: Ctx) {
+/// Start the scheduler link; it runs until the process ends. The receiver
+/// says whether a session is up (its snapshot sent).
+pub fn spawn(channel: Channel, ctx: Ctx) -> watch::Receiver<bool> {
     let client = SchedulerClient::new(channel)
         .max_decoding_message_size(super::MAX_MESSAGE)
         .max_encoding_message_size(super::MAX_MESSAGE);
+    let (up, up_rx) = watch::channel(false);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match session(client.clone(), &ctx).await {
+            let ended = session(client.clone(), &ctx, &up).await;
+            up.send_replace(false);
+            match ended {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler link down; jobs wait until it is back")
@@ -35,6 +39,7 @@ pub fn spawn(channel: Channel, ctx: Ctx) {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
+    up_rx
 }
 
 fn sched_sites(ctx: &Ctx) -> Vec<SchedSite> {
@@ -56,7 +61,11 @@ fn sched_sites(ctx: &Ctx) -> Vec<SchedSite> {
         .collect()
 }
 
-async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), String> {
+async fn session(
+    mut client: SchedulerClient<Channel>,
+    ctx: &Ctx,
+    up: &watch::Sender<bool>,
+) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<SessionRequest>(64);
     let mut commits = ctx.store.subscribe();
     let mut sites = ctx.sites.watch();
@@ -115,6 +124,7 @@ async fn session(mut client: SchedulerClient<Channel>, ctx: &Ctx) -> Result<(), 
         page = next;
     }
     tracing::info!(jobs = total, seq = snapshot.seq, "scheduler session up");
+    up.send_replace(true);
     let mut last_seq = snapshot.seq;
     snapshot.finish().await.map_err(|e| e.to_string())?;
     loop {

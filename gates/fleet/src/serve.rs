@@ -112,14 +112,26 @@ pub async fn serve<M: Machines>(
         .client_ca_root(Certificate::from_pem(issuer_pem))
         .client_auth_optional(true);
     tracing::info!(name = %gate_config.name, addr = %bound.addr(), agents = %agents.addr, "gate listening");
-    let agent_server = Server::builder()
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            gantry_proto::v1::agent_server::SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let agent_router = Server::builder()
         .tls_config(tls)?
+        .add_service(health_service)
         .add_service(
             AgentServer::new(AgentService::new(fleet))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(agents.incoming, serve::shutdown_signal());
+        );
+    let agent_server = gantry_proto::reflection::add_reflection(
+        agent_router,
+        &[gantry_proto::v1::agent_server::SERVICE_NAME],
+    )
+    .serve_with_incoming_shutdown(agents.incoming, serve::shutdown_signal());
     tokio::select! {
         result = bound.run(serve::shutdown_signal()) => result,
         result = agent_server => result.map_err(ServeError::from),

@@ -107,12 +107,16 @@ impl<P: Provider> BoundGate<P> {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (reporter, health) = tonic_health::server::health_reporter();
         crate::health::install(reporter).await;
-        Server::builder()
+        let router = Server::builder()
             .tls_config(self.tls)?
             .add_service(health)
-            .add_service(service)
-            .serve_with_incoming_shutdown(self.bound.incoming, shutdown)
-            .await?;
+            .add_service(service);
+        gantry_proto::reflection::add_reflection(
+            router,
+            &[gantry_proto::v1::gate_server::SERVICE_NAME],
+        )
+        .serve_with_incoming_shutdown(self.bound.incoming, shutdown)
+        .await?;
         Ok(())
     }
 }
