@@ -61,7 +61,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
-    let cli = Cli::parse();
+    let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::AWS);
     let gate = cli.gate.config()?;
     let prices = Prices::load(cli.prices.as_deref())?;
     let mut aws = aws_config::from_env().region(aws_config::Region::new(cli.region.clone()));

@@ -15,7 +15,8 @@ pub struct GateArgs {
     /// The gate's site name, as users give it; its certificate must name `gate/<name>`.
     #[arg(long, env = "GANTRY_GATE_NAME")]
     pub name: String,
-    /// Address to listen on; port 0 picks a free port.
+    /// Address to listen on; port 0 picks a free port. The default is this
+    /// gate's port in the installation's set (docs/install.md).
     #[arg(long, env = "GANTRY_GATE_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: String,
     /// Once listening, write the bound `host:port` to this file (atomically).
@@ -67,6 +68,27 @@ fn read_installation(dir: &Path) -> Result<String, ServeError> {
         ))
     })?;
     Ok(text.trim().to_string())
+}
+
+/// Each gate binary's default `--listen`: its port in the installation's
+/// one set (gantryd 7070, gantry-sched 7071, then one per gate; the AWS
+/// gate's agents connect to 7444), as docs/install.md lists them.
+pub mod default_listen {
+    /// gantry-gate-local.
+    pub const LOCAL: &str = "127.0.0.1:7072";
+    /// gantry-gate-slurm.
+    pub const SLURM: &str = "127.0.0.1:7073";
+    /// gantry-gate-sge.
+    pub const SGE: &str = "127.0.0.1:7074";
+    /// gantry-gate-aws.
+    pub const AWS: &str = "127.0.0.1:7075";
+}
+
+/// Parse a gate binary's command line `C` (which flattens [`GateArgs`]),
+/// its `--listen` defaulting to `listen` (one of [`default_listen`]).
+pub fn parse_gate_cli<C: clap::Parser>(listen: &'static str) -> C {
+    let command = C::command().mut_arg("listen", |arg| arg.default_value(listen));
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 impl GateArgs {

@@ -30,7 +30,7 @@ mod staging;
 pub use accounts::{
     Account, AccountMap, DEFAULT_MIN_UID, RunAs, RunAsArgs, RunAsMode, login_env_of,
 };
-pub use args::{GateArgs, GateConfig};
+pub use args::{GateArgs, GateConfig, default_listen, parse_gate_cli};
 pub use auth::authorize_core;
 pub use batch::{AttemptRecord, BatchConfig, BatchProvider, BatchSystem};
 pub use error::{GateError, Result, attempt_found};

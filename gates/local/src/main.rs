@@ -43,7 +43,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
-    let cli = Cli::parse();
+    let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::LOCAL);
     if cli.cpus == Some(0) {
         anyhow::bail!("--cpus: must be at least 1");
     }

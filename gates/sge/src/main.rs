@@ -53,7 +53,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
-    let cli = Cli::parse();
+    let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::SGE);
     // The times qstat and qacct print are the host's local time: UTC here.
     let mut env = vec![("TZ".to_string(), "UTC".to_string())];
     let settings = [

@@ -33,7 +33,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
     gantry_proto::telemetry::init("info");
-    let cli = Cli::parse();
+    let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::SLURM);
     let env: Vec<(String, String)> = cli
         .slurm_conf
         .iter()
