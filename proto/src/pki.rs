@@ -98,6 +98,10 @@ impl Pki {
             .push(DnType::CommonName, format!("Gantry CA ({installation})"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_LIFETIME).into();
+        params.serial_number = Some(serial(now));
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         fs::write(dir.join("ca.pem"), cert.pem()).map_err(io_err(&dir.join("ca.pem")))?;
@@ -148,8 +152,35 @@ impl Pki {
 
     /// Issue (or re-issue) a certificate for `principal`, valid as a TLS client
     /// and, for processes that serve, as a server for localhost and `extra_hosts`.
+    /// It is valid from a minute ago for [`default_lifetime`] of its kind.
     pub fn issue(&self, principal: &Principal, extra_hosts: &[String]) -> Result<CertPaths> {
+        self.issue_for(principal, extra_hosts, default_lifetime(principal))
+    }
+
+    /// [`Pki::issue`], valid from a minute ago (for clocks a little behind)
+    /// for `lifetime` from now.
+    pub fn issue_for(
+        &self,
+        principal: &Principal,
+        extra_hosts: &[String],
+        lifetime: Duration,
+    ) -> Result<CertPaths> {
+        let now = SystemTime::now();
+        self.issue_valid(principal, extra_hosts, now - CLOCK_SKEW, now + lifetime)
+    }
+
+    /// [`Pki::issue`], valid from `not_before` until `not_after`.
+    pub fn issue_valid(
+        &self,
+        principal: &Principal,
+        extra_hosts: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<CertPaths> {
         let mut params = CertificateParams::default();
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        params.serial_number = Some(serial(SystemTime::now()));
         params
             .distinguished_name
             .push(DnType::CommonName, principal.path());
@@ -212,6 +243,10 @@ impl Pki {
         );
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_LIFETIME).into();
+        params.serial_number = Some(serial(now));
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let paths = self.agent_issuer_paths(gate);
@@ -220,10 +255,15 @@ impl Pki {
         Ok(paths)
     }
 
-    /// Issue `principal`'s certificate unless it already exists.
+    /// Issue `principal`'s certificate unless a current one exists: one
+    /// with its key, that has less than a third of its kind's
+    /// [`default_lifetime`] left (or cannot be read) is issued anew.
     pub fn ensure(&self, principal: &Principal) -> Result<CertPaths> {
         let paths = self.paths(principal);
-        if paths.cert.exists() && paths.key.exists() {
+        let renew_by = SystemTime::now() + default_lifetime(principal) / 3;
+        let current =
+            paths.key.exists() && expiry(&paths.cert).is_some_and(|not_after| not_after > renew_by);
+        if current {
             Ok(paths)
         } else {
             self.issue(principal, &[])
@@ -274,15 +314,49 @@ impl AgentIssuer {
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = (now - Duration::from_secs(60)).into();
+        params.not_before = (now - CLOCK_SKEW).into();
         params.not_after = not_after.into();
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(
-            &time_serial(now).to_be_bytes(),
-        ));
+        params.serial_number = Some(serial(now));
         csr.params = params;
         let cert = csr.signed_by(&self.issuer)?;
         Ok((cert.pem(), not_after))
     }
+}
+
+/// How far back a certificate's validity starts, for clocks a little behind.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// How long the installation's CA is valid: ten years.
+pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// How long a certificate `gantry pki` issues is valid unless told
+/// otherwise: short for people (30 days; a stolen key works no longer),
+/// longer for the installation's own processes and services (a year).
+/// Node agents' certificates are shorter still (an hour, renewed by the
+/// agent; see [`AgentIssuer::sign`]).
+pub fn default_lifetime(principal: &Principal) -> Duration {
+    const DAY: u64 = 24 * 3600;
+    match principal {
+        Principal::User(_) => Duration::from_secs(30 * DAY),
+        Principal::Agent(_) => Duration::from_secs(3600),
+        _ => Duration::from_secs(365 * DAY),
+    }
+}
+
+/// When the certificate in PEM file `path` expires; `None` when it cannot
+/// be read.
+pub fn expiry(path: &Path) -> Option<SystemTime> {
+    let pem = fs::read(path).ok()?;
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// A certificate serial number from the time it is made.
+fn serial(now: SystemTime) -> rcgen::SerialNumber {
+    rcgen::SerialNumber::from_slice(&time_serial(now).to_be_bytes())
 }
 
 /// A positive serial number unique enough for short-lived certificates: the
@@ -318,6 +392,35 @@ mod tests {
         assert_eq!(Principal::from_der(&der, "test").unwrap(), alice);
         // Reopening finds the same installation.
         assert_eq!(Pki::open(dir.path()).unwrap().installation(), "test");
+    }
+
+    #[test]
+    fn certificates_expire_by_kind_and_ensure_renews_one_near_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(dir.path(), "test").unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let left = |path: &Path| {
+            expiry(path)
+                .unwrap()
+                .duration_since(SystemTime::now())
+                .unwrap()
+        };
+        let alice = Principal::User("alice".into());
+        let core = pki.issue(&Principal::Core, &[]).unwrap();
+        assert!(left(&core.cert) > 364 * day && left(&core.cert) <= 365 * day);
+        let paths = pki.issue(&alice, &[]).unwrap();
+        assert!(left(&paths.cert) > 29 * day && left(&paths.cert) <= 30 * day);
+        assert!(left(&pki.ca_path()) > 3649 * day);
+        // Current: kept as it is.
+        let before = fs::read(&paths.cert).unwrap();
+        pki.ensure(&alice).unwrap();
+        assert_eq!(fs::read(&paths.cert).unwrap(), before);
+        // Two days left of thirty: issued anew.
+        let now = SystemTime::now();
+        pki.issue_valid(&alice, &[], now - day, now + 2 * day).unwrap();
+        assert!(left(&paths.cert) < 3 * day);
+        pki.ensure(&alice).unwrap();
+        assert!(left(&paths.cert) > 29 * day);
     }
 
     #[test]

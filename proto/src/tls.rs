@@ -33,6 +33,15 @@ pub enum TlsError {
     /// The endpoint address is not a valid URI.
     #[error("`{0}` is not a valid address; use e.g. https://127.0.0.1:7070")]
     BadAddress(String),
+    /// The certificate is outside its validity period, so every peer
+    /// would refuse it at the handshake.
+    #[error("the certificate {path} {why}; issue a new one (`gantry pki issue`, docs/install.md)")]
+    NotValid {
+        /// The certificate file.
+        path: PathBuf,
+        /// "expired at …" or "is not valid until …".
+        why: String,
+    },
     /// tonic refused the TLS configuration.
     #[error("TLS setup failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -52,6 +61,36 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// This process's certificate (`cert_pem`, read from `path`), checked to
+/// be valid now: an expired one or one not valid yet is refused here with
+/// its dates, not by the peer with a bare "transport error".
+fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read("certificate", path)?;
+    let der: Option<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok();
+    let parsed = der
+        .as_ref()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok());
+    if let Some((_, cert)) = parsed {
+        let validity = cert.validity();
+        let now = x509_parser::time::ASN1Time::now();
+        let why = if now > validity.not_after {
+            Some(format!("expired at {}", validity.not_after))
+        } else if now < validity.not_before {
+            Some(format!("is not valid until {}", validity.not_before))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(TlsError::NotValid {
+                path: path.to_path_buf(),
+                why,
+            });
+        }
+    }
+    Ok(pem)
+}
+
 impl TlsFiles {
     /// The three files of `stem` (e.g. `core`, `user-alice`) in a PKI directory.
     pub fn in_dir(dir: &Path, stem: &str) -> Self {
@@ -65,7 +104,7 @@ impl TlsFiles {
     /// A server config that requires clients to present a certificate of this CA.
     pub fn server_config(&self) -> Result<ServerTlsConfig, TlsError> {
         let identity = Identity::from_pem(
-            read("certificate", &self.cert)?,
+            current_certificate(&self.cert)?,
             read("private key", &self.key)?,
         );
         Ok(ServerTlsConfig::new()
@@ -76,7 +115,7 @@ impl TlsFiles {
     /// A client config presenting this identity and trusting only this CA.
     pub fn client_config(&self) -> Result<ClientTlsConfig, TlsError> {
         let identity = Identity::from_pem(
-            read("certificate", &self.cert)?,
+            current_certificate(&self.cert)?,
             read("private key", &self.key)?,
         );
         Ok(ClientTlsConfig::new()

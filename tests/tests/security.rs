@@ -348,3 +348,73 @@ async fn a_secret_reaches_the_job_and_no_answer_log_or_file() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_and_not_yet_valid_certificates_are_refused() {
+    use std::time::{Duration, SystemTime};
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let windows = [
+        ("expired", now - 2 * hour, now - hour),
+        ("not-yet-valid", now + hour, now + 2 * hour),
+    ];
+    for (name, not_before, not_after) in windows {
+        let principal = Principal::User(name.into());
+        let paths = cluster
+            .pki()
+            .issue_valid(&principal, &[], not_before, not_after)
+            .unwrap();
+        // The SDK (and so the CLI) says why before it dials.
+        let config = ClientConfig {
+            address: format!("https://127.0.0.1:{}", cluster.core.addr.port()),
+            tls: TlsFiles {
+                ca: cluster.pki().ca_path(),
+                cert: paths.cert.clone(),
+                key: paths.key.clone(),
+            },
+        };
+        let said = match Client::connect(&config).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the SDK used a certificate {name}"),
+        };
+        let why = if name == "expired" {
+            "expired at"
+        } else {
+            "is not valid until"
+        };
+        assert!(said.contains(why), "{name}: {said}");
+        // gantryd itself refuses it at the handshake, to a client that
+        // does not check (plain tonic, the same files).
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(
+                std::fs::read(cluster.pki().ca_path()).unwrap(),
+            ))
+            .identity(tonic::transport::Identity::from_pem(
+                std::fs::read(&paths.cert).unwrap(),
+                std::fs::read(&paths.key).unwrap(),
+            ));
+        let answer = match tonic::transport::Endpoint::from_shared(config.address.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+        {
+            Err(e) => Err(e.to_string()),
+            Ok(channel) => gantry_proto::v1::gantry_client::GantryClient::new(channel)
+                .list_sites(gantry_proto::v1::ListSitesRequest {})
+                .await
+                .map_err(|s| s.to_string()),
+        };
+        assert!(answer.is_err(), "gantryd served a certificate {name}");
+    }
+    // The same user with a current certificate is served.
+    cluster
+        .user("expired")
+        .await
+        .unwrap()
+        .sites()
+        .await
+        .unwrap();
+}

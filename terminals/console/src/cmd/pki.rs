@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use gantry_proto::Principal;
 use gantry_proto::identity::is_valid_name;
-use gantry_proto::pki::Pki;
+use gantry_proto::pki::{self, Pki};
 use serde::Serialize;
 
 use crate::cmd::Ctx;
@@ -48,6 +48,9 @@ enum PkiCommand {
         /// Extra host names or IPs the certificate serves (gates only; localhost is always included)
         #[arg(long = "host", value_name = "HOST")]
         hosts: Vec<String>,
+        /// How long it is valid, e.g. 12h, 30d, 1y [default: 30d for a user, 1y for a service or a gate]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        lifetime: Option<std::time::Duration>,
     },
 }
 
@@ -70,6 +73,13 @@ struct Issued {
     identity: String,
     cert: PathBuf,
     key: PathBuf,
+    /// When it expires (RFC 3339, UTC).
+    valid_until: Option<String>,
+}
+
+/// `cert`'s expiry as RFC 3339, UTC.
+fn valid_until(cert: &std::path::Path) -> Option<String> {
+    pki::expiry(cert).map(|t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
 fn report(ctx: &Ctx, ca: PathBuf, issued: &[Issued]) -> anyhow::Result<()> {
@@ -83,7 +93,13 @@ fn report(ctx: &Ctx, ca: PathBuf, issued: &[Issued]) -> anyhow::Result<()> {
     }
     crate::out!("CA: {}", ca.display());
     for i in issued {
-        crate::out!("{}: {} {}", i.identity, i.cert.display(), i.key.display());
+        let until = i.valid_until.as_deref().unwrap_or("unknown");
+        crate::out!(
+            "{}: {} {} (valid until {until})",
+            i.identity,
+            i.cert.display(),
+            i.key.display()
+        );
     }
     Ok(())
 }
@@ -107,6 +123,7 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                 let paths = pki.ensure(&principal)?;
                 issued.push(Issued {
                     identity: principal.uri(pki.installation()),
+                    valid_until: valid_until(&paths.cert),
                     cert: paths.cert,
                     key: paths.key,
                 });
@@ -118,6 +135,7 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
             kind,
             name,
             hosts,
+            lifetime,
         } => {
             if !is_valid_name(&name) {
                 bail!("`{name}` is not a valid name; use 1-64 of A-Z a-z 0-9 . _ - (e.g. alice)");
@@ -134,6 +152,7 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                     let paths = pki.issue_agent_issuer(&name)?;
                     let issued = [Issued {
                         identity: format!("agent issuer of gate/{name}"),
+                        valid_until: valid_until(&paths.cert),
                         cert: paths.cert,
                         key: paths.key,
                     }];
@@ -145,9 +164,17 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                 bail!("--host is only for gate certificates (users and services do not serve)");
             }
             let pki = Pki::open(&dir)?;
-            let paths = pki.issue(&principal, &hosts)?;
+            let lifetime = lifetime.unwrap_or_else(|| pki::default_lifetime(&principal));
+            if lifetime < std::time::Duration::from_secs(60) {
+                bail!(
+                    "--lifetime must be at least a minute, not {}",
+                    humantime::format_duration(lifetime)
+                );
+            }
+            let paths = pki.issue_for(&principal, &hosts, lifetime)?;
             let issued = [Issued {
                 identity: principal.uri(pki.installation()),
+                valid_until: valid_until(&paths.cert),
                 cert: paths.cert,
                 key: paths.key,
             }];
