@@ -61,9 +61,8 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let service = GantryServer::new(GantryService::new(ctx))
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
+    let server_tls = gantry_proto::server_tls::ServerTls::load(tls)?;
     let server = Server::builder()
-        .tls_config(tls.server_config()?)?
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(service);
     let server = gantry_proto::reflection::add_reflection(server, &[API]);
@@ -74,7 +73,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let (signal, deadline) =
         gantry_proto::serve::shutdown_with_grace(std::time::Duration::from_secs(3));
     tokio::select! {
-        served = server.serve_with_incoming_shutdown(bound.incoming, signal) => served?,
+        served = server.serve_with_incoming_shutdown(server_tls.incoming(bound.incoming), signal) => served?,
         () = deadline => tracing::warn!("clients still connected after the grace period; exiting"),
     }
     tracing::info!("gantryd stopped");

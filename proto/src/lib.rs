@@ -10,6 +10,7 @@ pub mod pki;
 pub mod reflection;
 pub mod secrets;
 pub mod serve;
+pub mod server_tls;
 pub mod signal;
 pub mod splice;
 pub mod telemetry;

@@ -37,6 +37,9 @@ pub enum PkiError {
     /// The directory holds no CA.
     #[error("{0} holds no CA (ca.pem, ca.key); run `gantry pki init --dir {0}` first")]
     NoCa(String),
+    /// A serial number to revoke is not usable.
+    #[error("{0}")]
+    BadSerial(String),
     /// A certificate signing request is not usable.
     #[error("the certificate signing request is not usable: {0}")]
     BadCsr(String),
@@ -271,6 +274,114 @@ impl Pki {
     }
 }
 
+/// The file, in a PKI directory, of the certificates revoked so far: one
+/// line each, `SERIAL_HEX UNIX_SECONDS WHAT`.
+const REVOKED: &str = "revoked";
+
+/// The certificate revocation list every server checks (PEM), written
+/// beside the CA certificate: `crl.pem`.
+pub fn crl_path(ca: &Path) -> PathBuf {
+    ca.with_file_name("crl.pem")
+}
+
+/// The serial number of the certificate in PEM file `path` (hex, lower
+/// case, no leading zeros), `None` when it cannot be read.
+pub fn serial_of(path: &Path) -> Option<String> {
+    let pem = fs::read(path).ok()?;
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.tbs_certificate.serial.to_str_radix(16))
+}
+
+impl Pki {
+    /// Revoke the certificate with serial number `serial_hex` (`what` says
+    /// whose, for people reading the list), and write the CRL anew
+    /// ([`crl_path`]): servers refuse it at their next handshake. Revoking
+    /// a serial twice changes nothing.
+    pub fn revoke(&self, serial_hex: &str, what: &str) -> Result<PathBuf> {
+        let serial = serial_hex
+            .trim()
+            .trim_start_matches("0x")
+            .to_ascii_lowercase();
+        let bytes = hex_bytes(&serial).ok_or_else(|| {
+            PkiError::BadSerial(format!("`{serial_hex}` is not a hexadecimal serial number"))
+        })?;
+        if bytes.is_empty() {
+            return Err(PkiError::BadSerial("the serial number is empty".into()));
+        }
+        let list = self.dir.join(REVOKED);
+        let mut text = fs::read_to_string(&list).unwrap_or_default();
+        let known = text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(serial.trim_start_matches('0')));
+        if !known {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "{} {now} {what}\n",
+                serial.trim_start_matches('0')
+            ));
+            fs::write(&list, &text).map_err(io_err(&list))?;
+        }
+        self.write_crl(&text)
+    }
+
+    /// The CRL of every serial in `revoked` (the list file's text), signed
+    /// by the CA, written to [`crl_path`].
+    fn write_crl(&self, revoked: &str) -> Result<PathBuf> {
+        let mut revoked_certs = Vec::new();
+        for line in revoked.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(serial), Some(at)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let (Some(bytes), Ok(at)) = (hex_bytes(serial), at.parse::<u64>()) else {
+                continue;
+            };
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&bytes),
+                revocation_time: (SystemTime::UNIX_EPOCH + Duration::from_secs(at)).into(),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let now = SystemTime::now();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: (now - CLOCK_SKEW).into(),
+            next_update: (now + CA_LIFETIME).into(),
+            crl_number: serial(now),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer)?;
+        let path = crl_path(&self.ca_path());
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, crl.pem()?).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(path)
+    }
+}
+
+/// `hex` (an even or odd number of digits) as big-endian bytes.
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = if hex.len() % 2 == 1 {
+        format!("0{hex}")
+    } else {
+        hex.to_string()
+    };
+    (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
+        .collect()
+}
+
 /// A gate's agent issuer, loaded: signs node agents' certificates from
 /// their certificate signing requests (see `agent.proto`).
 pub struct AgentIssuer {
@@ -417,7 +528,8 @@ mod tests {
         assert_eq!(fs::read(&paths.cert).unwrap(), before);
         // Two days left of thirty: issued anew.
         let now = SystemTime::now();
-        pki.issue_valid(&alice, &[], now - day, now + 2 * day).unwrap();
+        pki.issue_valid(&alice, &[], now - day, now + 2 * day)
+            .unwrap();
         assert!(left(&paths.cert) < 3 * day);
         pki.ensure(&alice).unwrap();
         assert!(left(&paths.cert) > 29 * day);

@@ -42,6 +42,15 @@ pub enum TlsError {
         /// "expired at …" or "is not valid until …".
         why: String,
     },
+    /// A file's contents cannot be used (not PEM, a key that does not
+    /// match, a CRL that does not parse).
+    #[error("{path}: {why}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// tonic refused the TLS configuration.
     #[error("TLS setup failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -64,7 +73,7 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 /// This process's certificate (`cert_pem`, read from `path`), checked to
 /// be valid now: an expired one or one not valid yet is refused here with
 /// its dates, not by the peer with a bare "transport error".
-fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
     let pem = read("certificate", path)?;
     let der: Option<rustls::pki_types::CertificateDer<'static>> =
         rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok();

@@ -104,9 +104,8 @@ async fn main() -> anyhow::Result<()> {
         .set_serving::<SchedulerServer<SchedulerService>>()
         .await;
     let bound = serve::bind(&args.listen).await?;
+    let server_tls = gantry_proto::server_tls::ServerTls::load(&files)?;
     let server = Server::builder()
-        .tls_config(files.server_config()?)
-        .context("TLS configuration")?
         .add_service(health_service)
         .add_service(SchedulerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
     let server = gantry_proto::reflection::add_reflection(
@@ -119,11 +118,12 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(addr = %bound.addr, %installation, "gantry-sched listening");
     let (signal, deadline) = serve::shutdown_with_grace(std::time::Duration::from_secs(3));
-    let serving = server.serve_with_incoming_shutdown(bound.incoming, async move {
-        signal.await;
-        tracing::info!("stopping");
-        stopper.stop_all();
-    });
+    let serving =
+        server.serve_with_incoming_shutdown(server_tls.incoming(bound.incoming), async move {
+            signal.await;
+            tracing::info!("stopping");
+            stopper.stop_all();
+        });
     tokio::select! {
         served = serving => served.context("serving")?,
         () = deadline => tracing::warn!("connections still open after the grace period; exiting"),

@@ -408,6 +408,14 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
                 .map_err(|s| s.to_string()),
         };
         assert!(answer.is_err(), "gantryd served a certificate {name}");
+        let reason = if name == "expired" { "expired" } else { "not valid before" };
+        let log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("TLS handshake refused") && l.contains(reason)),
+            "{name}: gantryd's log:\n{}",
+            cluster.core.log_tail()
+        );
     }
     // The same user with a current certificate is served.
     cluster
@@ -417,4 +425,117 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
         .sites()
         .await
         .unwrap();
+}
+
+/// The serial number (hex, lower case) of the certificate the server at
+/// `addr` presents to a new connection, as `openssl s_client` sees it.
+fn served_serial(cluster: &Cluster, addr: std::net::SocketAddr) -> String {
+    let tls = cluster.config_for(&Principal::User("alice".into())).tls;
+    let script = format!(
+        "openssl s_client -connect {addr} -CAfile '{}' -cert '{}' -key '{}' </dev/null 2>/dev/null \
+         | openssl x509 -noout -serial",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_certificate_is_refused_at_the_handshake_and_the_log_says_why() {
+    use std::time::Duration;
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    cluster.user("alice").await.unwrap().sites().await.unwrap();
+    let pki_dir = cluster.dir().join("pki");
+    let (code, out, err) = gantry_e2e::run(
+        std::process::Command::new(gantry_e2e::bin_dir().join("gantry"))
+            .args(["pki", "revoke", "--dir"])
+            .arg(&pki_dir)
+            .args(["user", "alice"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked user/alice"), "{out}");
+    // Every server reads the list again within a second or so.
+    let refused = gantry_e2e::eventually(
+        Duration::from_secs(20),
+        "gantryd to refuse alice's revoked certificate",
+        async || match cluster.user("alice").await {
+            Err(e) => Ok(e.to_string()),
+            Ok(client) => match client.sites().await {
+                Err(e) => Ok(e.to_string()),
+                Ok(_) => Err("still served".to_string()),
+            },
+        },
+    )
+    .await;
+    assert!(!refused.is_empty());
+    let log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TLS handshake refused") && l.contains("Revoked")),
+        "gantryd's log:\n{}",
+        cluster.core.log_tail()
+    );
+    // Others are served; alice again with a new certificate.
+    cluster.user("bob").await.unwrap().sites().await.unwrap();
+    cluster
+        .pki()
+        .issue(&Principal::User("alice".into()), &[])
+        .unwrap();
+    cluster.user("alice").await.unwrap().sites().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_server_certificates_are_served_without_a_restart_and_a_running_job_completes() {
+    use std::time::Duration;
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let job = alice.submit(sh("sleep 3; echo done")).await.unwrap();
+    let servers = [
+        (Principal::Core, cluster.core.addr),
+        (Principal::Scheduler, cluster.sched.addr),
+        (Principal::Gate("local".into()), cluster.gate.addr),
+    ];
+    for (principal, addr) in &servers {
+        let before = served_serial(&cluster, *addr);
+        assert!(!before.is_empty(), "{principal}: no certificate served");
+        // The file's modification time must differ from the last look.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let paths = cluster.pki().issue(principal, &[]).unwrap();
+        let rotated = gantry_proto::pki::serial_of(&paths.cert).unwrap();
+        assert_ne!(rotated, before);
+        gantry_e2e::eventually(
+            Duration::from_secs(20),
+            &format!("{principal} to serve its new certificate"),
+            async || {
+                let served = served_serial(&cluster, *addr);
+                if served == rotated {
+                    Ok(())
+                } else {
+                    Err(served)
+                }
+            },
+        )
+        .await;
+    }
+    // The job submitted before the rotations completes, and new clients
+    // are served by the rotated servers.
+    let ended = tokio::time::timeout(Duration::from_secs(60), alice.wait(job.id, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ended.state(),
+        gantry_client::JobState::Completed,
+        "{ended:?}"
+    );
+    cluster.user("bob").await.unwrap().sites().await.unwrap();
 }

@@ -55,7 +55,7 @@ pub async fn serve<P: Provider>(provider: Arc<P>, args: &GateArgs) -> Result<(),
 pub struct BoundGate<P> {
     bound: Bound,
     service: GateService<P>,
-    tls: tonic::transport::ServerTlsConfig,
+    tls: gantry_proto::server_tls::ServerTls,
     stop: watch::Sender<bool>,
 }
 
@@ -66,7 +66,7 @@ pub async fn bind<P: Provider>(
     config: &GateConfig,
 ) -> Result<BoundGate<P>, ServeError> {
     check_identity(config)?;
-    let tls = config.tls.server_config()?;
+    let tls = gantry_proto::server_tls::ServerTls::load(&config.tls)?;
     let bound = serve::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Io {
@@ -107,15 +107,12 @@ impl<P: Provider> BoundGate<P> {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (reporter, health) = tonic_health::server::health_reporter();
         crate::health::install(reporter).await;
-        let router = Server::builder()
-            .tls_config(self.tls)?
-            .add_service(health)
-            .add_service(service);
+        let router = Server::builder().add_service(health).add_service(service);
         gantry_proto::reflection::add_reflection(
             router,
             &[gantry_proto::v1::gate_server::SERVICE_NAME],
         )
-        .serve_with_incoming_shutdown(self.bound.incoming, shutdown)
+        .serve_with_incoming_shutdown(self.tls.incoming(self.bound.incoming), shutdown)
         .await?;
         Ok(())
     }

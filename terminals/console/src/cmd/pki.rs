@@ -52,6 +52,22 @@ enum PkiCommand {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         lifetime: Option<std::time::Duration>,
     },
+    /// Revoke a certificate: write the CA's revocation list (crl.pem beside
+    /// ca.pem) anew, which every server reads again within a second and
+    /// checks at each handshake. Copy crl.pem to the servers on other hosts.
+    Revoke {
+        /// The PKI directory holding the CA
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// What the identity is (with NAME: revoke its current certificate in DIR)
+        #[arg(required_unless_present = "serial", requires = "name")]
+        kind: Option<Kind>,
+        /// Its name
+        name: Option<String>,
+        /// Or the serial number (hex) of any certificate of this CA
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["kind", "name"])]
+        serial: Option<String>,
+    },
 }
 
 /// The kinds of identity `issue` makes.
@@ -179,6 +195,59 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                 key: paths.key,
             }];
             report(ctx, pki.ca_path(), &issued)?;
+        }
+        PkiCommand::Revoke {
+            dir,
+            kind,
+            name,
+            serial,
+        } => {
+            let pki = Pki::open(&dir)?;
+            let (serial, what) = match (kind, name, serial) {
+                (_, _, Some(serial)) => (serial, "by serial".to_string()),
+                (Some(kind), Some(name), None) => {
+                    let principal = match kind {
+                        Kind::User => Principal::User(name),
+                        Kind::Service => Principal::Service(name),
+                        Kind::Gate => Principal::Gate(name),
+                        Kind::AgentIssuer => {
+                            bail!(
+                                "an agent issuer is a CA of its own; revoke it by making a new one (`gantry pki issue agent-issuer NAME`) and restarting its gate"
+                            )
+                        }
+                    };
+                    let cert = pki.paths(&principal).cert;
+                    let Some(serial) = pki::serial_of(&cert) else {
+                        bail!(
+                            "no certificate of {} in {} ({} cannot be read); revoke it with --serial",
+                            principal.path(),
+                            dir.display(),
+                            cert.display()
+                        );
+                    };
+                    (serial, principal.path())
+                }
+                _ => bail!("name what to revoke: KIND NAME, or --serial HEX"),
+            };
+            let crl = pki.revoke(&serial, &what)?;
+            if ctx.json {
+                #[derive(Serialize)]
+                struct Revoked<'a> {
+                    serial: &'a str,
+                    identity: &'a str,
+                    crl: PathBuf,
+                }
+                return output::print_json(&Revoked {
+                    serial: &serial,
+                    identity: &what,
+                    crl,
+                })
+                .map(|()| 0);
+            }
+            crate::out!(
+                "revoked {what} (serial {serial}); revocation list: {}",
+                crl.display()
+            );
         }
     }
     Ok(0)

@@ -1,0 +1,192 @@
+//! The TLS side of every Gantry server: mutual TLS with the installation's
+//! CA, a certificate revocation list, files re-read when they change, and
+//! a refused handshake logged with its reason.
+//!
+//! tonic's own TLS reads its files once and knows no CRL, so servers accept
+//! TCP connections themselves ([`crate::serve::bind`]), make them TLS here,
+//! and hand tonic the finished streams (`serve_with_incoming`); tonic still
+//! gives each request its peer's certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::serve::Incoming;
+use crate::tls::{TlsError, TlsFiles};
+
+/// How long a client may take over its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often, at most, the files are looked at for changes.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A server's TLS: its files, and the configuration made from them,
+/// made anew when one of them changes.
+pub struct ServerTls {
+    files: TlsFiles,
+    crl: PathBuf,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    acceptor: TlsAcceptor,
+    stamps: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
+impl ServerTls {
+    /// Load `files` and the CRL beside the CA certificate (`crl.pem`, when
+    /// it exists; see [`crate::pki::crl_path`]).
+    pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        let crl = crate::pki::crl_path(&files.ca);
+        let stamps = stamps(files, &crl);
+        let acceptor = acceptor(files, &crl)?;
+        Ok(Self {
+            files: files.clone(),
+            crl,
+            current: Mutex::new(Current {
+                acceptor,
+                stamps,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The acceptor for a new connection: the current one, or one made
+    /// from the files if they changed since (a file that cannot be used
+    /// keeps the previous configuration, and says why in the log).
+    fn acceptor(&self) -> TlsAcceptor {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.checked.elapsed() >= RECHECK {
+            current.checked = Instant::now();
+            let now = stamps(&self.files, &self.crl);
+            if now != current.stamps {
+                match acceptor(&self.files, &self.crl) {
+                    Ok(acceptor) => {
+                        tracing::info!(
+                            cert = %self.files.cert.display(),
+                            crl = %self.crl.display(),
+                            "TLS files changed; new connections use them"
+                        );
+                        current.acceptor = acceptor;
+                        current.stamps = now;
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "TLS files changed but cannot be used; keeping the previous ones"
+                    ),
+                }
+            }
+        }
+        current.acceptor.clone()
+    }
+
+    /// `incoming` TCP connections as TLS streams, each handshake on its
+    /// own task (a slow client delays no one); refused handshakes are
+    /// logged with their reason and dropped.
+    pub fn incoming(
+        self,
+        mut incoming: Incoming,
+    ) -> impl Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let tls = Arc::new(self);
+        tokio::spawn(async move {
+            while let Some(accepted) = incoming.next().await {
+                let stream = match accepted {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        continue;
+                    }
+                };
+                let peer = stream.peer_addr().ok();
+                let acceptor = tls.acceptor();
+                let out = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = out.send(Ok(tls)).await;
+                        }
+                        Ok(Err(e)) => tracing::warn!(
+                            peer = ?peer,
+                            error = %e,
+                            "TLS handshake refused"
+                        ),
+                        Err(_) => tracing::warn!(
+                            peer = ?peer,
+                            "TLS handshake not finished within {HANDSHAKE_TIMEOUT:?}; closed"
+                        ),
+                    }
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+/// When each file was last changed (`None`: missing).
+fn stamps(files: &TlsFiles, crl: &Path) -> Vec<Option<SystemTime>> {
+    [&files.ca, &files.cert, &files.key, crl]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn bad(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::Unusable {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+/// A rustls configuration from the files: this server's certificate
+/// (checked to be valid now), clients must present a certificate of the
+/// CA that the CRL (when there is one) does not list; HTTP/2 only.
+fn acceptor(files: &TlsFiles, crl: &Path) -> Result<TlsAcceptor, TlsError> {
+    let cert_pem = crate::tls::current_certificate(&files.cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&files.cert, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read("private key", &files.key)?)
+        .map_err(|e| bad(&files.key, e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
+        roots
+            .add(ca.map_err(|e| bad(&files.ca, e))?)
+            .map_err(|e| bad(&files.ca, e))?;
+    }
+    let mut verifier = WebPkiClientVerifier::builder(Arc::new(roots));
+    if crl.exists() {
+        let crls = CertificateRevocationListDer::pem_slice_iter(&read("revocation list", crl)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(crl, e))?;
+        verifier = verifier.with_crls(crls);
+    }
+    let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&files.cert, e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
