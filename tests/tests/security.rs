@@ -408,7 +408,11 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
                 .map_err(|s| s.to_string()),
         };
         assert!(answer.is_err(), "gantryd served a certificate {name}");
-        let reason = if name == "expired" { "expired" } else { "not valid before" };
+        let reason = if name == "expired" {
+            "expired"
+        } else {
+            "not valid before"
+        };
         let log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
         assert!(
             log.lines()

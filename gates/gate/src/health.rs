@@ -74,6 +74,24 @@ pub(crate) fn answered() {
     }
 }
 
+/// Ask `provider` for its description once, as the gate starts, so that a
+/// provider it cannot reach (a wrong slurm.conf, a login node down) is
+/// said in the gate's own log at once, not only when gantryd first asks.
+pub(crate) async fn check_at_start<P: crate::Provider>(provider: &P) {
+    match provider.describe().await {
+        Ok(description) => {
+            answered();
+            tracing::info!(
+                provider = %description.provider,
+                flavors = description.flavors.len(),
+                "the provider answers"
+            );
+        }
+        Err(crate::GateError::Unavailable(reason)) => unavailable(&reason),
+        Err(e) => tracing::warn!(error = %e, "the provider could not be described"),
+    }
+}
+
 fn report(status: ServingStatus) {
     if let (Some(reporter), Ok(runtime)) = (REPORTER.get(), tokio::runtime::Handle::try_current()) {
         let reporter = reporter.clone();

@@ -54,6 +54,7 @@ pub async fn serve<P: Provider>(provider: Arc<P>, args: &GateArgs) -> Result<(),
 /// A gate bound to its address (and announced in the ready file), not yet serving.
 pub struct BoundGate<P> {
     bound: Bound,
+    provider: Arc<P>,
     service: GateService<P>,
     tls: gantry_proto::server_tls::ServerTls,
     stop: watch::Sender<bool>,
@@ -80,9 +81,11 @@ pub async fn bind<P: Provider>(
         })?;
     }
     let (stop, stop_rx) = watch::channel(false);
-    let service = GateService::new(provider, &config.name, &config.installation).with_stop(stop_rx);
+    let service =
+        GateService::new(provider.clone(), &config.name, &config.installation).with_stop(stop_rx);
     Ok(BoundGate {
         bound,
+        provider,
         service,
         tls,
         stop,
@@ -107,6 +110,8 @@ impl<P: Provider> BoundGate<P> {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (reporter, health) = tonic_health::server::health_reporter();
         crate::health::install(reporter).await;
+        let provider = self.provider;
+        tokio::spawn(async move { crate::health::check_at_start(provider.as_ref()).await });
         let router = Server::builder().add_service(health).add_service(service);
         gantry_proto::reflection::add_reflection(
             router,

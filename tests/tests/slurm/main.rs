@@ -591,6 +591,59 @@ fn a_missing_slurm_conf_stops_the_gate_saying_why() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_whose_slurm_does_not_answer_says_so_in_its_own_log_at_start() {
+    // A readable slurm.conf naming a controller port nothing listens on.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(gantry_e2e::services::slurm_conf()).unwrap();
+    let port = gantry_e2e::free_port();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| match l.starts_with("SlurmctldPort=") {
+            true => format!("SlurmctldPort={port}"),
+            false => l.to_string(),
+        })
+        .collect();
+    let conf = dir.path().join("slurm.conf");
+    std::fs::write(&conf, text.join("\n")).unwrap();
+    let pki = gantry_e2e::kit::pki(dir.path(), "slurm");
+    let work = dir.path().join("work").display().to_string();
+    let conf = conf.display().to_string();
+    let args = [
+        "--name",
+        "slurm",
+        "--listen",
+        "127.0.0.1:0",
+        "--pki-dir",
+        &pki,
+        "--work-dir",
+        &work,
+        "--slurm-conf",
+        &conf,
+        "--run-as",
+        "gate",
+    ];
+    let gate = gantry_e2e::Process::start("gantry-gate-slurm", dir.path(), &args)
+        .await
+        .unwrap();
+    // No gantryd asks: the gate looks by itself as it starts.
+    eventually(
+        Duration::from_secs(120),
+        "the gate's log to say Slurm does not answer",
+        async || {
+            let log = std::fs::read_to_string(gate.log_path()).unwrap_or_default();
+            match log
+                .lines()
+                .find(|l| l.contains("the provider does not answer"))
+            {
+                Some(line) if line.contains("sinfo") || line.contains("Slurm") => Ok(()),
+                _ => Err(gate.log_tail()),
+            }
+        },
+    )
+    .await;
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
