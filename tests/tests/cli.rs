@@ -166,6 +166,7 @@ async fn every_command_ends_quietly_when_its_reader_goes_away() {
         vec!["show", &id],
         vec!["logs", &id],
         vec!["sites"],
+        vec!["watch", &id],
         vec!["cancel", &id],
     ] {
         let mut child = cluster

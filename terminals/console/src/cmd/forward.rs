@@ -47,7 +47,7 @@ pub async fn run(ctx: &Ctx, args: ForwardArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{local}: {e}"))?;
     let address = listener.local_addr()?;
-    println!("{address}");
+    crate::out!("{address}");
     eprintln!(
         "Forwarding {address} to port {} of job {id} (Ctrl-C to stop)",
         args.port

@@ -63,8 +63,10 @@ async fn follow(
 ) -> anyhow::Result<i32> {
     let mut running: HashSet<u64> = ids.iter().copied().collect();
     let mut out = std::io::stdout().lock();
-    if !ctx.json && writeln!(out, "{}", header()).is_err() {
-        return Ok(0);
+    if !ctx.json
+        && let Err(e) = writeln!(out, "{}", header())
+    {
+        crate::output::exit_on_write_error(&e);
     }
     while let Some(event) = events.next().await {
         let event = event?;
@@ -73,9 +75,10 @@ async fn follow(
         } else {
             line(&event)
         };
-        // A closed pipe (`gantry watch | head`) ends the watch quietly.
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            return Ok(0);
+        // A closed pipe (`gantry watch | head`) ends the watch quietly, as
+        // every command (exit status 141).
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            crate::output::exit_on_write_error(&e);
         }
         if is_end_state(event.to_state()) {
             running.remove(&event.job_id);
