@@ -101,4 +101,22 @@ class PortForward:
         except OSError:
             pass
         finally:
-            conn.close()
+            _close_gently(conn)
+
+
+def _close_gently(conn: socket.socket) -> None:
+    """Close ``conn`` gently: say so first (FIN), then read what its peer still sends.
+
+    Reading lasts a second at most. Closing with unread data would reset the
+    connection, and the peer could lose what it was sent or see a reset
+    instead of the end (a refused forward, seen on a busy machine).
+    """
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1.0)
+        while conn.recv(CHUNK):
+            pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
