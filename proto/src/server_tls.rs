@@ -100,7 +100,14 @@ impl ServerTls {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let tls = Arc::new(self);
         tokio::spawn(async move {
-            while let Some(accepted) = incoming.next().await {
+            loop {
+                // Once the server is gone (its stream dropped), stop
+                // accepting, which closes the listener.
+                let accepted = tokio::select! {
+                    accepted = incoming.next() => accepted,
+                    () = tx.closed() => return,
+                };
+                let Some(accepted) = accepted else { return };
                 let stream = match accepted {
                     Ok(stream) => stream,
                     Err(e) => {
@@ -127,9 +134,6 @@ impl ServerTls {
                         ),
                     }
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
         });
         ReceiverStream::new(rx)
