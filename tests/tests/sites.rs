@@ -333,28 +333,22 @@ async fn every_server_answers_health_and_reflection_to_grpcurl() {
     // ready, while its client API still takes jobs.
     cluster.sched.stop();
     let core = cluster.core.addr;
-    eventually(
-        Duration::from_secs(30),
-        "gantryd to say NOT_SERVING without its scheduler",
-        async || {
-            let said = health(&cluster, core, "");
-            if said.contains("\"status\": \"NOT_SERVING\"") {
-                Ok(())
-            } else {
-                Err(said)
-            }
-        },
-    )
-    .await;
+    until_health(&cluster, core, "NOT_SERVING", "without its scheduler").await;
     let said = health(&cluster, core, "gantry.v1.Gantry");
     assert!(said.contains("\"status\": \"SERVING\""), "{said}");
     cluster.sched.restart().await.unwrap();
+    until_health(&cluster, core, "SERVING", "with its scheduler back").await;
+}
+
+/// Wait until gantryd at `addr` as a whole (service `""`) says `status`.
+async fn until_health(cluster: &Cluster, addr: std::net::SocketAddr, status: &str, when: &str) {
+    let wanted = format!("\"status\": \"{status}\"");
     eventually(
         Duration::from_secs(30),
-        "gantryd to say SERVING with its scheduler back",
+        &format!("gantryd to say {status} {when}"),
         async || {
-            let said = health(&cluster, core, "");
-            if said.contains("\"status\": \"SERVING\"") {
+            let said = health(cluster, addr, "");
+            if said.contains(&wanted) {
                 Ok(())
             } else {
                 Err(said)
