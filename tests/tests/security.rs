@@ -413,13 +413,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
         } else {
             "not valid before"
         };
-        let log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
-        assert!(
-            log.lines()
-                .any(|l| l.contains("TLS handshake refused") && l.contains(reason)),
-            "{name}: gantryd's log:\n{}",
-            cluster.core.log_tail()
-        );
+        refusal_logged(&cluster, reason).await;
     }
     // The same user with a current certificate is served.
     cluster
@@ -429,6 +423,26 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
         .sites()
         .await
         .unwrap();
+}
+
+/// Wait until gantryd's log says it refused a handshake for `reason` (the
+/// client may see the refusal before the server has written its line).
+async fn refusal_logged(cluster: &Cluster, reason: &str) {
+    gantry_e2e::eventually(
+        std::time::Duration::from_secs(20),
+        &format!("gantryd's log to say it refused a handshake: {reason}"),
+        async || {
+            let log = std::fs::read_to_string(cluster.core.log_path()).unwrap_or_default();
+            match log
+                .lines()
+                .any(|l| l.contains("TLS handshake refused") && l.contains(reason))
+            {
+                true => Ok(()),
+                false => Err(cluster.core.log_tail()),
+            }
+        },
+    )
+    .await;
 }
 
 /// The serial number (hex, lower case) of the certificate the server at
@@ -481,13 +495,7 @@ async fn a_revoked_certificate_is_refused_at_the_handshake_and_the_log_says_why(
     )
     .await;
     assert!(!refused.is_empty());
-    let log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("TLS handshake refused") && l.contains("Revoked")),
-        "gantryd's log:\n{}",
-        cluster.core.log_tail()
-    );
+    refusal_logged(&cluster, "Revoked").await;
     // Others are served; alice again with a new certificate.
     cluster.user("bob").await.unwrap().sites().await.unwrap();
     cluster
