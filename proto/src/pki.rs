@@ -288,10 +288,19 @@ pub fn crl_path(ca: &Path) -> PathBuf {
 /// case, no leading zeros), `None` when it cannot be read.
 pub fn serial_of(path: &Path) -> Option<String> {
     let pem = fs::read(path).ok()?;
+    read_certificate(&pem, |cert| cert.tbs_certificate.serial.to_str_radix(16))
+}
+
+/// `f` of the first certificate in `pem`; `None` when there is none that
+/// parses.
+pub(crate) fn read_certificate<T>(
+    pem: &[u8],
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> T,
+) -> Option<T> {
     let der: rustls::pki_types::CertificateDer<'static> =
-        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok()?;
+        rustls::pki_types::pem::PemObject::from_pem_slice(pem).ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some(cert.tbs_certificate.serial.to_str_radix(16))
+    Some(f(&cert))
 }
 
 impl Pki {
@@ -300,30 +309,26 @@ impl Pki {
     /// ([`crl_path`]): servers refuse it at their next handshake. Revoking
     /// a serial twice changes nothing.
     pub fn revoke(&self, serial_hex: &str, what: &str) -> Result<PathBuf> {
-        let serial = serial_hex
-            .trim()
-            .trim_start_matches("0x")
-            .to_ascii_lowercase();
-        let bytes = hex_bytes(&serial).ok_or_else(|| {
-            PkiError::BadSerial(format!("`{serial_hex}` is not a hexadecimal serial number"))
-        })?;
-        if bytes.is_empty() {
-            return Err(PkiError::BadSerial("the serial number is empty".into()));
+        // As the list and serial_of write it: lower case, no leading zeros.
+        let serial = serial_hex.trim().to_ascii_lowercase();
+        let serial = serial.trim_start_matches("0x").trim_start_matches('0');
+        if hex_bytes(serial).is_none() {
+            return Err(PkiError::BadSerial(format!(
+                "`{serial_hex}` is not a serial number; give the hexadecimal digits \
+                 `openssl x509 -noout -serial` prints (a serial is never zero)"
+            )));
         }
         let list = self.dir.join(REVOKED);
         let mut text = fs::read_to_string(&list).unwrap_or_default();
         let known = text
             .lines()
-            .any(|l| l.split_whitespace().next() == Some(serial.trim_start_matches('0')));
+            .any(|l| l.split_whitespace().next() == Some(serial));
         if !known {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            text.push_str(&format!(
-                "{} {now} {what}\n",
-                serial.trim_start_matches('0')
-            ));
+            text.push_str(&format!("{serial} {now} {what}\n"));
             fs::write(&list, &text).map_err(io_err(&list))?;
         }
         self.write_crl(&text)
@@ -458,11 +463,8 @@ pub fn default_lifetime(principal: &Principal) -> Duration {
 /// be read.
 pub fn expiry(path: &Path) -> Option<SystemTime> {
     let pem = fs::read(path).ok()?;
-    let der: rustls::pki_types::CertificateDer<'static> =
-        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    let secs = read_certificate(&pem, |cert| cert.validity().not_after.timestamp())?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// A certificate serial number from the time it is made.
@@ -533,6 +535,32 @@ mod tests {
         assert!(left(&paths.cert) < 3 * day);
         pki.ensure(&alice).unwrap();
         assert!(left(&paths.cert) > 29 * day);
+    }
+
+    #[test]
+    fn a_serial_is_revoked_once_however_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(dir.path(), "test").unwrap();
+        let paths = pki.issue(&Principal::User("alice".into()), &[]).unwrap();
+        let serial = serial_of(&paths.cert).unwrap();
+        let crl = pki.revoke(&serial, "user/alice").unwrap();
+        pki.revoke(&format!("0X00{}", serial.to_ascii_uppercase()), "again")
+            .unwrap();
+        let list = fs::read_to_string(dir.path().join(REVOKED)).unwrap();
+        assert_eq!(list.lines().count(), 1, "{list}");
+        assert!(list.starts_with(&format!("{serial} ")), "{list}");
+        let pem = fs::read(&crl).unwrap();
+        let der: rustls::pki_types::CertificateRevocationListDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_crl(&der).unwrap();
+        let listed: Vec<String> = parsed
+            .iter_revoked_certificates()
+            .map(|r| r.user_certificate.to_str_radix(16))
+            .collect();
+        assert_eq!(listed, [serial]);
+        for bad in ["", "0", "0x00", "zz"] {
+            assert!(pki.revoke(bad, "bad").is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! gives each request its peer's certificate.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
@@ -34,12 +34,10 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct ServerTls {
     files: TlsFiles,
     crl: PathBuf,
-    current: Mutex<Current>,
-}
-
-struct Current {
     acceptor: TlsAcceptor,
+    /// When each file was last changed, as the acceptor was made.
     stamps: Vec<Option<SystemTime>>,
+    /// When the files were last looked at.
     checked: Instant,
 }
 
@@ -53,23 +51,20 @@ impl ServerTls {
         Ok(Self {
             files: files.clone(),
             crl,
-            current: Mutex::new(Current {
-                acceptor,
-                stamps,
-                checked: Instant::now(),
-            }),
+            acceptor,
+            stamps,
+            checked: Instant::now(),
         })
     }
 
     /// The acceptor for a new connection: the current one, or one made
     /// from the files if they changed since (a file that cannot be used
     /// keeps the previous configuration, and says why in the log).
-    fn acceptor(&self) -> TlsAcceptor {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.checked.elapsed() >= RECHECK {
-            current.checked = Instant::now();
+    fn acceptor(&mut self) -> TlsAcceptor {
+        if self.checked.elapsed() >= RECHECK {
+            self.checked = Instant::now();
             let now = stamps(&self.files, &self.crl);
-            if now != current.stamps {
+            if now != self.stamps {
                 match acceptor(&self.files, &self.crl) {
                     Ok(acceptor) => {
                         tracing::info!(
@@ -77,8 +72,8 @@ impl ServerTls {
                             crl = %self.crl.display(),
                             "TLS files changed; new connections use them"
                         );
-                        current.acceptor = acceptor;
-                        current.stamps = now;
+                        self.acceptor = acceptor;
+                        self.stamps = now;
                     }
                     Err(e) => tracing::warn!(
                         error = %e,
@@ -87,18 +82,17 @@ impl ServerTls {
                 }
             }
         }
-        current.acceptor.clone()
+        self.acceptor.clone()
     }
 
     /// `incoming` TCP connections as TLS streams, each handshake on its
     /// own task (a slow client delays no one); refused handshakes are
     /// logged with their reason and dropped.
     pub fn incoming(
-        self,
+        mut self,
         mut incoming: Incoming,
     ) -> impl Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let tls = Arc::new(self);
         tokio::spawn(async move {
             loop {
                 // Once the server is gone (its stream dropped), stop
@@ -116,7 +110,7 @@ impl ServerTls {
                     }
                 };
                 let peer = stream.peer_addr().ok();
-                let acceptor = tls.acceptor();
+                let acceptor = self.acceptor();
                 let out = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -75,29 +75,24 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 /// its dates, not by the peer with a bare "transport error".
 pub(crate) fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
     let pem = read("certificate", path)?;
-    let der: Option<rustls::pki_types::CertificateDer<'static>> =
-        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).ok();
-    let parsed = der
-        .as_ref()
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok());
-    if let Some((_, cert)) = parsed {
+    let why = crate::pki::read_certificate(&pem, |cert| {
         let validity = cert.validity();
         let now = x509_parser::time::ASN1Time::now();
-        let why = if now > validity.not_after {
+        if now > validity.not_after {
             Some(format!("expired at {}", validity.not_after))
         } else if now < validity.not_before {
             Some(format!("is not valid until {}", validity.not_before))
         } else {
             None
-        };
-        if let Some(why) = why {
-            return Err(TlsError::NotValid {
-                path: path.to_path_buf(),
-                why,
-            });
         }
+    });
+    match why.flatten() {
+        Some(why) => Err(TlsError::NotValid {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(pem),
     }
-    Ok(pem)
 }
 
 impl TlsFiles {

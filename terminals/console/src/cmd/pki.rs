@@ -84,6 +84,19 @@ enum Kind {
     AgentIssuer,
 }
 
+impl Kind {
+    /// The identity `name` of this kind; `None` for an agent issuer, a CA
+    /// rather than an identity.
+    fn principal(self, name: String) -> Option<Principal> {
+        match self {
+            Kind::User => Some(Principal::User(name)),
+            Kind::Service => Some(Principal::Service(name)),
+            Kind::Gate => Some(Principal::Gate(name)),
+            Kind::AgentIssuer => None,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Issued {
     identity: String,
@@ -156,25 +169,20 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
             if !is_valid_name(&name) {
                 bail!("`{name}` is not a valid name; use 1-64 of A-Z a-z 0-9 . _ - (e.g. alice)");
             }
-            let principal = match kind {
-                Kind::User => Principal::User(name),
-                Kind::Service => Principal::Service(name),
-                Kind::Gate => Principal::Gate(name),
-                Kind::AgentIssuer => {
-                    if !hosts.is_empty() {
-                        bail!("--host is only for gate certificates (an issuer does not serve)");
-                    }
-                    let pki = Pki::open(&dir)?;
-                    let paths = pki.issue_agent_issuer(&name)?;
-                    let issued = [Issued {
-                        identity: format!("agent issuer of gate/{name}"),
-                        valid_until: valid_until(&paths.cert),
-                        cert: paths.cert,
-                        key: paths.key,
-                    }];
-                    report(ctx, pki.ca_path(), &issued)?;
-                    return Ok(0);
+            let Some(principal) = kind.principal(name.clone()) else {
+                if !hosts.is_empty() {
+                    bail!("--host is only for gate certificates (an issuer does not serve)");
                 }
+                let pki = Pki::open(&dir)?;
+                let paths = pki.issue_agent_issuer(&name)?;
+                let issued = [Issued {
+                    identity: format!("agent issuer of gate/{name}"),
+                    valid_until: valid_until(&paths.cert),
+                    cert: paths.cert,
+                    key: paths.key,
+                }];
+                report(ctx, pki.ca_path(), &issued)?;
+                return Ok(0);
             };
             if !hosts.is_empty() && !matches!(principal, Principal::Gate(_)) {
                 bail!("--host is only for gate certificates (users and services do not serve)");
@@ -206,15 +214,10 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
             let (serial, what) = match (kind, name, serial) {
                 (_, _, Some(serial)) => (serial, "by serial".to_string()),
                 (Some(kind), Some(name), None) => {
-                    let principal = match kind {
-                        Kind::User => Principal::User(name),
-                        Kind::Service => Principal::Service(name),
-                        Kind::Gate => Principal::Gate(name),
-                        Kind::AgentIssuer => {
-                            bail!(
-                                "an agent issuer is a CA of its own; revoke it by making a new one (`gantry pki issue agent-issuer NAME`) and restarting its gate"
-                            )
-                        }
+                    let Some(principal) = kind.principal(name) else {
+                        bail!(
+                            "an agent issuer is a CA of its own; revoke it by making a new one (`gantry pki issue agent-issuer NAME`) and restarting its gate"
+                        )
                     };
                     let cert = pki.paths(&principal).cert;
                     let Some(serial) = pki::serial_of(&cert) else {
