@@ -48,6 +48,8 @@ fn every_unit_passes_systemd_analyze_verify() {
         "gantry-sched.service",
         "gantry-gate-local.service",
         "gantry-gate-slurm.service",
+        "gantry-gate-sge.service",
+        "gantry-gate-aws.service",
     ] {
         assert!(names.contains(&expected), "deploy/systemd has {names:?}");
     }
