@@ -119,6 +119,7 @@ mod tests {
         Config {
             installation: "gantry".into(),
             listen: "127.0.0.1:0".into(),
+            metrics_listen: None,
             state_dir: "/nonexistent".into(),
             database_url: None,
             admins: vec!["alice".into()],

@@ -17,6 +17,10 @@ pub struct Config {
     pub installation: String,
     /// Address to serve the client API on (`127.0.0.1:0` picks a free port).
     pub listen: String,
+    /// Serve Prometheus metrics on `GET /metrics` over plain HTTP at this
+    /// address (e.g. `127.0.0.1:9470`); off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Directory for the database (by default), inputs and outputs.
     pub state_dir: PathBuf,
     /// `sqlite://...`; default `sqlite://<state_dir>/gantry.db`.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod job;
 pub mod links;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gantry_proto::Principal;
+use gantry_proto::client_tls;
+use gantry_proto::metrics::GrpcMetricsLayer;
 use gantry_proto::v1::gantry_server::GantryServer;
 use gantry_proto::v1::gate_client::GateClient;
 use tonic::transport::Server;
@@ -18,15 +20,20 @@ use crate::store::{Store, StoreHealth};
 /// Run gantryd until SIGTERM/SIGINT. Writes the bound address to `ready_file` once serving.
 pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)?;
+    if let Some(listen) = &config.metrics_listen {
+        gantry_proto::metrics::serve(listen, "gantryd").await?;
+        crate::metrics::describe();
+    }
     let store = Store::open(&config.database_url()).await?;
     let files = Files::new(&config.state_dir)?;
     let tls = &config.tls;
     let mut gates = HashMap::new();
     for gate in &config.gates {
         let identity = Principal::Gate(gate.name.clone()).server_name(&config.installation);
-        let channel = tls
-            .endpoint_verifying(&gate.address, identity.as_deref())?
-            .connect_lazy();
+        let channel = client_tls::channel(tls, &gate.address, identity.as_deref())?;
+        let channel = tower::ServiceBuilder::new()
+            .layer(GrpcMetricsLayer::gate(&gate.name))
+            .service(channel);
         let client = GateClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -49,13 +56,14 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         links::gate::spawn(gate.name.clone(), ctx.clone());
     }
     let identity = Principal::Scheduler.server_name(&config.installation);
-    let channel = tls
-        .endpoint_verifying(&config.scheduler.address, identity.as_deref())?
-        .connect_lazy();
+    let channel = client_tls::channel(tls, &config.scheduler.address, identity.as_deref())?;
     let scheduler_up = links::scheduler::spawn(channel, ctx.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(report_health(ctx.store.health(), scheduler_up, health));
+    if config.metrics_listen.is_some() {
+        tokio::spawn(crate::metrics::count_partitions(ctx.store.clone()));
+    }
 
     let bound = gantry_proto::serve::bind(&config.listen).await?;
     let service = GantryServer::new(GantryService::new(ctx))
@@ -63,6 +71,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         .max_encoding_message_size(16 << 20);
     let server_tls = gantry_proto::server_tls::ServerTls::load(tls)?;
     let server = Server::builder()
+        .layer(GrpcMetricsLayer::server())
         .add_service(health_service)
         .add_service(service);
     let server = gantry_proto::reflection::add_reflection(server, &[API]);

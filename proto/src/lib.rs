@@ -5,7 +5,9 @@
 //! The `.proto` files in `proto/gantry/v1/` are the documentation of the
 //! contracts; this crate only generates code from them.
 
+pub mod client_tls;
 pub mod identity;
+pub mod metrics;
 pub mod pki;
 pub mod reflection;
 pub mod secrets;

@@ -14,7 +14,7 @@ const HEALTH: &str = "grpc.health.v1.Health";
 ///
 /// # Panics
 /// If the descriptor sets built into this binary do not decode (a broken build).
-pub fn add_reflection(router: Router, services: &[&str]) -> Router {
+pub fn add_reflection<L>(router: Router<L>, services: &[&str]) -> Router<L> {
     let builder = || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::v1::FILE_DESCRIPTOR_SET)

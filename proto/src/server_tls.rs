@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -21,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::serve::Incoming;
-use crate::tls::{TlsError, TlsFiles};
+use crate::tls::{TlsError, TlsFiles, bad, crls, identity, roots, stamps};
 
 /// How long a client may take over its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,50 +132,13 @@ impl ServerTls {
     }
 }
 
-/// When each file was last changed (`None`: missing).
-fn stamps(files: &TlsFiles, crl: &Path) -> Vec<Option<SystemTime>> {
-    [&files.ca, &files.cert, &files.key, crl]
-        .iter()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .collect()
-}
-
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn bad(path: &Path, why: impl std::fmt::Display) -> TlsError {
-    TlsError::Unusable {
-        path: path.to_path_buf(),
-        why: why.to_string(),
-    }
-}
-
 /// A rustls configuration from the files: this server's certificate
 /// (checked to be valid now), clients must present a certificate of the
 /// CA that the CRL (when there is one) does not list; HTTP/2 only.
 fn acceptor(files: &TlsFiles, crl: &Path) -> Result<TlsAcceptor, TlsError> {
-    let cert_pem = crate::tls::current_certificate(&files.cert)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&files.cert, e))?;
-    let key = PrivateKeyDer::from_pem_slice(&read("private key", &files.key)?)
-        .map_err(|e| bad(&files.key, e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
-        roots
-            .add(ca.map_err(|e| bad(&files.ca, e))?)
-            .map_err(|e| bad(&files.ca, e))?;
-    }
-    let mut verifier = WebPkiClientVerifier::builder(Arc::new(roots));
-    if crl.exists() {
-        let crls = CertificateRevocationListDer::pem_slice_iter(&read("revocation list", crl)?)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(crl, e))?;
+    let (chain, key) = identity(files)?;
+    let mut verifier = WebPkiClientVerifier::builder(roots(files)?);
+    if let Some(crls) = crls(crl)? {
         verifier = verifier.with_crls(crls);
     }
     let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;

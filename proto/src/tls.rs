@@ -2,7 +2,11 @@
 //! installation's CA, every client presents one and checks the server's.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
@@ -93,6 +97,60 @@ pub(crate) fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
         }),
         None => Ok(pem),
     }
+}
+
+/// When each of `files` and the CRL was last changed (`None`: missing):
+/// a change of any makes a new TLS configuration.
+pub(crate) fn stamps(files: &TlsFiles, crl: &Path) -> Vec<Option<std::time::SystemTime>> {
+    [&files.ca, &files.cert, &files.key, crl]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// `path` cannot be used, and why.
+pub(crate) fn bad(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::Unusable {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+/// This process's certificate chain (checked to be valid now) and key.
+pub(crate) fn identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_pem = current_certificate(&files.cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&files.cert, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read("private key", &files.key)?)
+        .map_err(|e| bad(&files.key, e))?;
+    Ok((chain, key))
+}
+
+/// The installation's CA as the only trusted root.
+pub(crate) fn roots(files: &TlsFiles) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
+        roots
+            .add(ca.map_err(|e| bad(&files.ca, e))?)
+            .map_err(|e| bad(&files.ca, e))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The revocation list at `crl`, when there is one.
+pub(crate) fn crls(
+    crl: &Path,
+) -> Result<Option<Vec<CertificateRevocationListDer<'static>>>, TlsError> {
+    if !crl.exists() {
+        return Ok(None);
+    }
+    CertificateRevocationListDer::pem_slice_iter(&read("revocation list", crl)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|e| bad(crl, e))
 }
 
 impl TlsFiles {

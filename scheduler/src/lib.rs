@@ -31,3 +31,16 @@ pub use satisfy::{format_bytes, format_walltime};
 pub use service::{SchedulerService, SessionStopper};
 pub use session::{Planned, Session};
 pub use view::View;
+
+/// Describe the scheduler's own metrics (their help text on `/metrics`).
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        "gantry_scheduler_pass_seconds",
+        metrics::Unit::Seconds,
+        "Time of one scheduling pass"
+    );
+    metrics::describe_gauge!(
+        "gantry_scheduler_queued_jobs",
+        "Jobs waiting in the scheduler's view after its last pass"
+    );
+}

@@ -41,6 +41,10 @@ struct Args {
     /// A PKI directory: ca.pem, scheduler.pem, scheduler.key and `installation`.
     #[arg(long, env = "GANTRY_SCHED_PKI_DIR")]
     pki_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on `GET /metrics` over plain HTTP at this
+    /// address (e.g. 127.0.0.1:9471); off by default.
+    #[arg(long, env = "GANTRY_SCHED_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Queued jobs a pass examines past the first one that cannot start.
     #[arg(long, env = "GANTRY_SCHED_BACKFILL_DEPTH", default_value_t = 1000)]
     backfill_depth: usize,
@@ -105,7 +109,12 @@ async fn main() -> anyhow::Result<()> {
         .await;
     let bound = serve::bind(&args.listen).await?;
     let server_tls = gantry_proto::server_tls::ServerTls::load(&files)?;
+    if let Some(listen) = &args.metrics_listen {
+        gantry_proto::metrics::serve(listen, "gantry-sched").await?;
+        gantry_sched::describe_metrics();
+    }
     let server = Server::builder()
+        .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
         .add_service(health_service)
         .add_service(SchedulerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
     let server = gantry_proto::reflection::add_reflection(

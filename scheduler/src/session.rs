@@ -172,6 +172,8 @@ impl Session {
             tracing::debug!(queued, ms, "scheduling pass");
         }
         self.passes.record(ms, queued);
+        metrics::histogram!("gantry_scheduler_pass_seconds").record(ms / 1000.0);
+        metrics::gauge!("gantry_scheduler_queued_jobs").set(queued as f64);
         let mut plan = out.plan;
         plan.based_on_seq = self.last_seq;
         Planned {

@@ -133,6 +133,21 @@ pub struct Options {
     /// `--user-map`, ...): by default `--run-as gate`, since the suite's
     /// users (alice, bob) have no Unix accounts.
     pub run_as: Vec<String>,
+    /// Serve Prometheus metrics from gantryd, the scheduler and the gate
+    /// (`--metrics-listen` / `metrics_listen` on free ports; see
+    /// [`Cluster::metrics`]).
+    pub metrics: bool,
+}
+
+/// Where a cluster's processes serve their metrics (`127.0.0.1:PORT`).
+#[derive(Debug, Clone)]
+pub struct MetricsAddrs {
+    /// gantryd's.
+    pub core: String,
+    /// gantry-sched's.
+    pub sched: String,
+    /// The gate's.
+    pub gate: String,
 }
 
 /// The AWS site of a cluster.
@@ -189,6 +204,7 @@ impl Default for Options {
             queue_factor: None,
             aws: None,
             run_as: vec!["--run-as".into(), "gate".into()],
+            metrics: false,
         }
     }
 }
@@ -215,6 +231,8 @@ pub struct Cluster {
     pub installation: String,
     /// On AWS: the stand-in that plays the machines.
     pub machines: Option<cloud::MachinePlayer>,
+    /// With [`Options::metrics`]: where each process serves them.
+    pub metrics: Option<MetricsAddrs>,
 }
 
 impl Drop for Cluster {
@@ -296,12 +314,19 @@ impl Cluster {
         }
         let pki_dir = dir.path().join("pki");
         let pki_arg = pki_dir.display().to_string();
-        let sched = Process::start(
-            "gantry-sched",
-            dir.path(),
-            &["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg],
-        )
-        .await?;
+        let metrics = options.metrics.then(|| {
+            let free = || format!("127.0.0.1:{}", free_port());
+            MetricsAddrs {
+                core: free(),
+                sched: free(),
+                gate: free(),
+            }
+        });
+        let mut sched_args = vec!["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg];
+        if let Some(m) = &metrics {
+            sched_args.extend(["--metrics-listen", m.sched.as_str()]);
+        }
+        let sched = Process::start("gantry-sched", dir.path(), &sched_args).await?;
         let work = options
             .gate_work_dir
             .clone()
@@ -344,6 +369,10 @@ impl Cluster {
             .concat(),
             _ => [&common[..], &["--work-dir", &work]].concat(),
         };
+        let common = match &metrics {
+            Some(m) => [&common[..], &["--metrics-listen", m.gate.as_str()]].concat(),
+            None => common,
+        };
         let gate = match (&options.slurm_conf, &options.aws) {
             (_, Some(aws)) => {
                 pki.issue_agent_issuer(site)?;
@@ -372,6 +401,9 @@ impl Cluster {
                     args.extend(["--bucket", installation.as_str()]);
                 }
                 args.extend(aws.gate_args.iter().map(String::as_str));
+                if let Some(m) = &metrics {
+                    args.extend(["--metrics-listen", m.gate.as_str()]);
+                }
                 Process::start_with_env("gantry-gate-aws", dir.path(), &args, &cloud::AWS_ENV)
                     .await?
             }
@@ -440,6 +472,9 @@ impl Cluster {
             // A top-level key: it must come before the first [table].
             text.insert_str(0, &format!("database_url = {url:?}\n"));
         }
+        if let Some(m) = &metrics {
+            text.insert_str(0, &format!("metrics_listen = {:?}\n", m.core));
+        }
         std::fs::write(&config, text)?;
         let core = Process::start_wrapped(
             &options.core_wrapper,
@@ -467,6 +502,7 @@ impl Cluster {
             sched,
             gate,
             remote,
+            metrics,
         };
         if options.aws.as_ref().is_none_or(|aws| aws.healthy) {
             cluster.wait_site_healthy().await?;

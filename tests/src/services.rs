@@ -27,6 +27,21 @@ fn script_path(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> P
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The test Prometheus server's directory (from `scripts/prometheus`): its
+/// URL in `url`, what it scrapes in `targets/*.json`.
+/// `GANTRY_TEST_PROMETHEUS`, or a server this test starts (or finds up)
+/// in /tmp/gantry-test-prometheus.
+pub fn prometheus() -> PathBuf {
+    match std::env::var_os("GANTRY_TEST_PROMETHEUS") {
+        Some(dir) => dir.into(),
+        None => start_script(
+            "prometheus",
+            &["/tmp/gantry-test-prometheus".as_ref(), "19090".as_ref()],
+            &[],
+        ),
+    }
+}
+
 /// The test Grid Engine cell's settings file (`sge.env`, from `scripts/sge`):
 /// `GANTRY_TEST_SGE_ENV`, or a cell this test starts (or finds up) in
 /// /tmp/gantry-test-sge.

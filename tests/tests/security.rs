@@ -551,3 +551,59 @@ async fn rotated_server_certificates_are_served_without_a_restart_and_a_running_
     );
     cluster.user("bob").await.unwrap().sites().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gantryd_presents_its_rotated_certificate_when_it_connects_again_so_the_old_one_can_be_revoked()
+ {
+    use std::time::Duration;
+    let mut cluster = Cluster::start(Options::default()).await.unwrap();
+    let alice = cluster.user("alice").await.unwrap();
+    let ran = |id| {
+        let alice = alice.clone();
+        async move {
+            let ended = tokio::time::timeout(Duration::from_secs(60), alice.wait(id, |_| {}))
+                .await
+                .expect("the job ends within 60 s")
+                .unwrap();
+            assert_eq!(
+                ended.state(),
+                gantry_client::JobState::Completed,
+                "{ended:?}"
+            );
+        }
+    };
+    ran(alice.submit(sh("true")).await.unwrap().id).await;
+    // gantryd's certificate is rotated and the old one revoked, as after a
+    // stolen key: the scheduler and the gate then refuse the old one.
+    let core_cert = cluster.dir().join("pki").join("core.pem");
+    let old = gantry_proto::pki::serial_of(&core_cert).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cluster.pki().issue(&Principal::Core, &[]).unwrap();
+    let (code, _, err) = gantry_e2e::run(
+        std::process::Command::new(gantry_e2e::bin_dir().join("gantry"))
+            .args(["pki", "revoke", "--dir"])
+            .arg(cluster.dir().join("pki"))
+            .args(["--serial", &old]),
+    );
+    assert_eq!(code, 0, "{err}");
+    // Both restart, so gantryd must connect to each again; it does so with
+    // the new certificate, without a restart of its own.
+    cluster.sched.restart().await.unwrap();
+    cluster.gate.restart().await.unwrap();
+    ran(alice.submit(sh("true")).await.unwrap().id).await;
+    for process in [&cluster.sched, &cluster.gate] {
+        let log = std::fs::read_to_string(process.log_path()).unwrap();
+        assert!(
+            !log.contains("TLS handshake refused"),
+            "{} refused gantryd: {}",
+            process.name,
+            process.log_tail()
+        );
+    }
+    let core_log = std::fs::read_to_string(cluster.core.log_path()).unwrap();
+    assert!(
+        core_log.contains("TLS files changed; new connections out use them"),
+        "{}",
+        cluster.core.log_tail()
+    );
+}

@@ -87,7 +87,7 @@ fn retryable(code: Code) -> bool {
 }
 
 impl GateLink {
-    fn client(&self) -> v1::gate_client::GateClient<tonic::transport::Channel> {
+    fn client(&self) -> super::GateClient {
         self.ctx
             .gate(&self.name)
             .expect("every link has a configured gate")

@@ -3,16 +3,15 @@
 use std::time::Duration;
 
 use gantry_proto::v1::{
-    self, FileChunk, GateReadLogsRequest, LogStream, StageInRequest, StageOutRequest,
+    FileChunk, GateReadLogsRequest, LogStream, StageInRequest, StageOutRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::Channel;
 
 use super::Ctx;
 use crate::files::is_safe_relative;
 use crate::store::JobRow;
 
-type Client = v1::gate_client::GateClient<Channel>;
+type Client = super::GateClient;
 
 const CHUNK: usize = 1 << 20;
 

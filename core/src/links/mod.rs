@@ -12,13 +12,17 @@ pub mod sites;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gantry_proto::v1::gate_client::GateClient;
+use gantry_proto::metrics::GrpcMetrics;
 use tonic::transport::Channel;
 
 use crate::config::Config;
 use crate::files::Files;
 use crate::store::Store;
 pub use sites::{SiteInfo, Sites};
+
+/// gantryd's client of one gate: its channel, each call counted and timed
+/// (`gantry_gate_request*`).
+pub type GateClient = gantry_proto::v1::gate_client::GateClient<GrpcMetrics<Channel>>;
 
 /// What every link shares.
 #[derive(Clone)]
@@ -32,7 +36,7 @@ pub struct Ctx {
     /// gantryd's files.
     pub files: Files,
     /// A client per gate (lazy channels; cheap to clone).
-    pub gates: Arc<HashMap<String, GateClient<Channel>>>,
+    pub gates: Arc<HashMap<String, GateClient>>,
 }
 
 /// Largest gRPC message gantryd sends or accepts from its peers.
@@ -40,7 +44,7 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 
 impl Ctx {
     /// The client of one gate.
-    pub fn gate(&self, site: &str) -> Option<GateClient<Channel>> {
+    pub fn gate(&self, site: &str) -> Option<GateClient> {
         self.gates.get(site).cloned()
     }
 }

@@ -13,6 +13,7 @@ mod reads;
 mod rows;
 mod sql;
 mod submit;
+mod tally;
 mod tx;
 mod writer;
 

@@ -261,6 +261,18 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// How many partitions not yet deleted each site has in each state:
+    /// `(site, state number, partitions)`.
+    pub async fn partition_counts(&self) -> Result<Vec<(String, i32, i64)>> {
+        let rows = sqlx::query_as(self.backend.sql(
+            "SELECT site, state, CAST(count(*) AS BIGINT) FROM partitions \
+             WHERE state <> 4 GROUP BY site, state",
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows)
+    }
+
     /// One partition.
     pub async fn partition(&self, id: &str) -> Result<Option<PartitionRow>> {
         let row = sqlx::query(self.backend.sql("SELECT * FROM partitions WHERE id = ?"))

@@ -9,7 +9,7 @@ use crate::job::Resources;
 use crate::job::state;
 
 /// A job as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct JobRow {
     /// The job id.
     pub id: u64,

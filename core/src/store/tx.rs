@@ -15,6 +15,7 @@ use sqlx::AnyConnection;
 use super::Backend;
 use super::rows::{ArrayRow, JOB_COLUMNS, JobRow, PartitionRow, now_ms};
 use super::sql::{MAX_IN_LIST, in_list, rows};
+use super::tally::{JobCounts, Tally};
 use crate::error::{CoreError, Result};
 use crate::job::Resources;
 use crate::job::state::{self, is_active, is_end};
@@ -55,6 +56,8 @@ pub struct WriterState {
     pub active: HashMap<u64, JobRow>,
     /// Attempt id → job id, for the active jobs.
     pub attempts: HashMap<String, u64>,
+    /// Jobs per state, as committed (`gantry_jobs`).
+    pub counts: JobCounts,
 }
 
 impl WriterState {
@@ -84,6 +87,11 @@ pub struct Tx<'a> {
     cache: HashMap<u64, JobRow>,
     /// Jobs changed in this batch.
     dirty: BTreeSet<u64>,
+    /// The state each changed job had when the batch first read it (jobs
+    /// created by the batch have none), for [`Tally`].
+    before: HashMap<u64, JobState>,
+    /// What the written jobs change in gantryd's metrics, made by [`Self::flush`].
+    pub tally: Tally,
     /// Jobs created in this batch (for their labels and dependencies).
     created: Vec<u64>,
     /// What is known of (owner, request id) pairs in this batch: the job
@@ -126,6 +134,8 @@ impl<'a> Tx<'a> {
             state,
             cache: HashMap::new(),
             dirty: BTreeSet::new(),
+            before: HashMap::new(),
+            tally: Tally::default(),
             created: Vec::new(),
             requests: HashMap::new(),
             events: Vec::new(),
@@ -291,7 +301,11 @@ impl<'a> Tx<'a> {
     /// Keep `job` as changed, taking the row itself.
     fn keep(&mut self, job: JobRow) {
         self.writes += 1;
-        self.dirty.insert(job.id);
+        if self.dirty.insert(job.id)
+            && let Some(read) = self.cache.get(&job.id)
+        {
+            self.before.insert(job.id, read.state);
+        }
         self.cache.insert(job.id, job);
     }
 
@@ -314,6 +328,7 @@ impl<'a> Tx<'a> {
 
     /// Append an event for `job` (its state already set) and save the row.
     pub fn record(&mut self, job: &mut JobRow, from: JobState, actor: &str, message: &str) {
+        self.tally.moved(from, job);
         job.last_seq = self.event(JobEvent {
             job_id: job.id,
             from_state: from as i32,
@@ -487,6 +502,9 @@ impl<'a> Tx<'a> {
             .iter()
             .filter_map(|id| cache.remove(id))
             .collect();
+        for job in &jobs {
+            self.tally.job(self.before.get(&job.id).copied(), job);
+        }
         for chunk in chunked(&jobs) {
             let mut text = String::from(
                 "INSERT INTO jobs (id, owner, submitted_by, name, spec, state, reason, exit_code, priority, \

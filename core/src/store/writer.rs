@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::fault::{Fault, FaultKind, HealthSender, StoreHealth, is_statement_error};
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
+use super::tally::JobCounts;
 use super::tx::{Tx, WriterState};
 use super::{Backend, Commit, Connector};
 use crate::error::{CoreError, Result};
@@ -82,10 +83,17 @@ async fn load_state(conn: &mut AnyConnection) -> Result<WriterState> {
     .iter()
     .map(JobRow::from_row)
     .collect::<Result<_, _>>()?;
+    let per_state: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT state, CAST(count(*) AS BIGINT) FROM jobs GROUP BY state")
+            .fetch_all(&mut *conn)
+            .await?;
+    let counts = JobCounts::from_rows(per_state);
+    counts.publish();
     let mut state = WriterState {
         next_id: max_id.unwrap_or(0) as u64 + 1,
         next_seq: max_seq.unwrap_or(0) as u64 + 1,
         used,
+        counts,
         ..Default::default()
     };
     state.committed(&active);
@@ -152,7 +160,7 @@ pub async fn start(
                     commits,
                     health,
                 };
-                writer.run(Writing::Live(conn, state), rx).await;
+                writer.run(Writing::Live(conn, Box::new(state)), rx).await;
             });
         })
         .map_err(|e| {
@@ -212,7 +220,7 @@ fn fault_of(err: &CoreError, connector: &Connector) -> Fault {
 /// Whether the writer may write, and on what.
 enum Writing {
     /// A connection trusted so far, and the state committed through it.
-    Live(AnyConnection, WriterState),
+    Live(AnyConnection, Box<WriterState>),
     /// A write failed: every change is refused with this until a fresh
     /// connection recovers.
     Faulted(Fault),
@@ -249,7 +257,7 @@ impl Writer {
                         () = tokio::time::sleep_until(next_probe) => match self.recover().await {
                             Ok((conn, state)) => {
                                 tracing::info!(was = %current, "the database accepts writes again; serving");
-                                writing = Writing::Live(conn, state);
+                                writing = Writing::Live(conn, Box::new(state));
                                 self.health.send_replace(StoreHealth::Serving);
                             }
                             Err(err) => {
@@ -423,6 +431,7 @@ async fn try_batch(
     let started = std::time::Instant::now();
     let mut db_tx = conn.begin().await?;
     let mut answers = Vec::with_capacity(ops.len());
+    let size = ops.len();
     let mut tx = Tx::new(&mut db_tx, state);
     tx.prefetch_requests(&ops).await?;
     let mut failed_after_write = false;
@@ -460,9 +469,11 @@ async fn try_batch(
     let flushed = started.elapsed();
     let events = std::mem::take(&mut tx.events);
     let partitions = std::mem::take(&mut tx.partitions);
+    let tally = std::mem::take(&mut tx.tally);
     drop(tx);
     if wrote {
         db_tx.commit().await?;
+        tally.publish(&mut state.counts, size, started.elapsed());
     } else {
         // Nothing changed (repeated gate reports, refused ops): no commit, no fsync.
         db_tx.rollback().await?;

@@ -22,6 +22,10 @@ pub struct GateArgs {
     /// Once listening, write the bound `host:port` to this file (atomically).
     #[arg(long, env = "GANTRY_GATE_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on `GET /metrics` over plain HTTP at this
+    /// address (e.g. 127.0.0.1:9472); off by default.
+    #[arg(long, env = "GANTRY_GATE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// The installation's CA certificate (PEM); callers must chain to it.
     #[arg(long, env = "GANTRY_GATE_CA")]
     pub ca: Option<PathBuf>,
@@ -53,6 +57,8 @@ pub struct GateConfig {
     pub listen: String,
     /// Where to announce the bound address, if anywhere.
     pub ready_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 fn config_error(message: impl Into<String>) -> ServeError {
@@ -141,6 +147,7 @@ impl GateArgs {
             tls,
             listen: self.listen.clone(),
             ready_file: self.ready_file.clone(),
+            metrics_listen: self.metrics_listen.clone(),
         })
     }
 }

@@ -74,6 +74,14 @@ pub async fn bind<P: Provider>(
             context: format!("--listen {}", config.listen),
             source,
         })?;
+    if let Some(listen) = &config.metrics_listen {
+        gantry_proto::metrics::serve(listen, &format!("gate/{}", config.name))
+            .await
+            .map_err(|source| ServeError::Io {
+                context: format!("--metrics-listen {listen}"),
+                source,
+            })?;
+    }
     if let Some(path) = &config.ready_file {
         serve::write_ready_file(path, bound.addr).map_err(|source| ServeError::Io {
             context: format!("write the ready file {}", path.display()),
@@ -112,7 +120,10 @@ impl<P: Provider> BoundGate<P> {
         crate::health::install(reporter).await;
         let provider = self.provider;
         tokio::spawn(async move { crate::health::check_at_start(provider.as_ref()).await });
-        let router = Server::builder().add_service(health).add_service(service);
+        let router = Server::builder()
+            .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
+            .add_service(health)
+            .add_service(service);
         gantry_proto::reflection::add_reflection(
             router,
             &[gantry_proto::v1::gate_server::SERVICE_NAME],

@@ -52,6 +52,7 @@ async fn start_gate_with(pki_dir: &Path, work_dir: &Path, cpus: u32) -> Gate {
         tls: TlsFiles::in_dir(pki_dir, "gate-local"),
         listen: "127.0.0.1:0".into(),
         ready_file: Some(work_dir.join("ready")),
+        metrics_listen: None,
     };
     let bound = gantry_gate::bind(provider, &gate_config).await.unwrap();
     let addr = bound.addr();
