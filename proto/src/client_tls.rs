@@ -98,7 +98,7 @@ impl ClientTls {
     fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let crl = crate::pki::crl_path(&files.ca);
         Ok(Self {
-            stamps: stamps(files, &crl),
+            stamps: stamps(files, Some(&crl)),
             connector: connector(files, &crl)?,
             files: files.clone(),
             crl,
@@ -112,7 +112,7 @@ impl ClientTls {
     fn connector(&mut self) -> TlsConnector {
         if self.checked.elapsed() >= RECHECK {
             self.checked = Instant::now();
-            let now = stamps(&self.files, &self.crl);
+            let now = stamps(&self.files, Some(&self.crl));
             if now != self.stamps {
                 match connector(&self.files, &self.crl) {
                     Ok(connector) => {

@@ -31,7 +31,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// made anew when one of them changes.
 pub struct ServerTls {
     files: TlsFiles,
-    crl: PathBuf,
+    clients: Clients,
     acceptor: TlsAcceptor,
     /// When each file was last changed, as the acceptor was made.
     stamps: Vec<Option<SystemTime>>,
@@ -39,18 +39,52 @@ pub struct ServerTls {
     checked: Instant,
 }
 
+/// Which clients a server takes.
+#[derive(Debug, Clone)]
+enum Clients {
+    /// Only those with a certificate of the CA that the CRL beside it
+    /// (when there is one) does not list.
+    Certified {
+        /// The revocation list's path.
+        crl: PathBuf,
+    },
+    /// Also those without a certificate; one presented must be valid
+    /// (the AWS gate's agent listener, where a machine first joins with
+    /// a token and only then has a certificate).
+    Optional,
+}
+
+impl Clients {
+    fn crl(&self) -> Option<&Path> {
+        match self {
+            Clients::Certified { crl } => Some(crl),
+            Clients::Optional => None,
+        }
+    }
+}
+
 impl ServerTls {
     /// Load `files` and the CRL beside the CA certificate (`crl.pem`, when
-    /// it exists; see [`crate::pki::crl_path`]).
+    /// it exists; see [`crate::pki::crl_path`]); every client must present
+    /// a certificate.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let crl = crate::pki::crl_path(&files.ca);
-        let stamps = stamps(files, &crl);
-        let acceptor = acceptor(files, &crl)?;
+        Self::with(files, Clients::Certified { crl })
+    }
+
+    /// Load `files`, whose `ca` is the issuer of the certificates clients
+    /// may present; a client without one is let in too (the service then
+    /// decides what it may do), with no revocation list.
+    pub fn load_optional_clients(files: &TlsFiles) -> Result<Self, TlsError> {
+        Self::with(files, Clients::Optional)
+    }
+
+    fn with(files: &TlsFiles, clients: Clients) -> Result<Self, TlsError> {
         Ok(Self {
+            stamps: stamps(files, clients.crl()),
+            acceptor: acceptor(files, &clients)?,
             files: files.clone(),
-            crl,
-            acceptor,
-            stamps,
+            clients,
             checked: Instant::now(),
         })
     }
@@ -61,13 +95,13 @@ impl ServerTls {
     fn acceptor(&mut self) -> TlsAcceptor {
         if self.checked.elapsed() >= RECHECK {
             self.checked = Instant::now();
-            let now = stamps(&self.files, &self.crl);
+            let now = stamps(&self.files, self.clients.crl());
             if now != self.stamps {
-                match acceptor(&self.files, &self.crl) {
+                match acceptor(&self.files, &self.clients) {
                     Ok(acceptor) => {
                         tracing::info!(
                             cert = %self.files.cert.display(),
-                            crl = %self.crl.display(),
+                            crl = ?self.clients.crl(),
                             "TLS files changed; new connections use them"
                         );
                         self.acceptor = acceptor;
@@ -135,11 +169,16 @@ impl ServerTls {
 /// A rustls configuration from the files: this server's certificate
 /// (checked to be valid now), clients must present a certificate of the
 /// CA that the CRL (when there is one) does not list; HTTP/2 only.
-fn acceptor(files: &TlsFiles, crl: &Path) -> Result<TlsAcceptor, TlsError> {
+fn acceptor(files: &TlsFiles, clients: &Clients) -> Result<TlsAcceptor, TlsError> {
     let (chain, key) = identity(files)?;
     let mut verifier = WebPkiClientVerifier::builder(roots(files)?);
-    if let Some(crls) = crls(crl)? {
-        verifier = verifier.with_crls(crls);
+    match clients {
+        Clients::Certified { crl } => {
+            if let Some(crls) = crls(crl)? {
+                verifier = verifier.with_crls(crls);
+            }
+        }
+        Clients::Optional => verifier = verifier.allow_unauthenticated(),
     }
     let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;
     let mut config = rustls::ServerConfig::builder()

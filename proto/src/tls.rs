@@ -101,9 +101,10 @@ pub(crate) fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// When each of `files` and the CRL was last changed (`None`: missing):
 /// a change of any makes a new TLS configuration.
-pub(crate) fn stamps(files: &TlsFiles, crl: &Path) -> Vec<Option<std::time::SystemTime>> {
-    [&files.ca, &files.cert, &files.key, crl]
-        .iter()
+pub(crate) fn stamps(files: &TlsFiles, crl: Option<&Path>) -> Vec<Option<std::time::SystemTime>> {
+    [files.ca.as_path(), &files.cert, &files.key]
+        .into_iter()
+        .chain(crl)
         .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .collect()
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use gantry_gate::{GateArgs, MAX_MESSAGE_BYTES, ServeError};
 use gantry_proto::pki::{AgentIssuer, CertPaths};
 use gantry_proto::serve;
+use gantry_proto::tls::TlsFiles;
 use gantry_proto::v1::agent_server::AgentServer;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::config::{FleetArgs, FleetConfig};
 use crate::fleet::Fleet;
@@ -82,7 +83,6 @@ pub async fn serve<M: Machines>(
     let (mut config, issuer_paths) = fleet_config(gate, args)?;
     let issuer = AgentIssuer::load(&issuer_paths, &config.installation)
         .map_err(|e| ServeError::Config(format!("the agent issuer: {e}")))?;
-    let issuer_pem = read("the agent issuer", &issuer_paths.cert)?;
     let agents = serve::bind(&args.agent_listen)
         .await
         .map_err(|source| ServeError::Io {
@@ -104,13 +104,14 @@ pub async fn serve<M: Machines>(
             source,
         })?;
     }
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read("the certificate", &gate_config.tls.cert)?,
-            read("the private key", &gate_config.tls.key)?,
-        ))
-        .client_ca_root(Certificate::from_pem(issuer_pem))
-        .client_auth_optional(true);
+    // Agents present a certificate of the agent issuer once they have
+    // joined (with a token, before they have one); the gate's own
+    // certificate and the issuer are re-read when they change.
+    let tls = gantry_proto::server_tls::ServerTls::load_optional_clients(&TlsFiles {
+        ca: issuer_paths.cert.clone(),
+        cert: gate_config.tls.cert.clone(),
+        key: gate_config.tls.key.clone(),
+    })?;
     tracing::info!(name = %gate_config.name, addr = %bound.addr(), agents = %agents.addr, "gate listening");
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -120,7 +121,7 @@ pub async fn serve<M: Machines>(
         )
         .await;
     let agent_router = Server::builder()
-        .tls_config(tls)?
+        .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
         .add_service(health_service)
         .add_service(
             AgentServer::new(AgentService::new(fleet))
@@ -131,7 +132,7 @@ pub async fn serve<M: Machines>(
         agent_router,
         &[gantry_proto::v1::agent_server::SERVICE_NAME],
     )
-    .serve_with_incoming_shutdown(agents.incoming, serve::shutdown_signal());
+    .serve_with_incoming_shutdown(tls.incoming(agents.incoming), serve::shutdown_signal());
     tokio::select! {
         result = bound.run(serve::shutdown_signal()) => result,
         result = agent_server => result.map_err(ServeError::from),
