@@ -20,12 +20,12 @@ pub fn describe() {
     metrics::describe_gauge!("gantry_jobs", "Jobs in the database, by state");
     metrics::describe_counter!(
         "gantry_job_submit_total",
-        "Jobs accepted by SubmitJob (an array counts its tasks); a repeated request counts once"
+        "Jobs submitted, counted as their submission commits (an array counts its tasks; a repeated request once)"
     );
     metrics::describe_histogram!(
         "gantry_job_queue_wait_seconds",
         Seconds,
-        "Time from a job's submission to its start, observed as it starts"
+        "Time from a job's submission to its first start, observed as it starts"
     );
     metrics::describe_histogram!(
         "gantry_job_run_seconds",
@@ -33,7 +33,7 @@ pub fn describe() {
         "Time from a job's start to its end, observed as it ends"
     );
     metrics::describe_histogram!(
-        "gantry_store_commit_batch_size",
+        "gantry_store_commit_ops",
         "Operations committed in one transaction of the store's writer"
     );
     metrics::describe_histogram!(
@@ -41,6 +41,7 @@ pub fn describe() {
         Seconds,
         "Time of one batch of the store's writer, from its first statement to its commit"
     );
+    metrics::counter!("gantry_job_submit_total").increment(0);
     metrics::describe_gauge!(
         "gantry_partitions",
         "Partitions not yet deleted, by site and state"

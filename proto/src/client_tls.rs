@@ -49,6 +49,8 @@ pub fn channel(
     // The connector below does the TLS: tonic is given the plain form.
     let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
         .map_err(|_| bad_address())?
+        // ...while requests still say https (`:scheme`), as they travel.
+        .origin(uri.clone())
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20))

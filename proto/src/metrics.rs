@@ -24,13 +24,15 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tonic::codegen::http;
 
-/// Buckets of a request's or a pass's time: a millisecond to a minute.
+/// Buckets of a request's or a pass's time: half a millisecond to a minute.
 const FAST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
 
-/// Buckets of a job's time in the queue or running: a second to a week.
+/// Buckets of a job's time in the queue or running: a tenth of a second
+/// to a week. (A `Full` matcher wins over the `_seconds` suffix below: the
+/// exporter tries full names first.)
 const JOB_BUCKETS: &[f64] = &[
     0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
     259200.0, 604800.0,
@@ -63,7 +65,12 @@ pub fn recorder() -> Result<PrometheusHandle, std::io::Error> {
     }
     let handle = builder
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), FAST_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), COUNT_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("gantry_store_commit_ops".into()),
+                COUNT_BUCKETS,
+            )
+        })
         .map_err(std::io::Error::other)?
         .install_recorder()
         .map_err(std::io::Error::other)?;
@@ -83,7 +90,7 @@ pub async fn serve(listen: &str, what: &str) -> Result<SocketAddr, std::io::Erro
     })?;
     let addr = listener.local_addr()?;
     describe_grpc();
-    metrics::gauge!("gantry_build_info", "version" => env!("CARGO_PKG_VERSION"), "process" => what.to_string()).set(1.0);
+    metrics::gauge!("gantry_build_info", "version" => env!("CARGO_PKG_VERSION"), "program" => what.to_string()).set(1.0);
     // Histograms' windows and the recorder's idle entries are kept up here
     // rather than on a scrape.
     let upkeep = handle.clone();
@@ -169,7 +176,7 @@ fn describe_grpc() {
     );
     metrics::describe_gauge!(
         "gantry_build_info",
-        "1, labelled with the process and its version"
+        "1, labelled with the program and its version"
     );
 }
 
@@ -233,35 +240,71 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_string();
-        let site = self.site.clone();
-        let started = Instant::now();
+        let record = Record {
+            method: request.uri().path().trim_start_matches('/').to_string(),
+            site: self.site.clone(),
+            started: Instant::now(),
+            code: None,
+        };
         let call = self.inner.call(request);
         Box::pin(async move {
+            // The whole record moves in (not just the field set below), so
+            // it is dropped, and recorded, when the call ends or is dropped.
+            let mut record = record;
             let result = call.await;
-            let code = match &result {
+            record.ended(match &result {
                 Ok(response) => tonic::Status::from_header_map(response.headers())
                     .map_or(tonic::Code::Ok, |status| status.code()),
                 // No answer at all: the connection failed.
                 Err(_) => tonic::Code::Unavailable,
-            };
-            let seconds = started.elapsed().as_secs_f64();
-            let code = code_name(code);
-            match site {
-                None => {
-                    metrics::counter!("gantry_grpc_server_handled_total", "method" => method.clone(), "code" => code).increment(1);
-                    metrics::histogram!("gantry_grpc_server_handling_seconds", "method" => method)
-                        .record(seconds);
-                }
-                Some(site) => {
-                    let site = site.to_string();
-                    metrics::counter!("gantry_gate_requests_total", "site" => site.clone(), "method" => method.clone(), "code" => code).increment(1);
-                    metrics::histogram!("gantry_gate_request_seconds", "site" => site, "method" => method)
-                        .record(seconds);
-                }
-            }
+            });
             result
         })
+    }
+}
+
+/// One call's metrics, recorded when it is dropped: with its code once it
+/// has one, as CANCELLED when its caller went away first (a deadline, a
+/// reset stream), so the slowest calls are not the ones left out.
+struct Record {
+    method: String,
+    site: Option<Arc<str>>,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl Record {
+    /// The call ended with `code`.
+    fn ended(&mut self, code: tonic::Code) {
+        self.code = Some(code);
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(tonic::Code::Cancelled);
+        // A method no service has: one label for all, so that a caller
+        // cannot grow the metrics without bound by inventing paths.
+        let method = if code == tonic::Code::Unimplemented {
+            "unknown".to_string()
+        } else {
+            std::mem::take(&mut self.method)
+        };
+        let seconds = self.started.elapsed().as_secs_f64();
+        let code = code_name(code);
+        match self.site.take() {
+            None => {
+                metrics::counter!("gantry_grpc_server_handled_total", "method" => method.clone(), "code" => code).increment(1);
+                metrics::histogram!("gantry_grpc_server_handling_seconds", "method" => method)
+                    .record(seconds);
+            }
+            Some(site) => {
+                let site = site.to_string();
+                metrics::counter!("gantry_gate_requests_total", "site" => site.clone(), "method" => method.clone(), "code" => code).increment(1);
+                metrics::histogram!("gantry_gate_request_seconds", "site" => site, "method" => method)
+                    .record(seconds);
+            }
+        }
     }
 }
 

@@ -167,8 +167,9 @@ impl ServerTls {
 }
 
 /// A rustls configuration from the files: this server's certificate
-/// (checked to be valid now), clients must present a certificate of the
-/// CA that the CRL (when there is one) does not list; HTTP/2 only.
+/// (checked to be valid now); clients present a certificate of the CA that
+/// the CRL (when there is one) does not list, or with [`Clients::Optional`]
+/// may present none; HTTP/2 only.
 fn acceptor(files: &TlsFiles, clients: &Clients) -> Result<TlsAcceptor, TlsError> {
     let (chain, key) = identity(files)?;
     let mut verifier = WebPkiClientVerifier::builder(roots(files)?);

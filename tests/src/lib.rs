@@ -315,11 +315,15 @@ impl Cluster {
         let pki_dir = dir.path().join("pki");
         let pki_arg = pki_dir.display().to_string();
         let metrics = options.metrics.then(|| {
-            let free = || format!("127.0.0.1:{}", free_port());
+            // Three distinct ports: each held until all are chosen.
+            let held: Vec<std::net::TcpListener> = (0..3)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+                .collect();
+            let addr = |i: usize| held[i].local_addr().expect("bound").to_string();
             MetricsAddrs {
-                core: free(),
-                sched: free(),
-                gate: free(),
+                core: addr(0),
+                sched: addr(1),
+                gate: addr(2),
             }
         });
         let mut sched_args = vec!["--listen", "127.0.0.1:0", "--pki-dir", &pki_arg];

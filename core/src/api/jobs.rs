@@ -99,10 +99,6 @@ impl Gantry for GantryService {
         };
         let outcome = self.ctx.store.apply(Op::Submit(Box::new(new))).await?;
         let (job, created) = self.answer(outcome).await?;
-        if created {
-            let jobs = job.array.as_ref().map_or(1, |array| array.task_count);
-            metrics::counter!("gantry_job_submit_total").increment(jobs);
-        }
         Ok(Response::new(SubmitJobResponse {
             job: Some(job),
             created,

@@ -47,7 +47,9 @@ impl JobCounts {
 pub struct Tally {
     /// Jobs gained (or lost, negative) per state.
     delta: [i64; STATES],
-    /// Seconds from submission to start of each job that started.
+    /// Jobs this batch created (submitted).
+    created: u64,
+    /// Seconds from submission to first start of each job that started.
     waits: Vec<f64>,
     /// Seconds from start to end of each job that ended after running.
     runs: Vec<f64>,
@@ -60,8 +62,9 @@ impl Tally {
         if before == Some(job.state) {
             return;
         }
-        if let Some(before) = before {
-            self.delta[before as usize] -= 1;
+        match before {
+            Some(before) => self.delta[before as usize] -= 1,
+            None => self.created += 1,
         }
         self.delta[job.state as usize] += 1;
     }
@@ -71,7 +74,12 @@ impl Tally {
     /// later move in the same batch passes by (a short job's start and end
     /// often arrive in one report).
     pub fn moved(&mut self, from: JobState, job: &JobRow) {
-        if job.state == JobState::Running && from != JobState::Running && job.start_ms > 0 {
+        // A requeued job's later starts would count its earlier runs as waiting.
+        if job.state == JobState::Running
+            && from != JobState::Running
+            && job.start_ms > 0
+            && job.requeues == 0
+        {
             self.waits.push(seconds(job.start_ms - job.submit_ms));
         }
         if is_end(job.state) && is_active(from) && job.start_ms > 0 && job.end_ms >= job.start_ms {
@@ -86,6 +94,7 @@ impl Tally {
             *slot = slot.saturating_add_signed(delta);
         }
         counts.publish();
+        metrics::counter!("gantry_job_submit_total").increment(self.created);
         let wait = metrics::histogram!("gantry_job_queue_wait_seconds");
         for seconds in self.waits {
             wait.record(seconds);
@@ -94,7 +103,7 @@ impl Tally {
         for seconds in self.runs {
             run.record(seconds);
         }
-        metrics::histogram!("gantry_store_commit_batch_size").record(ops as f64);
+        metrics::histogram!("gantry_store_commit_ops").record(ops as f64);
         metrics::histogram!("gantry_store_commit_seconds").record(took.as_secs_f64());
     }
 }
@@ -134,6 +143,7 @@ mod tests {
         tally.moved(JobState::Queued, &cancelled);
         tally.job(Some(JobState::Queued), &cancelled);
         assert_eq!(tally.waits, vec![2.5]);
+        assert_eq!(tally.created, 1);
         assert_eq!(tally.runs, vec![0.5]);
         tally.publish(&mut counts, 3, Duration::from_millis(1));
         let queued = JobState::Queued as usize;

@@ -488,10 +488,6 @@ impl<M: Machines> Fleet<M> {
             Ok(()) => {
                 let mut state = self.state();
                 state.orphans_terminated += ids.len() as u64;
-                metrics::describe_counter!(
-                    "gantry_machines_reconciled_total",
-                    "Machines the gate terminated because no partition owned them"
-                );
                 metrics::counter!("gantry_machines_reconciled_total").increment(ids.len() as u64);
                 tracing::warn!(
                     machines = ?ids,

@@ -98,6 +98,12 @@ pub async fn serve<M: Machines>(
     tokio::spawn(fleet.clone().run());
     let provider = Arc::new(FleetProvider::new(fleet.clone()));
     let bound = gantry_gate::bind(provider, &gate_config).await?;
+    // Known from the first scrape on, so that its first increase shows.
+    metrics::describe_counter!(
+        "gantry_machines_reconciled_total",
+        "Machines the gate terminated because no partition owned them"
+    );
+    metrics::counter!("gantry_machines_reconciled_total").increment(0);
     if let Some(path) = &args.agent_ready_file {
         serve::write_ready_file(path, agents.addr).map_err(|source| ServeError::Io {
             context: format!("write the ready file {}", path.display()),
