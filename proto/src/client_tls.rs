@@ -9,9 +9,9 @@
 //! through [`channel`]'s connector, which makes each TCP connection TLS
 //! here and hands tonic the finished stream.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
@@ -21,13 +21,10 @@ use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tls::{TlsError, TlsFiles, bad, crls, identity, roots, stamps};
+use crate::tls::{Reloaded, TlsError, TlsFiles, bad, crls, identity, roots};
 
 /// How long connecting (TCP and the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often, at most, the files are looked at for changes.
-const RECHECK: Duration = Duration::from_secs(1);
 
 /// A lazy channel to `address` (`https://host:port`) over mutual TLS from
 /// `files`, checking that the server's certificate names `server_name`
@@ -55,12 +52,19 @@ pub fn channel(
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
-    let tls = Arc::new(Mutex::new(ClientTls::load(files)?));
+    let crl = crate::pki::crl_path(&files.ca);
+    let news = "new connections out use them";
+    let tls = Arc::new(Mutex::new(Reloaded::load(
+        files,
+        Some(crl),
+        connector,
+        news,
+    )?));
     let connect = tower::service_fn(move |uri: Uri| {
         let tls = Arc::clone(&tls);
         let name = name.clone();
         async move {
-            let connector = tls.lock().unwrap_or_else(|e| e.into_inner()).connector();
+            let connector = tls.lock().unwrap_or_else(|e| e.into_inner()).current();
             let host = uri.host().unwrap_or_default();
             let host = host
                 .trim_start_matches('[')
@@ -84,66 +88,13 @@ pub fn channel(
     Ok(endpoint.connect_with_connector_lazy(connect))
 }
 
-/// A client's TLS: its files and the configuration made from them, made
-/// anew when one of them changes.
-struct ClientTls {
-    files: TlsFiles,
-    crl: PathBuf,
-    connector: TlsConnector,
-    /// When each file was last changed, as the connector was made.
-    stamps: Vec<Option<SystemTime>>,
-    /// When the files were last looked at.
-    checked: Instant,
-}
-
-impl ClientTls {
-    fn load(files: &TlsFiles) -> Result<Self, TlsError> {
-        let crl = crate::pki::crl_path(&files.ca);
-        Ok(Self {
-            stamps: stamps(files, Some(&crl)),
-            connector: connector(files, &crl)?,
-            files: files.clone(),
-            crl,
-            checked: Instant::now(),
-        })
-    }
-
-    /// The connector for a new connection: the current one, or one made
-    /// from the files if they changed since (files that cannot be used
-    /// keep the previous configuration, and the log says why).
-    fn connector(&mut self) -> TlsConnector {
-        if self.checked.elapsed() >= RECHECK {
-            self.checked = Instant::now();
-            let now = stamps(&self.files, Some(&self.crl));
-            if now != self.stamps {
-                match connector(&self.files, &self.crl) {
-                    Ok(connector) => {
-                        tracing::info!(
-                            cert = %self.files.cert.display(),
-                            crl = %self.crl.display(),
-                            "TLS files changed; new connections out use them"
-                        );
-                        self.connector = connector;
-                        self.stamps = now;
-                    }
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "TLS files changed but cannot be used; keeping the previous ones"
-                    ),
-                }
-            }
-        }
-        self.connector.clone()
-    }
-}
-
 /// A rustls client configuration from the files: this process's certificate
 /// (checked to be valid now) presented; the server's must chain to the CA
 /// and not be on the CRL (when there is one); HTTP/2.
-fn connector(files: &TlsFiles, crl: &std::path::Path) -> Result<TlsConnector, TlsError> {
+fn connector(files: &TlsFiles, crl: Option<&Path>) -> Result<TlsConnector, TlsError> {
     let (chain, key) = identity(files)?;
     let mut verifier = WebPkiServerVerifier::builder(roots(files)?);
-    if let Some(crls) = crls(crl)? {
+    if let Some(crls) = crl.map(crls).transpose()?.flatten() {
         verifier = verifier.with_crls(crls);
     }
     let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;

@@ -7,9 +7,9 @@
 //! and hand tonic the finished streams (`serve_with_incoming`); tonic still
 //! gives each request its peer's certificate.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
@@ -19,102 +19,39 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::serve::Incoming;
-use crate::tls::{TlsError, TlsFiles, bad, crls, identity, roots, stamps};
+use crate::tls::{Reloaded, TlsError, TlsFiles, bad, crls, identity, roots};
 
 /// How long a client may take over its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often, at most, the files are looked at for changes.
-const RECHECK: Duration = Duration::from_secs(1);
-
-/// A server's TLS: its files, and the configuration made from them,
-/// made anew when one of them changes.
+/// A server's TLS: its files, and the acceptor made from them, made anew
+/// when one of them changes.
 pub struct ServerTls {
-    files: TlsFiles,
-    clients: Clients,
-    acceptor: TlsAcceptor,
-    /// When each file was last changed, as the acceptor was made.
-    stamps: Vec<Option<SystemTime>>,
-    /// When the files were last looked at.
-    checked: Instant,
+    acceptor: Reloaded<TlsAcceptor>,
 }
 
-/// Which clients a server takes.
-#[derive(Debug, Clone)]
-enum Clients {
-    /// Only those with a certificate of the CA that the CRL beside it
-    /// (when there is one) does not list.
-    Certified {
-        /// The revocation list's path.
-        crl: PathBuf,
-    },
-    /// Also those without a certificate; one presented must be valid
-    /// (the AWS gate's agent listener, where a machine first joins with
-    /// a token and only then has a certificate).
-    Optional,
-}
-
-impl Clients {
-    fn crl(&self) -> Option<&Path> {
-        match self {
-            Clients::Certified { crl } => Some(crl),
-            Clients::Optional => None,
-        }
-    }
-}
+/// What a server's log says when its files changed.
+const NEWS: &str = "new connections use them";
 
 impl ServerTls {
     /// Load `files` and the CRL beside the CA certificate (`crl.pem`, when
     /// it exists; see [`crate::pki::crl_path`]); every client must present
-    /// a certificate.
+    /// a certificate of the CA that the CRL does not list.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let crl = crate::pki::crl_path(&files.ca);
-        Self::with(files, Clients::Certified { crl })
+        Ok(Self {
+            acceptor: Reloaded::load(files, Some(crl), certified, NEWS)?,
+        })
     }
 
     /// Load `files`, whose `ca` is the issuer of the certificates clients
     /// may present; a client without one is let in too (the service then
-    /// decides what it may do), with no revocation list.
+    /// decides what it may do: the AWS gate's agent listener, where a
+    /// machine first joins with a token), with no revocation list.
     pub fn load_optional_clients(files: &TlsFiles) -> Result<Self, TlsError> {
-        Self::with(files, Clients::Optional)
-    }
-
-    fn with(files: &TlsFiles, clients: Clients) -> Result<Self, TlsError> {
         Ok(Self {
-            stamps: stamps(files, clients.crl()),
-            acceptor: acceptor(files, &clients)?,
-            files: files.clone(),
-            clients,
-            checked: Instant::now(),
+            acceptor: Reloaded::load(files, None, optional, NEWS)?,
         })
-    }
-
-    /// The acceptor for a new connection: the current one, or one made
-    /// from the files if they changed since (a file that cannot be used
-    /// keeps the previous configuration, and says why in the log).
-    fn acceptor(&mut self) -> TlsAcceptor {
-        if self.checked.elapsed() >= RECHECK {
-            self.checked = Instant::now();
-            let now = stamps(&self.files, self.clients.crl());
-            if now != self.stamps {
-                match acceptor(&self.files, &self.clients) {
-                    Ok(acceptor) => {
-                        tracing::info!(
-                            cert = %self.files.cert.display(),
-                            crl = ?self.clients.crl(),
-                            "TLS files changed; new connections use them"
-                        );
-                        self.acceptor = acceptor;
-                        self.stamps = now;
-                    }
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "TLS files changed but cannot be used; keeping the previous ones"
-                    ),
-                }
-            }
-        }
-        self.acceptor.clone()
     }
 
     /// `incoming` TCP connections as TLS streams, each handshake on its
@@ -142,7 +79,7 @@ impl ServerTls {
                     }
                 };
                 let peer = stream.peer_addr().ok();
-                let acceptor = self.acceptor();
+                let acceptor = self.acceptor.current();
                 let out = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -166,21 +103,31 @@ impl ServerTls {
     }
 }
 
-/// A rustls configuration from the files: this server's certificate
-/// (checked to be valid now); clients present a certificate of the CA that
-/// the CRL (when there is one) does not list, or with [`Clients::Optional`]
-/// may present none; HTTP/2 only.
-fn acceptor(files: &TlsFiles, clients: &Clients) -> Result<TlsAcceptor, TlsError> {
-    let (chain, key) = identity(files)?;
+/// Clients must present a certificate of the CA that `crl` (when there
+/// is one) does not list.
+fn certified(files: &TlsFiles, crl: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
     let mut verifier = WebPkiClientVerifier::builder(roots(files)?);
-    match clients {
-        Clients::Certified { crl } => {
-            if let Some(crls) = crls(crl)? {
-                verifier = verifier.with_crls(crls);
-            }
-        }
-        Clients::Optional => verifier = verifier.allow_unauthenticated(),
+    if let Some(crls) = crl.map(crls).transpose()?.flatten() {
+        verifier = verifier.with_crls(crls);
     }
+    acceptor(files, verifier)
+}
+
+/// Clients may present a certificate of the CA, or none.
+fn optional(files: &TlsFiles, _: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
+    acceptor(
+        files,
+        WebPkiClientVerifier::builder(roots(files)?).allow_unauthenticated(),
+    )
+}
+
+/// A rustls configuration from the files: this server's certificate
+/// (checked to be valid now), clients checked by `verifier`; HTTP/2 only.
+fn acceptor(
+    files: &TlsFiles,
+    verifier: rustls::server::ClientCertVerifierBuilder,
+) -> Result<TlsAcceptor, TlsError> {
+    let (chain, key) = identity(files)?;
     let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;
     let mut config = rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)

@@ -109,6 +109,73 @@ pub(crate) fn stamps(files: &TlsFiles, crl: Option<&Path>) -> Vec<Option<std::ti
         .collect()
 }
 
+/// How often, at most, a [`Reloaded`] configuration looks at its files.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A TLS configuration made from files (and a revocation list), made anew
+/// on its next use after one of them changed (looked at once a second at
+/// most); files that cannot be used keep the previous configuration, and
+/// the log says why. Servers' acceptors and gantryd's connectors alike.
+pub(crate) struct Reloaded<T> {
+    files: TlsFiles,
+    crl: Option<PathBuf>,
+    make: fn(&TlsFiles, Option<&Path>) -> Result<T, TlsError>,
+    current: T,
+    /// When each file was last changed, as `current` was made.
+    stamps: Vec<Option<std::time::SystemTime>>,
+    /// When the files were last looked at.
+    checked: std::time::Instant,
+    /// What a change means, for the log ("new connections use them").
+    news: &'static str,
+}
+
+impl<T: Clone> Reloaded<T> {
+    /// Make the configuration from `files` and `crl` with `make`.
+    pub(crate) fn load(
+        files: &TlsFiles,
+        crl: Option<PathBuf>,
+        make: fn(&TlsFiles, Option<&Path>) -> Result<T, TlsError>,
+        news: &'static str,
+    ) -> Result<Self, TlsError> {
+        Ok(Self {
+            stamps: stamps(files, crl.as_deref()),
+            current: make(files, crl.as_deref())?,
+            files: files.clone(),
+            crl,
+            make,
+            checked: std::time::Instant::now(),
+            news,
+        })
+    }
+
+    /// The configuration for a new connection: the current one, or one
+    /// made from the files if they changed since.
+    pub(crate) fn current(&mut self) -> T {
+        if self.checked.elapsed() >= RECHECK {
+            self.checked = std::time::Instant::now();
+            let now = stamps(&self.files, self.crl.as_deref());
+            if now != self.stamps {
+                match (self.make)(&self.files, self.crl.as_deref()) {
+                    Ok(made) => {
+                        tracing::info!(
+                            cert = %self.files.cert.display(),
+                            crl = ?self.crl,
+                            "TLS files changed; {}", self.news
+                        );
+                        self.current = made;
+                        self.stamps = now;
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "TLS files changed but cannot be used; keeping the previous ones"
+                    ),
+                }
+            }
+        }
+        self.current.clone()
+    }
+}
+
 /// `path` cannot be used, and why.
 pub(crate) fn bad(path: &Path, why: impl std::fmt::Display) -> TlsError {
     TlsError::Unusable {
