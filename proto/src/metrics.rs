@@ -184,7 +184,9 @@ fn describe_grpc() {
 /// method, its status code) or on gantryd's client of one gate (by site).
 /// The code is read from the response's headers, which carry it for a call
 /// refused or failed before its first message (a unary error); a call whose
-/// status comes only in its trailers counts as OK.
+/// status comes only in its trailers counts as OK. Apply it after
+/// [`serve`] (or [`recorder`]): in a process that serves no metrics it
+/// passes calls through untouched.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcMetricsLayer {
     /// The gate's site name on gantryd's client of it; `None` on a server.
@@ -212,6 +214,8 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
         GrpcMetrics {
             inner,
             site: self.site.clone(),
+            // Without a recorder (metrics off) a call costs nothing more.
+            on: HANDLE.get().is_some(),
         }
     }
 }
@@ -221,6 +225,9 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetrics<S> {
     inner: S,
     site: Option<Arc<str>>,
+    /// Whether this process serves metrics (its recorder was installed
+    /// before the layer was applied).
+    on: bool,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetrics<S>
@@ -240,6 +247,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !self.on {
+            return Box::pin(self.inner.call(request));
+        }
         let record = Record {
             method: request.uri().path().trim_start_matches('/').to_string(),
             site: self.site.clone(),
