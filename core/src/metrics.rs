@@ -1,8 +1,8 @@
 //! gantryd's own metrics (the recorder and `/metrics` are
 //! `gantry_proto::metrics`): their help texts, and the partition gauges,
 //! counted from the database every few seconds. Jobs per state, queue and
-//! run times and the commits are counted by the store's writer
-//! (`store/tally.rs`); submissions by the client API.
+//! run times, submissions and the commits are counted by the store's
+//! writer (`store/tally.rs`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,11 +41,12 @@ pub fn describe() {
         Seconds,
         "Time of one batch of the store's writer, from its first statement to its commit"
     );
-    metrics::counter!("gantry_job_submit_total").increment(0);
     metrics::describe_gauge!(
         "gantry_partitions",
         "Partitions not yet deleted, by site and state"
     );
+    // Known from the first scrape on, so that its first increase shows.
+    metrics::counter!("gantry_job_submit_total").increment(0);
 }
 
 /// Keep `gantry_partitions{site,state}` in step with the database, counting

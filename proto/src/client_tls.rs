@@ -41,17 +41,19 @@ pub fn channel(
     }
     let host = uri.host().ok_or_else(bad_address)?.to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let name = server_name.unwrap_or(host.trim_start_matches('[').trim_end_matches(']'));
+    // The host as a socket address or a name takes it, without an IPv6 literal's brackets.
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let name = server_name.unwrap_or(&bare);
     let name = ServerName::try_from(name.to_string()).map_err(|_| bad_address())?;
-    // The connector below does the TLS: tonic is given the plain form.
+    // The connector below does the TLS: tonic is given the plain form...
     let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
         .map_err(|_| bad_address())?
         // ...while requests still say https (`:scheme`), as they travel.
-        .origin(uri.clone())
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true);
+        .origin(uri.clone());
+    let endpoint = crate::tls::tuned(endpoint);
     let crl = crate::pki::crl_path(&files.ca);
     let news = "new connections out use them";
     let tls = Arc::new(Mutex::new(Reloaded::load(
@@ -60,17 +62,13 @@ pub fn channel(
         connector,
         news,
     )?));
-    let connect = tower::service_fn(move |uri: Uri| {
+    // tonic asks for the endpoint's own address: connect to the one above.
+    let connect = tower::service_fn(move |_: Uri| {
         let tls = Arc::clone(&tls);
         let name = name.clone();
+        let host = bare.clone();
         async move {
             let connector = tls.lock().unwrap_or_else(|e| e.into_inner()).current();
-            let host = uri.host().unwrap_or_default();
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri.port_u16().unwrap_or(443);
             let connecting = async {
                 let tcp = TcpStream::connect((host.as_str(), port)).await?;
                 tcp.set_nodelay(true)?;
@@ -93,11 +91,10 @@ pub fn channel(
 /// and not be on the CRL (when there is one); HTTP/2.
 fn connector(files: &TlsFiles, crl: Option<&Path>) -> Result<TlsConnector, TlsError> {
     let (chain, key) = identity(files)?;
-    let mut verifier = WebPkiServerVerifier::builder(roots(files)?);
-    if let Some(crls) = crl.map(crls).transpose()?.flatten() {
-        verifier = verifier.with_crls(crls);
-    }
-    let verifier = verifier.build().map_err(|e| bad(&files.ca, e))?;
+    let verifier = WebPkiServerVerifier::builder(roots(files)?)
+        .with_crls(crls(crl)?)
+        .build()
+        .map_err(|e| bad(&files.ca, e))?;
     let mut config = rustls::ClientConfig::builder()
         .with_webpki_verifier(verifier)
         .with_client_auth_cert(chain, key)

@@ -106,10 +106,7 @@ impl ServerTls {
 /// Clients must present a certificate of the CA that `crl` (when there
 /// is one) does not list.
 fn certified(files: &TlsFiles, crl: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
-    let mut verifier = WebPkiClientVerifier::builder(roots(files)?);
-    if let Some(crls) = crl.map(crls).transpose()?.flatten() {
-        verifier = verifier.with_crls(crls);
-    }
+    let verifier = WebPkiClientVerifier::builder(roots(files)?).with_crls(crls(crl)?);
     acceptor(files, verifier)
 }
 

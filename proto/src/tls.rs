@@ -101,7 +101,7 @@ pub(crate) fn current_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// When each of `files` and the CRL was last changed (`None`: missing):
 /// a change of any makes a new TLS configuration.
-pub(crate) fn stamps(files: &TlsFiles, crl: Option<&Path>) -> Vec<Option<std::time::SystemTime>> {
+fn stamps(files: &TlsFiles, crl: Option<&Path>) -> Vec<Option<std::time::SystemTime>> {
     [files.ca.as_path(), &files.cert, &files.key]
         .into_iter()
         .chain(crl)
@@ -208,17 +208,27 @@ pub(crate) fn roots(files: &TlsFiles) -> Result<Arc<rustls::RootCertStore>, TlsE
     Ok(Arc::new(roots))
 }
 
-/// The revocation list at `crl`, when there is one.
+/// The revocation lists in `crl`, when it is given and exists; none
+/// otherwise (rustls then checks no revocation).
 pub(crate) fn crls(
-    crl: &Path,
-) -> Result<Option<Vec<CertificateRevocationListDer<'static>>>, TlsError> {
-    if !crl.exists() {
-        return Ok(None);
-    }
+    crl: Option<&Path>,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let Some(crl) = crl.filter(|p| p.exists()) else {
+        return Ok(Vec::new());
+    };
     CertificateRevocationListDer::pem_slice_iter(&read("revocation list", crl)?)
         .collect::<Result<Vec<_>, _>>()
-        .map(Some)
         .map_err(|e| bad(crl, e))
+}
+
+/// `endpoint` with the connection settings every Gantry client uses:
+/// no Nagle delay, HTTP/2 keep-alives every 20 s (also while idle).
+pub(crate) fn tuned(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
 }
 
 impl TlsFiles {
@@ -273,12 +283,6 @@ impl TlsFiles {
         if let Some(name) = server_name {
             tls = tls.domain_name(name);
         }
-        Ok(endpoint
-            .tls_config(tls)?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true))
+        Ok(tuned(endpoint.tls_config(tls)?).connect_timeout(Duration::from_secs(5)))
     }
 }
