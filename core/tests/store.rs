@@ -182,6 +182,57 @@ async fn placement_is_checked_and_dependencies_release_or_fail() {
     assert_eq!(b.reason, format!("dependency job {} ended CANCELLED", a.id));
 }
 
+/// A dependent submitted in the same batch as its dependency's end is
+/// released too (its `job_deps` row is not written until the batch is): the
+/// submits race the cancel into the writer, so some share its batch.
+#[tokio::test]
+async fn a_dependent_submitted_in_the_batch_that_ends_its_dependency_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(fresh_store(dir.path()).await);
+    for round in 0..5 {
+        let a = job(store.apply(new_job("alice", None, vec![])).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let op = if i == 20 {
+                    Op::Cancel {
+                        job_id: a.id,
+                        actor: "user/alice".into(),
+                        reason: String::new(),
+                    }
+                } else {
+                    new_job("alice", None, vec![a.id])
+                };
+                store.apply(op).await.unwrap()
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        for outcome in outcomes {
+            let Outcome::Job(dependent, _) = outcome else {
+                continue;
+            };
+            if dependent.id == a.id {
+                continue;
+            }
+            let now = store.job(dependent.id).await.unwrap().unwrap();
+            assert_eq!(
+                (now.state, now.reason.as_str()),
+                (
+                    JobState::Failed,
+                    format!("dependency job {} ended CANCELLED", a.id).as_str()
+                ),
+                "round {round}: job {} waits for job {}, which was cancelled",
+                now.id,
+                a.id
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_partition_its_gate_refuses_fails_the_jobs_waiting_for_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -94,6 +94,10 @@ pub struct Tx<'a> {
     pub tally: Tally,
     /// Jobs created in this batch (for their labels and dependencies).
     created: Vec<u64>,
+    /// The jobs created in this batch that wait for each job: `job_deps`
+    /// holds them only once the batch is flushed, and a job this batch ends
+    /// must release them too.
+    new_dependents: HashMap<u64, Vec<u64>>,
     /// What is known of (owner, request id) pairs in this batch: the job
     /// made with it, or `None` when there is none (see
     /// [`Self::prefetch_requests`]).
@@ -137,6 +141,7 @@ impl<'a> Tx<'a> {
             before: HashMap::new(),
             tally: Tally::default(),
             created: Vec::new(),
+            new_dependents: HashMap::new(),
             requests: HashMap::new(),
             events: Vec::new(),
             partitions: Vec::new(),
@@ -319,7 +324,7 @@ impl<'a> Tx<'a> {
 
     /// Count `job` (already saved, e.g. by [`Self::record`]) as created in this batch.
     pub fn mark_created(&mut self, job: &JobRow) {
-        self.created.push(job.id);
+        self.note_created(job);
         if let Some(request_id) = &job.request_id {
             let key = (job.owner.clone(), request_id.clone());
             self.requests.insert(key, Some(job.id));
@@ -358,8 +363,17 @@ impl<'a> Tx<'a> {
 
     /// Keep `job`, created in this batch, without copying it.
     pub fn create_owned(&mut self, job: JobRow) {
-        self.created.push(job.id);
+        self.note_created(&job);
         self.keep(job);
+    }
+
+    /// Count `job` among this batch's new jobs, and as a dependent of each
+    /// job it waits for.
+    fn note_created(&mut self, job: &JobRow) {
+        self.created.push(job.id);
+        for &after in &job.spec.after {
+            self.new_dependents.entry(after).or_default().push(job.id);
+        }
     }
 
     /// Move `job` to `to`: checks the table, keeps partition usage, sets
@@ -423,15 +437,20 @@ impl<'a> Tx<'a> {
     async fn release_dependents(&mut self, ended: &JobRow) -> Result<()> {
         let mut work = vec![(ended.id, ended.state)];
         while let Some((id, end)) = work.pop() {
-            let dependents: Vec<i64> = sqlx::query_scalar(
+            let mut dependents: Vec<u64> = sqlx::query_scalar(
                 self.backend
                     .sql("SELECT job_id FROM job_deps WHERE after_id = ?"),
             )
             .bind(id as i64)
             .fetch_all(&mut *self.conn)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|dep: i64| dep as u64)
+            .collect();
+            // Those submitted earlier in this batch are not in job_deps yet.
+            dependents.extend(self.new_dependents.get(&id).into_iter().flatten());
             for dep in dependents {
-                let Some(mut job) = self.job(dep as u64).await? else {
+                let Some(mut job) = self.job(dep).await? else {
                     continue;
                 };
                 if job.state != JobState::Queued {
@@ -560,6 +579,7 @@ impl<'a> Tx<'a> {
             query.execute(&mut *self.conn).await?;
         }
         self.created.clear();
+        self.new_dependents.clear();
         // A job's secrets go in the commit that ends it.
         for job in jobs.iter().filter(|j| j.ended_with_secrets()) {
             sqlx::query(self.backend.sql("DELETE FROM job_secrets WHERE job_id = ?"))

@@ -95,7 +95,8 @@ def ends(batch: client_pb2.WatchEventsResponse) -> bool:
 def still_running(job_id: int, job: client_pb2.Job | None, timeout: float | None) -> str:
     """WaitTimeout's message."""
     state = "not ended" if job is None else f"still {state_name(job.state)}"
-    return f"job {job_id} is {state} after {timeout} s"
+    why = f" ({job.reason})" if job is not None and job.reason else ""
+    return f"job {job_id} is {state}{why} after {timeout} s"
 
 
 def is_end_state(state: int) -> bool:
