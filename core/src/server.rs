@@ -7,6 +7,7 @@ use std::sync::Arc;
 use gantry_proto::Principal;
 use gantry_proto::client_tls;
 use gantry_proto::metrics::GrpcMetricsLayer;
+use gantry_proto::rpc_trace::RpcTraceLayer;
 use gantry_proto::v1::gantry_server::GantryServer;
 use gantry_proto::v1::gate_client::GateClient;
 use tonic::transport::Server;
@@ -32,6 +33,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let identity = Principal::Gate(gate.name.clone()).server_name(&config.installation);
         let channel = client_tls::channel(tls, &gate.address, identity.as_deref())?;
         let channel = tower::ServiceBuilder::new()
+            .layer(RpcTraceLayer::client())
             .layer(GrpcMetricsLayer::gate(&gate.name))
             .service(channel);
         let client = GateClient::new(channel)
@@ -72,6 +74,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let server_tls = gantry_proto::server_tls::ServerTls::load(tls)?;
     let server = Server::builder()
         .layer(GrpcMetricsLayer::server())
+        .layer(RpcTraceLayer::server())
         .add_service(health_service)
         .add_service(service);
     let server = gantry_proto::reflection::add_reflection(server, &[API]);

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pki;
 pub mod reflection;
+pub mod rpc_trace;
 pub mod secrets;
 pub mod serve;
 pub mod server_tls;

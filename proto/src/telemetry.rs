@@ -1,18 +1,110 @@
-//! One logging setup for every Gantry binary: `RUST_LOG` wins, else the
-//! given default; `GANTRY_LOG_FORMAT=json` switches to JSON lines; colour
-//! only when stderr is a terminal.
+//! One logging and tracing setup for every Gantry binary.
+//!
+//! Logs: `RUST_LOG` wins, else the given default; `GANTRY_LOG_FORMAT=json`
+//! switches to JSON lines; colour only when stderr is a terminal.
+//!
+//! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, Gantry's spans — one per
+//! gRPC call ([`crate::rpc_trace`]) and a few around the work a job goes
+//! through — are exported over OTLP/gRPC, with the W3C trace context carried
+//! on every call between Gantry's processes. The other standard `OTEL_*`
+//! variables apply (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_EXPORTER_OTLP_HEADERS`, ...). `RUST_LOG`
+//! filters the log only: what is exported is Gantry's own spans at INFO.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithTonicConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{Layer, Registry};
 
-/// Install the global tracing subscriber, writing to stderr. An event that
-/// cannot be written (stderr on a full disk) is dropped.
-pub fn init(default_filter: &str) {
+/// The environment variables that turn OTLP export on.
+const ENDPOINT_VARS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+];
+
+/// Whether this process exports traces (set once, by [`init`]).
+static EXPORTING: OnceLock<bool> = OnceLock::new();
+
+/// Whether this process exports its spans over OTLP: [`crate::rpc_trace`]
+/// makes a span per call only then.
+pub fn exporting() -> bool {
+    EXPORTING.get().copied().unwrap_or(false)
+}
+
+/// Keeps the trace exporter of a service; dropping it (at the end of
+/// `main`) sends the spans still queued. Holds nothing when tracing is off.
+#[must_use = "dropping it at once stops the export of traces"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            tracing::warn!(error = %err, "could not send the last traces");
+        }
+    }
+}
+
+/// Install the global subscriber of a service (`program`, e.g. `gantryd`):
+/// the log on stderr, and OTLP export of its spans when an endpoint is
+/// configured (see the module's documentation). Call it inside the tokio
+/// runtime. A wrong OTLP setting is reported in the log; the service runs
+/// on without traces.
+pub fn init(program: &str, default_filter: &str) -> Telemetry {
+    let provider = match otlp_provider(program) {
+        Ok(provider) => provider,
+        Err(err) => {
+            install(None, default_filter);
+            tracing::error!(error = %err, "cannot export traces over OTLP; running without them");
+            return Telemetry { provider: None };
+        }
+    };
+    let _ = EXPORTING.set(provider.is_some());
+    let Some(provider) = provider else {
+        install(None, default_filter);
+        return Telemetry { provider: None };
+    };
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("gantry"))
+        .with_filter(FilterFn::new(|meta| {
+            meta.target().starts_with("gantry") && *meta.level() <= tracing::Level::INFO
+        }));
+    install(Some(Box::new(traces)), default_filter);
+    tracing::info!(
+        endpoint = %endpoint().unwrap_or_default(),
+        "exporting traces over OTLP"
+    );
+    Telemetry {
+        provider: Some(provider),
+    }
+}
+
+/// Install the global subscriber with the log only (the CLI).
+pub fn init_logs(default_filter: &str) {
+    install(None, default_filter);
+}
+
+/// A layer that exports spans.
+type Traces = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Install the global subscriber: `traces`, if any, and the log on stderr
+/// filtered by `RUST_LOG`, else `default_filter`.
+fn install(traces: Option<Traces>, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in a log file.
         .with_ansi(std::io::stderr().is_terminal())
@@ -20,9 +112,50 @@ pub fn init(default_filter: &str) {
         // reports a failed write with `eprintln!`, which panics when stderr
         // cannot be written (and the event's buffer then grows for ever).
         .log_internal_errors(false);
-    if std::env::var("GANTRY_LOG_FORMAT").as_deref() == Ok("json") {
-        let _ = builder.json().try_init();
+    let registry = tracing_subscriber::registry().with(traces);
+    let _ = if std::env::var("GANTRY_LOG_FORMAT").as_deref() == Ok("json") {
+        registry.with(log.json().with_filter(filter)).try_init()
     } else {
-        let _ = builder.try_init();
+        registry.with(log.with_filter(filter)).try_init()
+    };
+}
+
+/// The configured OTLP endpoint, if any.
+fn endpoint() -> Option<String> {
+    ENDPOINT_VARS
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// The tracer provider exporting to the configured endpoint; `None` when
+/// none is configured.
+fn otlp_provider(program: &str) -> Result<Option<SdkTracerProvider>, String> {
+    let Some(endpoint) = endpoint() else {
+        return Ok(None);
+    };
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if endpoint.starts_with("https://") {
+        // An HTTPS collector is checked against the system's CA roots.
+        exporter =
+            exporter.with_tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots());
     }
+    let exporter = exporter
+        .build()
+        .map_err(|err| format!("OTLP endpoint {endpoint}: {err}"))?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(program.to_string());
+    }
+    let resource = resource
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
 }

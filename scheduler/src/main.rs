@@ -98,7 +98,7 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info");
+    let _telemetry = gantry_proto::telemetry::init("gantry-sched", "info");
     let args = Args::parse();
     let (files, installation) = args.tls()?;
     let service = SchedulerService::new(installation.clone(), args.policy()?);
@@ -115,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let server = Server::builder()
         .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
+        .layer(gantry_proto::rpc_trace::RpcTraceLayer::server())
         .add_service(health_service)
         .add_service(SchedulerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
     let server = gantry_proto::reflection::add_reflection(

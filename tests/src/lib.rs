@@ -137,6 +137,9 @@ pub struct Options {
     /// (`--metrics-listen` / `metrics_listen` on free ports; see
     /// [`Cluster::metrics`]).
     pub metrics: bool,
+    /// Environment variables for every process the cluster starts (e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Where a cluster's processes serve their metrics (`127.0.0.1:PORT`).
@@ -205,6 +208,7 @@ impl Default for Options {
             aws: None,
             run_as: vec!["--run-as".into(), "gate".into()],
             metrics: false,
+            env: Vec::new(),
         }
     }
 }
@@ -330,7 +334,13 @@ impl Cluster {
         if let Some(m) = &metrics {
             sched_args.extend(["--metrics-listen", m.sched.as_str()]);
         }
-        let sched = Process::start("gantry-sched", dir.path(), &sched_args).await?;
+        let extra: Vec<(&str, &str)> = options
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let sched =
+            Process::start_with_env("gantry-sched", dir.path(), &sched_args, &extra).await?;
         let work = options
             .gate_work_dir
             .clone()
@@ -408,13 +418,14 @@ impl Cluster {
                 if let Some(m) = &metrics {
                     args.extend(["--metrics-listen", m.gate.as_str()]);
                 }
-                Process::start_with_env("gantry-gate-aws", dir.path(), &args, &cloud::AWS_ENV)
-                    .await?
+                let env = [&cloud::AWS_ENV[..], &extra].concat();
+                Process::start_with_env("gantry-gate-aws", dir.path(), &args, &env).await?
             }
             (None, None) if options.sge_env.is_some() => {
                 let vars = services::sge_vars(options.sge_env.as_deref().expect("checked"));
-                let env: Vec<(&str, &str)> =
+                let mut env: Vec<(&str, &str)> =
                     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                env.extend(&extra);
                 let mut args = [&common[..], &["--poll", "0.25"]].concat();
                 args.extend(options.run_as.iter().map(String::as_str));
                 Process::start_with_env("gantry-gate-sge", dir.path(), &args, &env).await?
@@ -427,13 +438,13 @@ impl Cluster {
                     args.extend(["--queue-factor", factor.as_str()]);
                 }
                 args.extend(options.run_as.iter().map(String::as_str));
-                Process::start("gantry-gate-local", dir.path(), &args).await?
+                Process::start_with_env("gantry-gate-local", dir.path(), &args, &extra).await?
             }
             (Some(conf), None) => {
                 let conf = conf.display().to_string();
                 let mut args = [&common[..], &["--slurm-conf", &conf, "--poll", "0.25"]].concat();
                 args.extend(options.run_as.iter().map(String::as_str));
-                Process::start("gantry-gate-slurm", dir.path(), &args).await?
+                Process::start_with_env("gantry-gate-slurm", dir.path(), &args, &extra).await?
             }
         };
         let config = dir.path().join("gantryd.toml");
@@ -480,11 +491,12 @@ impl Cluster {
             text.insert_str(0, &format!("metrics_listen = {:?}\n", m.core));
         }
         std::fs::write(&config, text)?;
-        let core = Process::start_wrapped(
+        let core = Process::launch(
             &options.core_wrapper,
             "gantryd",
             dir.path(),
             &["--config", &config.display().to_string()],
+            &extra,
         )
         .await?;
         let machines = match &options.aws {

@@ -45,10 +45,7 @@ impl Process {
         dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut p = Self::unstarted(name, dir, args)?;
-        p.wrapper = wrapper.to_vec();
-        p.spawn().await?;
-        Ok(p)
+        Self::launch(wrapper, name, dir, args, &[]).await
     }
 
     /// Start `name` with `args` and these environment variables.
@@ -58,7 +55,20 @@ impl Process {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::launch(&[], name, dir, args, env).await
+    }
+
+    /// Start `name` with `args` and the environment variables `env`, under
+    /// `wrapper` unless it is empty (see [`Self::start_wrapped`]).
+    pub async fn launch(
+        wrapper: &[String],
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut p = Self::unstarted(name, dir, args)?;
+        p.wrapper = wrapper.to_vec();
         p.env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

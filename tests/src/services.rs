@@ -124,6 +124,25 @@ pub fn grpcurl() -> PathBuf {
     python().with_file_name("grpcurl")
 }
 
+/// Rotel's collector binary (PyPI `rotel`, installed into `target/python`
+/// by `scripts/python-env`): an OpenTelemetry collector the project did not
+/// write, that receives OTLP and can print every span it gets.
+pub fn rotel() -> PathBuf {
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import pathlib, rotel; print(pathlib.Path(rotel.__file__).with_name('rotel-agent'))",
+        ])
+        .output()
+        .expect("run the project's Python");
+    assert!(
+        out.status.success(),
+        "no rotel in target/python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// A file of the repository, by its path from the root.
 pub fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

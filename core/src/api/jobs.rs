@@ -99,6 +99,7 @@ impl Gantry for GantryService {
         };
         let outcome = self.ctx.store.apply(Op::Submit(Box::new(new))).await?;
         let (job, created) = self.answer(outcome).await?;
+        gantry_proto::rpc_trace::record_job(job.id);
         Ok(Response::new(SubmitJobResponse {
             job: Some(job),
             created,

@@ -56,6 +56,7 @@ impl GantryService {
 
     /// The job or array `id`, if the caller may see it; NOT_FOUND otherwise.
     async fn visible(&self, caller: &Caller, id: u64) -> Result<Visible, Status> {
+        gantry_proto::rpc_trace::record_job(id);
         let store = &self.ctx.store;
         let config = &self.ctx.config;
         if let Some(job) = store.job(id).await? {

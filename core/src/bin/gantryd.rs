@@ -35,7 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
+    let _telemetry = gantry_proto::telemetry::init("gantryd", "info,sqlx=warn,h2=warn,tower=warn");
     let args = Args::parse();
     let result = async {
         let mut config = gantry_core::Config::load(args.config.as_deref())?;

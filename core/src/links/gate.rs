@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use gantry_proto::v1::{
     self, DescribeRequest, GateJob, GateJobState, JobState, PartitionState, StartJobRequest, Task,
@@ -229,7 +230,9 @@ impl GateLink {
         let (done, next) = oneshot::channel();
         let after = std::mem::replace(&mut *self.start_order.lock().expect("not poisoned"), next);
         let turn = StartTurn { after, done };
-        self.spawn_with_permit(async move { link.dispatch(job, turn, stale).await })
+        // Staging in and StartJob, in one trace the gate's spans join.
+        let span = gantry_proto::rpc_trace::job_span("start job", job.id, &self.name);
+        self.spawn_with_permit(link.dispatch(job, turn, stale).instrument(span))
             .await;
     }
 
@@ -277,25 +280,35 @@ impl GateLink {
                 let Some(_claim) = self.bringing_home.claim(&attempt) else {
                     return;
                 };
-                // Best effort: keep the logs of a job that ended otherwise (cancelled).
-                let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
-                self.release(attempt).await;
+                let span = gantry_proto::rpc_trace::job_span("save logs", row.id, &self.name);
+                async {
+                    // Best effort: keep the logs of a job that ended otherwise (cancelled).
+                    let _ = gate_files::copy_logs(&self.ctx, &mut self.client(), &row).await;
+                    self.release(attempt).await;
+                }
+                .instrument(span)
+                .await;
             }
             GateVerdict::StageOut(row) => {
                 let Some(_claim) = self.bringing_home.claim(&attempt) else {
                     return;
                 };
-                let (outputs, error) =
-                    gate_files::bring_home(&self.ctx, &mut self.client(), &row).await;
-                let op = Op::FinishStaging {
-                    job_id: row.id,
-                    attempt_id: attempt.clone(),
-                    outputs,
-                    error,
-                };
-                if self.ctx.store.apply_durably(op).await.is_ok() {
-                    self.release(attempt).await;
+                let span = gantry_proto::rpc_trace::job_span("stage out", row.id, &self.name);
+                async {
+                    let (outputs, error) =
+                        gate_files::bring_home(&self.ctx, &mut self.client(), &row).await;
+                    let op = Op::FinishStaging {
+                        job_id: row.id,
+                        attempt_id: attempt.clone(),
+                        outputs,
+                        error,
+                    };
+                    if self.ctx.store.apply_durably(op).await.is_ok() {
+                        self.release(attempt).await;
+                    }
                 }
+                .instrument(span)
+                .await;
             }
         }
     }
@@ -345,12 +358,16 @@ impl GateLink {
                 self.spawn_dispatch(job, false).await;
             } else {
                 let attempt_id = job.attempt_id.clone();
-                self.spawn_with_permit(async move {
-                    let _ = link
-                        .client()
-                        .cancel_job(v1::GateCancelJobRequest { attempt_id })
-                        .await;
-                })
+                let span = gantry_proto::rpc_trace::job_span("cancel job", job.id, &self.name);
+                self.spawn_with_permit(
+                    async move {
+                        let _ = link
+                            .client()
+                            .cancel_job(v1::GateCancelJobRequest { attempt_id })
+                            .await;
+                    }
+                    .instrument(span),
+                )
                 .await;
             }
         }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gantry_proto::metrics::GrpcMetrics;
+use gantry_proto::rpc_trace::RpcTrace;
 use tonic::transport::Channel;
 
 use crate::config::Config;
@@ -20,9 +21,9 @@ use crate::files::Files;
 use crate::store::Store;
 pub use sites::{SiteInfo, Sites};
 
-/// gantryd's client of one gate: its channel, each call counted and timed
-/// (`gantry_gate_request*`).
-pub type GateClient = gantry_proto::v1::gate_client::GateClient<GrpcMetrics<Channel>>;
+/// gantryd's client of one gate: its channel, each call traced (when traces
+/// are exported) and counted and timed (`gantry_gate_request*`).
+pub type GateClient = gantry_proto::v1::gate_client::GateClient<RpcTrace<GrpcMetrics<Channel>>>;
 
 /// What every link shares.
 #[derive(Clone)]

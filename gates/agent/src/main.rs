@@ -50,7 +50,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info");
+    let _telemetry = gantry_proto::telemetry::init("gantry-agent", "info");
     let cli = Cli::parse();
     std::fs::create_dir_all(&cli.dir)
         .map_err(|e| anyhow::anyhow!("--dir {}: {e}", cli.dir.display()))?;

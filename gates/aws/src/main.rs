@@ -60,7 +60,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info");
+    let _telemetry = gantry_proto::telemetry::init("gantry-gate-aws", "info");
     let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::AWS);
     let gate = cli.gate.config()?;
     let prices = Prices::load(cli.prices.as_deref())?;

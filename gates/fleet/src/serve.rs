@@ -128,6 +128,7 @@ pub async fn serve<M: Machines>(
         .await;
     let agent_router = Server::builder()
         .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
+        .layer(gantry_proto::rpc_trace::RpcTraceLayer::server())
         .add_service(health_service)
         .add_service(
             AgentServer::new(AgentService::new(fleet))

@@ -122,6 +122,7 @@ impl<P: Provider> BoundGate<P> {
         tokio::spawn(async move { crate::health::check_at_start(provider.as_ref()).await });
         let router = Server::builder()
             .layer(gantry_proto::metrics::GrpcMetricsLayer::server())
+            .layer(gantry_proto::rpc_trace::RpcTraceLayer::server())
             .add_service(health)
             .add_service(service);
         gantry_proto::reflection::add_reflection(

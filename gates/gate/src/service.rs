@@ -64,7 +64,9 @@ impl<P: Provider> GateService<P> {
     }
 }
 
+/// The request's attempt id, checked; named on the call's span.
 fn attempt_id(value: &str) -> Result<AttemptId> {
+    gantry_proto::rpc_trace::record_attempt(value);
     AttemptId::parse("attempt_id", value)
 }
 
@@ -185,6 +187,9 @@ impl<P: Provider> Gate for GateService<P> {
     ) -> Result<Response<StartJobResponse>, Status> {
         self.authorize(&request)?;
         let req = request.into_inner();
+        if let Some(task) = &req.task {
+            gantry_proto::rpc_trace::record_job(task.job_id);
+        }
         let attempt = attempt_id(&req.attempt_id)?;
         let partition = partition_id(&req.partition_id)?;
         let spec = JobSpec::from_task(req.task)?;

@@ -42,7 +42,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info");
+    let _telemetry = gantry_proto::telemetry::init("gantry-gate-local", "info");
     let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::LOCAL);
     if cli.cpus == Some(0) {
         anyhow::bail!("--cpus: must be at least 1");

@@ -52,7 +52,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("info");
+    let _telemetry = gantry_proto::telemetry::init("gantry-gate-sge", "info");
     let cli: Cli = gantry_gate::parse_gate_cli(gantry_gate::default_listen::SGE);
     // The times qstat and qacct print are the host's local time: UTC here.
     let mut env = vec![("TZ".to_string(), "UTC".to_string())];

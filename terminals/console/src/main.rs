@@ -18,7 +18,7 @@ fn print_error(error: &anyhow::Error) {
 
 fn main() -> ExitCode {
     gantry_proto::tls::install_crypto_provider();
-    gantry_proto::telemetry::init("warn");
+    gantry_proto::telemetry::init_logs("warn");
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
