@@ -86,9 +86,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::default("listen", "127.0.0.1:7070"))
             .merge(Serialized::default("installation", "gantry"));
         if let Some(path) = path {
-            if !path.exists() {
-                return Err(ConfigError(format!("{} does not exist", path.display())));
-            }
+            readable("the configuration file", path)?;
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(
@@ -140,12 +138,7 @@ impl Config {
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
         ] {
-            if !path.exists() {
-                return Err(ConfigError(format!(
-                    "{what}: {} does not exist",
-                    path.display()
-                )));
-            }
+            readable(what, path)?;
         }
         Ok(())
     }
@@ -160,5 +153,22 @@ impl Config {
     /// Whether a site of this name is configured.
     pub fn has_site(&self, name: &str) -> bool {
         self.gates.iter().any(|g| g.name == name)
+    }
+}
+
+/// Whether this process can read `path` (named `what` in the error): one
+/// that exists but is out of reach says so, rather than "does not exist".
+fn readable(what: &str, path: &Path) -> Result<(), ConfigError> {
+    match std::fs::File::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError(format!(
+            "{what}: {} does not exist",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError(format!(
+            "{what}: cannot read {}: {e} (the account gantryd runs as must be able to \
+             enter every directory above it and read the file)",
+            path.display()
+        ))),
     }
 }

@@ -98,16 +98,45 @@ fn relocate(text: &str, root: &Path, ports: [u16; 3]) -> String {
         .replace("127.0.0.1:7072", &format!("127.0.0.1:{}", ports[2]))
 }
 
-/// Start the program of `unit`'s ExecStart line, relocated.
+/// The account `unit` runs as (`User=`), made when missing; `None` for root.
+fn unit_user(unit: &str) -> Option<UnixAccount> {
+    unit.lines()
+        .find_map(|l| l.strip_prefix("User="))
+        .filter(|user| *user != "root")
+        .map(|user| UnixAccount::ensure(user, &[]))
+}
+
+/// `setpriv` as `account`, with its groups: what `User=` does.
+fn as_account(account: &UnixAccount) -> Vec<String> {
+    let name = &account.name;
+    [
+        "setpriv",
+        &format!("--reuid={name}"),
+        &format!("--regid={name}"),
+        "--init-groups",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Start the program of `unit`'s ExecStart line, relocated, as its `User=`.
 async fn start_unit(unit: &str, root: &Path, ports: [u16; 3], log_dir: &Path) -> Process {
     let line = relocate(&exec_start(unit), root, ports);
     let mut words = line.split_whitespace();
     let program = PathBuf::from(words.next().unwrap());
     let name = program.file_name().unwrap().to_string_lossy().into_owned();
     let args: Vec<&str> = words.collect();
-    Process::start(&name, log_dir, &args)
+    let wrapper = unit_user(unit).map(|a| as_account(&a)).unwrap_or_default();
+    Process::launch(&wrapper, &name, log_dir, &args, &[])
         .await
         .unwrap_or_else(|e| panic!("{line}: {e:#}"))
+}
+
+/// `path`'s owner and group become `uid`/`gid` (`None`: unchanged), its mode `mode`.
+fn own(path: &Path, uid: Option<u32>, gid: Option<u32>, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(path, uid, gid).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,14 +164,37 @@ async fn the_units_command_lines_run_a_job_to_its_end() {
         root.path(),
         ports,
     );
-    std::fs::write(root.path().join("etc/gantry/gantryd.toml"), config).unwrap();
+    let units: std::collections::HashMap<String, String> = units().into_iter().collect();
+    // gantryd and the scheduler run as their units' `gantry` account, with
+    // the ownership docs/install.md gives: their own keys, the PKI
+    // directory entered by group, the config read by group, the state
+    // directory systemd's StateDirectory= would make.
+    let service = unit_user(&units["gantryd.service"]).expect("gantryd runs as an account");
+    let (uid, gid) = (Some(service.uid), Some(service.gid));
+    let gantryd_toml = root.path().join("etc/gantry/gantryd.toml");
+    std::fs::write(&gantryd_toml, config).unwrap();
+    own(&gantryd_toml, None, gid, 0o640);
+    own(&pki.join("core.key"), uid, gid, 0o600);
+    own(&pki.join("scheduler.key"), uid, gid, 0o600);
+    own(&pki, None, gid, 0o750);
+    let state = root.path().join("var/lib/gantry");
+    std::fs::create_dir_all(&state).unwrap();
+    own(&state, uid, gid, 0o750);
     let work = root.path().join("var/lib/gantry-gate-local");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::set_permissions(&work, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    own(&work, None, None, 0o711);
+    // ...and what stays root's is out of their reach.
+    let mut cat = std::process::Command::new(&as_account(&service)[0]);
+    cat.args(&as_account(&service)[1..])
+        .arg("cat")
+        .arg(pki.join("ca.key"));
+    let (code, _, _) = run(&mut cat);
+    assert_ne!(code, 0, "{} reads the CA's key", service.name);
 
-    let units: std::collections::HashMap<String, String> = units().into_iter().collect();
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
+    // The processes write their ready files here.
+    own(&logs, None, None, 0o1777);
     let _sched = start_unit(&units["gantry-sched.service"], root.path(), ports, &logs).await;
     let _gate = start_unit(
         &units["gantry-gate-local.service"],
