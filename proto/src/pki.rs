@@ -260,18 +260,63 @@ impl Pki {
 
     /// Issue `principal`'s certificate unless a current one exists: one
     /// with its key, that has less than a third of its kind's
-    /// [`default_lifetime`] left (or cannot be read) is issued anew.
-    pub fn ensure(&self, principal: &Principal) -> Result<CertPaths> {
+    /// [`default_lifetime`] left (or cannot be read), or that does not
+    /// serve every one of `extra_hosts`, is issued anew (with them).
+    pub fn ensure(&self, principal: &Principal, extra_hosts: &[String]) -> Result<CertPaths> {
         let paths = self.paths(principal);
         let renew_by = SystemTime::now() + default_lifetime(principal) / 3;
-        let current =
-            paths.key.exists() && expiry(&paths.cert).is_some_and(|not_after| not_after > renew_by);
+        let current = paths.key.exists()
+            && expiry(&paths.cert).is_some_and(|not_after| not_after > renew_by)
+            && serves_all(&paths.cert, extra_hosts);
         if current {
             Ok(paths)
         } else {
-            self.issue(principal, &[])
+            self.issue(principal, extra_hosts)
         }
     }
+}
+
+/// Whether the certificate in `path` names every one of `hosts` (DNS names,
+/// or IP addresses) among its subject alternative names.
+fn serves_all(path: &Path, hosts: &[String]) -> bool {
+    if hosts.is_empty() {
+        return true;
+    }
+    let Ok(pem) = fs::read(path) else {
+        return false;
+    };
+    let names = read_certificate(&pem, |cert| {
+        let mut names: Vec<String> = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => {
+                        names.push(dns.to_ascii_lowercase());
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                        let ip = match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes)
+                                .ok()
+                                .map(std::net::IpAddr::from),
+                            _ => None,
+                        };
+                        names.extend(ip.map(|ip| ip.to_string()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names
+    })
+    .unwrap_or_default();
+    hosts.iter().all(|host| {
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => host.to_ascii_lowercase(),
+        };
+        names.contains(&host)
+    })
 }
 
 /// The file, in a PKI directory, of the certificates revoked so far: one
@@ -526,15 +571,34 @@ mod tests {
         assert!(left(&pki.ca_path()) > 3649 * day);
         // Current: kept as it is.
         let before = fs::read(&paths.cert).unwrap();
-        pki.ensure(&alice).unwrap();
+        pki.ensure(&alice, &[]).unwrap();
         assert_eq!(fs::read(&paths.cert).unwrap(), before);
         // Two days left of thirty: issued anew.
         let now = SystemTime::now();
         pki.issue_valid(&alice, &[], now - day, now + 2 * day)
             .unwrap();
         assert!(left(&paths.cert) < 3 * day);
-        pki.ensure(&alice).unwrap();
+        pki.ensure(&alice, &[]).unwrap();
         assert!(left(&paths.cert) > 29 * day);
+    }
+
+    #[test]
+    fn ensure_issues_anew_a_server_certificate_that_lacks_a_host_it_must_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(dir.path(), "test").unwrap();
+        let paths = pki.ensure(&Principal::Core, &[]).unwrap();
+        assert!(serves_all(
+            &paths.cert,
+            &["localhost".into(), "127.0.0.1".into()]
+        ));
+        assert!(!serves_all(&paths.cert, &["gantry.example.org".into()]));
+        let hosts = ["Gantry.Example.org".to_string(), "10.0.0.7".to_string()];
+        pki.ensure(&Principal::Core, &hosts).unwrap();
+        assert!(serves_all(&paths.cert, &hosts));
+        // Current and serving them: kept as it is.
+        let before = fs::read(&paths.cert).unwrap();
+        pki.ensure(&Principal::Core, &hosts).unwrap();
+        assert_eq!(fs::read(&paths.cert).unwrap(), before);
     }
 
     #[test]

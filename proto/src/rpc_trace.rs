@@ -136,6 +136,7 @@ where
             self.inner.call(request)
         };
         let status_span = span.clone();
+        let client = self.client;
         Box::pin(
             async move {
                 let result = call.await;
@@ -145,13 +146,31 @@ where
                     Err(_) => tonic::Code::Unavailable,
                 };
                 status_span.record("rpc.grpc.status_code", code as i64);
-                if code != tonic::Code::Ok {
+                if is_error(code, client) {
                     status_span.record("otel.status_code", "ERROR");
                 }
                 result
             }
             .instrument(span),
         )
+    }
+}
+
+/// Whether a call that ended with `code` is an error span, as OpenTelemetry's
+/// gRPC conventions say: every code but OK for a client; for a server only
+/// those that say the server failed (a NOT_FOUND or an INVALID_ARGUMENT is
+/// the caller's, and the call was answered as it should be).
+fn is_error(code: tonic::Code, client: bool) -> bool {
+    use tonic::Code;
+    match code {
+        Code::Ok => false,
+        Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        _ => client,
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::filter::{EnvFilter, FilterFn, LevelFilter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{Layer, Registry};
 
@@ -78,9 +78,14 @@ pub fn init(program: &str, default_filter: &str) -> Telemetry {
     );
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("gantry"))
-        .with_filter(FilterFn::new(|meta| {
-            meta.target().starts_with("gantry") && *meta.level() <= tracing::Level::INFO
-        }));
+        .with_filter(
+            FilterFn::new(|meta| {
+                meta.target().starts_with("gantry") && *meta.level() <= tracing::Level::INFO
+            })
+            // Nothing above INFO is exported: without the hint, the
+            // subscriber's maximum level would be TRACE for every crate.
+            .with_max_level_hint(LevelFilter::INFO),
+        );
     install(Some(Box::new(traces)), default_filter);
     tracing::info!(
         endpoint = %endpoint().unwrap_or_default(),
@@ -96,14 +101,21 @@ pub fn init_logs(default_filter: &str) {
     install(None, default_filter);
 }
 
+/// The log's directives that keep the exported spans out of it.
+const LOG_ONLY: [&str; 2] = ["gantry::rpc=off", "gantry::job=off"];
+
 /// A layer that exports spans.
 type Traces = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Install the global subscriber: `traces`, if any, and the log on stderr
 /// filtered by `RUST_LOG`, else `default_filter`.
 fn install(traces: Option<Traces>, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_filter))
+        // The spans made for export stay out of the log, which reads the
+        // same whether or not traces are exported.
+        .add_directive(LOG_ONLY[0].parse().expect("a directive"))
+        .add_directive(LOG_ONLY[1].parse().expect("a directive"));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in a log file.
@@ -143,7 +155,14 @@ fn otlp_provider(program: &str) -> Result<Option<SdkTracerProvider>, String> {
         .build()
         .map_err(|err| format!("OTLP endpoint {endpoint}: {err}"))?;
     let mut resource = opentelemetry_sdk::Resource::builder();
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+    // The program's name unless the operator named the service.
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|attributes| {
+            attributes
+                .split(',')
+                .any(|kv| kv.trim_start().starts_with("service.name="))
+        });
+    if !named {
         resource = resource.with_service_name(program.to_string());
     }
     let resource = resource

@@ -279,7 +279,7 @@ impl Drop for Cluster {
 }
 
 fn tls_of(pki: &Pki, principal: &Principal) -> TlsFiles {
-    let paths = pki.ensure(principal).expect("issue certificate");
+    let paths = pki.ensure(principal, &[]).expect("issue certificate");
     TlsFiles {
         ca: pki.ca_path(),
         cert: paths.cert,

@@ -210,10 +210,14 @@ async fn a_jobs_calls_reach_an_otlp_collector_as_one_trace_across_gantryd_and_th
     });
     // gantryd's work to start it, its client call to the gate, and the
     // gate's span of that call: one trace, each the parent of the next.
+    // Every check inside the wait: a span may be read half written.
     let (start, client, gate) = until(&collector, "the start of the job in one trace", |spans| {
-        let start = spans
-            .iter()
-            .find(|s| s.service == "gantryd" && s.name == "start job" && about_job(s))?;
+        let start = spans.iter().find(|s| {
+            s.service == "gantryd"
+                && s.name == "start job"
+                && about_job(s)
+                && s.attributes.get("site").map(String::as_str) == Some("local")
+        })?;
         let client = spans.iter().find(|s| {
             s.service == "gantryd"
                 && s.name == "gantry.v1.Gate/StartJob"
@@ -225,6 +229,9 @@ async fn a_jobs_calls_reach_an_otlp_collector_as_one_trace_across_gantryd_and_th
                 && s.name == "gantry.v1.Gate/StartJob"
                 && s.kind == "SPAN_KIND_SERVER"
                 && s.parent == client.id
+                && about_job(s)
+                && s.attributes.contains_key("attempt_id")
+                && s.attributes.get("rpc.system").map(String::as_str) == Some("grpc")
         })?;
         Some((start.clone(), client.clone(), gate.clone()))
     });
@@ -233,32 +240,21 @@ async fn a_jobs_calls_reach_an_otlp_collector_as_one_trace_across_gantryd_and_th
         gate.trace, start.trace,
         "the gate continues gantryd's trace"
     );
-    assert!(about_job(&gate), "the gate names the job: {gate:?}");
-    assert_eq!(
-        gate.attributes.get("rpc.system").map(String::as_str),
-        Some("grpc")
-    );
-    assert!(
-        gate.attributes.contains_key("attempt_id"),
-        "and its attempt: {gate:?}"
-    );
-    assert_eq!(
-        start.attributes.get("site").map(String::as_str),
-        Some("local")
-    );
-    // A refused call is an error span with its gRPC code (NOT_FOUND = 5).
+    // A refused call carries its gRPC code (NOT_FOUND = 5); the server
+    // answered it as it should, so it is no error span (OpenTelemetry's
+    // gRPC conventions).
     let missing_id = (job.id + 1000).to_string();
-    until(&collector, "the refused GetJob as an error", |spans| {
+    let refused = until(&collector, "the refused GetJob with its code", |spans| {
         spans
             .iter()
             .find(|s| {
                 s.name == "gantry.v1.Gantry/GetJob"
                     && s.attributes.get("job_id") == Some(&missing_id)
                     && s.attributes.get("rpc.grpc.status_code").map(String::as_str) == Some("5")
-                    && s.status == "STATUS_CODE_ERROR"
             })
             .cloned()
     });
+    assert_ne!(refused.status, "STATUS_CODE_ERROR", "{refused:?}");
     // The scheduler exports too: its session with gantryd.
     until(&collector, "the scheduler's session span", |spans| {
         spans

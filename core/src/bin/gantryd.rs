@@ -35,7 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     gantry_proto::tls::install_crypto_provider();
-    let _telemetry = gantry_proto::telemetry::init("gantryd", "info,sqlx=warn,h2=warn,tower=warn");
+    let telemetry = gantry_proto::telemetry::init("gantryd", "info,sqlx=warn,h2=warn,tower=warn");
     let args = Args::parse();
     let result = async {
         let mut config = gantry_core::Config::load(args.config.as_deref())?;
@@ -52,6 +52,8 @@ async fn main() {
     if let Err(e) = result {
         // Not eprintln!: it panics when stderr is on a full disk.
         let _ = writeln!(std::io::stderr(), "gantryd: error: {e:#}");
+        // exit() runs no destructor: send the spans still queued first.
+        drop(telemetry);
         std::process::exit(1);
     }
 }

@@ -520,3 +520,65 @@ async fn empty_wal(conn: &mut AnyConnection) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::ValidSpec;
+    use crate::store::{NewJob, Store};
+    use gantry_proto::v1::{JobSpec, JobState};
+
+    fn submit(after: Vec<u64>) -> Op {
+        let spec = JobSpec {
+            argv: vec!["true".into()],
+            after,
+            ..Default::default()
+        };
+        Op::Submit(Box::new(NewJob {
+            spec: ValidSpec::parse(spec, |_| true).unwrap(),
+            owner: "alice".into(),
+            submitted_by: String::new(),
+            request_id: None,
+            is_admin: false,
+        }))
+    }
+
+    fn job_id(answer: &Result<Outcome>) -> u64 {
+        match answer {
+            Ok(Outcome::Job(job, _)) => job.id,
+            other => panic!("not a job: {other:?}"),
+        }
+    }
+
+    /// A dependent accepted in the batch that then ends its dependency is
+    /// released with it, though its `job_deps` row is written only when the
+    /// batch is: the two ops in one batch, in that order, every time.
+    #[tokio::test]
+    async fn a_dependency_ended_in_the_batch_that_accepts_its_dependent_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gantry.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let a = job_id(&store.apply(submit(vec![])).await);
+        let mut conn = Connector::new(&url).unwrap().connect().await.unwrap();
+        let mut state = load_state(&mut conn).await.unwrap();
+        let cancel = Op::Cancel {
+            job_id: a,
+            actor: "user/alice".into(),
+            reason: String::new(),
+        };
+        let ops = vec![submit(vec![a]), cancel];
+        let Applied::Done(answers, _) = try_batch(&mut conn, &mut state, ops, false).await.unwrap()
+        else {
+            panic!("the batch was poisoned");
+        };
+        let b = job_id(&answers[0]);
+        let b = store.job(b).await.unwrap().unwrap();
+        assert_eq!(
+            (b.state, b.reason.as_str()),
+            (
+                JobState::Failed,
+                format!("dependency job {a} ended CANCELLED").as_str()
+            )
+        );
+    }
+}

@@ -16,7 +16,7 @@ use crate::output;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
-  gantry pki init --dir /etc/gantry/pki --installation lab
+  gantry pki init --dir /etc/gantry/pki --installation lab --host gantry.example.org
   gantry pki issue --dir /etc/gantry/pki user alice
   gantry pki issue --dir /etc/gantry/pki gate slurm-prod --host login1.example.org
   gantry pki issue --dir /etc/gantry/pki agent-issuer aws   # an elastic gate's agent issuer")]
@@ -35,6 +35,11 @@ enum PkiCommand {
         /// The installation name: the trust domain of every identity (spiffe://NAME/...)
         #[arg(long, value_name = "NAME", default_value = "gantry")]
         installation: String,
+        /// A host name or IP gantryd's certificate serves: every name clients
+        /// reach it by (localhost and 127.0.0.1 are always in it); give them
+        /// all each time, as a certificate lacking one is issued anew with these
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
     },
     /// Issue (or re-issue) one more certificate from the CA in DIR
     Issue {
@@ -136,7 +141,11 @@ fn report(ctx: &Ctx, ca: PathBuf, issued: &[Issued]) -> anyhow::Result<()> {
 /// Run `gantry pki`.
 pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
     match args.command {
-        PkiCommand::Init { dir, installation } => {
+        PkiCommand::Init {
+            dir,
+            installation,
+            hosts,
+        } => {
             if !is_valid_name(&installation) {
                 bail!(
                     "--installation `{installation}` is not a valid name; use 1-64 of A-Z a-z 0-9 . _ - (e.g. lab)"
@@ -149,7 +158,12 @@ pub fn run(ctx: &Ctx, args: PkiArgs) -> anyhow::Result<i32> {
                 Principal::Scheduler,
                 Principal::Gate("local".into()),
             ] {
-                let paths = pki.ensure(&principal)?;
+                let serves = if principal == Principal::Core {
+                    hosts.as_slice()
+                } else {
+                    &[]
+                };
+                let paths = pki.ensure(&principal, serves)?;
                 issued.push(Issued {
                     identity: principal.uri(pki.installation()),
                     valid_until: valid_until(&paths.cert),

@@ -130,7 +130,7 @@ fn make_pki(layout: &Layout, user: &str) -> anyhow::Result<(Pki, TlsFiles)> {
         Principal::Gate("local".into()),
         Principal::User(user.into()),
     ] {
-        pki.ensure(&principal)?;
+        pki.ensure(&principal, &[])?;
     }
     let user_tls = TlsFiles::in_dir(&layout.pki(), &format!("user-{user}"));
     Ok((pki, user_tls))
