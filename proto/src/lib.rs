@@ -8,6 +8,7 @@
 pub mod client_tls;
 pub mod identity;
 pub mod metrics;
+pub mod per_call;
 pub mod pki;
 pub mod reflection;
 pub mod rpc_trace;

@@ -11,18 +11,20 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::Either;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tonic::codegen::http;
+
+use crate::per_call::CallFuture;
 
 /// Buckets of a request's or a pass's time: half a millisecond to a minute.
 const FAST_BUCKETS: &[f64] = &[
@@ -239,8 +241,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future = CallFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -248,7 +249,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if !self.on {
-            return Box::pin(self.inner.call(request));
+            return Either::Left(self.inner.call(request));
         }
         let record = Record {
             method: request.uri().path().trim_start_matches('/').to_string(),
@@ -257,7 +258,7 @@ where
             code: None,
         };
         let call = self.inner.call(request);
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             // The whole record moves in (not just the field set below), so
             // it is dropped, and recorded, when the call ends or is dropped.
             let mut record = record;
@@ -269,7 +270,7 @@ where
                 Err(_) => tonic::Code::Unavailable,
             });
             result
-        })
+        }))
     }
 }
 

@@ -9,15 +9,16 @@
 //! ([`crate::telemetry::exporting`]): the log does not need a span per call,
 //! and the hot path pays nothing for it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures::future::Either;
 use opentelemetry::propagation::{Extractor, Injector};
 use tonic::codegen::http;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::per_call::CallFuture;
 
 /// Name the job the current call is about (a no-op outside a call's span).
 pub fn record_job(job_id: u64) {
@@ -93,8 +94,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future = CallFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -102,7 +102,7 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if !self.on {
-            return Box::pin(self.inner.call(request));
+            return Either::Left(self.inner.call(request));
         }
         let path = request.uri().path().trim_start_matches('/');
         let (service, method) = path.split_once('/').unwrap_or((path, ""));
@@ -137,7 +137,7 @@ where
         };
         let status_span = span.clone();
         let client = self.client;
-        Box::pin(
+        Either::Right(Box::pin(
             async move {
                 let result = call.await;
                 let code = match &result {
@@ -152,7 +152,7 @@ where
                 result
             }
             .instrument(span),
-        )
+        ))
     }
 }
 
