@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tonic::codegen::http;
 
-use crate::per_call::CallFuture;
+use crate::per_call::{CallFuture, code_of};
 
 /// Buckets of a request's or a pass's time: half a millisecond to a minute.
 const FAST_BUCKETS: &[f64] = &[
@@ -263,12 +263,7 @@ where
             // it is dropped, and recorded, when the call ends or is dropped.
             let mut record = record;
             let result = call.await;
-            record.ended(match &result {
-                Ok(response) => tonic::Status::from_header_map(response.headers())
-                    .map_or(tonic::Code::Ok, |status| status.code()),
-                // No answer at all: the connection failed.
-                Err(_) => tonic::Code::Unavailable,
-            });
+            record.ended(code_of(&result));
             result
         }))
     }

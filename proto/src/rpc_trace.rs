@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::per_call::CallFuture;
+use crate::per_call::{CallFuture, code_of};
 
 /// Name the job the current call is about (a no-op outside a call's span).
 pub fn record_job(job_id: u64) {
@@ -140,11 +140,7 @@ where
         Either::Right(Box::pin(
             async move {
                 let result = call.await;
-                let code = match &result {
-                    Ok(response) => tonic::Status::from_header_map(response.headers())
-                        .map_or(tonic::Code::Ok, |status| status.code()),
-                    Err(_) => tonic::Code::Unavailable,
-                };
+                let code = code_of(&result);
                 status_span.record("rpc.grpc.status_code", code as i64);
                 if is_error(code, client) {
                     status_span.record("otel.status_code", "ERROR");

@@ -60,40 +60,36 @@ impl Drop for Telemetry {
 /// runtime. A wrong OTLP setting is reported in the log; the service runs
 /// on without traces.
 pub fn init(program: &str, default_filter: &str) -> Telemetry {
-    let provider = match otlp_provider(program) {
-        Ok(provider) => provider,
-        Err(err) => {
-            install(None, default_filter);
-            tracing::error!(error = %err, "cannot export traces over OTLP; running without them");
-            return Telemetry { provider: None };
-        }
+    let endpoint = endpoint();
+    let (provider, failure) = match endpoint.as_deref().map(|e| otlp_provider(program, e)) {
+        Some(Ok(provider)) => (Some(provider), None),
+        Some(Err(err)) => (None, Some(err)),
+        None => (None, None),
     };
     let _ = EXPORTING.set(provider.is_some());
-    let Some(provider) = provider else {
-        install(None, default_filter);
-        return Telemetry { provider: None };
-    };
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("gantry"))
-        .with_filter(
-            FilterFn::new(|meta| {
-                meta.target().starts_with("gantry") && *meta.level() <= tracing::Level::INFO
-            })
-            // Nothing above INFO is exported: without the hint, the
-            // subscriber's maximum level would be TRACE for every crate.
-            .with_max_level_hint(LevelFilter::INFO),
+    let traces = provider.as_ref().map(|provider| {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
-    install(Some(Box::new(traces)), default_filter);
-    tracing::info!(
-        endpoint = %endpoint().unwrap_or_default(),
-        "exporting traces over OTLP"
-    );
-    Telemetry {
-        provider: Some(provider),
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("gantry"))
+            .with_filter(
+                FilterFn::new(|meta| {
+                    meta.target().starts_with("gantry") && *meta.level() <= tracing::Level::INFO
+                })
+                // Nothing above INFO is exported: without the hint, the
+                // subscriber's maximum level would be TRACE for every crate.
+                .with_max_level_hint(LevelFilter::INFO),
+            );
+        Box::new(layer) as Traces
+    });
+    install(traces, default_filter);
+    if let Some(err) = failure {
+        tracing::error!(error = %err, "cannot export traces over OTLP; running without them");
+    } else if let (Some(endpoint), Some(_)) = (&endpoint, &provider) {
+        tracing::info!(%endpoint, "exporting traces over OTLP");
     }
+    Telemetry { provider }
 }
 
 /// Install the global subscriber with the log only (the CLI).
@@ -110,12 +106,12 @@ type Traces = Box<dyn Layer<Registry> + Send + Sync>;
 /// Install the global subscriber: `traces`, if any, and the log on stderr
 /// filtered by `RUST_LOG`, else `default_filter`.
 fn install(traces: Option<Traces>, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_filter))
-        // The spans made for export stay out of the log, which reads the
-        // same whether or not traces are exported.
-        .add_directive(LOG_ONLY[0].parse().expect("a directive"))
-        .add_directive(LOG_ONLY[1].parse().expect("a directive"));
+    // The spans made for export stay out of the log, which reads the same
+    // whether or not traces are exported.
+    let filter = LOG_ONLY.iter().fold(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        |filter, directive| filter.add_directive(directive.parse().expect("a directive")),
+    );
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in a log file.
@@ -139,12 +135,8 @@ fn endpoint() -> Option<String> {
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
 }
 
-/// The tracer provider exporting to the configured endpoint; `None` when
-/// none is configured.
-fn otlp_provider(program: &str) -> Result<Option<SdkTracerProvider>, String> {
-    let Some(endpoint) = endpoint() else {
-        return Ok(None);
-    };
+/// The tracer provider of `program` exporting to `endpoint`.
+fn otlp_provider(program: &str, endpoint: &str) -> Result<SdkTracerProvider, String> {
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
     if endpoint.starts_with("https://") {
         // An HTTPS collector is checked against the system's CA roots.
@@ -171,10 +163,8 @@ fn otlp_provider(program: &str) -> Result<Option<SdkTracerProvider>, String> {
             env!("CARGO_PKG_VERSION"),
         ))
         .build();
-    Ok(Some(
-        SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build(),
-    ))
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }

@@ -5,13 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::Instrument as _;
 
 use gantry_proto::v1::{
     self, DescribeRequest, GateJob, GateJobState, JobState, PartitionState, StartJobRequest, Task,
 };
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tonic::Code;
+use tracing::Instrument as _;
 
 use super::Ctx;
 use super::gate_files;
