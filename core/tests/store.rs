@@ -520,3 +520,62 @@ async fn a_job_without_a_walltime_gets_its_flavors_default_when_placed() {
     assert_eq!((unset.walltime, own.walltime), (120, 30));
     assert_eq!(unset.to_proto().walltime_seconds, 120);
 }
+
+/// PostgreSQL only (SQLite plans without statistics): a fresh `jobs` table
+/// that takes its first thousand jobs is analyzed by gantryd itself, long
+/// before autovacuum would, so that the planner no longer takes it for an
+/// empty table (see `store::statistics`).
+#[tokio::test]
+async fn a_young_jobs_table_is_analyzed_once_it_holds_a_thousand_jobs() {
+    if std::env::var("GANTRY_TEST_POSTGRES").is_err() {
+        eprintln!("PostgreSQL only (GANTRY_TEST_POSTGRES is not set): nothing to check on SQLite");
+        return;
+    }
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let store = Arc::new(Store::open(&url).await.unwrap());
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let seen = async |conn: &mut sqlx::AnyConnection| -> (bool, f64) {
+        sqlx::query_as(
+            "SELECT last_analyze IS NOT NULL, CAST(c.reltuples AS DOUBLE PRECISION) \
+             FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'jobs'",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..999 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = format!("r{i}");
+            store
+                .apply(new_job("alice", Some(&request), vec![]))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Statistics reach pg_stat_user_tables a little after the fact.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(seen(&mut conn).await.0, false, "analyzed before 1,000 jobs");
+    store
+        .apply(new_job("alice", Some("r999"), vec![]))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (analyzed, rows) = seen(&mut conn).await;
+        if analyzed && rows >= 1000.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs was not analyzed with its 1,000 rows within 30 s (analyzed: {analyzed}, rows: {rows})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -12,6 +12,7 @@ mod ops;
 mod reads;
 mod rows;
 mod sql;
+mod statistics;
 mod submit;
 mod tally;
 mod tx;

@@ -33,6 +33,11 @@ impl JobCounts {
         counts
     }
 
+    /// Jobs in every state together: the rows of `jobs`.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
     /// Set `gantry_jobs{state}` to these counts.
     pub fn publish(&self) {
         for (number, &jobs) in self.0.iter().enumerate().skip(1) {

@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::fault::{Fault, FaultKind, HealthSender, StoreHealth, is_statement_error};
 use super::ops::{Op, Outcome};
 use super::rows::{JOB_COLUMNS, JobRow};
+use super::statistics::Statistics;
 use super::tally::JobCounts;
 use super::tx::{Tx, WriterState};
 use super::{Backend, Commit, Connector};
@@ -247,6 +248,11 @@ impl Writer {
         // A job's secrets were deleted and the write-ahead log may still
         // hold them (also at start: a crash may have come in between).
         let mut wal_pending = self.sqlite;
+        // PostgreSQL's planner statistics on `jobs` (SQLite plans without).
+        let mut statistics = match &writing {
+            Writing::Live(_, state) if !self.sqlite => Some(Statistics::new(state.counts.total())),
+            _ => None,
+        };
         loop {
             let (conn, state) = match &mut writing {
                 Writing::Live(conn, state) => (conn, state),
@@ -310,6 +316,9 @@ impl Writer {
                     }
                     if wal_pending {
                         wal_pending = !empty_wal(conn).await;
+                    }
+                    if let Some(statistics) = &mut statistics {
+                        statistics.committed(state.counts.total(), &self.connector);
                     }
                     if !commit.jobs.is_empty() || !commit.partitions.is_empty() {
                         let _ = self.commits.send(Arc::new(commit));
