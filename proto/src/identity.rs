@@ -2,10 +2,46 @@
 //! certificate, `spiffe://<installation>/<kind>/<name>`, parsed into a
 //! [`Principal`]. Authorization decisions are made on `Principal`s only.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
 /// The scheme and prefix of every Gantry identity URI.
 pub const SPIFFE_SCHEME: &str = "spiffe://";
+
+/// The identities of the certificates the servers of this process were shown
+/// last, so that a connection's certificate is parsed once, not on every call.
+static PARSED: ParsedCertificates = ParsedCertificates::new();
+
+/// Certificates (DER) and the identity each names for the installation it
+/// was read for; emptied whenever it would outgrow [`Self::MAX`].
+struct ParsedCertificates(Mutex<Option<HashMap<Box<[u8]>, (String, Principal)>>>);
+
+impl ParsedCertificates {
+    /// More distinct certificates than an installation has connected peers.
+    const MAX: usize = 4096;
+
+    const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    /// The identity `der` names, parsed the first time it is seen.
+    fn get_or_parse(&self, der: &[u8], installation: &str) -> Result<Principal, IdentityError> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let map = map.get_or_insert_with(HashMap::new);
+        if let Some((read_for, principal)) = map.get(der)
+            && read_for == installation
+        {
+            return Ok(principal.clone());
+        }
+        let principal = Principal::from_der(der, installation)?;
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(der.into(), (installation.to_string(), principal.clone()));
+        Ok(principal)
+    }
+}
 
 /// A typed identity taken from a verified peer certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -174,7 +210,7 @@ impl Principal {
     ) -> Result<Self, IdentityError> {
         let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;
         let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
-        Self::from_der(leaf.as_ref(), installation)
+        PARSED.get_or_parse(leaf.as_ref(), installation)
     }
 
     /// The identity in a DER certificate's `spiffe://` URI SAN.
@@ -240,6 +276,40 @@ mod tests {
         );
         assert_eq!(Principal::Gate("a_b".into()).server_name("e2e"), None);
         assert_eq!(Principal::User("alice".into()).server_name("e2e"), None);
+    }
+
+    /// A self-signed certificate whose one URI SAN is `uri`.
+    fn certificate(uri: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_seen_again_names_the_same_identity_for_its_installation_only() {
+        let parsed = ParsedCertificates::new();
+        let alice = certificate("spiffe://gantry/user/alice");
+        let bob = certificate("spiffe://gantry/user/bob");
+        for _ in 0..2 {
+            assert_eq!(
+                parsed.get_or_parse(&alice, "gantry"),
+                Ok(Principal::User("alice".into()))
+            );
+            assert_eq!(
+                parsed.get_or_parse(&bob, "gantry"),
+                Ok(Principal::User("bob".into()))
+            );
+            assert!(matches!(
+                parsed.get_or_parse(&alice, "other"),
+                Err(IdentityError::WrongInstallation { .. })
+            ));
+        }
+        let nameless = certificate("https://gantry/user/alice");
+        assert_eq!(
+            parsed.get_or_parse(&nameless, "gantry"),
+            Err(IdentityError::NoIdentity)
+        );
     }
 
     #[test]
