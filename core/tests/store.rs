@@ -561,7 +561,7 @@ async fn a_young_jobs_table_is_analyzed_once_it_holds_a_thousand_jobs() {
     }
     // Statistics reach pg_stat_user_tables a little after the fact.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    assert_eq!(seen(&mut conn).await.0, false, "analyzed before 1,000 jobs");
+    assert!(!seen(&mut conn).await.0, "analyzed before 1,000 jobs");
     store
         .apply(new_job("alice", Some("r999"), vec![]))
         .await

@@ -15,7 +15,10 @@ static PARSED: ParsedCertificates = ParsedCertificates::new();
 
 /// Certificates (DER) and the identity each names for the installation it
 /// was read for; emptied whenever it would outgrow [`Self::MAX`].
-struct ParsedCertificates(Mutex<Option<HashMap<Box<[u8]>, (String, Principal)>>>);
+struct ParsedCertificates(Mutex<Option<ByCertificate>>);
+
+/// A certificate's DER, and the installation and identity it was read for.
+type ByCertificate = HashMap<Box<[u8]>, (String, Principal)>;
 
 impl ParsedCertificates {
     /// More distinct certificates than an installation has connected peers.
