@@ -4,18 +4,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// The scheme and prefix of every Gantry identity URI.
 pub const SPIFFE_SCHEME: &str = "spiffe://";
 
 /// The identities of the certificates the servers of this process were shown
 /// last, so that a connection's certificate is parsed once, not on every call.
-static PARSED: ParsedCertificates = ParsedCertificates::new();
+static PARSED: LazyLock<ParsedCertificates> = LazyLock::new(ParsedCertificates::default);
 
 /// Certificates (DER) and the identity each names for the installation it
 /// was read for; emptied whenever it would outgrow [`Self::MAX`].
-struct ParsedCertificates(Mutex<Option<ByCertificate>>);
+#[derive(Default)]
+struct ParsedCertificates(Mutex<ByCertificate>);
 
 /// A certificate's DER, and the installation and identity it was read for.
 type ByCertificate = HashMap<Box<[u8]>, (String, Principal)>;
@@ -24,14 +25,9 @@ impl ParsedCertificates {
     /// More distinct certificates than an installation has connected peers.
     const MAX: usize = 4096;
 
-    const fn new() -> Self {
-        Self(Mutex::new(None))
-    }
-
     /// The identity `der` names, parsed the first time it is seen.
     fn get_or_parse(&self, der: &[u8], installation: &str) -> Result<Principal, IdentityError> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let map = map.get_or_insert_with(HashMap::new);
         if let Some((read_for, principal)) = map.get(der)
             && read_for == installation
         {
@@ -291,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_certificate_seen_again_names_the_same_identity_for_its_installation_only() {
-        let parsed = ParsedCertificates::new();
+        let parsed = ParsedCertificates::default();
         let alice = certificate("spiffe://gantry/user/alice");
         let bob = certificate("spiffe://gantry/user/bob");
         for _ in 0..2 {
